@@ -1,0 +1,1 @@
+"""Engines do the heavy work (training, export, inference runtime). They never import gRPC."""

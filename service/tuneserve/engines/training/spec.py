@@ -1,0 +1,102 @@
+"""The contract between the job manager (serving process) and a training worker (its own process).
+
+The manager writes a `TrainingSpec` as JSON into the job directory and starts
+`python -m tuneserve.engines.training.worker JOB_DIR/spec.json`. The worker reports through JSON lines on its
+standard output (it moves everything else that would print there to stderr), one `WorkerEvent` per line:
+
+    {"kind": "progress", "step": 10, "total_steps": 100, "epoch": 0.4, "eta_seconds": 31.2, "train_loss": 1.2,
+     "learning_rate": 4e-5, "samples_per_second": 12.5}
+    {"kind": "evaluation", "step": 25, "epoch": 1.0, "validation_loss": 0.7, "metrics": {"accuracy": .., "macro_f1": ..}}
+    {"kind": "checkpoint", "step": 25, "is_best": true, "metric": 0.91}
+    {"kind": "early_stopped", "step": 75, "reason": "macro_f1 did not improve for 2 evaluations"}
+    {"kind": "export", "format": "onnx", "parity_max_abs_diff": 3e-7, "parity_examples": 64, "size_bytes": 90000000}
+    {"kind": "result", ...the fields of tuneserve.v1.JobResult...}            last line of a successful run
+    {"kind": "failed", "reason": "ONNX parity check failed: max |logit diff| 0.02 > 1e-4"}   then exit code 1
+    {"kind": "cancelled", "step": 40}                                          then exit code 0
+
+Every event may carry "message", one human-readable line. On SIGTERM the worker stops at the next step
+(a TrainerCallback sets `control.should_training_stop`), writes "cancelled" and exits 0.
+
+The worker writes the model version's artifacts into `output_dir` (see `ARTIFACTS`); the manager moves that directory
+into the registry only after a "result" event and exit code 0, so a failed job never leaves a servable model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+# Files of a model version directory (<data_dir>/models/<model_id>/<version>/), as the runtime reads them.
+ARTIFACTS = {
+    "onnx": "model.onnx",                  # single file, inputs in the backbone's forward order, output "logits"
+    "labels": "labels.json",               # {"labels": ["business", "sport", ...]}, index = logit column
+    "preprocessing": "preprocessing.json",  # {"modality": "text", "tokenizer": "tokenizer", "max_seq_length": 128,
+                                            #  "input_names": ["input_ids", "attention_mask", "token_type_ids"]}
+    "tokenizer": "tokenizer",              # tokenizer.save_pretrained() directory
+    "checkpoint": "checkpoint",            # best checkpoint: model.safetensors + configs
+    "metrics": "metrics.json",             # the JobResult fields, learning curve included
+}
+
+MetricName = Literal["macro_f1", "accuracy", "loss"]
+
+
+@dataclass
+class Hyperparameters:
+    """Defaults chosen so that a first run with no options on a small, imbalanced dataset works (README explains)."""
+
+    epochs: int = 4
+    max_steps: int = 0
+    batch_size: int = 16
+    learning_rate: float = 5e-5
+    head_learning_rate: float = 1e-3
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.1
+    max_seq_length: int = 128
+    early_stopping_patience: int = 2
+    metric_for_best_model: MetricName = "macro_f1"
+    class_weighting: bool = True
+    seed: int = 42
+    validation_fraction: float = 0.2
+    label_smoothing: float = 0.0
+    head_dropout: float = 0.1
+    eval_steps: int = 0
+
+
+@dataclass
+class BackboneRef:
+    name: str                 # catalog name, or the path/hub id the user gave
+    path: str                 # local directory (or hub id when the deployment allows the hub)
+    modality: Literal["text", "image"] = "text"
+
+
+@dataclass
+class TrainingSpec:
+    job_id: str
+    backbone: BackboneRef
+    train_path: str                    # JSONL rows {"text": ..., "label": ...}
+    labels: list[str]                  # index order of the classification head
+    output_dir: str
+    hyperparameters: Hyperparameters = field(default_factory=Hyperparameters)
+    validation_path: str | None = None  # None: stratified split of train_path by hyperparameters.validation_fraction
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    threads: int = 0                    # torch intra-op threads; 0 = leave torch's default
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=2)
+
+    @classmethod
+    def from_json(cls, text: str) -> TrainingSpec:
+        raw: dict[str, Any] = json.loads(text)
+        raw["backbone"] = BackboneRef(**raw["backbone"])
+        raw["hyperparameters"] = Hyperparameters(**raw["hyperparameters"])
+        return cls(**raw)
+
+    def save(self, path: Path) -> None:
+        path.write_text(self.to_json())
+
+    @classmethod
+    def load(cls, path: Path) -> TrainingSpec:
+        return cls.from_json(path.read_text())

@@ -1,0 +1,51 @@
+"""The one error hierarchy of the server. Each error names its gRPC status code (as a string, so that core and engines
+never import grpc); the mapping to the wire happens in one place (`tuneserve.grpc.interceptors`). Anything that is not a `TuneServeError` reaches clients as INTERNAL with a
+generic message, and is logged with its traceback.
+
+    TuneServeError
+    ├── InvalidArgument      the request is wrong; the message says what to fix
+    ├── NotFound             an id that does not exist
+    ├── AlreadyExists
+    ├── FailedPrecondition   the request is fine but the state is not (e.g. Predict on a model still training)
+    ├── ResourceExhausted    a limit was reached (queue full, too many jobs, message too large)
+    └── Unavailable          the server is shutting down or a dependency is down; retry later
+"""
+
+from __future__ import annotations
+
+
+class TuneServeError(Exception):
+    code: str = "INTERNAL"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidArgument(TuneServeError):
+    code = "INVALID_ARGUMENT"
+
+
+class NotFound(TuneServeError):
+    code = "NOT_FOUND"
+
+    def __init__(self, kind: str, ident: str) -> None:
+        super().__init__(f"{kind} {ident!r} not found")
+        self.kind = kind
+        self.ident = ident
+
+
+class AlreadyExists(TuneServeError):
+    code = "ALREADY_EXISTS"
+
+
+class FailedPrecondition(TuneServeError):
+    code = "FAILED_PRECONDITION"
+
+
+class ResourceExhausted(TuneServeError):
+    code = "RESOURCE_EXHAUSTED"
+
+
+class Unavailable(TuneServeError):
+    code = "UNAVAILABLE"

@@ -1,0 +1,101 @@
+"""Typed settings. Every field can be set by environment variable with the `TUNESERVE_` prefix and `__` between a
+section and its field (e.g. `TUNESERVE_SERVER__PORT=50051`, `TUNESERVE_TRAINING__MAX_CONCURRENT_JOBS=2`), or by the
+flags of `tuneserve serve`. Settings are built once in `main()` and passed down through constructors; nothing reads
+the environment at import time.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def available_cpus() -> int:
+    """CPUs this process may really use: the cgroup CPU quota when a container sets one, else the affinity mask."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        if quota != "max":
+            cpus = min(cpus, max(1, int(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass
+    return max(1, cpus)
+
+
+class ServerSettings(BaseModel):
+    host: str = "[::]"
+    """Interface the gRPC server binds."""
+    port: int = 50051
+    """gRPC port (tuneserve.v1 services, health, reflection). 0 picks a free port."""
+    metrics_host: str = "0.0.0.0"
+    """Interface the Prometheus endpoint binds."""
+    metrics_port: int = 9090
+    """Prometheus /metrics port; 0 picks a free port, -1 disables the endpoint."""
+    max_message_bytes: int = 64 * 1024 * 1024
+    """Largest gRPC message accepted or sent, both directions (gRPC's own default of 4 MiB rejects real batches)."""
+    grace_seconds: float = 10.0
+    """On SIGTERM: health turns NOT_SERVING, new RPCs are refused and in-flight ones get this long to finish."""
+    rpc_workers: int = 8
+    """Threads for blocking work the event loop hands off (dataset parsing, SQLite, ONNX Runtime)."""
+
+
+class StorageSettings(BaseModel):
+    data_dir: Path = Path("./data")
+    """Root of everything stored: the SQLite metadata (tuneserve.db), datasets/, models/, jobs/."""
+
+
+class TrainingSettings(BaseModel):
+    max_concurrent_jobs: int = 1
+    """Fine-tunes running at once; further jobs wait QUEUED."""
+    max_queued_jobs: int = 100
+    """FineTune answers RESOURCE_EXHAUSTED when this many jobs are already waiting."""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    """Where workers train: auto = CUDA when torch sees a GPU, else CPU."""
+    backbone_dirs: list[Path] = Field(default_factory=list)
+    """Directories whose sub-directories may be used as local Hugging Face backbones (FineTune backbone=PATH).
+    A path outside all of them is refused. data_dir/backbones is always allowed."""
+    allow_hub: bool = False
+    """Allow backbone names that are Hugging Face hub ids (needs network; off by default)."""
+    cancel_grace_seconds: float = 10.0
+    """After CancelJob the worker gets this long to stop cleanly before it is killed."""
+    worker_threads: int = 0
+    """torch threads per training worker; 0 = the CPUs available to the container."""
+
+
+class InferenceSettings(BaseModel):
+    intra_op_threads: int = 0
+    """ONNX Runtime intra-op threads per session; 0 = the CPUs available to the container (cgroup quota)."""
+    providers: list[str] = Field(default_factory=lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    """ONNX Runtime execution providers in order of preference; those not available are skipped."""
+    max_loaded_models: int = 8
+    """ONNX Runtime sessions kept open; the least recently used is closed beyond this."""
+
+
+class LimitSettings(BaseModel):
+    max_dataset_bytes: int = 512 * 1024 * 1024
+    """Largest dataset file UploadDataset accepts."""
+    max_dataset_rows: int = 1_000_000
+    """Most rows in one dataset."""
+    max_labels: int = 1000
+    """Most distinct labels in one dataset."""
+    max_text_chars: int = 100_000
+    """Longest single text in a dataset row or a Predict request (texts are then truncated to the model's
+    max_seq_length tokens)."""
+    max_predict_batch: int = 256
+    """Most texts in one Predict request."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TUNESERVE_", env_nested_delimiter="__", extra="ignore")
+
+    server: ServerSettings = Field(default_factory=ServerSettings)
+    storage: StorageSettings = Field(default_factory=StorageSettings)
+    training: TrainingSettings = Field(default_factory=TrainingSettings)
+    inference: InferenceSettings = Field(default_factory=InferenceSettings)
+    limits: LimitSettings = Field(default_factory=LimitSettings)
+    log_level: str = "INFO"
+    """Python logging level of the server."""
