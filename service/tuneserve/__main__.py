@@ -1,0 +1,5 @@
+import sys
+
+from tuneserve.server import main
+
+sys.exit(main())

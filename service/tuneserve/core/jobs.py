@@ -1,0 +1,241 @@
+"""Fine-tuning jobs: validate and queue FineTune requests, run them one worker process each, track their lifecycle
+(QUEUED -> RUNNING -> SUCCEEDED | FAILED | CANCELLED) and publish their events."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from tuneserve.core import hyperparameters
+from tuneserve.core.datasets import DatasetManager
+from tuneserve.core.events import EventBus
+from tuneserve.core.ids import new_id
+from tuneserve.core.registry import ModelRegistry
+from tuneserve.core.runner import LocalProcessRunner, WorkerOutcome
+from tuneserve.engines.backbones import resolve_backbone
+from tuneserve.engines.training.spec import BackboneRef, TrainingSpec
+from tuneserve.errors import FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
+from tuneserve.metrics import Metrics
+from tuneserve.settings import Settings, available_cpus
+from tuneserve.store import ArtifactStore, MetadataStore
+from tuneserve.types import DatasetRecord, JobEventRecord, JobRecord, JobState, Page
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class FineTuneParams:
+    dataset_id: str
+    validation_dataset_id: str = ""
+    backbone: str = ""
+    hyperparameters: dict[str, Any] = field(default_factory=dict)  # only the fields the caller set
+    model_name: str = ""
+    model_id: str = ""
+
+
+class JobManager:
+    def __init__(
+        self, settings: Settings, store: MetadataStore, artifacts: ArtifactStore, datasets: DatasetManager,
+        registry: ModelRegistry, runner: LocalProcessRunner, metrics: Metrics,
+    ) -> None:
+        self._settings = settings.training
+        self._storage_root = settings.storage.data_dir
+        self._store = store
+        self._artifacts = artifacts
+        self._datasets = datasets
+        self._registry = registry
+        self._runner = runner
+        self._metrics = metrics
+        self.events = EventBus(store)
+        self._queue: asyncio.Queue[str] = asyncio.Queue()
+        self._cancels: dict[str, asyncio.Event] = {}
+        self._workers: list[asyncio.Task[None]] = []
+        self._running: set[str] = set()
+
+    # -- lifecycle ------------------------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Recover after a restart, then start the dispatch loops."""
+        for job in await self._store.list_jobs(Page(10**9, 0), [JobState.RUNNING]):
+            await self._finish(job, WorkerOutcome("failed", reason="the server stopped while the job was running"))
+        for job in reversed(await self._store.list_jobs(Page(10**9, 0), [JobState.QUEUED])):
+            self._queue.put_nowait(job.id)
+        self._metrics.job_counts = await self._store.count_jobs_by_state()
+        self._workers = [asyncio.create_task(self._dispatch()) for _ in range(self._settings.max_concurrent_jobs)]
+
+    async def stop(self) -> None:
+        """Stop running workers; their jobs go back to QUEUED and run again after the restart."""
+        for task in self._workers:
+            task.cancel()
+        for task in self._workers:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    # -- requests -------------------------------------------------------------------------------------------------
+
+    async def submit(self, params: FineTuneParams) -> JobRecord:
+        if not params.dataset_id:
+            raise InvalidArgument("dataset_id is required")
+        if self._queue.qsize() >= self._settings.max_queued_jobs:
+            raise ResourceExhausted(f"{self._queue.qsize()} jobs are already queued (limit max_queued_jobs)")
+        hp = hyperparameters.resolve(params.hyperparameters)
+        train = await self._datasets.get(params.dataset_id)
+        if params.validation_dataset_id:
+            validation = await self._datasets.get(params.validation_dataset_id)
+            _check_validation_labels(train, validation)
+        else:
+            _check_split(train, hp.validation_fraction)
+        backbone = resolve_backbone(
+            params.backbone, allowed_dirs=self._backbone_dirs(), allow_hub=self._settings.allow_hub
+        )
+        if params.model_id:
+            model = await self._registry.get(params.model_id)
+            if model.labels != train.labels:
+                raise InvalidArgument(
+                    f"dataset labels {train.labels} differ from model {model.id!r} labels {model.labels}; "
+                    "leave model_id empty to create a new model"
+                )
+        else:
+            model = await self._registry.create(params.model_name or train.name, backbone.name, train.labels, "text")
+        job_id = new_id("job")
+        version = await self._registry.add_version(model, job_id)
+        job = JobRecord(
+            id=job_id, state=JobState.QUEUED, dataset_id=train.id, validation_dataset_id=params.validation_dataset_id,
+            backbone=backbone.name, hyperparameters=dataclasses.asdict(hp), model_id=model.id,
+            model_version=version.version, create_time=time.time(),
+        )
+        await self._store.add_job(job)
+        self._artifacts.job_dir(job_id).mkdir(parents=True)
+        self._write_spec(job, train, backbone)
+        await self._publish_state(job, "job queued")
+        self._queue.put_nowait(job_id)
+        return job
+
+    async def get(self, job_id: str) -> JobRecord:
+        job = await self._store.get_job(job_id)
+        if job is None:
+            raise NotFound("job", job_id)
+        return job
+
+    async def list(self, page: Page, state: JobState | None = None) -> list[JobRecord]:
+        return await self._store.list_jobs(page, [state] if state else None)
+
+    async def cancel(self, job_id: str) -> JobRecord:
+        job = await self.get(job_id)
+        if job.state.terminal:
+            raise FailedPrecondition(f"job {job_id!r} already ended {job.state.value}")
+        if job.id in self._running:
+            self._cancels[job.id].set()
+            return job  # the dispatch loop records CANCELLED once the worker has stopped
+        await self._finish(job, WorkerOutcome("cancelled", reason="cancelled by request"))
+        return await self.get(job_id)
+
+    async def watch(self, job_id: str, after_sequence: int = 0) -> AsyncIterator[JobEventRecord]:
+        job = await self.get(job_id)
+        async for event in self.events.watch(job_id, after_sequence, job.state.terminal):
+            yield event
+
+    # -- running --------------------------------------------------------------------------------------------------
+
+    async def _dispatch(self) -> None:
+        while True:
+            job = await self.get(await self._queue.get())
+            if job.state is not JobState.QUEUED:
+                continue  # cancelled while it waited
+            await self._run(job)
+
+    async def _run(self, job: JobRecord) -> None:
+        cancel = self._cancels[job.id] = asyncio.Event()
+        self._running.add(job.id)
+        job.state, job.start_time = JobState.RUNNING, time.time()
+        await self._store.update_job(job)
+        await self._publish_state(job, "job started")
+        job_dir = self._artifacts.job_dir(job.id)
+        self._artifacts.remove(job_dir / "output")  # left over from a run interrupted by a shutdown
+        try:
+            outcome = await self._runner.run(
+                job_dir / "spec.json", job_dir / "worker.log", lambda e: self._on_worker_event(job, e), cancel
+            )
+        except asyncio.CancelledError:
+            job.state = JobState.QUEUED  # server shutting down: run it again after the restart
+            await self._store.update_job(job)
+            await self._publish_state(job, "server shutting down; the job runs again after the restart")
+            raise
+        finally:
+            self._running.discard(job.id)
+            self._cancels.pop(job.id, None)
+        await self._finish(job, outcome)
+
+    async def _on_worker_event(self, job: JobRecord, event: dict[str, Any]) -> None:
+        kind = event.pop("kind")
+        message = str(event.pop("message", ""))
+        if kind == "progress":
+            job.progress = {k: event.get(k, 0) for k in ("step", "total_steps", "epoch", "eta_seconds", "train_loss")}
+            await self._store.update_job(job)
+        await self.events.publish(job.id, kind, event, message)
+
+    async def _finish(self, job: JobRecord, outcome: WorkerOutcome) -> None:
+        output = self._artifacts.job_dir(job.id) / "output"
+        if outcome.status == "succeeded":
+            try:
+                self._artifacts.publish_dir(output, self._artifacts.version_dir(job.model_id, job.model_version))
+                metrics = {k: float(v) for k, v in outcome.result.get("validation_metrics", {}).items()}
+                await self._registry.mark_ready(job.model_id, job.model_version, metrics)
+            except OSError as exc:
+                outcome = WorkerOutcome("failed", reason=f"could not store the model artifacts: {exc}")
+        if outcome.status != "succeeded":
+            self._artifacts.remove(output)
+            await self._registry.mark_failed(job.model_id, job.model_version)
+        job.state = {"succeeded": JobState.SUCCEEDED, "failed": JobState.FAILED,
+                     "cancelled": JobState.CANCELLED}[outcome.status]
+        job.result, job.error, job.end_time = outcome.result, outcome.reason, time.time()
+        await self._store.update_job(job)
+        await self._publish_state(job, outcome.reason or f"job {outcome.status}")
+
+    async def _publish_state(self, job: JobRecord, message: str) -> None:
+        data = {"state": job.state.value, "reason": job.error}
+        await self.events.publish(job.id, "state_changed", data, message)
+        self._metrics.job_counts = await self._store.count_jobs_by_state()
+
+    def _write_spec(self, job: JobRecord, train: DatasetRecord, backbone: BackboneRef) -> None:
+        job_dir = self._artifacts.job_dir(job.id)
+        spec = TrainingSpec(
+            job_id=job.id, backbone=backbone, train_path=str(self._datasets.rows_path(train.id)),
+            labels=train.labels, output_dir=str(job_dir / "output"),
+            hyperparameters=hyperparameters.resolve(job.hyperparameters),
+            validation_path=str(self._datasets.rows_path(job.validation_dataset_id))
+            if job.validation_dataset_id else None,
+            device=self._settings.device, threads=self._settings.worker_threads or available_cpus(),
+        )
+        spec.save(job_dir / "spec.json")
+
+    def _backbone_dirs(self) -> list:
+        return [*self._settings.backbone_dirs, self._storage_root / "backbones"]
+
+
+def _check_validation_labels(train: DatasetRecord, validation: DatasetRecord) -> None:
+    unknown = sorted(set(validation.labels) - set(train.labels))
+    if unknown:
+        raise InvalidArgument(
+            f"validation dataset {validation.id!r} has labels the training dataset lacks: {', '.join(unknown)}"
+        )
+
+
+def _check_split(train: DatasetRecord, fraction: float) -> None:
+    rare = sorted(label for label, n in train.label_counts.items() if n < 2)
+    if rare:
+        raise InvalidArgument(
+            f"label(s) {', '.join(rare)} have fewer than 2 rows, too few for a stratified validation split; "
+            "add rows or pass validation_dataset_id"
+        )
+    if round(train.num_rows * fraction) < len(train.labels):
+        raise InvalidArgument(
+            f"validation_fraction {fraction} of {train.num_rows} rows leaves fewer validation rows than the "
+            f"{len(train.labels)} labels; raise validation_fraction or pass validation_dataset_id"
+        )

@@ -1,0 +1,201 @@
+"""Protobuf <-> typed records, at the edge only. `*_to_pb` builds messages, `*_from_pb` reads them."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from google.protobuf import json_format
+from google.protobuf.message import Message
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from tuneserve.core.datasets import UploadMetadata
+from tuneserve.core.evaluation import EvaluationReport
+from tuneserve.core.inference import PredictResult
+from tuneserve.core.jobs import FineTuneParams
+from tuneserve.engines.backbones import BackboneInfo
+from tuneserve.errors import InvalidArgument
+from tuneserve.types import DatasetRecord, JobEventRecord, JobRecord, JobState, ModelRecord, Page
+from tuneserve_client._proto.tuneserve.v1 import (
+    common_pb2,
+    datasets_pb2,
+    models_pb2,
+    prediction_pb2,
+    training_pb2,
+)
+
+if TYPE_CHECKING:
+    from tuneserve.engines.runtime import Runtime
+
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 1000
+
+_FORMATS = {
+    datasets_pb2.DATASET_FORMAT_UNSPECIFIED: "",
+    datasets_pb2.DATASET_FORMAT_CSV: "csv",
+    datasets_pb2.DATASET_FORMAT_JSONL: "jsonl",
+}
+_MODALITIES = {"text": common_pb2.MODALITY_TEXT, "image": common_pb2.MODALITY_IMAGE}
+_EVENT_MESSAGES: dict[str, type[Message]] = {
+    "state_changed": training_pb2.StateChanged,
+    "progress": training_pb2.TrainingProgress,
+    "evaluation": training_pb2.EvaluationDone,
+    "checkpoint": training_pb2.CheckpointSaved,
+    "early_stopped": training_pb2.EarlyStopped,
+    "export": training_pb2.ExportDone,
+}
+
+
+def timestamp(seconds: float) -> Timestamp | None:
+    if not seconds:
+        return None
+    ts = Timestamp()
+    ts.FromNanoseconds(int(seconds * 1e9))
+    return ts
+
+
+def _from_dict(data: dict[str, Any], message: Message) -> Message:
+    """Fill `message` from a dict, ignoring keys it has no field for (workers may report more than the API shows)."""
+    return json_format.ParseDict(data, message, ignore_unknown_fields=True)
+
+
+# -- pages ---------------------------------------------------------------------------------------------------------
+
+def page_from_pb(page_size: int, page_token: str) -> Page:
+    if page_size < 0 or page_size > MAX_PAGE_SIZE:
+        raise InvalidArgument(f"page_size must be between 0 and {MAX_PAGE_SIZE} (0 = {DEFAULT_PAGE_SIZE})")
+    try:
+        offset = int(page_token) if page_token else 0
+    except ValueError:
+        raise InvalidArgument("page_token is not one this server issued; pass next_page_token back as is") from None
+    if offset < 0:
+        raise InvalidArgument("page_token is not one this server issued; pass next_page_token back as is")
+    # NOTE: fetch one extra row to know whether another page exists
+    return Page(size=(page_size or DEFAULT_PAGE_SIZE) + 1, offset=offset)
+
+
+def next_page_token(page: Page, rows: Sequence[Any]) -> tuple[list[Any], str]:
+    shown = list(rows[: page.size - 1])
+    return shown, (str(page.offset + len(shown)) if len(rows) >= page.size else "")
+
+
+# -- datasets ------------------------------------------------------------------------------------------------------
+
+def upload_metadata_from_pb(pb: datasets_pb2.DatasetUploadMetadata) -> UploadMetadata:
+    if pb.format not in _FORMATS:
+        raise InvalidArgument(f"unknown dataset format {pb.format}")
+    return UploadMetadata(pb.name, _FORMATS[pb.format], pb.text_column or "text", pb.label_column or "label")
+
+
+def dataset_to_pb(d: DatasetRecord) -> datasets_pb2.Dataset:
+    fmt = {v: k for k, v in _FORMATS.items()}[d.format]
+    return datasets_pb2.Dataset(
+        id=d.id, name=d.name, format=fmt, modality=_MODALITIES[d.modality], num_rows=d.num_rows, labels=d.labels,
+        label_counts=d.label_counts, num_duplicates=d.num_duplicates, size_bytes=d.size_bytes, sha256=d.sha256,
+        create_time=timestamp(d.create_time),
+    )
+
+
+# -- jobs ----------------------------------------------------------------------------------------------------------
+
+def fine_tune_from_pb(pb: training_pb2.FineTuneRequest) -> FineTuneParams:
+    hp = {field.name: value for field, value in pb.hyperparameters.ListFields()}
+    return FineTuneParams(
+        dataset_id=pb.dataset_id, validation_dataset_id=pb.validation_dataset_id, backbone=pb.backbone,
+        hyperparameters=hp, model_name=pb.model_name, model_id=pb.model_id,
+    )
+
+
+def job_state_to_pb(state: JobState) -> training_pb2.JobState.ValueType:
+    return training_pb2.JobState.Value(f"JOB_STATE_{state.value}")
+
+
+def job_state_from_pb(state: training_pb2.JobState.ValueType) -> JobState | None:
+    if state == training_pb2.JOB_STATE_UNSPECIFIED:
+        return None
+    name = training_pb2.JobState.Name(state).removeprefix("JOB_STATE_")
+    return JobState(name)
+
+
+def job_to_pb(j: JobRecord) -> training_pb2.Job:
+    return training_pb2.Job(
+        id=j.id, state=job_state_to_pb(j.state), dataset_id=j.dataset_id,
+        validation_dataset_id=j.validation_dataset_id, backbone=j.backbone,
+        hyperparameters=_from_dict(j.hyperparameters, training_pb2.Hyperparameters()),
+        model_id=j.model_id, model_version=j.model_version,
+        progress=_from_dict(j.progress, training_pb2.JobProgress()),
+        result=_from_dict(j.result, training_pb2.JobResult()), error=j.error,
+        create_time=timestamp(j.create_time), start_time=timestamp(j.start_time), end_time=timestamp(j.end_time),
+    )
+
+
+def event_to_pb(e: JobEventRecord) -> training_pb2.JobEvent:
+    pb = training_pb2.JobEvent(job_id=e.job_id, sequence=e.sequence, time=timestamp(e.time), message=e.message)
+    data = dict(e.data)
+    if e.kind == "state_changed":
+        data["state"] = training_pb2.JobState.Name(job_state_to_pb(JobState(data["state"])))
+    if e.kind in _EVENT_MESSAGES:
+        getattr(pb, e.kind).CopyFrom(_from_dict(data, _EVENT_MESSAGES[e.kind]()))
+    return pb
+
+
+# -- models --------------------------------------------------------------------------------------------------------
+
+def model_to_pb(m: ModelRecord, loaded: dict[int, Runtime]) -> models_pb2.Model:
+    latest = m.latest_ready
+    return models_pb2.Model(
+        id=m.id, name=m.name, modality=_MODALITIES[m.modality], backbone=m.backbone, labels=m.labels,
+        latest_version=latest.version if latest else 0, create_time=timestamp(m.create_time),
+        versions=[
+            models_pb2.ModelVersion(
+                version=v.version, state=models_pb2.ModelVersionState.Value(f"MODEL_VERSION_STATE_{v.state.value}"),
+                job_id=v.job_id, validation_metrics=v.validation_metrics, onnx_size_bytes=v.onnx_size_bytes,
+                loaded=v.version in loaded,
+                execution_provider=loaded[v.version].provider if v.version in loaded else "",
+                create_time=timestamp(v.create_time),
+            )
+            for v in m.versions
+        ],
+    )
+
+
+def evaluation_to_pb(r: EvaluationReport) -> models_pb2.EvaluateResponse:
+    report = models_pb2.EvaluationReport(
+        model_id=r.model_id, model_version=r.model_version, dataset_id=r.dataset_id, num_examples=r.num_examples,
+        accuracy=r.accuracy, macro_precision=r.macro_precision, macro_recall=r.macro_recall, macro_f1=r.macro_f1,
+        weighted_precision=r.weighted_precision, weighted_recall=r.weighted_recall, weighted_f1=r.weighted_f1,
+        per_class=[
+            models_pb2.ClassMetrics(label=c.label, precision=c.precision, recall=c.recall, f1=c.f1, support=c.support)
+            for c in r.per_class
+        ],
+        confusion_matrix=models_pb2.ConfusionMatrix(
+            labels=r.labels, rows=[models_pb2.ConfusionMatrix.Row(counts=row) for row in r.confusion_matrix]
+        ),
+        runtime=r.runtime, duration_seconds=r.duration_seconds, num_unknown_labels=r.num_unknown_labels,
+    )
+    return models_pb2.EvaluateResponse(report=report)
+
+
+# -- prediction ----------------------------------------------------------------------------------------------------
+
+def predict_to_pb(r: PredictResult) -> prediction_pb2.PredictResponse:
+    return prediction_pb2.PredictResponse(
+        model_id=r.model_id, model_version=r.version,
+        predictions=[
+            prediction_pb2.Prediction(
+                label=p.label, score=p.score,
+                scores=[prediction_pb2.ClassScore(label=s.label, score=s.score) for s in p.scores],
+            )
+            for p in r.predictions
+        ],
+    )
+
+
+# -- backbones -----------------------------------------------------------------------------------------------------
+
+def backbone_to_pb(b: BackboneInfo) -> training_pb2.Backbone:
+    return training_pb2.Backbone(
+        name=b.name, modality=_MODALITIES[b.modality], description=b.description, parameter_count=b.parameter_count,
+        hidden_size=b.hidden_size, max_sequence_length=b.max_sequence_length, license=b.license, source=b.source,
+        available=b.available, is_default=b.is_default,
+    )

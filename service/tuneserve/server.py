@@ -1,0 +1,176 @@
+"""The tuneserve server: wiring, `create_server()` and the `tuneserve serve` entry point.
+
+    gRPC servicers -> core (datasets, jobs, registry, evaluation, inference) -> engines -> store
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import functools
+import logging
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from prometheus_client import start_http_server
+
+from tuneserve.core.datasets import DatasetManager
+from tuneserve.core.evaluation import Evaluator
+from tuneserve.core.inference import InferenceService
+from tuneserve.core.jobs import JobManager
+from tuneserve.core.models_cache import ModelCache
+from tuneserve.core.registry import ModelRegistry
+from tuneserve.core.runner import LocalProcessRunner
+from tuneserve.engines.runtime import OnnxTextClassifier, RuntimeOptions
+from tuneserve.grpc.interceptors import StatusInterceptor
+from tuneserve.grpc.servicers import DatasetServicer, ModelServicer, PredictionServicer, TrainingServicer
+from tuneserve.metrics import Metrics
+from tuneserve.settings import Settings, available_cpus
+from tuneserve.store import ArtifactStore, MetadataStore
+from tuneserve_client._proto.tuneserve.v1 import (
+    datasets_pb2,
+    datasets_pb2_grpc,
+    models_pb2,
+    models_pb2_grpc,
+    prediction_pb2,
+    prediction_pb2_grpc,
+    training_pb2,
+    training_pb2_grpc,
+)
+
+log = logging.getLogger("tuneserve")
+
+SERVICE_NAMES = [
+    datasets_pb2.DESCRIPTOR.services_by_name["DatasetService"].full_name,
+    training_pb2.DESCRIPTOR.services_by_name["TrainingService"].full_name,
+    models_pb2.DESCRIPTOR.services_by_name["ModelService"].full_name,
+    prediction_pb2.DESCRIPTOR.services_by_name["PredictionService"].full_name,
+]
+
+
+@dataclass
+class App:
+    """A started server and everything it owns; `stop()` shuts it down in order."""
+
+    server: grpc.aio.Server
+    port: int
+    metrics_port: int
+    settings: Settings
+    health: health.aio.HealthServicer
+    store: MetadataStore
+    jobs: JobManager
+    cache: ModelCache
+    metrics: Metrics
+
+    async def stop(self, grace: float | None = None) -> None:
+        grace = self.settings.server.grace_seconds if grace is None else grace
+        await self.health.enter_graceful_shutdown()
+        await self.server.stop(grace)
+        await self.jobs.stop()
+        self.cache.close()
+        await self.store.close()
+
+
+async def create_server(settings: Settings) -> App:
+    """Open the store, wire the services and start serving; the port in `App.port` is the one bound (port 0 works)."""
+    data_dir = settings.storage.data_dir
+    artifacts = ArtifactStore(data_dir)
+    artifacts.clean_temp()
+    store = MetadataStore(data_dir / "tuneserve.db")
+    await store.open()
+    metrics = Metrics()
+
+    datasets = DatasetManager(store, artifacts, settings.limits)
+    registry = ModelRegistry(store, artifacts)
+    runner = LocalProcessRunner(settings.training.cancel_grace_seconds)
+    jobs = JobManager(settings, store, artifacts, datasets, registry, runner, metrics)
+    options = RuntimeOptions(
+        intra_op_threads=settings.inference.intra_op_threads or available_cpus(),
+        providers=tuple(settings.inference.providers),
+    )
+    cache = ModelCache(functools.partial(OnnxTextClassifier, options=options), settings.inference.max_loaded_models)
+    registry.on_delete(cache.unload_model)
+    inference = InferenceService(registry, cache, settings.limits, metrics)
+    evaluator = Evaluator(registry, datasets, inference)
+
+    limit = settings.server.max_message_bytes
+    server = grpc.aio.server(
+        interceptors=[StatusInterceptor(metrics)],
+        options=[("grpc.max_receive_message_length", limit), ("grpc.max_send_message_length", limit)],
+    )
+    datasets_pb2_grpc.add_DatasetServiceServicer_to_server(DatasetServicer(datasets), server)
+    training_pb2_grpc.add_TrainingServiceServicer_to_server(TrainingServicer(jobs), server)
+    models_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(registry, cache, evaluator), server)
+    prediction_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionServicer(inference), server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection([*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
+
+    port = server.add_insecure_port(f"{settings.server.host}:{settings.server.port}")
+    if port == 0:
+        raise OSError(f"cannot bind {settings.server.host}:{settings.server.port}")
+    metrics_port = _start_metrics(settings, metrics)
+    await jobs.start()
+    await server.start()
+    for name in ["", *SERVICE_NAMES]:
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    log.info("serving on %s:%d (metrics on :%d), data in %s", settings.server.host, port, metrics_port, data_dir)
+    return App(server, port, metrics_port, settings, health_servicer, store, jobs, cache, metrics)
+
+
+def _start_metrics(settings: Settings, metrics: Metrics) -> int:
+    if settings.server.metrics_port < 0:
+        return -1
+    httpd, _ = start_http_server(settings.server.metrics_port, settings.server.metrics_host, registry=metrics.registry)
+    return int(httpd.server_port)
+
+
+async def serve(settings: Settings) -> None:
+    app = await create_server(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("shutting down (grace %.0fs)", settings.server.grace_seconds)
+    await app.stop()
+
+
+def parse_args(argv: list[str] | None) -> Settings:
+    parser = argparse.ArgumentParser(
+        prog="tuneserve serve", description="Run the tuneserve gRPC server. Flags override TUNESERVE_* variables."
+    )
+    parser.add_argument("--host", help="interface to bind (TUNESERVE_SERVER__HOST, default [::])")
+    parser.add_argument("--port", type=int, help="gRPC port (TUNESERVE_SERVER__PORT, default 50051)")
+    parser.add_argument("--metrics-port", type=int, help="Prometheus port, -1 disables (default 9090)")
+    parser.add_argument("--data-dir", type=Path, help="metadata and artifacts (TUNESERVE_STORAGE__DATA_DIR)")
+    parser.add_argument("--max-message-bytes", type=int, help="gRPC message limit, both directions (default 64 MiB)")
+    parser.add_argument("--max-concurrent-jobs", type=int, help="fine-tunes running at once (default 1)")
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], help="where training runs (default auto)")
+    parser.add_argument("--log-level", help="DEBUG, INFO, WARNING... (default INFO)")
+    args = parser.parse_args(argv)
+    settings = Settings()
+    overrides = {
+        ("server", "host"): args.host, ("server", "port"): args.port, ("server", "metrics_port"): args.metrics_port,
+        ("server", "max_message_bytes"): args.max_message_bytes, ("storage", "data_dir"): args.data_dir,
+        ("training", "max_concurrent_jobs"): args.max_concurrent_jobs, ("training", "device"): args.device,
+    }
+    for (section, name), value in overrides.items():
+        if value is not None:
+            setattr(getattr(settings, section), name, value)
+    if args.log_level:
+        settings.log_level = args.log_level
+    return settings
+
+
+def main(argv: list[str] | None = None) -> int:
+    settings = parse_args(argv)
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve(settings))
+    return 0
