@@ -52,14 +52,14 @@ class ServerThread:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(120)
 
 
-def make_settings(data_dir: Path, **training: object) -> Settings:
+def make_settings(data_dir: Path, backbone_root: Path, **training: object) -> Settings:
     settings = Settings()
     settings.server.host = "127.0.0.1"
     settings.server.port = 0
     settings.server.metrics_host = "127.0.0.1"
     settings.server.metrics_port = 0
     settings.storage.data_dir = data_dir
-    settings.training.backbone_dirs = [data_dir.parent]
+    settings.training.backbone_dirs = [backbone_root]
     settings.training.cancel_grace_seconds = 5.0
     settings.inference.intra_op_threads = 1
     for name, value in training.items():
@@ -68,8 +68,8 @@ def make_settings(data_dir: Path, **training: object) -> Settings:
 
 
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[ServerThread]:
-    thread = ServerThread(make_settings(tmp_path / "data")).start()
+def server(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerThread]:
+    thread = ServerThread(make_settings(tmp_path / "data", tmp_path_factory.getbasetemp())).start()
     try:
         yield thread
     finally:

@@ -11,6 +11,7 @@ import contextlib
 import functools
 import logging
 import signal
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -78,6 +79,9 @@ class App:
 
 async def create_server(settings: Settings) -> App:
     """Open the store, wire the services and start serving; the port in `App.port` is the one bound (port 0 works)."""
+    asyncio.get_running_loop().set_default_executor(
+        ThreadPoolExecutor(settings.server.rpc_workers, thread_name_prefix="tuneserve")
+    )
     data_dir = settings.storage.data_dir
     artifacts = ArtifactStore(data_dir)
     artifacts.clean_temp()

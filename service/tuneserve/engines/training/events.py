@@ -1,0 +1,118 @@
+"""The events a training worker writes on its event stream, one JSON line each (shapes documented in `spec.py`).
+
+This module imports only the standard library: the worker loads it before torch, so that it can report a failure
+that happens while the heavy libraries import.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, TextIO
+
+
+@dataclass
+class WorkerEvent:
+    kind: ClassVar[str]
+    message: str = field(default="", kw_only=True)
+
+    def to_json(self) -> str:
+        body = dataclasses.asdict(self)
+        if not body["message"]:
+            del body["message"]
+        return json.dumps({"kind": self.kind, **body})
+
+
+@dataclass
+class ProgressEvent(WorkerEvent):
+    kind: ClassVar[str] = "progress"
+    step: int
+    total_steps: int
+    epoch: float
+    eta_seconds: float
+    train_loss: float
+    learning_rate: float
+    samples_per_second: float
+
+
+@dataclass
+class EvaluationEvent(WorkerEvent):
+    kind: ClassVar[str] = "evaluation"
+    step: int
+    epoch: float
+    validation_loss: float
+    metrics: dict[str, float]
+
+
+@dataclass
+class CheckpointEvent(WorkerEvent):
+    kind: ClassVar[str] = "checkpoint"
+    step: int
+    is_best: bool
+    metric: float
+
+
+@dataclass
+class EarlyStoppedEvent(WorkerEvent):
+    kind: ClassVar[str] = "early_stopped"
+    step: int
+    reason: str
+
+
+@dataclass
+class ExportEvent(WorkerEvent):
+    kind: ClassVar[str] = "export"
+    format: str
+    parity_max_abs_diff: float
+    parity_examples: int
+    size_bytes: int
+
+
+@dataclass
+class ResultEvent(WorkerEvent):
+    """The fields of tuneserve.v1.JobResult; the last line of a successful run."""
+
+    kind: ClassVar[str] = "result"
+    validation_metrics: dict[str, float]
+    best_metric_name: str
+    best_metric: float
+    best_step: int
+    stopped_early: bool
+    train_seconds: float
+    samples_per_second: float
+    train_examples: int
+    validation_examples: int
+    parity_max_abs_diff: float
+    device: str
+    precision: str
+    final_train_loss: float
+
+    def fields(self) -> dict[str, Any]:
+        """The JobResult fields alone (no kind, no message), as metrics.json stores them."""
+        body = dataclasses.asdict(self)
+        del body["message"]
+        return body
+
+
+@dataclass
+class FailedEvent(WorkerEvent):
+    kind: ClassVar[str] = "failed"
+    reason: str
+
+
+@dataclass
+class CancelledEvent(WorkerEvent):
+    kind: ClassVar[str] = "cancelled"
+    step: int
+
+
+class EventWriter:
+    """Writes events as JSON lines to the worker's event stream, flushing each so the manager sees it at once."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+
+    def write(self, event: WorkerEvent) -> None:
+        self._stream.write(event.to_json() + "\n")
+        self._stream.flush()

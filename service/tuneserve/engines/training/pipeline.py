@@ -1,0 +1,182 @@
+"""One fine-tuning job from spec to artifacts: data -> model -> Trainer -> best checkpoint -> ONNX -> result."""
+
+from __future__ import annotations
+
+import tempfile
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from transformers import AutoTokenizer, PreTrainedTokenizerBase, TrainerState, set_seed
+from transformers.utils import logging as hf_logging
+
+from tuneserve.engines.export import export_onnx
+from tuneserve.engines.training.artifacts import write_metrics, write_model_artifacts
+from tuneserve.engines.training.callbacks import CancellationCallback, EventReporter
+from tuneserve.engines.training.data import (
+    EncodedDataset,
+    Splits,
+    class_counts,
+    encode,
+    make_splits,
+    read_examples,
+)
+from tuneserve.engines.training.events import CancelledEvent, EventWriter, ExportEvent, ResultEvent
+from tuneserve.engines.training.model import TextClassifier
+from tuneserve.engines.training.spec import ARTIFACTS, TrainingSpec
+from tuneserve.engines.training.trainer import DeviceChoice, build_trainer, choose_device, class_weights
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """The model with a new head, its tokenizer and the encoded data, ready for the Trainer."""
+
+    model: TextClassifier
+    tokenizer: PreTrainedTokenizerBase
+    splits: Splits
+    train_set: EncodedDataset
+    validation_set: EncodedDataset
+    input_names: list[str]
+    max_seq_length: int
+
+
+def run_training(
+    spec: TrainingSpec, writer: EventWriter, cancel: threading.Event, *, scratch_dir: Path
+) -> ResultEvent | CancelledEvent:
+    """Train, export and write spec.output_dir; return the last event to report. Intermediate checkpoints live in a
+    temporary directory under scratch_dir (the job directory) and are gone when this returns."""
+    hp = spec.hyperparameters
+    if spec.threads > 0:
+        torch.set_num_threads(spec.threads)
+    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
+    device = choose_device(spec.device)
+    prepared = _prepare(spec)
+    reporter = EventReporter(
+        writer, cancel, metric_name=hp.metric_for_best_model, early_stopping_patience=hp.early_stopping_patience
+    )
+    with tempfile.TemporaryDirectory(prefix="trainer_checkpoints-", dir=scratch_dir) as checkpoints:
+        trainer = build_trainer(
+            prepared.model,
+            prepared.tokenizer,
+            hp=hp,
+            train_set=prepared.train_set,
+            validation_set=prepared.validation_set,
+            checkpoint_dir=Path(checkpoints),
+            device=device,
+            callbacks=[reporter, CancellationCallback(cancel)],
+        )
+        summary = trainer.train().metrics
+    if cancel.is_set():
+        return CancelledEvent(step=trainer.state.global_step, message="cancelled")
+    output_dir = Path(spec.output_dir)
+    write_model_artifacts(
+        output_dir,
+        prepared.model,
+        prepared.tokenizer,
+        labels=spec.labels,
+        input_names=prepared.input_names,
+        max_seq_length=prepared.max_seq_length,
+    )
+    parity_max_abs_diff = _export(prepared, output_dir, writer)
+    result = _result(trainer.state, reporter, prepared.splits, device, summary, parity_max_abs_diff, spec)
+    write_metrics(output_dir, result, reporter.learning_curve)
+    # NOTE: a cancel that arrives during export still wins: the manager has not seen a result yet.
+    if cancel.is_set():
+        return CancelledEvent(step=trainer.state.global_step, message="cancelled")
+    return result
+
+
+def _prepare(spec: TrainingSpec) -> _Prepared:
+    hp = spec.hyperparameters
+    if spec.backbone.modality != "text":
+        raise ValueError(f"backbone {spec.backbone.name!r} is an {spec.backbone.modality} model; only text is trained")
+    splits = _load_splits(spec)
+    tokenizer = AutoTokenizer.from_pretrained(spec.backbone.path, use_fast=True)
+    # NOTE: seeded before the head is created, so that its initial weights repeat too.
+    set_seed(hp.seed)
+    model = TextClassifier.from_backbone(
+        spec.backbone.path,
+        len(spec.labels),
+        dropout=hp.head_dropout,
+        class_weights=class_weights(class_counts(splits.train, spec.labels)) if hp.class_weighting else None,
+        label_smoothing=hp.label_smoothing,
+    )
+    max_seq_length = _max_seq_length(hp.max_seq_length, tokenizer, model)
+    input_names = model.input_names(tokenizer)
+    train_set, validation_set = (
+        encode(examples, tokenizer, spec.labels, input_names=input_names, max_seq_length=max_seq_length)
+        for examples in (splits.train, splits.validation)
+    )
+    return _Prepared(model, tokenizer, splits, train_set, validation_set, input_names, max_seq_length)
+
+
+def _export(prepared: _Prepared, output_dir: Path, writer: EventWriter) -> float:
+    """Export the best model to ONNX (raises when parity fails), report it, and return the parity max diff."""
+    export = export_onnx(
+        prepared.model,
+        prepared.tokenizer,
+        output_dir / ARTIFACTS["onnx"],
+        example_texts=[example.text for example in prepared.splits.validation],
+        max_seq_length=prepared.max_seq_length,
+    )
+    writer.write(
+        ExportEvent(
+            format="onnx",
+            parity_max_abs_diff=export.parity.max_abs_diff,
+            parity_examples=export.parity.examples,
+            size_bytes=export.size_bytes,
+            message=f"exported ONNX ({export.size_bytes / 1e6:.1f} MB), "
+            f"parity max |logit diff| {export.parity.max_abs_diff:.1e}",
+        )
+    )
+    return export.parity.max_abs_diff
+
+
+def _load_splits(spec: TrainingSpec) -> Splits:
+    hp = spec.hyperparameters
+    validation = read_examples(Path(spec.validation_path)) if spec.validation_path else None
+    return make_splits(
+        read_examples(Path(spec.train_path)),
+        validation,
+        spec.labels,
+        fraction=hp.validation_fraction,
+        seed=hp.seed,
+    )
+
+
+def _max_seq_length(requested: int, tokenizer: PreTrainedTokenizerBase, model: TextClassifier) -> int:
+    """The requested length, capped by what the backbone's position embeddings and its tokenizer allow."""
+    positions = int(getattr(model.backbone.config, "max_position_embeddings", requested))
+    return min(requested, positions, int(tokenizer.model_max_length))
+
+
+def _result(
+    state: TrainerState,
+    reporter: EventReporter,
+    splits: Splits,
+    device: DeviceChoice,
+    summary: dict[str, float],
+    parity_max_abs_diff: float,
+    spec: TrainingSpec,
+) -> ResultEvent:
+    if state.best_global_step is None or state.best_metric is None:
+        raise RuntimeError("training ended without an evaluation, so there is no best checkpoint")
+    best = next(point for point in reporter.learning_curve if point.step == state.best_global_step)
+    metric_name = spec.hyperparameters.metric_for_best_model
+    return ResultEvent(
+        validation_metrics={**best.metrics, "loss": best.validation_loss},
+        best_metric_name=metric_name,
+        best_metric=float(state.best_metric),
+        best_step=state.best_global_step,
+        stopped_early=reporter.stopped_early(state),
+        train_seconds=float(summary["train_runtime"]),
+        samples_per_second=float(summary["train_samples_per_second"]),
+        train_examples=len(splits.train),
+        validation_examples=len(splits.validation),
+        parity_max_abs_diff=parity_max_abs_diff,
+        device=device.device,
+        precision=device.precision,
+        final_train_loss=reporter.last_train_loss,
+        message=f"best {metric_name} {state.best_metric:.4f} at step {state.best_global_step}",
+    )

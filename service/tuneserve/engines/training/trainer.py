@@ -1,0 +1,170 @@
+"""Builds the Hugging Face Trainer for a fine-tune: optimizer groups, schedule, evaluation, checkpoints, precision."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_support
+from sklearn.utils.class_weight import compute_class_weight
+from transformers import (
+    DataCollatorWithPadding,
+    EarlyStoppingCallback,
+    EvalPrediction,
+    PreTrainedTokenizerBase,
+    Trainer,
+    TrainerCallback,
+    TrainingArguments,
+)
+
+from tuneserve.engines.training.data import EncodedDataset
+from tuneserve.engines.training.model import TextClassifier
+from tuneserve.engines.training.spec import Hyperparameters
+
+Precision = Literal["fp32", "bf16", "fp16"]
+
+# NOTE: enough progress events to draw a smooth bar, few enough that a long job does not flood the event store.
+_PROGRESS_EVENTS = 100
+
+
+@dataclass(frozen=True)
+class DeviceChoice:
+    device: Literal["cpu", "cuda"]
+    precision: Precision
+
+
+def choose_device(requested: Literal["auto", "cpu", "cuda"]) -> DeviceChoice:
+    has_cuda = torch.cuda.is_available()
+    if requested == "cuda" and not has_cuda:
+        raise RuntimeError("device 'cuda' was requested but torch sees no CUDA GPU")
+    if requested == "cpu" or not has_cuda:
+        return DeviceChoice("cpu", "fp32")
+    return DeviceChoice("cuda", "bf16" if torch.cuda.is_bf16_supported() else "fp16")
+
+
+def class_weights(counts: list[int]) -> torch.Tensor:
+    """Inverse-frequency weights normalised to mean 1 over the training rows; a label with no rows gets 0."""
+    present = np.array([i for i, count in enumerate(counts) if count > 0])
+    targets = np.repeat(present, [counts[i] for i in present])
+    weights = np.zeros(len(counts), dtype=np.float32)
+    weights[present] = compute_class_weight("balanced", classes=present, y=targets)
+    return torch.from_numpy(weights)
+
+
+def compute_metrics(prediction: EvalPrediction) -> dict[str, float]:
+    logits = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
+    predicted = np.argmax(logits, axis=-1)
+    truth = prediction.label_ids
+    precision, recall, macro_f1, _ = precision_recall_fscore_support(truth, predicted, average="macro", zero_division=0)
+    return {
+        "accuracy": float(accuracy_score(truth, predicted)),
+        "macro_f1": float(macro_f1),
+        "macro_precision": float(precision),
+        "macro_recall": float(recall),
+        "weighted_f1": float(f1_score(truth, predicted, average="weighted", zero_division=0)),
+    }
+
+
+class TransferTrainer(Trainer):
+    """A Trainer whose optimizer gives the pretrained backbone and the new head their own learning rates."""
+
+    def __init__(self, *args: Any, head_learning_rate: float, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._head_learning_rate = head_learning_rate
+
+    def create_optimizer(self, model: torch.nn.Module | None = None) -> torch.optim.Optimizer:
+        if self.optimizer is None:
+            model = self.model if model is None else model
+            assert model is not None, "the Trainer was built without a model"
+            optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args)
+            self.optimizer = optimizer_cls(self._parameter_groups(model), **optimizer_kwargs)
+        return self.optimizer
+
+    def _parameter_groups(self, model: torch.nn.Module) -> list[dict[str, Any]]:
+        # NOTE: no weight decay on biases and LayerNorm weights (the Trainer's own rule decides which those are).
+        decay = set(self.get_decay_parameter_names(model))
+        groups: dict[tuple[bool, bool], list[torch.nn.Parameter]] = {}
+        for name, parameter in model.named_parameters():
+            if parameter.requires_grad:
+                groups.setdefault((name.startswith("backbone."), name in decay), []).append(parameter)
+        return [
+            {
+                "params": params,
+                "lr": self.args.learning_rate if in_backbone else self._head_learning_rate,
+                "weight_decay": self.args.weight_decay if decays else 0.0,
+            }
+            for (in_backbone, decays), params in groups.items()
+        ]
+
+
+def training_arguments(
+    hp: Hyperparameters, *, checkpoint_dir: Path, device: DeviceChoice, train_examples: int
+) -> TrainingArguments:
+    strategy = "steps" if hp.eval_steps > 0 else "epoch"
+    steps_per_epoch = math.ceil(train_examples / hp.batch_size)
+    total_steps = hp.max_steps if hp.max_steps > 0 else steps_per_epoch * hp.epochs
+    return TrainingArguments(
+        output_dir=str(checkpoint_dir),
+        per_device_train_batch_size=hp.batch_size,
+        per_device_eval_batch_size=hp.batch_size,
+        num_train_epochs=hp.epochs,
+        max_steps=hp.max_steps if hp.max_steps > 0 else -1,
+        learning_rate=hp.learning_rate,
+        weight_decay=hp.weight_decay,
+        lr_scheduler_type="linear",
+        # NOTE: transformers 5 dropped warmup_ratio; a float in [0, 1) given as warmup_steps is a ratio of all steps.
+        warmup_steps=hp.warmup_ratio,
+        eval_strategy=strategy,
+        save_strategy=strategy,
+        eval_steps=hp.eval_steps or None,
+        # NOTE: save_steps only counts under the steps strategy, where it must equal eval_steps for
+        # load_best_model_at_end; under the epoch strategy it is ignored.
+        save_steps=hp.eval_steps or 1,
+        logging_strategy="steps",
+        logging_steps=max(1, total_steps // _PROGRESS_EVENTS),
+        logging_first_step=True,
+        load_best_model_at_end=True,
+        metric_for_best_model=hp.metric_for_best_model,
+        greater_is_better=hp.metric_for_best_model != "loss",
+        # NOTE: the checkpoints only feed load_best_model_at_end: no optimizer state, the best and the latest kept.
+        save_only_model=True,
+        save_total_limit=2,
+        seed=hp.seed,
+        report_to=[],
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+        use_cpu=device.device == "cpu",
+        bf16=device.precision == "bf16",
+        fp16=device.precision == "fp16",
+    )
+
+
+def build_trainer(
+    model: TextClassifier,
+    tokenizer: PreTrainedTokenizerBase,
+    *,
+    hp: Hyperparameters,
+    train_set: EncodedDataset,
+    validation_set: EncodedDataset,
+    checkpoint_dir: Path,
+    device: DeviceChoice,
+    callbacks: list[TrainerCallback],
+) -> TransferTrainer:
+    """checkpoint_dir receives the Trainer's intermediate checkpoints; it must not be the model's output_dir."""
+    args = training_arguments(hp, checkpoint_dir=checkpoint_dir, device=device, train_examples=len(train_set))
+    if hp.early_stopping_patience > 0:
+        callbacks = [*callbacks, EarlyStoppingCallback(early_stopping_patience=hp.early_stopping_patience)]
+    return TransferTrainer(
+        model=model,
+        args=args,
+        data_collator=DataCollatorWithPadding(tokenizer),
+        train_dataset=train_set,
+        eval_dataset=validation_set,
+        compute_metrics=compute_metrics,
+        callbacks=callbacks,
+        head_learning_rate=hp.head_learning_rate,
+    )
