@@ -23,8 +23,15 @@ MODEL_VERSION_STATE_READY: ModelVersionState
 MODEL_VERSION_STATE_FAILED: ModelVersionState
 
 class ModelVersion(_message.Message):
-    __slots__ = ("version", "state", "job_id", "validation_metrics", "onnx_size_bytes", "loaded", "execution_provider", "create_time")
+    __slots__ = ("version", "state", "job_id", "validation_metrics", "onnx_size_bytes", "loaded", "execution_provider", "create_time", "variants", "variant_macro_f1")
     class ValidationMetricsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    class VariantMacroF1Entry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
         VALUE_FIELD_NUMBER: _ClassVar[int]
@@ -39,6 +46,8 @@ class ModelVersion(_message.Message):
     LOADED_FIELD_NUMBER: _ClassVar[int]
     EXECUTION_PROVIDER_FIELD_NUMBER: _ClassVar[int]
     CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    VARIANTS_FIELD_NUMBER: _ClassVar[int]
+    VARIANT_MACRO_F1_FIELD_NUMBER: _ClassVar[int]
     version: int
     state: ModelVersionState
     job_id: str
@@ -47,10 +56,19 @@ class ModelVersion(_message.Message):
     loaded: bool
     execution_provider: str
     create_time: _timestamp_pb2.Timestamp
-    def __init__(self, version: _Optional[int] = ..., state: _Optional[_Union[ModelVersionState, str]] = ..., job_id: _Optional[str] = ..., validation_metrics: _Optional[_Mapping[str, float]] = ..., onnx_size_bytes: _Optional[int] = ..., loaded: _Optional[bool] = ..., execution_provider: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    variants: _containers.RepeatedScalarFieldContainer[str]
+    variant_macro_f1: _containers.ScalarMap[str, float]
+    def __init__(self, version: _Optional[int] = ..., state: _Optional[_Union[ModelVersionState, str]] = ..., job_id: _Optional[str] = ..., validation_metrics: _Optional[_Mapping[str, float]] = ..., onnx_size_bytes: _Optional[int] = ..., loaded: _Optional[bool] = ..., execution_provider: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., variants: _Optional[_Iterable[str]] = ..., variant_macro_f1: _Optional[_Mapping[str, float]] = ...) -> None: ...
 
 class Model(_message.Message):
-    __slots__ = ("id", "name", "modality", "backbone", "labels", "latest_version", "versions", "create_time")
+    __slots__ = ("id", "name", "modality", "backbone", "labels", "latest_version", "versions", "create_time", "aliases", "kind", "source_job_id")
+    class AliasesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
     ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     MODALITY_FIELD_NUMBER: _ClassVar[int]
@@ -59,6 +77,9 @@ class Model(_message.Message):
     LATEST_VERSION_FIELD_NUMBER: _ClassVar[int]
     VERSIONS_FIELD_NUMBER: _ClassVar[int]
     CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    ALIASES_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_JOB_ID_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     modality: _common_pb2.Modality
@@ -67,7 +88,10 @@ class Model(_message.Message):
     latest_version: int
     versions: _containers.RepeatedCompositeFieldContainer[ModelVersion]
     create_time: _timestamp_pb2.Timestamp
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., modality: _Optional[_Union[_common_pb2.Modality, str]] = ..., backbone: _Optional[str] = ..., labels: _Optional[_Iterable[str]] = ..., latest_version: _Optional[int] = ..., versions: _Optional[_Iterable[_Union[ModelVersion, _Mapping]]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    aliases: _containers.ScalarMap[str, int]
+    kind: str
+    source_job_id: str
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., modality: _Optional[_Union[_common_pb2.Modality, str]] = ..., backbone: _Optional[str] = ..., labels: _Optional[_Iterable[str]] = ..., latest_version: _Optional[int] = ..., versions: _Optional[_Iterable[_Union[ModelVersion, _Mapping]]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., aliases: _Optional[_Mapping[str, int]] = ..., kind: _Optional[str] = ..., source_job_id: _Optional[str] = ...) -> None: ...
 
 class ListModelsRequest(_message.Message):
     __slots__ = ("page_size", "page_token")
@@ -101,15 +125,25 @@ class DeleteModelResponse(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
+class ModelRef(_message.Message):
+    __slots__ = ("model_id", "version")
+    MODEL_ID_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    model_id: str
+    version: int
+    def __init__(self, model_id: _Optional[str] = ..., version: _Optional[int] = ...) -> None: ...
+
 class EvaluateRequest(_message.Message):
-    __slots__ = ("model_id", "version", "dataset_id")
+    __slots__ = ("model_id", "version", "dataset_id", "compare")
     MODEL_ID_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     DATASET_ID_FIELD_NUMBER: _ClassVar[int]
+    COMPARE_FIELD_NUMBER: _ClassVar[int]
     model_id: str
     version: int
     dataset_id: str
-    def __init__(self, model_id: _Optional[str] = ..., version: _Optional[int] = ..., dataset_id: _Optional[str] = ...) -> None: ...
+    compare: _containers.RepeatedCompositeFieldContainer[ModelRef]
+    def __init__(self, model_id: _Optional[str] = ..., version: _Optional[int] = ..., dataset_id: _Optional[str] = ..., compare: _Optional[_Iterable[_Union[ModelRef, _Mapping]]] = ...) -> None: ...
 
 class ClassMetrics(_message.Message):
     __slots__ = ("label", "precision", "recall", "f1", "support")
@@ -174,8 +208,70 @@ class EvaluationReport(_message.Message):
     num_unknown_labels: int
     def __init__(self, model_id: _Optional[str] = ..., model_version: _Optional[int] = ..., dataset_id: _Optional[str] = ..., num_examples: _Optional[int] = ..., accuracy: _Optional[float] = ..., macro_precision: _Optional[float] = ..., macro_recall: _Optional[float] = ..., macro_f1: _Optional[float] = ..., weighted_precision: _Optional[float] = ..., weighted_recall: _Optional[float] = ..., weighted_f1: _Optional[float] = ..., per_class: _Optional[_Iterable[_Union[ClassMetrics, _Mapping]]] = ..., confusion_matrix: _Optional[_Union[ConfusionMatrix, _Mapping]] = ..., runtime: _Optional[str] = ..., duration_seconds: _Optional[float] = ..., num_unknown_labels: _Optional[int] = ...) -> None: ...
 
+class MetricDelta(_message.Message):
+    __slots__ = ("metric", "delta")
+    METRIC_FIELD_NUMBER: _ClassVar[int]
+    DELTA_FIELD_NUMBER: _ClassVar[int]
+    metric: str
+    delta: float
+    def __init__(self, metric: _Optional[str] = ..., delta: _Optional[float] = ...) -> None: ...
+
+class Comparison(_message.Message):
+    __slots__ = ("model_id", "model_version", "deltas", "test", "p_value", "only_first_correct", "only_second_correct", "significant", "verdict")
+    MODEL_ID_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    DELTAS_FIELD_NUMBER: _ClassVar[int]
+    TEST_FIELD_NUMBER: _ClassVar[int]
+    P_VALUE_FIELD_NUMBER: _ClassVar[int]
+    ONLY_FIRST_CORRECT_FIELD_NUMBER: _ClassVar[int]
+    ONLY_SECOND_CORRECT_FIELD_NUMBER: _ClassVar[int]
+    SIGNIFICANT_FIELD_NUMBER: _ClassVar[int]
+    VERDICT_FIELD_NUMBER: _ClassVar[int]
+    model_id: str
+    model_version: int
+    deltas: _containers.RepeatedCompositeFieldContainer[MetricDelta]
+    test: str
+    p_value: float
+    only_first_correct: int
+    only_second_correct: int
+    significant: bool
+    verdict: str
+    def __init__(self, model_id: _Optional[str] = ..., model_version: _Optional[int] = ..., deltas: _Optional[_Iterable[_Union[MetricDelta, _Mapping]]] = ..., test: _Optional[str] = ..., p_value: _Optional[float] = ..., only_first_correct: _Optional[int] = ..., only_second_correct: _Optional[int] = ..., significant: _Optional[bool] = ..., verdict: _Optional[str] = ...) -> None: ...
+
 class EvaluateResponse(_message.Message):
-    __slots__ = ("report",)
+    __slots__ = ("report", "compared", "comparisons")
     REPORT_FIELD_NUMBER: _ClassVar[int]
+    COMPARED_FIELD_NUMBER: _ClassVar[int]
+    COMPARISONS_FIELD_NUMBER: _ClassVar[int]
     report: EvaluationReport
-    def __init__(self, report: _Optional[_Union[EvaluationReport, _Mapping]] = ...) -> None: ...
+    compared: _containers.RepeatedCompositeFieldContainer[EvaluationReport]
+    comparisons: _containers.RepeatedCompositeFieldContainer[Comparison]
+    def __init__(self, report: _Optional[_Union[EvaluationReport, _Mapping]] = ..., compared: _Optional[_Iterable[_Union[EvaluationReport, _Mapping]]] = ..., comparisons: _Optional[_Iterable[_Union[Comparison, _Mapping]]] = ...) -> None: ...
+
+class LoadModelRequest(_message.Message):
+    __slots__ = ("id", "version", "variant")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    VARIANT_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    version: int
+    variant: str
+    def __init__(self, id: _Optional[str] = ..., version: _Optional[int] = ..., variant: _Optional[str] = ...) -> None: ...
+
+class UnloadModelRequest(_message.Message):
+    __slots__ = ("id", "version")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    version: int
+    def __init__(self, id: _Optional[str] = ..., version: _Optional[int] = ...) -> None: ...
+
+class SetModelAliasRequest(_message.Message):
+    __slots__ = ("id", "alias", "version")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    ALIAS_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    alias: str
+    version: int
+    def __init__(self, id: _Optional[str] = ..., alias: _Optional[str] = ..., version: _Optional[int] = ...) -> None: ...

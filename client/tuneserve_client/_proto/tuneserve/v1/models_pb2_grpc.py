@@ -55,6 +55,21 @@ class ModelServiceStub:
                 request_serializer=tuneserve_dot_v1_dot_models__pb2.EvaluateRequest.SerializeToString,
                 response_deserializer=tuneserve_dot_v1_dot_models__pb2.EvaluateResponse.FromString,
                 _registered_method=True)
+        self.LoadModel = channel.unary_unary(
+                '/tuneserve.v1.ModelService/LoadModel',
+                request_serializer=tuneserve_dot_v1_dot_models__pb2.LoadModelRequest.SerializeToString,
+                response_deserializer=tuneserve_dot_v1_dot_models__pb2.Model.FromString,
+                _registered_method=True)
+        self.UnloadModel = channel.unary_unary(
+                '/tuneserve.v1.ModelService/UnloadModel',
+                request_serializer=tuneserve_dot_v1_dot_models__pb2.UnloadModelRequest.SerializeToString,
+                response_deserializer=tuneserve_dot_v1_dot_models__pb2.Model.FromString,
+                _registered_method=True)
+        self.SetModelAlias = channel.unary_unary(
+                '/tuneserve.v1.ModelService/SetModelAlias',
+                request_serializer=tuneserve_dot_v1_dot_models__pb2.SetModelAliasRequest.SerializeToString,
+                response_deserializer=tuneserve_dot_v1_dot_models__pb2.Model.FromString,
+                _registered_method=True)
 
 
 class ModelServiceServicer:
@@ -80,7 +95,28 @@ class ModelServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Evaluate(self, request, context):
-        """Runs the served (ONNX) model on a dataset and reports classification metrics.
+        """Runs the served (ONNX) model on a dataset and reports classification metrics; with `compare`, evaluates
+        several models on the same dataset side by side with per-metric deltas and a paired significance test.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def LoadModel(self, request, context):
+        """Opens (warm) / closes the ONNX Runtime session of a version explicitly; Predict loads on demand too.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UnloadModel(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetModelAlias(self, request, context):
+        """Points an alias ("production", "canary", ...) at a READY version; requests by alias switch atomically.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -108,6 +144,21 @@ def add_ModelServiceServicer_to_server(servicer, server):
                     servicer.Evaluate,
                     request_deserializer=tuneserve_dot_v1_dot_models__pb2.EvaluateRequest.FromString,
                     response_serializer=tuneserve_dot_v1_dot_models__pb2.EvaluateResponse.SerializeToString,
+            ),
+            'LoadModel': grpc.unary_unary_rpc_method_handler(
+                    servicer.LoadModel,
+                    request_deserializer=tuneserve_dot_v1_dot_models__pb2.LoadModelRequest.FromString,
+                    response_serializer=tuneserve_dot_v1_dot_models__pb2.Model.SerializeToString,
+            ),
+            'UnloadModel': grpc.unary_unary_rpc_method_handler(
+                    servicer.UnloadModel,
+                    request_deserializer=tuneserve_dot_v1_dot_models__pb2.UnloadModelRequest.FromString,
+                    response_serializer=tuneserve_dot_v1_dot_models__pb2.Model.SerializeToString,
+            ),
+            'SetModelAlias': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetModelAlias,
+                    request_deserializer=tuneserve_dot_v1_dot_models__pb2.SetModelAliasRequest.FromString,
+                    response_serializer=tuneserve_dot_v1_dot_models__pb2.Model.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -219,6 +270,87 @@ class ModelService:
             '/tuneserve.v1.ModelService/Evaluate',
             tuneserve_dot_v1_dot_models__pb2.EvaluateRequest.SerializeToString,
             tuneserve_dot_v1_dot_models__pb2.EvaluateResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LoadModel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tuneserve.v1.ModelService/LoadModel',
+            tuneserve_dot_v1_dot_models__pb2.LoadModelRequest.SerializeToString,
+            tuneserve_dot_v1_dot_models__pb2.Model.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UnloadModel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tuneserve.v1.ModelService/UnloadModel',
+            tuneserve_dot_v1_dot_models__pb2.UnloadModelRequest.SerializeToString,
+            tuneserve_dot_v1_dot_models__pb2.Model.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetModelAlias(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tuneserve.v1.ModelService/SetModelAlias',
+            tuneserve_dot_v1_dot_models__pb2.SetModelAliasRequest.SerializeToString,
+            tuneserve_dot_v1_dot_models__pb2.Model.FromString,
             options,
             channel_credentials,
             insecure,

@@ -40,6 +40,11 @@ class PredictionServiceStub:
                 request_serializer=tuneserve_dot_v1_dot_prediction__pb2.PredictRequest.SerializeToString,
                 response_deserializer=tuneserve_dot_v1_dot_prediction__pb2.PredictResponse.FromString,
                 _registered_method=True)
+        self.PredictStream = channel.stream_stream(
+                '/tuneserve.v1.PredictionService/PredictStream',
+                request_serializer=tuneserve_dot_v1_dot_prediction__pb2.PredictStreamRequest.SerializeToString,
+                response_deserializer=tuneserve_dot_v1_dot_prediction__pb2.PredictStreamResponse.FromString,
+                _registered_method=True)
 
 
 class PredictionServiceServicer:
@@ -52,6 +57,14 @@ class PredictionServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PredictStream(self, request_iterator, context):
+        """Bidirectional stream for high-rate callers: each request is answered (in completion order) with its request_id;
+        requests go through the same dynamic batcher as Predict. A failed request does not end the stream.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PredictionServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -59,6 +72,11 @@ def add_PredictionServiceServicer_to_server(servicer, server):
                     servicer.Predict,
                     request_deserializer=tuneserve_dot_v1_dot_prediction__pb2.PredictRequest.FromString,
                     response_serializer=tuneserve_dot_v1_dot_prediction__pb2.PredictResponse.SerializeToString,
+            ),
+            'PredictStream': grpc.stream_stream_rpc_method_handler(
+                    servicer.PredictStream,
+                    request_deserializer=tuneserve_dot_v1_dot_prediction__pb2.PredictStreamRequest.FromString,
+                    response_serializer=tuneserve_dot_v1_dot_prediction__pb2.PredictStreamResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -89,6 +107,33 @@ class PredictionService:
             '/tuneserve.v1.PredictionService/Predict',
             tuneserve_dot_v1_dot_prediction__pb2.PredictRequest.SerializeToString,
             tuneserve_dot_v1_dot_prediction__pb2.PredictResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PredictStream(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/tuneserve.v1.PredictionService/PredictStream',
+            tuneserve_dot_v1_dot_prediction__pb2.PredictStreamRequest.SerializeToString,
+            tuneserve_dot_v1_dot_prediction__pb2.PredictStreamResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -27,7 +27,7 @@ JOB_STATE_FAILED: JobState
 JOB_STATE_CANCELLED: JobState
 
 class Hyperparameters(_message.Message):
-    __slots__ = ("epochs", "max_steps", "batch_size", "learning_rate", "head_learning_rate", "weight_decay", "warmup_ratio", "max_seq_length", "early_stopping_patience", "metric_for_best_model", "class_weighting", "seed", "validation_fraction", "label_smoothing", "head_dropout", "eval_steps")
+    __slots__ = ("epochs", "max_steps", "batch_size", "learning_rate", "head_learning_rate", "weight_decay", "warmup_ratio", "max_seq_length", "early_stopping_patience", "metric_for_best_model", "class_weighting", "seed", "validation_fraction", "label_smoothing", "head_dropout", "eval_steps", "freeze", "trainable_layers", "layer_lr_decay", "gradual_unfreezing", "gradient_accumulation_steps", "lr_scheduler")
     EPOCHS_FIELD_NUMBER: _ClassVar[int]
     MAX_STEPS_FIELD_NUMBER: _ClassVar[int]
     BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
@@ -44,6 +44,12 @@ class Hyperparameters(_message.Message):
     LABEL_SMOOTHING_FIELD_NUMBER: _ClassVar[int]
     HEAD_DROPOUT_FIELD_NUMBER: _ClassVar[int]
     EVAL_STEPS_FIELD_NUMBER: _ClassVar[int]
+    FREEZE_FIELD_NUMBER: _ClassVar[int]
+    TRAINABLE_LAYERS_FIELD_NUMBER: _ClassVar[int]
+    LAYER_LR_DECAY_FIELD_NUMBER: _ClassVar[int]
+    GRADUAL_UNFREEZING_FIELD_NUMBER: _ClassVar[int]
+    GRADIENT_ACCUMULATION_STEPS_FIELD_NUMBER: _ClassVar[int]
+    LR_SCHEDULER_FIELD_NUMBER: _ClassVar[int]
     epochs: int
     max_steps: int
     batch_size: int
@@ -60,23 +66,41 @@ class Hyperparameters(_message.Message):
     label_smoothing: float
     head_dropout: float
     eval_steps: int
-    def __init__(self, epochs: _Optional[int] = ..., max_steps: _Optional[int] = ..., batch_size: _Optional[int] = ..., learning_rate: _Optional[float] = ..., head_learning_rate: _Optional[float] = ..., weight_decay: _Optional[float] = ..., warmup_ratio: _Optional[float] = ..., max_seq_length: _Optional[int] = ..., early_stopping_patience: _Optional[int] = ..., metric_for_best_model: _Optional[str] = ..., class_weighting: _Optional[bool] = ..., seed: _Optional[int] = ..., validation_fraction: _Optional[float] = ..., label_smoothing: _Optional[float] = ..., head_dropout: _Optional[float] = ..., eval_steps: _Optional[int] = ...) -> None: ...
+    freeze: str
+    trainable_layers: int
+    layer_lr_decay: float
+    gradual_unfreezing: bool
+    gradient_accumulation_steps: int
+    lr_scheduler: str
+    def __init__(self, epochs: _Optional[int] = ..., max_steps: _Optional[int] = ..., batch_size: _Optional[int] = ..., learning_rate: _Optional[float] = ..., head_learning_rate: _Optional[float] = ..., weight_decay: _Optional[float] = ..., warmup_ratio: _Optional[float] = ..., max_seq_length: _Optional[int] = ..., early_stopping_patience: _Optional[int] = ..., metric_for_best_model: _Optional[str] = ..., class_weighting: _Optional[bool] = ..., seed: _Optional[int] = ..., validation_fraction: _Optional[float] = ..., label_smoothing: _Optional[float] = ..., head_dropout: _Optional[float] = ..., eval_steps: _Optional[int] = ..., freeze: _Optional[str] = ..., trainable_layers: _Optional[int] = ..., layer_lr_decay: _Optional[float] = ..., gradual_unfreezing: _Optional[bool] = ..., gradient_accumulation_steps: _Optional[int] = ..., lr_scheduler: _Optional[str] = ...) -> None: ...
+
+class ExportOptions(_message.Message):
+    __slots__ = ("int8", "int8_max_f1_drop")
+    INT8_FIELD_NUMBER: _ClassVar[int]
+    INT8_MAX_F1_DROP_FIELD_NUMBER: _ClassVar[int]
+    int8: bool
+    int8_max_f1_drop: float
+    def __init__(self, int8: _Optional[bool] = ..., int8_max_f1_drop: _Optional[float] = ...) -> None: ...
 
 class FineTuneRequest(_message.Message):
-    __slots__ = ("dataset_id", "validation_dataset_id", "backbone", "hyperparameters", "model_name", "model_id")
+    __slots__ = ("dataset_id", "validation_dataset_id", "backbone", "hyperparameters", "model_name", "model_id", "baselines", "export")
     DATASET_ID_FIELD_NUMBER: _ClassVar[int]
     VALIDATION_DATASET_ID_FIELD_NUMBER: _ClassVar[int]
     BACKBONE_FIELD_NUMBER: _ClassVar[int]
     HYPERPARAMETERS_FIELD_NUMBER: _ClassVar[int]
     MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
     MODEL_ID_FIELD_NUMBER: _ClassVar[int]
+    BASELINES_FIELD_NUMBER: _ClassVar[int]
+    EXPORT_FIELD_NUMBER: _ClassVar[int]
     dataset_id: str
     validation_dataset_id: str
     backbone: str
     hyperparameters: Hyperparameters
     model_name: str
     model_id: str
-    def __init__(self, dataset_id: _Optional[str] = ..., validation_dataset_id: _Optional[str] = ..., backbone: _Optional[str] = ..., hyperparameters: _Optional[_Union[Hyperparameters, _Mapping]] = ..., model_name: _Optional[str] = ..., model_id: _Optional[str] = ...) -> None: ...
+    baselines: _containers.RepeatedScalarFieldContainer[str]
+    export: ExportOptions
+    def __init__(self, dataset_id: _Optional[str] = ..., validation_dataset_id: _Optional[str] = ..., backbone: _Optional[str] = ..., hyperparameters: _Optional[_Union[Hyperparameters, _Mapping]] = ..., model_name: _Optional[str] = ..., model_id: _Optional[str] = ..., baselines: _Optional[_Iterable[str]] = ..., export: _Optional[_Union[ExportOptions, _Mapping]] = ...) -> None: ...
 
 class JobProgress(_message.Message):
     __slots__ = ("step", "total_steps", "epoch", "eta_seconds", "train_loss")
@@ -93,8 +117,15 @@ class JobProgress(_message.Message):
     def __init__(self, step: _Optional[int] = ..., total_steps: _Optional[int] = ..., epoch: _Optional[float] = ..., eta_seconds: _Optional[float] = ..., train_loss: _Optional[float] = ...) -> None: ...
 
 class JobResult(_message.Message):
-    __slots__ = ("validation_metrics", "best_metric_name", "best_metric", "best_step", "stopped_early", "train_seconds", "samples_per_second", "train_examples", "validation_examples", "parity_max_abs_diff", "device", "precision", "final_train_loss")
+    __slots__ = ("validation_metrics", "best_metric_name", "best_metric", "best_step", "stopped_early", "train_seconds", "samples_per_second", "train_examples", "validation_examples", "parity_max_abs_diff", "device", "precision", "final_train_loss", "learning_curve", "fit", "baselines", "transfer_verdict", "variant_macro_f1")
     class ValidationMetricsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    class VariantMacroF1Entry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
         VALUE_FIELD_NUMBER: _ClassVar[int]
@@ -114,6 +145,11 @@ class JobResult(_message.Message):
     DEVICE_FIELD_NUMBER: _ClassVar[int]
     PRECISION_FIELD_NUMBER: _ClassVar[int]
     FINAL_TRAIN_LOSS_FIELD_NUMBER: _ClassVar[int]
+    LEARNING_CURVE_FIELD_NUMBER: _ClassVar[int]
+    FIT_FIELD_NUMBER: _ClassVar[int]
+    BASELINES_FIELD_NUMBER: _ClassVar[int]
+    TRANSFER_VERDICT_FIELD_NUMBER: _ClassVar[int]
+    VARIANT_MACRO_F1_FIELD_NUMBER: _ClassVar[int]
     validation_metrics: _containers.ScalarMap[str, float]
     best_metric_name: str
     best_metric: float
@@ -127,7 +163,62 @@ class JobResult(_message.Message):
     device: str
     precision: str
     final_train_loss: float
-    def __init__(self, validation_metrics: _Optional[_Mapping[str, float]] = ..., best_metric_name: _Optional[str] = ..., best_metric: _Optional[float] = ..., best_step: _Optional[int] = ..., stopped_early: _Optional[bool] = ..., train_seconds: _Optional[float] = ..., samples_per_second: _Optional[float] = ..., train_examples: _Optional[int] = ..., validation_examples: _Optional[int] = ..., parity_max_abs_diff: _Optional[float] = ..., device: _Optional[str] = ..., precision: _Optional[str] = ..., final_train_loss: _Optional[float] = ...) -> None: ...
+    learning_curve: _containers.RepeatedCompositeFieldContainer[LearningCurvePoint]
+    fit: FitDiagnosis
+    baselines: _containers.RepeatedCompositeFieldContainer[BaselineResult]
+    transfer_verdict: str
+    variant_macro_f1: _containers.ScalarMap[str, float]
+    def __init__(self, validation_metrics: _Optional[_Mapping[str, float]] = ..., best_metric_name: _Optional[str] = ..., best_metric: _Optional[float] = ..., best_step: _Optional[int] = ..., stopped_early: _Optional[bool] = ..., train_seconds: _Optional[float] = ..., samples_per_second: _Optional[float] = ..., train_examples: _Optional[int] = ..., validation_examples: _Optional[int] = ..., parity_max_abs_diff: _Optional[float] = ..., device: _Optional[str] = ..., precision: _Optional[str] = ..., final_train_loss: _Optional[float] = ..., learning_curve: _Optional[_Iterable[_Union[LearningCurvePoint, _Mapping]]] = ..., fit: _Optional[_Union[FitDiagnosis, _Mapping]] = ..., baselines: _Optional[_Iterable[_Union[BaselineResult, _Mapping]]] = ..., transfer_verdict: _Optional[str] = ..., variant_macro_f1: _Optional[_Mapping[str, float]] = ...) -> None: ...
+
+class LearningCurvePoint(_message.Message):
+    __slots__ = ("step", "epoch", "train_loss", "validation_loss", "metrics")
+    class MetricsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    STEP_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
+    TRAIN_LOSS_FIELD_NUMBER: _ClassVar[int]
+    VALIDATION_LOSS_FIELD_NUMBER: _ClassVar[int]
+    METRICS_FIELD_NUMBER: _ClassVar[int]
+    step: int
+    epoch: float
+    train_loss: float
+    validation_loss: float
+    metrics: _containers.ScalarMap[str, float]
+    def __init__(self, step: _Optional[int] = ..., epoch: _Optional[float] = ..., train_loss: _Optional[float] = ..., validation_loss: _Optional[float] = ..., metrics: _Optional[_Mapping[str, float]] = ...) -> None: ...
+
+class FitDiagnosis(_message.Message):
+    __slots__ = ("verdict", "rule", "train_validation_gap")
+    VERDICT_FIELD_NUMBER: _ClassVar[int]
+    RULE_FIELD_NUMBER: _ClassVar[int]
+    TRAIN_VALIDATION_GAP_FIELD_NUMBER: _ClassVar[int]
+    verdict: str
+    rule: str
+    train_validation_gap: float
+    def __init__(self, verdict: _Optional[str] = ..., rule: _Optional[str] = ..., train_validation_gap: _Optional[float] = ...) -> None: ...
+
+class BaselineResult(_message.Message):
+    __slots__ = ("kind", "model_id", "validation_metrics", "train_seconds")
+    class ValidationMetricsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    MODEL_ID_FIELD_NUMBER: _ClassVar[int]
+    VALIDATION_METRICS_FIELD_NUMBER: _ClassVar[int]
+    TRAIN_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    kind: str
+    model_id: str
+    validation_metrics: _containers.ScalarMap[str, float]
+    train_seconds: float
+    def __init__(self, kind: _Optional[str] = ..., model_id: _Optional[str] = ..., validation_metrics: _Optional[_Mapping[str, float]] = ..., train_seconds: _Optional[float] = ...) -> None: ...
 
 class Job(_message.Message):
     __slots__ = ("id", "state", "dataset_id", "validation_dataset_id", "backbone", "hyperparameters", "model_id", "model_version", "progress", "result", "error", "create_time", "start_time", "end_time")
