@@ -38,6 +38,9 @@ ARTIFACTS = {
     "tokenizer": "tokenizer",              # tokenizer.save_pretrained() directory
     "checkpoint": "checkpoint",            # best checkpoint: model.safetensors + configs
     "metrics": "metrics.json",             # the JobResult fields, learning curve included
+    "onnx_int8": "model.int8.onnx",        # optional dynamically quantised variant (ExportOptions.int8)
+    "variants": "variants.json",           # {"fp32": {"macro_f1": .., "served": true},
+                                            #  "int8": {"macro_f1": .., "served": bool, "reason": ".."}}
 }
 
 MetricName = Literal["macro_f1", "accuracy", "loss"]
@@ -66,6 +69,12 @@ class Hyperparameters:
 
 
 @dataclass
+class ExportSpec:
+    int8: bool = False                  # also write model.int8.onnx (dynamic quantisation) and judge it
+    int8_max_f1_drop: float = 0.01      # the int8 variant is served only if validation macro F1 drops at most this
+
+
+@dataclass
 class BackboneRef:
     name: str                 # catalog name, or the path/hub id the user gave
     path: str                 # local directory (or hub id when the deployment allows the hub)
@@ -83,6 +92,8 @@ class TrainingSpec:
     validation_path: str | None = None  # None: stratified split of train_path by hyperparameters.validation_fraction
     device: Literal["auto", "cpu", "cuda"] = "auto"
     threads: int = 0                    # torch intra-op threads; 0 = leave torch's default
+    export: ExportSpec = field(default_factory=ExportSpec)
+    init: Literal["pretrained", "scratch"] = "pretrained"   # scratch: same architecture, random weights (baseline)
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2)
@@ -92,6 +103,7 @@ class TrainingSpec:
         raw: dict[str, Any] = json.loads(text)
         raw["backbone"] = BackboneRef(**raw["backbone"])
         raw["hyperparameters"] = Hyperparameters(**raw["hyperparameters"])
+        raw["export"] = ExportSpec(**raw.get("export", {}))
         return cls(**raw)
 
     def save(self, path: Path) -> None:
