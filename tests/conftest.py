@@ -8,10 +8,13 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 import pytest
 
-from tuneserve.server import App, create_server
-from tuneserve.settings import Settings
+if TYPE_CHECKING:
+    from tuneserve.server import App
+    from tuneserve.settings import Settings
 
 
 class ServerThread:
@@ -30,6 +33,8 @@ class ServerThread:
         return f"127.0.0.1:{self.app.port}"
 
     def start(self) -> ServerThread:
+        from tuneserve.server import create_server  # NOTE: lazily, so client-only installs can run tests/client
+
         self.app = self._call(create_server(self.settings))
         self.settings.server.port = self.app.port  # a restart binds the same port
         return self
@@ -53,6 +58,8 @@ class ServerThread:
 
 
 def make_settings(data_dir: Path, backbone_root: Path, **training: object) -> Settings:
+    from tuneserve.settings import Settings
+
     settings = Settings()
     settings.server.host = "127.0.0.1"
     settings.server.port = 0

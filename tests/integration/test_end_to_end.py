@@ -87,3 +87,16 @@ def test_cancel_running_job_and_predict_before_ready(
     assert client.get_model(job.model_id).versions[0].state == 3  # MODEL_VERSION_STATE_FAILED
     with pytest.raises(FailedPrecondition):
         client.cancel_job(job.id)
+
+
+@pytest.mark.slow
+def test_real_packaged_minilm_backbone(client: Client, train_file: Path) -> None:
+    """The default backbone (packaged all-MiniLM-L6-v2, mean pooling) through the whole service path."""
+    assert client.list_backbones().backbones[0].name == "minilm-l6"
+    train = client.upload_dataset(train_file)
+    hp = {"max_steps": 4, "batch_size": 8, "eval_steps": 4, "max_seq_length": 32}
+    done = client.wait_for_job(client.fine_tune(train.id, hyperparameters=hp).id, timeout=600)
+    assert done.state == JobState.JOB_STATE_SUCCEEDED, done.error
+    assert done.backbone == "minilm-l6" and done.result.parity_max_abs_diff <= 1e-4
+    prediction = client.predict(done.model_id, ["the striker scored twice"]).predictions[0]
+    assert prediction.label in TRAIN_COUNTS
