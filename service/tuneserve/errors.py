@@ -8,6 +8,7 @@ generic message, and is logged with its traceback.
     ├── AlreadyExists
     ├── FailedPrecondition   the request is fine but the state is not (e.g. Predict on a model still training)
     ├── ResourceExhausted    a limit was reached (queue full, too many jobs, message too large)
+    ├── DeadlineExceeded     the caller's deadline passed before the work could start (dropped, not computed)
     └── Unavailable          the server is shutting down or a dependency is down; retry later
 """
 
@@ -49,3 +50,7 @@ class ResourceExhausted(TuneServeError):
 
 class Unavailable(TuneServeError):
     code = "UNAVAILABLE"
+
+
+class DeadlineExceeded(TuneServeError):
+    code = "DEADLINE_EXCEEDED"

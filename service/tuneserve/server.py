@@ -27,7 +27,7 @@ from tuneserve.core.jobs import JobManager
 from tuneserve.core.models_cache import ModelCache
 from tuneserve.core.registry import ModelRegistry
 from tuneserve.core.runner import LocalProcessRunner
-from tuneserve.engines.runtime import OnnxTextClassifier, RuntimeOptions
+from tuneserve.engines.runtime import RuntimeOptions, open_runtime
 from tuneserve.grpc.interceptors import StatusInterceptor
 from tuneserve.grpc.servicers import DatasetServicer, ModelServicer, PredictionServicer, TrainingServicer
 from tuneserve.metrics import Metrics
@@ -73,7 +73,7 @@ class App:
         await self.health.enter_graceful_shutdown()
         await self.server.stop(grace)
         await self.jobs.stop()
-        self.cache.close()
+        await self.cache.close()
         await self.store.close()
 
 
@@ -97,9 +97,9 @@ async def create_server(settings: Settings) -> App:
         intra_op_threads=settings.inference.intra_op_threads or available_cpus(),
         providers=tuple(settings.inference.providers),
     )
-    cache = ModelCache(functools.partial(OnnxTextClassifier, options=options), settings.inference.max_loaded_models)
+    cache = ModelCache(functools.partial(open_runtime, options=options), settings.inference, settings.batching, metrics)
     registry.on_delete(cache.unload_model)
-    inference = InferenceService(registry, cache, settings.limits, metrics)
+    inference = InferenceService(registry, cache, settings.limits, settings.batching, metrics)
     evaluator = Evaluator(registry, datasets, inference)
 
     limit = settings.server.max_message_bytes
@@ -109,7 +109,7 @@ async def create_server(settings: Settings) -> App:
     )
     datasets_pb2_grpc.add_DatasetServiceServicer_to_server(DatasetServicer(datasets), server)
     training_pb2_grpc.add_TrainingServiceServicer_to_server(TrainingServicer(jobs), server)
-    models_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(registry, cache, evaluator), server)
+    models_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(registry, inference, evaluator), server)
     prediction_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionServicer(inference), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

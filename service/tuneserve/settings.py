@@ -76,7 +76,25 @@ class InferenceSettings(_Section):
     providers: list[str] = Field(default_factory=lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
     """ONNX Runtime execution providers in order of preference; those not available are skipped."""
     max_loaded_models: int = 8
-    """ONNX Runtime sessions kept open; the least recently used is closed beyond this."""
+    """ONNX Runtime sessions kept open (each variant of a version counts); the least recently used is closed beyond
+    this, once the requests using it have finished."""
+    max_loaded_bytes: int = 0
+    """Memory cap of the open sessions, estimated from their ONNX files' size; the least recently used are closed
+    beyond it. 0 = no cap (max_loaded_models still applies)."""
+
+
+class BatchingSettings(_Section):
+    max_batch_size: int = 32
+    """Most texts in one ONNX Runtime run; requests (Predict, PredictStream, Evaluate) of one model version and
+    variant are merged up to this, and a larger request is split across runs."""
+    max_queue_delay_ms: float = 0.0
+    """How long the oldest waiting text may wait for a fuller batch. 0 = run at once: under load, batches still form
+    from the requests that arrive while the previous batch runs, and an idle server adds no latency."""
+    max_queue_size: int = 1024
+    """Texts waiting per model version and variant; a request that would exceed it gets RESOURCE_EXHAUSTED."""
+    max_batch_tokens: int = 8192
+    """Token budget of one run: texts are grouped by token length and padded to the longest in their batch, and
+    batch size x longest stays within this (a single text longer than it runs alone)."""
 
 
 class LimitSettings(_Section):
@@ -102,6 +120,7 @@ class Settings(BaseSettings):
     storage: StorageSettings = Field(default_factory=StorageSettings)
     training: TrainingSettings = Field(default_factory=TrainingSettings)
     inference: InferenceSettings = Field(default_factory=InferenceSettings)
+    batching: BatchingSettings = Field(default_factory=BatchingSettings)
     limits: LimitSettings = Field(default_factory=LimitSettings)
     log_level: str = "INFO"
     """Python logging level of the server."""

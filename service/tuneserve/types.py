@@ -89,6 +89,7 @@ class ModelRecord:
     labels: list[str]
     create_time: float
     versions: list[ModelVersionRecord] = field(default_factory=list)
+    aliases: dict[str, int] = field(default_factory=dict)   # user aliases -> version ("latest" is implicit)
 
     @property
     def latest_ready(self) -> ModelVersionRecord | None:

@@ -1,17 +1,33 @@
-"""Predict: validate the request, pick the servable version, run its runtime off the event loop."""
+"""Predict: validate the request, pick the version (number, alias or latest) and variant, and run it through that
+model's batcher:
+
+    InferenceService -> VersionRouter (aliases, hot swap) -> ModelCache.lease -> Batcher -> Runtime
+
+Texts are tokenized off the event loop (short requests inline, see `_INLINE_ENCODE_CHARS`) and batched with every
+other request for the same version and variant; the caller's deadline travels as `time_remaining` seconds.
+`probabilities(servable, texts)` (Evaluate, the Open Inference Protocol) goes through the same batcher, so every
+caller shares one queue per model and ONNX Runtime never runs two batches of one session at once.
+"""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterable, AsyncIterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from tuneserve.core.models_cache import ModelCache
-from tuneserve.core.registry import ModelRegistry, ServableVersion
-from tuneserve.errors import InvalidArgument
+from tuneserve.core.models_cache import LoadedModel, ModelCache
+from tuneserve.core.registry import LATEST, ModelRegistry, ServableVersion, VariantInfo
+from tuneserve.core.routing import VersionRouter
+from tuneserve.errors import InvalidArgument, NotFound
 from tuneserve.metrics import Metrics
-from tuneserve.settings import LimitSettings
+from tuneserve.settings import BatchingSettings, LimitSettings
+from tuneserve.types import ModelRecord, VersionState
+
+# NOTE: tokenizing ~2k characters takes tens of microseconds, less than handing it to a thread and back; longer
+# requests (up to max_predict_batch x max_text_chars) are tokenized on the default executor.
+_INLINE_ENCODE_CHARS = 2048
 
 
 @dataclass(frozen=True)
@@ -28,51 +44,196 @@ class Prediction:
 
 
 @dataclass(frozen=True)
+class PredictParams:
+    model_id: str
+    texts: list[str]
+    version: int = 0          # 0 = latest READY
+    top_k: int = 0            # 0 = all classes
+    alias: str = ""           # overrides version when set
+    variant: str = ""         # "" = fp32
+
+
+@dataclass(frozen=True)
 class PredictResult:
     model_id: str
     version: int
     predictions: list[Prediction]
+    variant: str = "fp32"
+
+
+@dataclass(frozen=True)
+class VersionServing:
+    loaded: dict[str, str]                 # variant -> execution provider of its open session
+    variants: dict[str, VariantInfo]
+
+
+@dataclass(frozen=True)
+class StreamRequest:
+    request_id: str
+    params: PredictParams
+    time_remaining: float | None = None
+
+
+StreamOutcome = tuple[str, "PredictResult | Exception"]
 
 
 class InferenceService:
-    def __init__(self, registry: ModelRegistry, cache: ModelCache, limits: LimitSettings, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        registry: ModelRegistry,
+        cache: ModelCache,
+        limits: LimitSettings,
+        batching: BatchingSettings,
+        metrics: Metrics,
+    ) -> None:
         self._registry = registry
         self._cache = cache
         self._limits = limits
         self._metrics = metrics
+        self._router = VersionRouter(registry, cache)
+        # NOTE: a stream may have this many requests unanswered (or answered but not yet sent) before it stops
+        # reading more; the batcher queue holds as many texts, so one stream can saturate but not bloat the server.
+        self._stream_window = max(1, batching.max_queue_size)
+        registry.on_change(self._router.refresh)
+        registry.on_delete(self._router.forget)
 
-    async def predict(self, model_id: str, version: int, texts: list[str], top_k: int = 0) -> PredictResult:
-        self._validate(model_id, version, texts, top_k)
-        servable = await self._registry.servable(model_id, version)
-        probs = await self.probabilities(servable, texts)
-        self._metrics.predictions.labels(model=model_id).inc(len(texts))
-        labels = servable.model.labels
-        return PredictResult(model_id, servable.version.version, [_prediction(p, labels, top_k) for p in probs])
+    async def predict(self, params: PredictParams, time_remaining: float | None = None) -> PredictResult:
+        deadline = _deadline(time_remaining)
+        self._validate(params)
+        variant = params.variant or "fp32"
+        model = await self._registry.snapshot(params.model_id)
+        servable = self._select(model, params, variant)
+        async with self._cache.lease(servable, variant) as loaded:
+            probs = await self._run(loaded, params.texts, deadline)
+        self._metrics.predictions.labels(model=model.id).inc(len(params.texts))
+        predictions = [_prediction(p, model.labels, params.top_k) for p in probs]
+        return PredictResult(model.id, servable.version.version, predictions, variant)
 
-    async def probabilities(self, servable: ServableVersion, texts: list[str]) -> np.ndarray:
-        runtime = await self._cache.get(servable)
-        return await asyncio.to_thread(runtime.predict, texts)
+    async def predict_stream(self, requests: AsyncIterable[StreamRequest]) -> AsyncIterator[StreamOutcome]:
+        """Answer each request (a result or the error it raised) in completion order, reading ahead at most
+        `batching.max_queue_size` requests; ends when `requests` ends and every answer has been yielded."""
+        answers: asyncio.Queue[StreamOutcome | _End] = asyncio.Queue()
+        window = asyncio.Semaphore(self._stream_window)
+        tasks: set[asyncio.Task[None]] = set()
 
-    def _validate(self, model_id: str, version: int, texts: list[str], top_k: int) -> None:
-        if not model_id:
-            raise InvalidArgument("model_id is required")
+        async def answer(request: StreamRequest) -> None:
+            try:
+                answers.put_nowait((request.request_id, await self.predict(request.params, request.time_remaining)))
+            except Exception as exc:  # NOTE: one request's failure is its answer; the stream goes on
+                answers.put_nowait((request.request_id, exc))
+
+        async def read() -> None:
+            try:
+                async for request in requests:
+                    await window.acquire()
+                    task = asyncio.ensure_future(answer(request))
+                    tasks.add(task)
+                    task.add_done_callback(tasks.discard)
+                await asyncio.gather(*tasks)
+                answers.put_nowait(_End(None))
+            except Exception as exc:  # the request stream broke: end ours with its error
+                answers.put_nowait(_End(exc))
+
+        reader = asyncio.ensure_future(read())
+        try:
+            while not isinstance(item := await answers.get(), _End):
+                window.release()
+                yield item
+            if item.error is not None:
+                raise item.error
+        finally:
+            reader.cancel()
+            for task in list(tasks):
+                task.cancel()
+
+    # -- lifecycle (LoadModel, UnloadModel, GetModel) ------------------------------------------------------------
+
+    async def load_model(self, model_id: str, version: int = 0, variant: str = "") -> ModelRecord:
+        """Open (and warm up) a version's session now; version 0 = the latest READY one."""
         if version < 0:
             raise InvalidArgument("version must be >= 0 (0 = latest READY version)")
-        if top_k < 0:
+        servable = await self._registry.servable(model_id, version)
+        self._registry.check_variant(servable, variant or "fp32")
+        await self._cache.load(servable, variant or "fp32")
+        return servable.model
+
+    async def unload_model(self, model_id: str, version: int = 0) -> ModelRecord:
+        """Close a version's sessions (every variant; version 0 = every version) once their requests finish."""
+        if version < 0:
+            raise InvalidArgument("version must be >= 0 (0 = every loaded version)")
+        model = await self._registry.get(model_id)
+        if version and all(v.version != version for v in model.versions):
+            raise NotFound("model version", f"{model_id}/{version}")
+        self._cache.unload(model_id, version)
+        return model
+
+    def serving(self, model: ModelRecord) -> dict[int, VersionServing]:
+        """For each READY version: its open sessions (variant -> provider) and its variants."""
+        open_sessions = self._cache.loaded(model.id)
+        return {
+            v.version: VersionServing(
+                loaded={e.key.variant: e.runtime.provider for e in open_sessions if e.key.version == v.version},
+                variants=self._registry.variants(model.id, v.version),
+            )
+            for v in model.versions
+            if v.state is VersionState.READY
+        }
+
+    async def probabilities(
+        self, servable: ServableVersion, texts: Sequence[str], *, variant: str = "fp32",
+        time_remaining: float | None = None,
+    ) -> np.ndarray:
+        """Class probabilities [len(texts), C] of a version from `ModelRegistry.servable`, batched with Predict."""
+        deadline = _deadline(time_remaining)
+        self._registry.check_variant(servable, variant)
+        async with self._cache.lease(servable, variant) as loaded:
+            return await self._run(loaded, texts, deadline)
+
+    def _select(self, model: ModelRecord, params: PredictParams, variant: str) -> ServableVersion:
+        if params.alias or params.version == 0:
+            return self._router.route(model, params.alias or LATEST, variant)
+        servable = self._registry.servable_of(model, params.version)
+        self._registry.check_variant(servable, variant)
+        return servable
+
+    async def _run(self, loaded: LoadedModel, texts: Sequence[str], deadline: float | None) -> np.ndarray:
+        runtime = loaded.runtime
+        if sum(map(len, texts)) <= _INLINE_ENCODE_CHARS:
+            encoded = runtime.encode(texts)
+        else:
+            encoded = await asyncio.get_running_loop().run_in_executor(None, runtime.encode, texts)
+        remaining = None if deadline is None else deadline - asyncio.get_running_loop().time()
+        return await loaded.batcher.submit(encoded, remaining)
+
+    def _validate(self, params: PredictParams) -> None:
+        if not params.model_id:
+            raise InvalidArgument("model_id is required")
+        if params.version < 0:
+            raise InvalidArgument("version must be >= 0 (0 = latest READY version)")
+        if params.top_k < 0:
             raise InvalidArgument("top_k must be >= 0 (0 = all classes)")
-        if not texts:
+        if not params.texts:
             raise InvalidArgument("texts is empty: send at least one text")
-        if len(texts) > self._limits.max_predict_batch:
+        if len(params.texts) > self._limits.max_predict_batch:
             raise InvalidArgument(
-                f"{len(texts)} texts in one request, more than {self._limits.max_predict_batch} "
+                f"{len(params.texts)} texts in one request, more than {self._limits.max_predict_batch} "
                 "(limit max_predict_batch); split the batch"
             )
-        for i, text in enumerate(texts):
+        for i, text in enumerate(params.texts):
             if len(text) > self._limits.max_text_chars:
                 raise InvalidArgument(
                     f"texts[{i}] has {len(text)} characters, more than {self._limits.max_text_chars} "
                     "(limit max_text_chars)"
                 )
+
+
+@dataclass(frozen=True)
+class _End:
+    error: Exception | None
+
+
+def _deadline(time_remaining: float | None) -> float | None:
+    return None if time_remaining is None else asyncio.get_running_loop().time() + time_remaining
 
 
 def _prediction(probs: np.ndarray, labels: list[str], top_k: int) -> Prediction:

@@ -170,6 +170,7 @@ class JobManager:
         finally:
             self._running.discard(job.id)
             self._cancels.pop(job.id, None)
+            self._metrics.job_ended(job.id)  # its tuneserve_training_* series go with it
         await self._finish(job, outcome)
 
     async def _on_worker_event(self, job: JobRecord, event: dict[str, Any]) -> None:
@@ -178,6 +179,7 @@ class JobManager:
         if kind == "progress":
             job.progress = {k: event.get(k, 0) for k in ("step", "total_steps", "epoch", "eta_seconds", "train_loss")}
             await self._store.update_job(job)
+        self._metrics.job_event(job.id, kind, event)
         await self.events.publish(job.id, kind, event, message)
 
     async def _finish(self, job: JobRecord, outcome: WorkerOutcome) -> None:
@@ -196,6 +198,7 @@ class JobManager:
                      "cancelled": JobState.CANCELLED}[outcome.status]
         job.result, job.error, job.end_time = outcome.result, outcome.reason, time.time()
         await self._store.update_job(job)
+        self._metrics.job_ended(job.id, job.state.value, job.end_time - (job.start_time or job.create_time))
         await self._publish_state(job, outcome.reason or f"job {outcome.status}")
 
     async def _publish_state(self, job: JobRecord, message: str) -> None:

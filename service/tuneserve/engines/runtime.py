@@ -1,23 +1,34 @@
 """ONNX Runtime sessions for exported classifiers: the `Runtime` contract and its ONNX Runtime implementation.
 
-A runtime is loaded from a model version directory (see `tuneserve.engines.training.spec.ARTIFACTS`), tokenizes
-text exactly as training did, and returns class probabilities. `predict` is blocking: callers run it off the event
-loop (ONNX Runtime releases the GIL while it computes).
+A runtime is loaded from a model version directory (see `tuneserve.engines.training.spec.ARTIFACTS`) for one variant
+(`fp32` = model.onnx, `int8` = model.int8.onnx). Inference is two blocking steps so that a batcher can group texts
+by length before padding them:
+
+    features = runtime.encode(texts)        # per text, truncated to max_seq_length, not padded
+    probs = runtime.run(features)           # pads to the longest in the batch, runs the session -> [N, C] float32
+
+`predict(texts)` does both. Callers run these off the event loop (tokenizers and ONNX Runtime release the GIL).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import onnxruntime as ort
 
+from tuneserve.engines.training.spec import ARTIFACTS
+
 log = logging.getLogger(__name__)
+
+VARIANT_FILES = {"fp32": ARTIFACTS["onnx"], "int8": ARTIFACTS["onnx_int8"]}
 
 
 @dataclass(frozen=True)
@@ -26,45 +37,85 @@ class RuntimeOptions:
     providers: tuple[str, ...] = ("CUDAExecutionProvider", "CPUExecutionProvider")
 
 
+class Encoded(Protocol):
+    """One input after preprocessing; `length` is what a batch is padded to (tokens for text)."""
+
+    @property
+    def length(self) -> int: ...
+
+
 class Runtime(Protocol):
     labels: list[str]
-    provider: str
+    provider: str            # the execution provider the session really runs on
+    variant: str             # fp32 | int8
     max_seq_length: int
+    memory_bytes: int        # estimate of what the loaded session holds (its ONNX files' size)
 
-    def predict(self, texts: list[str]) -> np.ndarray:
-        """Class probabilities, shape [len(texts), len(labels)], float32."""
+    def encode(self, texts: Sequence[str]) -> Sequence[Encoded]:
+        """Preprocess each text on its own (no padding). Thread-safe."""
         ...
+
+    def run(self, batch: Sequence[Any]) -> np.ndarray:
+        """Class probabilities of encoded inputs, shape [len(batch), len(labels)], float32. One caller at a time."""
+        ...
+
+    def predict(self, texts: Sequence[str]) -> np.ndarray: ...
 
     def close(self) -> None: ...
 
 
-class OnnxTextClassifier:
-    def __init__(self, version_dir: Path, options: RuntimeOptions) -> None:
-        from transformers import AutoTokenizer
+@dataclass(frozen=True, slots=True)
+class TextFeatures:
+    ids: np.ndarray          # int64 token ids, [CLS] ... [SEP], truncated
+    type_ids: np.ndarray     # int64 token type ids
 
-        prep = json.loads((version_dir / "preprocessing.json").read_text())
-        self.labels: list[str] = json.loads((version_dir / "labels.json").read_text())["labels"]
+    @property
+    def length(self) -> int:
+        return int(self.ids.shape[0])
+
+
+class OnnxTextClassifier:
+    def __init__(self, version_dir: Path, options: RuntimeOptions, variant: str = "fp32") -> None:
+        prep = json.loads((version_dir / ARTIFACTS["preprocessing"]).read_text())
+        onnx_path = version_dir / VARIANT_FILES[variant]
+        self.variant = variant
+        self.labels: list[str] = json.loads((version_dir / ARTIFACTS["labels"]).read_text())["labels"]
         self.max_seq_length: int = int(prep["max_seq_length"])
+        self.memory_bytes: int = sum(p.stat().st_size for p in version_dir.glob(onnx_path.name + "*") if p.is_file())
         self._input_names: list[str] = list(prep["input_names"])
-        self._tokenizer = AutoTokenizer.from_pretrained(version_dir / prep.get("tokenizer", "tokenizer"))
+        self._encoder = _TokenEncoder(version_dir / prep.get("tokenizer", ARTIFACTS["tokenizer"]), self.max_seq_length)
         self._session = ort.InferenceSession(
-            str(version_dir / "model.onnx"), sess_options=_session_options(options),
-            providers=_usable_providers(options.providers),
+            str(onnx_path), sess_options=_session_options(options), providers=_usable_providers(options.providers)
         )
         # NOTE: onnxruntime-gpu lists CUDA even where it silently falls back; the session says what it really uses
         self.provider: str = self._session.get_providers()[0]
         self._warm_up()
 
-    def predict(self, texts: list[str]) -> np.ndarray:
-        encoded = self._tokenizer(
-            texts, padding=True, truncation=True, max_length=self.max_seq_length, return_tensors="np"
-        )
-        feeds = {name: encoded[name].astype(np.int64) for name in self._input_names}
+    def encode(self, texts: Sequence[str]) -> list[TextFeatures]:
+        return self._encoder.encode(texts)
+
+    def run(self, batch: Sequence[TextFeatures]) -> np.ndarray:
+        feeds = self._pad(batch)
         if self.provider == "CUDAExecutionProvider":
             logits = self._run_io_binding(feeds)
         else:
             logits = self._session.run(["logits"], feeds)[0]
         return _softmax(logits)
+
+    def predict(self, texts: Sequence[str]) -> np.ndarray:
+        return self.run(self.encode(texts))
+
+    def _pad(self, batch: Sequence[TextFeatures]) -> dict[str, np.ndarray]:
+        longest = max(f.length for f in batch)
+        ids = np.full((len(batch), longest), self._encoder.pad_id, dtype=np.int64)
+        mask = np.zeros((len(batch), longest), dtype=np.int64)
+        types = np.zeros((len(batch), longest), dtype=np.int64)
+        for row, features in enumerate(batch):
+            ids[row, : features.length] = features.ids
+            mask[row, : features.length] = 1
+            types[row, : features.length] = features.type_ids
+        arrays = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
+        return {name: arrays[name] for name in self._input_names}
 
     def _run_io_binding(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
         # NOTE: binds inputs once on the GPU and lets ORT allocate the output there, avoiding the extra copies
@@ -77,13 +128,55 @@ class OnnxTextClassifier:
         return binding.copy_outputs_to_cpu()[0]
 
     def _warm_up(self) -> None:
+        # NOTE: a short batch of one and a full-length batch, so ORT has planned and allocated both extremes before
+        # the first request arrives.
         started = time.perf_counter()
-        for batch in (["warm up"], ["warm up"] * 8):
-            self.predict(batch)
-        log.info("warmed up on %s in %.0f ms", self.provider, (time.perf_counter() - started) * 1e3)
+        self.predict(["warm up"])
+        self.predict(["warm up " * self.max_seq_length] * 4)
+        log.info("%s warmed up on %s in %.0f ms", self.variant, self.provider, (time.perf_counter() - started) * 1e3)
 
     def close(self) -> None:
         del self._session
+
+
+class _TokenEncoder:
+    """Tokenizes exactly as the training pipeline's tokenizer call (truncation to max_seq_length), without padding.
+
+    NOTE: calling a transformers tokenizer with truncation/padding arguments reconfigures its Rust tokenizer on every
+    call, which fails ("Already borrowed") when threads share it. A private copy of the backend, configured once,
+    is read-only afterwards and safe to call from any thread.
+    """
+
+    def __init__(self, tokenizer_dir: Path, max_length: int) -> None:
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+        self.pad_id: int = int(tokenizer.pad_token_id or 0)
+        self._lock: threading.Lock | None = None
+        backend = getattr(tokenizer, "backend_tokenizer", None)
+        if backend is None:  # a tokenizer without a Rust backend: serialise calls instead
+            self._tokenizer, self._lock, self._max_length = tokenizer, threading.Lock(), max_length
+            return
+        self._backend = backend.__class__.from_str(backend.to_str())
+        self._backend.enable_truncation(max_length)
+        self._backend.no_padding()
+
+    def encode(self, texts: Sequence[str]) -> list[TextFeatures]:
+        if self._lock is not None:
+            with self._lock:
+                out = self._tokenizer(list(texts), truncation=True, max_length=self._max_length)
+            types = out.get("token_type_ids") or [[0] * len(ids) for ids in out["input_ids"]]
+            return [_features(ids, t) for ids, t in zip(out["input_ids"], types, strict=True)]
+        return [_features(e.ids, e.type_ids) for e in self._backend.encode_batch(list(texts))]
+
+
+def _features(ids: Sequence[int], type_ids: Sequence[int]) -> TextFeatures:
+    return TextFeatures(np.asarray(ids, dtype=np.int64), np.asarray(type_ids, dtype=np.int64))
+
+
+def open_runtime(version_dir: Path, variant: str, *, options: RuntimeOptions) -> OnnxTextClassifier:
+    """The loader the model cache uses: `functools.partial(open_runtime, options=...)`."""
+    return OnnxTextClassifier(version_dir, options, variant)
 
 
 def available_providers() -> list[str]:
@@ -99,6 +192,8 @@ def _usable_providers(preferred: tuple[str, ...]) -> list[str]:
 def _session_options(options: RuntimeOptions) -> ort.SessionOptions:
     so = ort.SessionOptions()
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    # NOTE: intra-op threads come from the container's CPU quota (settings.available_cpus), not the host's count;
+    # one inter-op thread because the graph runs sequentially and a batcher already serialises runs per session.
     so.intra_op_num_threads = options.intra_op_threads
     so.inter_op_num_threads = 1
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL

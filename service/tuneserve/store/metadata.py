@@ -52,6 +52,9 @@ CREATE TABLE IF NOT EXISTS model_versions (
     validation_metrics TEXT NOT NULL, onnx_size_bytes INTEGER NOT NULL, create_time REAL NOT NULL,
     PRIMARY KEY (model_id, version)
 );
+CREATE TABLE IF NOT EXISTS model_aliases (
+    model_id TEXT NOT NULL, alias TEXT NOT NULL, version INTEGER NOT NULL, PRIMARY KEY (model_id, alias)
+);
 """
 
 
@@ -201,6 +204,7 @@ class MetadataStore:
             return None
         model = _model(rows[0])
         model.versions = await self._versions(model_id)
+        model.aliases = await self._aliases(model_id)
         return model
 
     async def list_models(self, page: Page) -> list[ModelRecord]:
@@ -210,6 +214,7 @@ class MetadataStore:
         models = [_model(r) for r in rows]
         for m in models:
             m.versions = await self._versions(m.id)
+            m.aliases = await self._aliases(m.id)
         return models
 
     async def delete_model(self, model_id: str) -> None:
@@ -217,9 +222,20 @@ class MetadataStore:
             with self._db:  # one transaction
                 self._db.execute("BEGIN")
                 self._db.execute("DELETE FROM model_versions WHERE model_id = ?", (model_id,))
+                self._db.execute("DELETE FROM model_aliases WHERE model_id = ?", (model_id,))
                 self._db.execute("DELETE FROM models WHERE id = ?", (model_id,))
 
         await self._run(_delete)
+
+    async def set_model_alias(self, model_id: str, alias: str, version: int) -> None:
+        await self._execute("INSERT OR REPLACE INTO model_aliases VALUES (?,?,?)", (model_id, alias, version))
+
+    async def delete_model_alias(self, model_id: str, alias: str) -> None:
+        await self._execute("DELETE FROM model_aliases WHERE model_id = ? AND alias = ?", (model_id, alias))
+
+    async def _aliases(self, model_id: str) -> dict[str, int]:
+        rows = await self._fetch("SELECT alias, version FROM model_aliases WHERE model_id = ? ORDER BY alias", (model_id,))
+        return {r["alias"]: int(r["version"]) for r in rows}
 
     async def _versions(self, model_id: str) -> list[ModelVersionRecord]:
         rows = await self._fetch("SELECT * FROM model_versions WHERE model_id = ? ORDER BY version", (model_id,))

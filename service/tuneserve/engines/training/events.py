@@ -70,6 +70,17 @@ class ExportEvent(WorkerEvent):
 
 
 @dataclass
+class UnfrozenEvent(WorkerEvent):
+    """Gradual unfreezing opened more of the backbone at the start of an epoch."""
+
+    kind: ClassVar[str] = "unfrozen"
+    epoch: int
+    trainable_blocks: int
+    total_blocks: int
+    embeddings: bool
+
+
+@dataclass
 class ResultEvent(WorkerEvent):
     """The fields of tuneserve.v1.JobResult; the last line of a successful run."""
 
@@ -87,6 +98,9 @@ class ResultEvent(WorkerEvent):
     device: str
     precision: str
     final_train_loss: float
+    # NOTE: tuneserve.v1.LearningCurvePoint and FitDiagnosis as dicts, so this module stays standard-library only.
+    learning_curve: list[dict[str, Any]] = field(default_factory=list)
+    fit: dict[str, Any] = field(default_factory=dict)
 
     def fields(self) -> dict[str, Any]:
         """The JobResult fields alone (no kind, no message), as metrics.json stores them."""

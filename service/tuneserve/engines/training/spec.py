@@ -44,6 +44,8 @@ ARTIFACTS = {
 }
 
 MetricName = Literal["macro_f1", "accuracy", "loss"]
+Freeze = Literal["none", "all", "top_k"]
+Scheduler = Literal["linear", "cosine", "constant"]
 
 
 @dataclass
@@ -66,6 +68,12 @@ class Hyperparameters:
     label_smoothing: float = 0.0
     head_dropout: float = 0.1
     eval_steps: int = 0
+    freeze: Freeze = "none"             # all: linear probe (head only); top_k: the last trainable_layers blocks + head
+    trainable_layers: int = 0           # k of freeze=top_k (0 = unset)
+    layer_lr_decay: float = 1.0         # block i from the top trains at learning_rate * decay^i; 1 = off
+    gradual_unfreezing: bool = False    # head only in epoch 0, then one more block from the top each epoch
+    gradient_accumulation_steps: int = 1
+    lr_scheduler: Scheduler = "linear"  # after warmup: linear decay to 0, cosine, or constant
 
 
 @dataclass
