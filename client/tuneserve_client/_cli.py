@@ -19,6 +19,7 @@ from typing import TypeAlias, TypeVar
 from google.protobuf.message import Message
 from rich.console import Console
 
+from . import _cli_transfer as transfer
 from . import _render as render
 from ._client import DEFAULT_TARGET
 from ._exceptions import (
@@ -94,6 +95,11 @@ def resolve_target(flag: str | None, environ: Mapping[str, str]) -> str:
     return flag or environ.get("TUNESERVE_TARGET") or DEFAULT_TARGET
 
 
+def resolve_token(flag: str | None, environ: Mapping[str, str]) -> str | None:
+    """--token, else $TUNESERVE_TOKEN, else none."""
+    return flag or environ.get("TUNESERVE_TOKEN") or None
+
+
 # Commands: each takes (client, args, out) and returns the exit status.
 
 
@@ -121,13 +127,18 @@ def _datasets_delete(client: Client, args: argparse.Namespace, out: Output) -> i
 
 
 def _finetune(client: Client, args: argparse.Namespace, out: Output) -> int:
+    if args.int8_max_f1_drop is not None and not args.int8:
+        out.error("error: --int8-max-f1-drop is the int8 variant's limit; add --int8 to build one")
+        return 2
     job = client.fine_tune(
         args.dataset,
         validation_dataset_id=args.validation,
         backbone=args.backbone,
         model_name=args.name,
         model_id=args.model_id,
-        hyperparameters={name: getattr(args, name) for name in _HYPERPARAMETERS},
+        hyperparameters={name: getattr(args, name) for name in _HYPERPARAMETERS + transfer.STRATEGY_HYPERPARAMETERS},
+        export={"int8": args.int8, "int8_max_f1_drop": args.int8_max_f1_drop},
+        baselines=args.baselines,
     )
     if not args.wait:
         out.show(job, render.job)
@@ -158,13 +169,15 @@ def _jobs_cancel(client: Client, args: argparse.Namespace, out: Output) -> int:
 
 
 def _evaluate(client: Client, args: argparse.Namespace, out: Output) -> int:
-    response = client.evaluate(args.model, args.dataset, version=args.version)
-    out.show(response, lambda console, r: render.evaluation(console, r.report))
+    response = client.evaluate(args.model, args.dataset, version=args.version, compare=args.compare)
+    out.show(response, render.evaluation_response)
     return 0
 
 
 def _predict(client: Client, args: argparse.Namespace, out: Output) -> int:
-    response = client.predict(args.model, args.texts, version=args.version, top_k=args.top_k)
+    response = client.predict(
+        args.model, args.texts, version=args.version, top_k=args.top_k, alias=args.alias, variant=args.variant
+    )
     out.show(response, lambda console, r: render.predictions(console, r, args.texts))
     return 0
 
@@ -181,6 +194,21 @@ def _models_get(client: Client, args: argparse.Namespace, out: Output) -> int:
 
 def _models_delete(client: Client, args: argparse.Namespace, out: Output) -> int:
     out.done(client.delete_model(args.id), f"deleted model {args.id}")
+    return 0
+
+
+def _models_load(client: Client, args: argparse.Namespace, out: Output) -> int:
+    out.show(client.load_model(args.id, version=args.version, variant=args.variant), render.model)
+    return 0
+
+
+def _models_unload(client: Client, args: argparse.Namespace, out: Output) -> int:
+    out.show(client.unload_model(args.id, version=args.version), render.model)
+    return 0
+
+
+def _models_alias(client: Client, args: argparse.Namespace, out: Output) -> int:
+    out.show(client.set_model_alias(args.id, args.name, args.version), render.model)
     return 0
 
 
@@ -293,6 +321,14 @@ def _add_finetune(commands: Subcommands) -> None:
     hp.add_argument("--head-learning-rate", type=float, metavar="X", help="of the new classification head")
     hp.add_argument("--max-seq-length", type=int, metavar="N")
     hp.add_argument("--seed", type=int, metavar="N")
+    transfer.add_finetune_options(finetune, hp)
+    export = finetune.add_argument_group("export")
+    export.add_argument(
+        "--int8", action="store_true", help="also build an int8 variant, served only if it passes its F1 guard"
+    )
+    export.add_argument(
+        "--int8-max-f1-drop", type=float, metavar="X", help="largest macro F1 drop int8 may show (default 0.01)"
+    )
 
 
 def _add_jobs(commands: Subcommands) -> None:
@@ -310,16 +346,43 @@ def _add_models(commands: Subcommands) -> None:
     evaluate.add_argument("--model", required=True, metavar="ID")
     evaluate.add_argument("--dataset", required=True, metavar="ID")
     evaluate.add_argument("--version", type=int, default=0, metavar="N", help="default: the latest ready version")
+    transfer.add_compare_option(evaluate)
     predict = _command(commands, "predict", _predict, "classify texts")
     predict.add_argument("--model", required=True, metavar="ID")
     predict.add_argument("--version", type=int, default=0, metavar="N", help="default: the latest ready version")
     predict.add_argument("--top-k", type=int, default=0, metavar="K", help="class scores per text (default: all)")
+    predict.add_argument(
+        "--alias", default="", metavar="A", help="a version alias (latest, production...); overrides --version"
+    )
+    predict.add_argument("--variant", default="", metavar="V", help="fp32 (default) or int8 when the model has one")
     predict.add_argument("texts", nargs="+", metavar="TEXT")
     models = _group(commands, "models", "list and manage fine-tuned models")
     _paging(_command(models, "list", _models_list, "list models"))
     _command(models, "get", _models_get, "show a model and its versions").add_argument("id", metavar="ID")
     _command(models, "delete", _models_delete, "delete a model").add_argument("id", metavar="ID")
+    load = _command(models, "load", _models_load, "open and warm up a version's session now")
+    load.add_argument("id", metavar="ID")
+    load.add_argument("--version", type=int, default=0, metavar="N", help="default: the latest ready version")
+    load.add_argument("--variant", default="", metavar="V", help="fp32 (default) or int8")
+    unload = _command(models, "unload", _models_unload, "close a version's sessions (default: every version)")
+    unload.add_argument("id", metavar="ID")
+    unload.add_argument("--version", type=int, default=0, metavar="N", help="default: every loaded version")
+    alias = _command(models, "alias", _models_alias, "point an alias at a ready version (version 0 removes it)")
+    alias.add_argument("id", metavar="ID")
+    alias.add_argument("name", metavar="NAME", help="lowercase letters, digits and '-', e.g. production")
+    alias.add_argument("version", type=int, metavar="VERSION")
     _command(commands, "backbones", _backbones, "list the pretrained backbones the server offers")
+
+
+def _add_security(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("security")
+    group.add_argument(
+        "--token", metavar="TOKEN", help="bearer token (default: $TUNESERVE_TOKEN; prefer it: flags show in `ps`)"
+    )
+    group.add_argument("--tls", action="store_true", help="connect with TLS (server checked against system roots)")
+    group.add_argument("--ca-cert", metavar="PATH", help="PEM CA that signed the server's certificate (implies --tls)")
+    group.add_argument("--client-cert", metavar="PATH", help="PEM client certificate for mutual TLS (+ --client-key)")
+    group.add_argument("--client-key", metavar="PATH", help="PEM private key of --client-cert")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -337,6 +400,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="S",
         help="deadline of each call, 0 for none (default 60; streams have none)",
     )
+    _add_security(parser)
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     # add_help=False: every argument after `serve`, --help included, belongs to the server (see main)
@@ -371,7 +435,10 @@ def _call(args: argparse.Namespace) -> int:
     out = Output(args.json)
     target = resolve_target(args.target, os.environ)
     try:
-        with Client(target, timeout=args.timeout or None) as client:
+        with Client(
+            target, timeout=args.timeout or None, token=resolve_token(args.token, os.environ), tls=args.tls,
+            root_certificates=args.ca_cert, client_cert=args.client_cert, client_key=args.client_key,
+        ) as client:
             handler: Handler = args.handler
             return handler(client, args, out)
     except TuneServeError as exc:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from os import PathLike
 from pathlib import Path
 from types import TracebackType
@@ -34,11 +34,21 @@ from ._proto.tuneserve.v1.models_pb2 import (
     GetModelRequest,
     ListModelsRequest,
     ListModelsResponse,
+    LoadModelRequest,
     Model,
+    ModelRef,
+    SetModelAliasRequest,
+    UnloadModelRequest,
 )
-from ._proto.tuneserve.v1.prediction_pb2 import PredictRequest, PredictResponse
+from ._proto.tuneserve.v1.prediction_pb2 import (
+    PredictRequest,
+    PredictResponse,
+    PredictStreamRequest,
+    PredictStreamResponse,
+)
 from ._proto.tuneserve.v1.training_pb2 import (
     CancelJobRequest,
+    ExportOptions,
     FineTuneRequest,
     GetJobRequest,
     Hyperparameters,
@@ -51,11 +61,13 @@ from ._proto.tuneserve.v1.training_pb2 import (
     ListJobsResponse,
     WatchJobRequest,
 )
+from ._security import PemSource, Security
 from ._version import __version__
 
 __all__ = ["AsyncClient"]
 
 _R = TypeVar("_R", bound=Message)
+_T = TypeVar("_T")
 
 DEFAULT_TARGET = "localhost:50051"
 DEFAULT_CHUNK_SIZE = 1024 * 1024
@@ -89,6 +101,12 @@ def _hyperparameters(value: Hyperparameters | Mapping[str, Any] | None) -> Hyper
     return Hyperparameters(**{key: v for key, v in value.items() if v is not None})
 
 
+def _export_options(value: ExportOptions | Mapping[str, Any] | None) -> ExportOptions | None:
+    if value is None or isinstance(value, ExportOptions):
+        return value
+    return ExportOptions(**{key: v for key, v in value.items() if v is not None})
+
+
 def _channel_options(max_message_bytes: int) -> list[tuple[str, Any]]:
     # gRPC's default 4 MiB receive limit rejects real Predict batches and evaluation reports: set both directions.
     return [
@@ -96,6 +114,15 @@ def _channel_options(max_message_bytes: int) -> list[tuple[str, Any]]:
         ("grpc.max_receive_message_length", max_message_bytes),
         ("grpc.primary_user_agent", f"tuneserve-client/{__version__}"),
     ]
+
+
+async def _as_async(items: AsyncIterable[_T] | Iterable[_T]) -> AsyncIterator[_T]:
+    if isinstance(items, AsyncIterable):
+        async for item in items:
+            yield item
+    else:
+        for item in items:
+            yield item
 
 
 async def _file_chunks(file: IO[bytes], chunk_size: int) -> AsyncIterator[bytes]:
@@ -123,9 +150,14 @@ class AsyncClient:
             response = await client.predict(job.model_id, ["some text"])
 
     `timeout` is the deadline of each unary call in seconds (None: no deadline); the streaming calls (upload_dataset,
-    watch_job) have none. `metadata` is sent with every call (e.g. `[("authorization", "Bearer ...")]`). Pass
-    `channel` to use your own `grpc.aio.Channel` (TLS, interceptors, tests); the client then leaves closing it to you.
-    Every failed call raises a `TuneServeError` subclass.
+    watch_job) have none. `metadata` is sent with every call. Pass `channel` to use your own `grpc.aio.Channel`
+    (interceptors, tests); the client then leaves closing it to you. Every failed call raises a `TuneServeError`
+    subclass.
+
+    Security: `token` is sent as `authorization: Bearer TOKEN` with every call. `tls=True` opens a TLS channel that
+    checks the server's certificate against the system's roots, or against `root_certificates` (PEM bytes or a file
+    path; implies TLS); `client_cert` and `client_key` (PEM bytes or paths, both or neither) add the client's
+    certificate for mutual TLS. Unreadable files raise OSError, inconsistent options ValueError.
     """
 
     def __init__(
@@ -136,14 +168,29 @@ class AsyncClient:
         timeout: float | None = 60.0,
         max_message_bytes: int = 64 * 1024 * 1024,
         metadata: Sequence[tuple[str, str]] = (),
+        token: str | None = None,
+        tls: bool = False,
+        root_certificates: PemSource | None = None,
+        client_cert: PemSource | None = None,
+        client_key: PemSource | None = None,
     ) -> None:
+        security = Security.from_options(
+            token=token, tls=tls, root_certificates=root_certificates, client_cert=client_cert, client_key=client_key
+        )
+        if channel is not None and security.tls:
+            raise ValueError("pass either channel or TLS options: the TLS options cannot apply to your own channel")
         self.target = target
         self._owns_channel = channel is None
         if channel is None:
-            channel = grpc.aio.insecure_channel(target, options=_channel_options(max_message_bytes))
+            options = _channel_options(max_message_bytes)
+            channel = (
+                grpc.aio.secure_channel(target, security.credentials(), options=options)
+                if security.tls
+                else grpc.aio.insecure_channel(target, options=options)
+            )
         self._channel = channel
         self._timeout = timeout
-        self._metadata = tuple(metadata)
+        self._metadata = (*security.metadata(), *metadata)
         self._datasets = datasets_pb2_grpc.DatasetServiceStub(channel)  # type: ignore[no-untyped-call]
         self._training = training_pb2_grpc.TrainingServiceStub(channel)  # type: ignore[no-untyped-call]
         self._models = models_pb2_grpc.ModelServiceStub(channel)  # type: ignore[no-untyped-call]
@@ -241,9 +288,17 @@ class AsyncClient:
         model_name: str = "",
         model_id: str = "",
         hyperparameters: Hyperparameters | Mapping[str, Any] | None = None,
+        export: ExportOptions | Mapping[str, Any] | None = None,
+        baselines: Sequence[str] = (),
     ) -> Job:
         """Queues a fine-tuning job and returns it at once (see `wait_for_job`). Unset hyperparameters (or None
-        values in a mapping) take the server's defaults; an unknown key raises ValueError."""
+        values in a mapping) take the server's defaults; an unknown key raises ValueError.
+
+        `baselines=["frozen", "scratch"]` also trains, under the same budget, the backbone frozen (head only) and the
+        same architecture from random weights; the result's `baselines` and `transfer_verdict` compare them.
+
+        `export={"int8": True}` also builds an int8 variant, served only if its validation macro F1 is at most
+        `int8_max_f1_drop` (default 0.01) below fp32's; the job result's `variant_macro_f1` has both scores."""
         request = FineTuneRequest(
             dataset_id=dataset_id,
             validation_dataset_id=validation_dataset_id,
@@ -251,6 +306,8 @@ class AsyncClient:
             model_name=model_name,
             model_id=model_id,
             hyperparameters=_hyperparameters(hyperparameters),
+            export=_export_options(export),
+            baselines=list(baselines),
         )
         return await self._unary(self._training.FineTune, request, Job)
 
@@ -329,14 +386,63 @@ class AsyncClient:
     async def delete_model(self, id: str) -> DeleteModelResponse:
         return await self._unary(self._models.DeleteModel, DeleteModelRequest(id=id), DeleteModelResponse)
 
-    async def evaluate(self, model_id: str, dataset_id: str, *, version: int = 0) -> EvaluateResponse:
-        """Runs the served model (version 0: the latest READY one) on a dataset and returns its metrics."""
-        request = EvaluateRequest(model_id=model_id, dataset_id=dataset_id, version=version)
+    async def evaluate(
+        self, model_id: str, dataset_id: str, *, version: int = 0, compare: Sequence[str | tuple[str, int]] = ()
+    ) -> EvaluateResponse:
+        """Runs the served model (version 0: the latest READY one) on a dataset and returns its metrics. `compare`
+        (model ids, or (model id, version) pairs) evaluates those too, on the same rows, and adds per-metric deltas
+        and McNemar's test of the paired predictions (`compared`, `comparisons`)."""
+        refs = [ModelRef(model_id=ref) if isinstance(ref, str) else ModelRef(model_id=ref[0], version=ref[1])
+                for ref in compare]
+        request = EvaluateRequest(model_id=model_id, dataset_id=dataset_id, version=version, compare=refs)
         return await self._unary(self._models.Evaluate, request, EvaluateResponse)
 
+    async def load_model(self, id: str, *, version: int = 0, variant: str = "") -> Model:
+        """Opens and warms up a version's ONNX Runtime session now (version 0: the latest READY one; variant "" =
+        fp32, or "int8"), so that the first Predict does not wait for it."""
+        request = LoadModelRequest(id=id, version=version, variant=variant)
+        return await self._unary(self._models.LoadModel, request, Model)
+
+    async def unload_model(self, id: str, *, version: int = 0) -> Model:
+        """Closes a version's sessions (version 0: every loaded version) once their in-flight requests finish."""
+        return await self._unary(self._models.UnloadModel, UnloadModelRequest(id=id, version=version), Model)
+
+    async def set_model_alias(self, id: str, alias: str, version: int) -> Model:
+        """Points `alias` (e.g. "production") at a READY version; version 0 removes it. Requests by alias switch to
+        the new version once it is loaded."""
+        request = SetModelAliasRequest(id=id, alias=alias, version=version)
+        return await self._unary(self._models.SetModelAlias, request, Model)
+
     async def predict(
-        self, model_id: str, texts: Sequence[str], *, version: int = 0, top_k: int = 0
+        self,
+        model_id: str,
+        texts: Sequence[str],
+        *,
+        version: int = 0,
+        top_k: int = 0,
+        alias: str = "",
+        variant: str = "",
     ) -> PredictResponse:
-        """Classifies `texts` (one prediction each, in order); `top_k` limits the class scores (0: all classes)."""
-        request = PredictRequest(model_id=model_id, texts=list(texts), version=version, top_k=top_k)
+        """Classifies `texts` (one prediction each, in order); `top_k` limits the class scores (0: all classes).
+        `alias` ("latest", "production"...) overrides `version`; `variant` "int8" asks for the quantised graph."""
+        request = PredictRequest(
+            model_id=model_id, texts=list(texts), version=version, top_k=top_k, alias=alias, variant=variant
+        )
         return await self._unary(self._prediction.Predict, request, PredictResponse)
+
+    async def predict_stream(
+        self,
+        requests: AsyncIterable[PredictStreamRequest] | Iterable[PredictStreamRequest],
+        *,
+        timeout: float | None = None,
+    ) -> AsyncIterator[PredictStreamResponse]:
+        """Sends `requests` on one bidirectional stream and yields the answers in completion order, each with its
+        `request_id`; a failed request is an answer with `error_code`/`error_message`, not an exception. Ends after
+        the last request is answered. `timeout` is the deadline of the whole stream (default: none)."""
+        call = self._prediction.PredictStream(_as_async(requests), timeout=timeout, metadata=self._metadata)
+        try:
+            with map_rpc_errors():
+                async for response in call:
+                    yield response
+        finally:
+            call.cancel()  # a no-op when the stream ended; stops it when the caller stopped iterating early

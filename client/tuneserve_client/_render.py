@@ -15,9 +15,22 @@ from rich.text import Text
 
 from ._proto.tuneserve.v1.common_pb2 import Modality
 from ._proto.tuneserve.v1.datasets_pb2 import Dataset, DatasetFormat, ListDatasetsResponse
-from ._proto.tuneserve.v1.models_pb2 import EvaluationReport, ListModelsResponse, Model, ModelVersionState
+from ._proto.tuneserve.v1.models_pb2 import (
+    EvaluateResponse,
+    EvaluationReport,
+    ListModelsResponse,
+    Model,
+    ModelVersionState,
+)
 from ._proto.tuneserve.v1.prediction_pb2 import PredictResponse
-from ._proto.tuneserve.v1.training_pb2 import Hyperparameters, Job, JobState, ListBackbonesResponse, ListJobsResponse
+from ._proto.tuneserve.v1.training_pb2 import (
+    Hyperparameters,
+    Job,
+    JobResult,
+    JobState,
+    ListBackbonesResponse,
+    ListJobsResponse,
+)
 
 
 def to_json(message: Message, *, indent: int | None = 2) -> str:
@@ -175,10 +188,37 @@ def job(console: Console, job: Job) -> None:
     if job.HasField("result"):
         rows += [("result", _job_result(job)), ("validation", _metrics(job.result.validation_metrics))]
         rows.append(("onnx parity", f"max |diff| {job.result.parity_max_abs_diff:.2e}"))
+        rows += _transfer_rows(job.result)
     if job.error:
         rows.append(("error", job.error))
     rows += [("created", _time(job.create_time)), ("started", _time(job.start_time)), ("ended", _time(job.end_time))]
     fields(console, rows)
+    if job.result.learning_curve:
+        learning_curve(console, job.result)
+
+
+def _transfer_rows(r: JobResult) -> list[tuple[str, str]]:
+    rows = []
+    if r.fit.verdict:
+        rows.append(("fit", f"{r.fit.verdict}: {r.fit.rule}"))
+    for b in r.baselines:
+        metrics = _metrics(b.validation_metrics, ("macro_f1", "accuracy"))
+        rows.append((f"baseline {b.kind}", f"model {b.model_id}  {metrics}  ({b.train_seconds:.1f} s)"))
+    if r.transfer_verdict:
+        rows.append(("transfer", r.transfer_verdict))
+    return rows
+
+
+def learning_curve(console: Console, r: JobResult) -> None:
+    console.print("learning curve (train loss: mean since the previous evaluation)", soft_wrap=True)
+    table = _table("STEP", "EPOCH", "TRAIN LOSS", "VAL LOSS", "VAL MACRO F1", "VAL ACCURACY")
+    for point in r.learning_curve:
+        f1, accuracy = point.metrics.get("macro_f1"), point.metrics.get("accuracy")
+        table.add_row(
+            str(point.step), f"{point.epoch:.2f}", f"{point.train_loss:.4f}", f"{point.validation_loss:.4f}",
+            "-" if f1 is None else f"{f1:.4f}", "-" if accuracy is None else f"{accuracy:.4f}",
+        )
+    _print_table(console, table)
 
 
 def jobs(console: Console, response: ListJobsResponse) -> None:
@@ -202,16 +242,19 @@ def model(console: Console, m: Model) -> None:
             ("backbone", m.backbone),
             ("labels", _labels(m.labels, 50)),
             ("latest version", str(m.latest_version or "-")),
+            ("kind", m.kind + (f" (trained by job {m.source_job_id})" if m.source_job_id else "")),
+            ("aliases", ", ".join(f"{name} -> v{n}" for name, n in sorted(m.aliases.items())) or "-"),
             ("created", _time(m.create_time)),
         ],
     )
-    table = _table("VERSION", "STATE", "VALIDATION", "ONNX", "SERVING", "CREATED", "JOB")
+    table = _table("VERSION", "STATE", "VALIDATION", "ONNX", "VARIANTS", "SERVING", "CREATED", "JOB")
     for v in m.versions:
         serving = f"yes ({v.execution_provider})" if v.loaded else "no"
         state = _enum(ModelVersionState.Name(v.state), "MODEL_VERSION_STATE_")
         metrics = _metrics(v.validation_metrics, ("macro_f1", "accuracy"))
         onnx = size(v.onnx_size_bytes) if v.onnx_size_bytes else "-"
-        table.add_row(str(v.version), state, metrics, onnx, serving, _time(v.create_time), v.job_id)
+        variants = ", ".join(v.variants) or "-"
+        table.add_row(str(v.version), state, metrics, onnx, variants, serving, _time(v.create_time), v.job_id)
     if m.versions:
         _print_table(console, table)
 
@@ -254,6 +297,31 @@ def evaluation(console: Console, report: EvaluationReport) -> None:
     confusion_matrix(console, report)
 
 
+def evaluation_response(console: Console, response: EvaluateResponse) -> None:
+    evaluation(console, response.report)
+    if response.comparisons:
+        comparisons(console, response)
+
+
+def comparisons(console: Console, response: EvaluateResponse) -> None:
+    """The evaluated model beside each compared one: its metrics, the deltas (first minus compared) and McNemar."""
+    r = response.report
+    console.print(f"compared on {r.dataset_id} with {r.model_id} v{r.model_version} (delta = it minus the other)")
+    table = _table("MODEL", "MACRO F1", "ACCURACY", "Δ MACRO F1", "Δ ACCURACY", "ONLY IT RIGHT", "ONLY OTHER RIGHT",
+                   "P (MCNEMAR)", "SIGNIFICANT")
+    table.add_row(f"{r.model_id} v{r.model_version}", f"{r.macro_f1:.4f}", f"{r.accuracy:.4f}", *["-"] * 6)
+    for other, c in zip(response.compared, response.comparisons, strict=False):
+        deltas = {d.metric: d.delta for d in c.deltas}
+        table.add_row(
+            f"{c.model_id} v{c.model_version}", f"{other.macro_f1:.4f}", f"{other.accuracy:.4f}",
+            f"{deltas.get('macro_f1', 0.0):+.4f}", f"{deltas.get('accuracy', 0.0):+.4f}", str(c.only_first_correct),
+            str(c.only_second_correct), f"{c.p_value:.3g}", "yes" if c.significant else "no",
+        )
+    _print_table(console, table)
+    for c in response.comparisons:
+        console.print(f"{c.model_id} v{c.model_version}: {c.verdict}", soft_wrap=True)
+
+
 def confusion_matrix(console: Console, report: EvaluationReport) -> None:
     matrix = report.confusion_matrix
     console.print("confusion matrix (rows: true label, columns: predicted label)", soft_wrap=True)
@@ -267,7 +335,8 @@ def confusion_matrix(console: Console, report: EvaluationReport) -> None:
 
 
 def predictions(console: Console, response: PredictResponse, texts: Sequence[str]) -> None:
-    console.print(f"model {response.model_id} v{response.model_version}", markup=False)
+    variant = f" ({response.variant})" if response.variant else ""
+    console.print(f"model {response.model_id} v{response.model_version}{variant}", markup=False)
     table = _table("TEXT", "LABEL", "SCORE", "SCORES")
     table.columns[0].max_width = 48
     for text, p in zip(texts, response.predictions, strict=False):

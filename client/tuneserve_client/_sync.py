@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import threading
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Coroutine, Iterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Coroutine, Iterable, Iterator, Mapping, Sequence
 from os import PathLike
 from types import TracebackType
 from typing import Any, TypeVar
@@ -19,8 +19,9 @@ from ._proto.tuneserve.v1.models_pb2 import (
     ListModelsResponse,
     Model,
 )
-from ._proto.tuneserve.v1.prediction_pb2 import PredictResponse
+from ._proto.tuneserve.v1.prediction_pb2 import PredictResponse, PredictStreamRequest, PredictStreamResponse
 from ._proto.tuneserve.v1.training_pb2 import (
+    ExportOptions,
     Hyperparameters,
     Job,
     JobEvent,
@@ -28,6 +29,7 @@ from ._proto.tuneserve.v1.training_pb2 import (
     ListBackbonesResponse,
     ListJobsResponse,
 )
+from ._security import PemSource, Security
 
 __all__ = ["Client"]
 
@@ -36,10 +38,15 @@ _POLL_SECONDS = 0.2
 
 
 async def _create(
-    target: str, timeout: float | None, max_message_bytes: int, metadata: Sequence[tuple[str, str]]
+    target: str, timeout: float | None, max_message_bytes: int, metadata: Sequence[tuple[str, str]],
+    security: Security,
 ) -> AsyncClient:
     # NOTE: created inside the loop's thread, so that the grpc.aio channel binds to the loop that will run it.
-    return AsyncClient(target, timeout=timeout, max_message_bytes=max_message_bytes, metadata=metadata)
+    return AsyncClient(
+        target, timeout=timeout, max_message_bytes=max_message_bytes, metadata=metadata, token=security.token,
+        tls=security.tls, root_certificates=security.root_certificates, client_cert=security.client_cert,
+        client_key=security.client_key,
+    )
 
 
 async def _next(iterator: AsyncIterator[_T]) -> tuple[_T, ...]:
@@ -47,6 +54,18 @@ async def _next(iterator: AsyncIterator[_T]) -> tuple[_T, ...]:
         return (await iterator.__anext__(),)
     except StopAsyncIteration:
         return ()
+
+
+async def _from_thread(items: Iterable[_T]) -> AsyncIterator[_T]:
+    # NOTE: the caller's iterable may block (a generator reading a socket or stdin): advance it on a worker thread
+    # so that the client's event loop keeps serving the stream meanwhile. Lists and tuples are read directly.
+    if isinstance(items, (list, tuple)):
+        for item in items:
+            yield item
+        return
+    iterator, end = iter(items), object()
+    while (item := await asyncio.to_thread(next, iterator, end)) is not end:
+        yield item  # type: ignore[misc]
 
 
 async def _shutdown(client: AsyncClient) -> None:
@@ -68,7 +87,9 @@ class Client:
     It owns an event loop running in a daemon thread; `close()` (or leaving the `with` block) stops it. The
     `on_event` callback of `wait_for_job` runs on that thread (and must not call the client). Interrupting a call
     (Ctrl-C) cancels it. There is no `channel` argument: a grpc.aio channel belongs to the event loop that made it,
-    and this one is private; use `AsyncClient(channel=...)` for a channel of your own.
+    and this one is private; use `AsyncClient(channel=...)` for a channel of your own. The security options (`token`,
+    `tls`, `root_certificates`, `client_cert`, `client_key`) are `AsyncClient`'s; their files are read here, so a bad
+    one raises before any thread starts.
     """
 
     def __init__(
@@ -78,12 +99,21 @@ class Client:
         timeout: float | None = 60.0,
         max_message_bytes: int = 64 * 1024 * 1024,
         metadata: Sequence[tuple[str, str]] = (),
+        token: str | None = None,
+        tls: bool = False,
+        root_certificates: PemSource | None = None,
+        client_cert: PemSource | None = None,
+        client_key: PemSource | None = None,
     ) -> None:
+        # NOTE: files are read and options checked here, so a bad one raises before the loop thread starts
+        security = Security.from_options(
+            token=token, tls=tls, root_certificates=root_certificates, client_cert=client_cert, client_key=client_key
+        )
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="tuneserve-client", daemon=True)
         self._thread.start()
         self._closed = False
-        self._client = self._run(_create(target, timeout, max_message_bytes, metadata))
+        self._client = self._run(_create(target, timeout, max_message_bytes, metadata, security))
         self.target = target
 
     def __enter__(self) -> Client:
@@ -193,6 +223,8 @@ class Client:
         model_name: str = "",
         model_id: str = "",
         hyperparameters: Hyperparameters | Mapping[str, Any] | None = None,
+        export: ExportOptions | Mapping[str, Any] | None = None,
+        baselines: Sequence[str] = (),
     ) -> Job:
         return self._run(
             self._client.fine_tune(
@@ -202,6 +234,8 @@ class Client:
                 model_name=model_name,
                 model_id=model_id,
                 hyperparameters=hyperparameters,
+                export=export,
+                baselines=baselines,
             )
         )
 
@@ -236,8 +270,36 @@ class Client:
     def delete_model(self, id: str) -> DeleteModelResponse:
         return self._run(self._client.delete_model(id))
 
-    def evaluate(self, model_id: str, dataset_id: str, *, version: int = 0) -> EvaluateResponse:
-        return self._run(self._client.evaluate(model_id, dataset_id, version=version))
+    def evaluate(
+        self, model_id: str, dataset_id: str, *, version: int = 0, compare: Sequence[str | tuple[str, int]] = ()
+    ) -> EvaluateResponse:
+        return self._run(self._client.evaluate(model_id, dataset_id, version=version, compare=compare))
 
-    def predict(self, model_id: str, texts: Sequence[str], *, version: int = 0, top_k: int = 0) -> PredictResponse:
-        return self._run(self._client.predict(model_id, texts, version=version, top_k=top_k))
+    def load_model(self, id: str, *, version: int = 0, variant: str = "") -> Model:
+        return self._run(self._client.load_model(id, version=version, variant=variant))
+
+    def unload_model(self, id: str, *, version: int = 0) -> Model:
+        return self._run(self._client.unload_model(id, version=version))
+
+    def set_model_alias(self, id: str, alias: str, version: int) -> Model:
+        return self._run(self._client.set_model_alias(id, alias, version))
+
+    def predict(
+        self,
+        model_id: str,
+        texts: Sequence[str],
+        *,
+        version: int = 0,
+        top_k: int = 0,
+        alias: str = "",
+        variant: str = "",
+    ) -> PredictResponse:
+        return self._run(
+            self._client.predict(model_id, texts, version=version, top_k=top_k, alias=alias, variant=variant)
+        )
+
+    def predict_stream(
+        self, requests: Iterable[PredictStreamRequest], *, timeout: float | None = None
+    ) -> Iterator[PredictStreamResponse]:
+        """`requests` is consumed on a worker thread as the stream needs it (it may be a blocking generator)."""
+        return self._iterate(self._client.predict_stream(_from_thread(requests), timeout=timeout))

@@ -10,6 +10,9 @@ generic message, and is logged with its traceback.
     ├── ResourceExhausted    a limit was reached (queue full, too many jobs, message too large)
     ├── DeadlineExceeded     the caller's deadline passed before the work could start (dropped, not computed)
     └── Unavailable          the server is shutting down or a dependency is down; retry later
+
+`ConfigError` is not one of them: it is raised before the server serves (unreadable certificate, bad tokens file),
+and `tuneserve serve` reports it as one line and exits.
 """
 
 from __future__ import annotations
@@ -54,3 +57,7 @@ class Unavailable(TuneServeError):
 
 class DeadlineExceeded(TuneServeError):
     code = "DEADLINE_EXCEEDED"
+
+
+class ConfigError(Exception):
+    """The server's configuration is unusable; the message names the setting and what to fix."""

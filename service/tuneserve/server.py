@@ -11,6 +11,7 @@ import contextlib
 import functools
 import logging
 import signal
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,8 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
+from pydantic import ValidationError
+from pydantic_settings import SettingsError
 
 from tuneserve.core.datasets import DatasetManager
 from tuneserve.core.evaluation import Evaluator
@@ -28,11 +31,15 @@ from tuneserve.core.models_cache import ModelCache
 from tuneserve.core.registry import ModelRegistry
 from tuneserve.core.runner import LocalProcessRunner
 from tuneserve.engines.runtime import RuntimeOptions, open_runtime
+from tuneserve.errors import ConfigError
+from tuneserve.grpc import auth, kserve, tls
 from tuneserve.grpc.interceptors import StatusInterceptor
 from tuneserve.grpc.servicers import DatasetServicer, ModelServicer, PredictionServicer, TrainingServicer
+from tuneserve.grpc.validation import RequestValidationInterceptor
 from tuneserve.metrics import Metrics
 from tuneserve.settings import Settings, available_cpus
 from tuneserve.store import ArtifactStore, MetadataStore
+from tuneserve_client._proto.inference import grpc_service_pb2_grpc
 from tuneserve_client._proto.tuneserve.v1 import (
     datasets_pb2,
     datasets_pb2_grpc,
@@ -51,6 +58,7 @@ SERVICE_NAMES = [
     training_pb2.DESCRIPTOR.services_by_name["TrainingService"].full_name,
     models_pb2.DESCRIPTOR.services_by_name["ModelService"].full_name,
     prediction_pb2.DESCRIPTOR.services_by_name["PredictionService"].full_name,
+    kserve.SERVICE_NAME,
 ]
 
 
@@ -78,7 +86,10 @@ class App:
 
 
 async def create_server(settings: Settings) -> App:
-    """Open the store, wire the services and start serving; the port in `App.port` is the one bound (port 0 works)."""
+    """Open the store, wire the services and start serving; the port in `App.port` is the one bound (port 0 works).
+    Raises ConfigError for unusable security settings, before anything is opened or bound."""
+    credentials = tls.server_credentials(settings.security)
+    tokens = auth.load_tokens(settings.security)
     asyncio.get_running_loop().set_default_executor(
         ThreadPoolExecutor(settings.server.rpc_workers, thread_name_prefix="tuneserve")
     )
@@ -104,18 +115,25 @@ async def create_server(settings: Settings) -> App:
 
     limit = settings.server.max_message_bytes
     server = grpc.aio.server(
-        interceptors=[StatusInterceptor(metrics)],
+        # NOTE: the first interceptor is the outermost: refuse unauthenticated calls before anything else runs
+        interceptors=[
+            *auth.interceptors(tokens, metrics), StatusInterceptor(metrics),
+            RequestValidationInterceptor(settings.limits.max_name_chars),
+        ],
         options=[("grpc.max_receive_message_length", limit), ("grpc.max_send_message_length", limit)],
     )
     datasets_pb2_grpc.add_DatasetServiceServicer_to_server(DatasetServicer(datasets), server)
     training_pb2_grpc.add_TrainingServiceServicer_to_server(TrainingServicer(jobs), server)
     models_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(registry, inference, evaluator), server)
     prediction_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionServicer(inference), server)
+    open_inference = kserve.InferenceServicer(registry, inference, settings.limits, settings.batching.max_queue_size)
+    grpc_service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(open_inference, server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection([*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
 
-    port = server.add_insecure_port(f"{settings.server.host}:{settings.server.port}")
+    address = f"{settings.server.host}:{settings.server.port}"
+    port = server.add_secure_port(address, credentials) if credentials else server.add_insecure_port(address)
     if port == 0:
         raise OSError(f"cannot bind {settings.server.host}:{settings.server.port}")
     metrics_port = _start_metrics(settings, metrics)
@@ -123,7 +141,10 @@ async def create_server(settings: Settings) -> App:
     await server.start()
     for name in ["", *SERVICE_NAMES]:
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    log.info("serving on %s:%d (metrics on :%d), data in %s", settings.server.host, port, metrics_port, data_dir)
+    log.info(
+        "serving on %s:%d (%s; metrics on %s:%d), data in %s", settings.server.host, port,
+        tls.describe(settings.security), settings.server.metrics_host, metrics_port, data_dir,
+    )
     return App(server, port, metrics_port, settings, health_servicer, store, jobs, cache, metrics)
 
 
@@ -173,8 +194,24 @@ def parse_args(argv: list[str] | None) -> Settings:
 
 
 def main(argv: list[str] | None = None) -> int:
-    settings = parse_args(argv)
+    """Run the server; an unusable configuration is one line on stderr and exit status 2, not a traceback."""
+    try:
+        settings = parse_args(argv)
+    except (ValidationError, SettingsError) as exc:
+        print(f"error: invalid settings: {_settings_problem(exc)}", file=sys.stderr)
+        return 2
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(settings))
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(serve(settings))
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     return 0
+
+
+def _settings_problem(exc: ValidationError | SettingsError) -> str:
+    if isinstance(exc, SettingsError):
+        return str(exc)
+    # NOTE: only section.field of each location: deeper parts are dict keys, e.g. a bearer token
+    return "; ".join(f"TUNESERVE_{'__'.join(map(str, e['loc'][:2])).upper()}: {e['msg']}" for e in exc.errors())

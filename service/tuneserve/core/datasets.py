@@ -42,7 +42,10 @@ class DatasetManager:
             size, digest = await self._receive(chunks, raw)
             if size == 0:
                 raise InvalidArgument("the dataset file is empty")
-            limits = ParseLimits(self._limits.max_dataset_rows, self._limits.max_labels, self._limits.max_text_chars)
+            limits = ParseLimits(
+                self._limits.max_dataset_rows, self._limits.max_labels, self._limits.max_text_chars,
+                self._limits.max_name_chars,
+            )
             parsed = await asyncio.to_thread(
                 parse_file, raw, fmt, meta.text_column or "text", meta.label_column or "label", limits
             )

@@ -1,4 +1,5 @@
-"""Evaluate: run a model version's served ONNX graph over a dataset and report classification metrics."""
+"""Evaluate: run a model version's served ONNX graph over a dataset and report classification metrics; `compare` runs
+several versions over the same rows and tests their paired predictions (`tuneserve.core.comparison`)."""
 
 from __future__ import annotations
 
@@ -9,12 +10,15 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
 
+from tuneserve.core.comparison import Comparison, compare_pair
 from tuneserve.core.datasets import DatasetManager
 from tuneserve.core.inference import InferenceService
-from tuneserve.core.registry import ModelRegistry
+from tuneserve.core.registry import ModelRegistry, ServableVersion
 from tuneserve.errors import InvalidArgument
 
 _BATCH = 64
+# NOTE: each compared model is a full pass over the dataset; a handful answers "did transfer help" within a deadline.
+MAX_COMPARED = 8
 
 
 @dataclass(frozen=True)
@@ -47,6 +51,19 @@ class EvaluationReport:
     runtime: str = "onnxruntime"
 
 
+@dataclass(frozen=True)
+class ModelRef:
+    model_id: str
+    version: int = 0          # 0 = latest READY version
+
+
+@dataclass(frozen=True)
+class ComparisonResult:
+    report: EvaluationReport
+    compared: list[EvaluationReport]      # one per compared model, in request order
+    comparisons: list[Comparison]         # report vs each compared model, in request order
+
+
 class Evaluator:
     def __init__(self, registry: ModelRegistry, datasets: DatasetManager, inference: InferenceService) -> None:
         self._registry = registry
@@ -58,9 +75,34 @@ class Evaluator:
             raise InvalidArgument("model_id and dataset_id are required")
         if version < 0:
             raise InvalidArgument("version must be >= 0 (0 = latest READY version)")
-        started = time.perf_counter()
         servable = await self._registry.servable(model_id, version)
         rows = await self._datasets.read_rows(dataset_id)
+        report, _ = await self._run(servable, rows, dataset_id)
+        return report
+
+    async def compare(self, first: ModelRef, others: list[ModelRef], dataset_id: str) -> ComparisonResult:
+        """Evaluate `first` and each of `others` on the same rows; compare `first` with each (deltas, McNemar)."""
+        if not others:
+            raise InvalidArgument("compare is empty: name at least one model to compare with")
+        if len(others) > MAX_COMPARED:
+            raise InvalidArgument(f"{len(others)} models to compare, more than {MAX_COMPARED}; split the request")
+        _check_refs(first, others, dataset_id)
+        servables = [await self._registry.servable(ref.model_id, ref.version) for ref in [first, *others]]
+        _check_distinct(servables)
+        rows = await self._datasets.read_rows(dataset_id)
+        runs = [await self._run(servable, rows, dataset_id) for servable in servables]
+        (report, correct), kind = runs[0], servables[0].model.kind
+        comparisons = [
+            compare_pair(report, kind, correct, other, servable.model.kind, other_correct)
+            for (other, other_correct), servable in zip(runs[1:], servables[1:], strict=True)
+        ]
+        return ComparisonResult(report, [other for other, _ in runs[1:]], comparisons)
+
+    async def _run(
+        self, servable: ServableVersion, rows: list[tuple[str, str]], dataset_id: str
+    ) -> tuple[EvaluationReport, list[bool]]:
+        """The report of one version on the rows, and which rows it got right (for paired tests)."""
+        started = time.perf_counter()
         texts = [text for text, _ in rows]
         probs = [await self._inference.probabilities(servable, texts[i:i + _BATCH]) for i in range(0, len(texts), _BATCH)]
         predicted = np.concatenate(probs).argmax(axis=1)
@@ -68,10 +110,35 @@ class Evaluator:
         y_pred = [model_labels[i] for i in predicted]
         y_true = [label for _, label in rows]
         report = await asyncio.to_thread(_metrics, y_true, y_pred, model_labels)
-        return EvaluationReport(
-            model_id=model_id, model_version=servable.version.version, dataset_id=dataset_id,
+        evaluation = EvaluationReport(
+            model_id=servable.model.id, model_version=servable.version.version, dataset_id=dataset_id,
             duration_seconds=time.perf_counter() - started, **report,
         )
+        return evaluation, [p == t for p, t in zip(y_pred, y_true, strict=True)]
+
+
+def _check_refs(first: ModelRef, others: list[ModelRef], dataset_id: str) -> None:
+    if not first.model_id or not dataset_id:
+        raise InvalidArgument("model_id and dataset_id are required")
+    if first.version < 0:
+        raise InvalidArgument("version must be >= 0 (0 = latest READY version)")
+    for i, ref in enumerate(others):
+        if not ref.model_id:
+            raise InvalidArgument(f"compare[{i}].model_id is required")
+        if ref.version < 0:
+            raise InvalidArgument(f"compare[{i}].version must be >= 0 (0 = latest READY version)")
+
+
+def _check_distinct(servables: list[ServableVersion]) -> None:
+    seen: dict[tuple[str, int], int] = {}
+    for i, servable in enumerate(servables):
+        key = (servable.model.id, servable.version.version)
+        if key in seen:
+            first = "model_id" if seen[key] == 0 else f"compare[{seen[key] - 1}]"
+            raise InvalidArgument(
+                f"compare[{i - 1}] is the same version as {first} ({key[0]} v{key[1]}); compare different versions"
+            )
+        seen[key] = i
 
 
 def _metrics(y_true: list[str], y_pred: list[str], model_labels: list[str]) -> dict:

@@ -24,8 +24,15 @@ _RANGES: dict[str, tuple[float, float, bool]] = {
     "label_smoothing": (0, 0.99, True),
     "head_dropout": (0, 0.99, True),
     "eval_steps": (0, 1_000_000, True),
+    "trainable_layers": (0, 1000, True),
+    "layer_lr_decay": (0, 1, False),
+    "gradient_accumulation_steps": (1, 1024, True),
 }
-_METRICS = ("macro_f1", "accuracy", "loss")
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "metric_for_best_model": ("macro_f1", "accuracy", "loss"),
+    "freeze": ("none", "all", "top_k"),
+    "lr_scheduler": ("linear", "cosine", "constant"),
+}
 
 
 def resolve(overrides: dict[str, Any]) -> Hyperparameters:
@@ -36,11 +43,41 @@ def resolve(overrides: dict[str, Any]) -> Hyperparameters:
     for name, value in overrides.items():
         if name in _RANGES:
             _check_range(name, value)
-    metric = overrides.get("metric_for_best_model")
-    if metric is not None and metric not in _METRICS:
-        raise InvalidArgument(f"hyperparameters.metric_for_best_model must be one of {', '.join(_METRICS)}, "
-                              f"not {metric!r}")
-    return dataclasses.replace(Hyperparameters(), **overrides)
+        if name in _CHOICES and value not in _CHOICES[name]:
+            raise InvalidArgument(f"hyperparameters.{name} must be one of {', '.join(_CHOICES[name])}, not {value!r}")
+    hp = dataclasses.replace(Hyperparameters(), **overrides)
+    _check_strategy(hp)
+    return hp
+
+
+def check_layers(hp: Hyperparameters, num_layers: int | None) -> None:
+    """freeze=top_k must leave something frozen and something trainable: k in 1..the backbone's blocks (None: the
+    backbone's depth is unknown until the worker loads it, which then checks)."""
+    if hp.freeze == "top_k" and num_layers is not None and hp.trainable_layers > num_layers:
+        raise InvalidArgument(
+            f"hyperparameters.trainable_layers = {hp.trainable_layers} but the backbone has {num_layers} transformer "
+            f"blocks; choose 1..{num_layers} (freeze=none trains them all)"
+        )
+
+
+def _check_strategy(hp: Hyperparameters) -> None:
+    """Combinations that contradict each other, or that would silently do nothing."""
+    if hp.freeze == "top_k" and hp.trainable_layers < 1:
+        raise InvalidArgument("hyperparameters.freeze=top_k needs trainable_layers >= 1 (the blocks that train)")
+    if hp.freeze != "top_k" and hp.trainable_layers:
+        raise InvalidArgument(
+            f"hyperparameters.trainable_layers applies only to freeze=top_k (freeze is {hp.freeze!r}); unset it or "
+            "set freeze=top_k"
+        )
+    if hp.freeze == "all" and hp.gradual_unfreezing:
+        raise InvalidArgument(
+            "hyperparameters.gradual_unfreezing contradicts freeze=all (the backbone never trains); use freeze=none "
+            "or top_k with it"
+        )
+    if hp.freeze == "all" and hp.layer_lr_decay != 1.0:
+        raise InvalidArgument(
+            "hyperparameters.layer_lr_decay has no effect with freeze=all (no backbone layer trains); unset it"
+        )
 
 
 def _check_range(name: str, value: float) -> None:

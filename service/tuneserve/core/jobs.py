@@ -10,16 +10,17 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from tuneserve.core import hyperparameters
+from tuneserve.core import baselines, hyperparameters
 from tuneserve.core.datasets import DatasetManager
 from tuneserve.core.events import EventBus
 from tuneserve.core.ids import new_id
 from tuneserve.core.registry import ModelRegistry
 from tuneserve.core.runner import LocalProcessRunner, WorkerOutcome
-from tuneserve.engines.backbones import resolve_backbone
-from tuneserve.engines.training.spec import BackboneRef, TrainingSpec
+from tuneserve.engines.backbones import num_layers, resolve_backbone
+from tuneserve.engines.training.spec import BackboneRef, ExportSpec, TrainingSpec
 from tuneserve.errors import FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
 from tuneserve.metrics import Metrics
 from tuneserve.settings import Settings, available_cpus
@@ -37,6 +38,8 @@ class FineTuneParams:
     hyperparameters: dict[str, Any] = field(default_factory=dict)  # only the fields the caller set
     model_name: str = ""
     model_id: str = ""
+    export: ExportSpec = field(default_factory=ExportSpec)
+    baselines: tuple[str, ...] = ()  # also train: "frozen" (head only), "scratch" (random init)
 
 
 class JobManager:
@@ -85,6 +88,7 @@ class JobManager:
         if self._queue.qsize() >= self._settings.max_queued_jobs:
             raise ResourceExhausted(f"{self._queue.qsize()} jobs are already queued (limit max_queued_jobs)")
         hp = hyperparameters.resolve(params.hyperparameters)
+        baseline_kinds = baselines.validate(params.baselines, hp)
         train = await self._datasets.get(params.dataset_id)
         if params.validation_dataset_id:
             validation = await self._datasets.get(params.validation_dataset_id)
@@ -94,6 +98,9 @@ class JobManager:
         backbone = resolve_backbone(
             params.backbone, allowed_dirs=self._backbone_dirs(), allow_hub=self._settings.allow_hub
         )
+        _check_export(params.export, backbone)
+        hyperparameters.check_layers(hp, num_layers(backbone))
+        job_id = new_id("job")
         if params.model_id:
             model = await self._registry.get(params.model_id)
             if model.labels != train.labels:
@@ -102,9 +109,13 @@ class JobManager:
                     "leave model_id empty to create a new model"
                 )
         else:
-            model = await self._registry.create(params.model_name or train.name, backbone.name, train.labels, "text")
-        job_id = new_id("job")
+            model = await self._registry.create(
+                params.model_name or train.name, backbone.name, train.labels, "text", source_job_id=job_id
+            )
         version = await self._registry.add_version(model, job_id)
+        await baselines.register(
+            self._registry, baseline_kinds, name=model.name, backbone=backbone.name, labels=train.labels, job_id=job_id
+        )
         job = JobRecord(
             id=job_id, state=JobState.QUEUED, dataset_id=train.id, validation_dataset_id=params.validation_dataset_id,
             backbone=backbone.name, hyperparameters=dataclasses.asdict(hp), model_id=model.id,
@@ -112,7 +123,7 @@ class JobManager:
         )
         await self._store.add_job(job)
         self._artifacts.job_dir(job_id).mkdir(parents=True)
-        self._write_spec(job, train, backbone)
+        self._write_spec(job, train, backbone, params.export)
         await self._publish_state(job, "job queued")
         self._queue.put_nowait(job_id)
         return job
@@ -159,9 +170,8 @@ class JobManager:
         job_dir = self._artifacts.job_dir(job.id)
         self._artifacts.remove(job_dir / "output")  # left over from a run interrupted by a shutdown
         try:
-            outcome = await self._runner.run(
-                job_dir / "spec.json", job_dir / "worker.log", lambda e: self._on_worker_event(job, e), cancel
-            )
+            outcome = await self._run_worker(job, job_dir / "spec.json", cancel)
+            outcome = await self._run_baselines(job, outcome, cancel)
         except asyncio.CancelledError:
             job.state = JobState.QUEUED  # server shutting down: run it again after the restart
             await self._store.update_job(job)
@@ -173,9 +183,36 @@ class JobManager:
             self._metrics.job_ended(job.id)  # its tuneserve_training_* series go with it
         await self._finish(job, outcome)
 
-    async def _on_worker_event(self, job: JobRecord, event: dict[str, Any]) -> None:
+    async def _run_worker(self, job: JobRecord, spec: Path, cancel: asyncio.Event, prefix: str = "") -> WorkerOutcome:
+        log_path = self._artifacts.job_dir(job.id) / "worker.log"
+        return await self._runner.run(spec, log_path, lambda e: self._on_worker_event(job, e, prefix), cancel)
+
+    async def _run_baselines(self, job: JobRecord, outcome: WorkerOutcome, cancel: asyncio.Event) -> WorkerOutcome:
+        """After a successful fine-tune, train the job's baselines one after the other; the first that does not
+        succeed ends the job with its outcome."""
+        models = await baselines.of_job(self._registry, job.id)
+        if outcome.status != "succeeded" or not models:
+            return outcome
+        job_dir, entries = self._artifacts.job_dir(job.id), []
+        for model in models:
+            if cancel.is_set():
+                return WorkerOutcome("cancelled", reason="cancelled by request")
+            prefix = f"[baseline {model.kind}] "
+            self._artifacts.remove(baselines.output_dir(job_dir, model.kind))  # from a run cut short by a shutdown
+            spec = baselines.write_spec(job_dir, model.kind)
+            await self.events.publish(
+                job.id, "baseline", {"kind": model.kind}, prefix + baselines.DESCRIPTIONS[model.kind]
+            )
+            run = await self._run_worker(job, spec, cancel, prefix)
+            if run.status != "succeeded":
+                return WorkerOutcome(run.status, reason=prefix + run.reason if run.status == "failed" else run.reason)
+            entries.append(baselines.entry(model.kind, model.id, run.result))
+        verdict = baselines.verdict(outcome.result.get("validation_metrics", {}), entries)
+        return dataclasses.replace(outcome, result={**outcome.result, "baselines": entries, "transfer_verdict": verdict})
+
+    async def _on_worker_event(self, job: JobRecord, event: dict[str, Any], prefix: str = "") -> None:
         kind = event.pop("kind")
-        message = str(event.pop("message", ""))
+        message = prefix + str(event.pop("message", ""))
         if kind == "progress":
             job.progress = {k: event.get(k, 0) for k in ("step", "total_steps", "epoch", "eta_seconds", "train_loss")}
             await self._store.update_job(job)
@@ -183,17 +220,22 @@ class JobManager:
         await self.events.publish(job.id, kind, event, message)
 
     async def _finish(self, job: JobRecord, outcome: WorkerOutcome) -> None:
-        output = self._artifacts.job_dir(job.id) / "output"
+        job_dir = self._artifacts.job_dir(job.id)
+        output = job_dir / "output"
+        # NOTE: a job with baselines is one unit: its models become READY together, or none does.
+        baseline_models = await baselines.of_job(self._registry, job.id)
         if outcome.status == "succeeded":
             try:
                 self._artifacts.publish_dir(output, self._artifacts.version_dir(job.model_id, job.model_version))
                 metrics = {k: float(v) for k, v in outcome.result.get("validation_metrics", {}).items()}
                 await self._registry.mark_ready(job.model_id, job.model_version, metrics)
+                await baselines.publish(self._registry, self._artifacts, job_dir, baseline_models, outcome.result)
             except OSError as exc:
                 outcome = WorkerOutcome("failed", reason=f"could not store the model artifacts: {exc}")
         if outcome.status != "succeeded":
             self._artifacts.remove(output)
             await self._registry.mark_failed(job.model_id, job.model_version)
+            await baselines.discard(self._registry, self._artifacts, job_dir, baseline_models)
         job.state = {"succeeded": JobState.SUCCEEDED, "failed": JobState.FAILED,
                      "cancelled": JobState.CANCELLED}[outcome.status]
         job.result, job.error, job.end_time = outcome.result, outcome.reason, time.time()
@@ -206,7 +248,7 @@ class JobManager:
         await self.events.publish(job.id, "state_changed", data, message)
         self._metrics.job_counts = await self._store.count_jobs_by_state()
 
-    def _write_spec(self, job: JobRecord, train: DatasetRecord, backbone: BackboneRef) -> None:
+    def _write_spec(self, job: JobRecord, train: DatasetRecord, backbone: BackboneRef, export: ExportSpec) -> None:
         job_dir = self._artifacts.job_dir(job.id)
         spec = TrainingSpec(
             job_id=job.id, backbone=backbone, train_path=str(self._datasets.rows_path(train.id)),
@@ -214,7 +256,7 @@ class JobManager:
             hyperparameters=hyperparameters.resolve(job.hyperparameters),
             validation_path=str(self._datasets.rows_path(job.validation_dataset_id))
             if job.validation_dataset_id else None,
-            device=self._settings.device, threads=self._settings.worker_threads or available_cpus(),
+            device=self._settings.device, threads=self._settings.worker_threads or available_cpus(), export=export,
         )
         spec.save(job_dir / "spec.json")
 
@@ -227,6 +269,20 @@ def _check_validation_labels(train: DatasetRecord, validation: DatasetRecord) ->
     if unknown:
         raise InvalidArgument(
             f"validation dataset {validation.id!r} has labels the training dataset lacks: {', '.join(unknown)}"
+        )
+
+
+def _check_export(export: ExportSpec, backbone: BackboneRef) -> None:
+    if not 0.0 <= export.int8_max_f1_drop <= 1.0:  # NOTE: also rejects NaN
+        raise InvalidArgument(
+            f"export.int8_max_f1_drop = {export.int8_max_f1_drop} is out of range [0, 1] "
+            "(a macro F1 difference: 0.01 = 1 point)"
+        )
+    if export.int8 and backbone.modality != "text":
+        # NOTE: dynamic int8 slows CNNs down; their int8 path is static calibration, which does not exist yet.
+        raise InvalidArgument(
+            f"export.int8 is dynamic quantisation for text backbones; {backbone.name!r} is an {backbone.modality} "
+            "backbone (dynamic int8 makes CNNs slower)"
         )
 
 

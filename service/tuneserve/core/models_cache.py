@@ -117,6 +117,7 @@ class ModelCache:
 
     async def close(self) -> None:
         """Close everything (server shutdown: no RPC runs any more)."""
+        await asyncio.gather(*self._loading.values(), return_exceptions=True)  # a load in flight lands first
         for key in list(self._entries):
             self.retire(key, "server stopping")
         # NOTE: models still leased at shutdown are closed anyway: the server has already stopped its RPCs
@@ -207,10 +208,8 @@ class ModelCache:
 
     def _forget_metrics(self, entry: LoadedModel) -> None:
         if self._metrics is not None:
-            labels = self._labels(entry.key, entry.runtime)
-            for gauge in (self._metrics.model_size_bytes, self._metrics.model_load_rss_bytes):
-                with contextlib.suppress(KeyError):
-                    gauge.remove(*labels)
+            # NOTE: inference histograms go too, so series stay bounded by the cache size
+            self._metrics.forget_model_version(*self._labels(entry.key, entry.runtime))
             self._metrics.models_loaded.set(len(self._entries))
 
     def _observe_load(self, outcome: str, started: float) -> None:

@@ -25,6 +25,7 @@ class ParseLimits:
     max_rows: int
     max_labels: int
     max_text_chars: int
+    max_label_chars: int = 256
 
 
 @dataclass
@@ -61,6 +62,7 @@ def parse_file(path: Path, fmt: str, text_column: str, label_column: str, limits
 def _decoded_lines(raw: io.BufferedReader) -> Iterator[str]:
     """Yield text lines, failing with the line number on the first byte sequence that is not UTF-8."""
     decoder = codecs.getincrementaldecoder("utf-8-sig")()
+    number = 0
     for number, line in enumerate(raw, start=1):
         try:
             yield decoder.decode(line)
@@ -68,6 +70,12 @@ def _decoded_lines(raw: io.BufferedReader) -> Iterator[str]:
             raise InvalidArgument(
                 f"line {number}: not valid UTF-8 (byte {exc.start} of the line); save the file as UTF-8"
             ) from None
+    try:
+        # NOTE: a file ending inside a multi-byte character: the incremental decoder holds those bytes back until told
+        # the input is over, and would otherwise drop them silently
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        raise InvalidArgument(f"line {number}: not valid UTF-8 (the file ends inside a character)") from None
 
 
 def _csv_rows(lines: Iterator[str], text_column: str, label_column: str) -> Iterator[tuple[int, str, str]]:
@@ -109,6 +117,10 @@ def _jsonl_rows(lines: Iterator[str], text_column: str, label_column: str) -> It
             obj = json.loads(line)
         except json.JSONDecodeError as exc:
             raise InvalidArgument(f"line {number}: not valid JSON ({exc.msg} at column {exc.colno})") from None
+        except (ValueError, RecursionError):
+            # NOTE: json raises these, not JSONDecodeError, for an integer of more than 4300 digits and for arrays or
+            # objects nested deeper than the interpreter's recursion limit
+            raise InvalidArgument(f"line {number}: not valid JSON (a number too long or nesting too deep)") from None
         if not isinstance(obj, dict):
             raise InvalidArgument(f"line {number}: expected a JSON object with {text_column!r} and {label_column!r}")
         for key in (text_column, label_column):
@@ -131,6 +143,11 @@ def _check_rows(rows: Iterator[tuple[int, str, str]], limits: ParseLimits) -> It
             raise InvalidArgument(f"line {number}: empty text")
         if not label:
             raise InvalidArgument(f"line {number}: empty label")
+        if len(label) > limits.max_label_chars:
+            raise InvalidArgument(
+                f"line {number}: label has {len(label)} characters, more than {limits.max_label_chars} "
+                "(limit max_name_chars)"
+            )
         if len(text) > limits.max_text_chars:
             raise InvalidArgument(
                 f"line {number}: text has {len(text)} characters, more than {limits.max_text_chars} "

@@ -56,7 +56,7 @@ class ModelRegistry:
         self._change_listeners: list[ChangeListener] = []
         self._snapshots: dict[str, ModelRecord] = {}
         self._writes = 0
-        self._variants: dict[tuple[str, int], dict[str, VariantInfo]] = {}
+        self._variants: dict[tuple[str, int], tuple[tuple[int, int], dict[str, VariantInfo]]] = {}
 
     def on_delete(self, listener: DeleteListener) -> None:
         """Call `listener(model_id)` after a model is deleted (the inference cache drops its sessions)."""
@@ -66,10 +66,20 @@ class ModelRegistry:
         """Call `listener(model_id)` after a version becomes READY or an alias is set or removed."""
         self._change_listeners.append(listener)
 
-    async def create(self, name: str, backbone: str, labels: list[str], modality: str) -> ModelRecord:
-        model = ModelRecord(new_id("model"), name, modality, backbone, labels, time.time())
+    async def create(
+        self, name: str, backbone: str, labels: list[str], modality: str, *, kind: str = "finetuned",
+        source_job_id: str = "",
+    ) -> ModelRecord:
+        model = ModelRecord(
+            new_id("model"), name, modality, backbone, labels, time.time(), kind=kind, source_job_id=source_job_id
+        )
         await self._store.add_model(model)
         return model
+
+    async def from_job(self, job_id: str) -> list[ModelRecord]:
+        """The models a job created: its fine-tuned model (unless it trained a new version of an older one) and its
+        baselines."""
+        return await self._store.models_from_job(job_id)
 
     async def add_version(self, model: ModelRecord, job_id: str) -> ModelVersionRecord:
         number = max((v.version for v in model.versions), default=0) + 1
@@ -159,16 +169,24 @@ class ModelRegistry:
         return ServableVersion(model, version, self._artifacts.version_dir(model.id, version.version))
 
     def variants(self, model_id: str, number: int) -> dict[str, VariantInfo]:
-        """The variants of a READY version (read once from its variants.json; artifacts never change after)."""
-        key = (model_id, number)
-        if key not in self._variants:
-            self._variants[key] = read_variants(self._artifacts.version_dir(model_id, number))
-        return self._variants[key]
+        """The variants of a READY version, from its variants.json (re-read only when the file changes)."""
+        version_dir = self._artifacts.version_dir(model_id, number)
+        try:
+            stat = (version_dir / ARTIFACTS["variants"]).stat()
+            stamp = (stat.st_mtime_ns, stat.st_size)
+        except OSError:
+            stamp = (0, 0)
+        cached = self._variants.get((model_id, number))
+        if cached is None or cached[0] != stamp:
+            cached = self._variants[(model_id, number)] = (stamp, read_variants(version_dir))
+        return cached[1]
 
     def check_variant(self, servable: ServableVersion, variant: str) -> None:
         """Raise unless `variant` of this version may be served."""
         if variant not in VARIANT_FILES:
             raise InvalidArgument(f"variant {variant!r} is not one of: {', '.join(VARIANT_FILES)} ('' = fp32)")
+        if variant == "fp32":  # the exported graph itself: always served
+            return
         name = f"model {servable.model.id!r} version {servable.version.version}"
         info = self.variants(servable.model.id, servable.version.version).get(variant)
         if info is None:
@@ -259,4 +277,5 @@ def _unknown_alias(model: ModelRecord, alias: str) -> NotFound:
     error = NotFound("alias", f"{model.id}/{alias}")
     # NOTE: NotFound's message names only the id; saying which aliases exist tells the caller what to fix
     error.message += f" (aliases of this model: {', '.join(sorted(model.aliases)) or 'none'}, and latest)"
+    error.args = (error.message,)
     return error

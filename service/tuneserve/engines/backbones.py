@@ -87,15 +87,34 @@ def resolve_backbone(name: str, *, allowed_dirs: list[Path], allow_hub: bool) ->
     name = name.strip() or DEFAULT_BACKBONE
     if name in _CATALOG:
         return _resolve_catalog(_CATALOG[name])
-    local = Path(name).expanduser()
-    if local.is_dir():
-        return _resolve_directory(name, local, allowed_dirs)
+    resolved = _confined(name, allowed_dirs)
+    if resolved is not None:
+        return _resolve_directory(name, resolved)
     if _HUB_ID.match(name) and not name.startswith("."):
         return _resolve_hub_id(name, allow_hub)
+    if "/" in name or name.startswith((".", "~")):
+        # NOTE: the same answer whether the path exists or not, and never where a link points: a caller must not
+        # learn about the server's files from it
+        raise InvalidArgument(
+            f"backbone directory {name!r} does not exist or is outside the allowed backbone directories; an "
+            "operator can add its parent to TUNESERVE_TRAINING__BACKBONE_DIRS"
+        )
     raise InvalidArgument(
         f"unknown backbone {name!r}: use one of {sorted(_CATALOG)}, a local Hugging Face model directory under "
         "TUNESERVE_TRAINING__BACKBONE_DIRS, or a hub id org/name where TUNESERVE_TRAINING__ALLOW_HUB is on"
     )
+
+
+def _confined(name: str, allowed_dirs: list[Path]) -> Path | None:
+    """The directory `name` names once every symlink and `..` is resolved, if that lies inside an allowed directory
+    and exists; else None."""
+    # NOTE: resolve() follows symlinks, so a link inside an allowed directory cannot point outside it.
+    try:
+        resolved = Path(name).expanduser().resolve()
+        inside = any(resolved.is_relative_to(allowed.resolve()) for allowed in allowed_dirs)
+        return resolved if inside and resolved.is_dir() else None
+    except (OSError, ValueError, RuntimeError):  # too long, a NUL byte, a symlink loop, no such user (~x)
+        return None
 
 
 def _resolve_catalog(entry: _CatalogEntry) -> BackboneRef:
@@ -107,18 +126,17 @@ def _resolve_catalog(entry: _CatalogEntry) -> BackboneRef:
     return BackboneRef(name=entry.name, path=str(path), modality=entry.modality)
 
 
-def _resolve_directory(name: str, local: Path, allowed_dirs: list[Path]) -> BackboneRef:
-    # NOTE: resolve() follows symlinks, so a link inside an allowed directory cannot point outside it.
-    resolved = local.resolve()
-    if not any(resolved.is_relative_to(allowed.resolve()) for allowed in allowed_dirs):
-        raise InvalidArgument(
-            f"backbone directory {str(resolved)!r} is outside the allowed backbone directories "
-            f"{[str(d) for d in allowed_dirs]}; add its parent to TUNESERVE_TRAINING__BACKBONE_DIRS to allow it"
-        )
+def _resolve_directory(name: str, resolved: Path) -> BackboneRef:
     config_path = resolved / "config.json"
     if not config_path.is_file():
-        raise InvalidArgument(f"backbone directory {str(resolved)!r} has no config.json (not a Hugging Face model)")
-    return BackboneRef(name=name, path=str(resolved), modality=_modality(_read_json(config_path), name))
+        raise InvalidArgument(f"backbone directory {name!r} has no config.json (not a Hugging Face model)")
+    try:
+        config = _read_json(config_path)
+    except (OSError, ValueError):
+        raise InvalidArgument(f"backbone directory {name!r}: config.json is not readable JSON") from None
+    if not isinstance(config, dict):
+        raise InvalidArgument(f"backbone directory {name!r}: config.json is not a JSON object")
+    return BackboneRef(name=name, path=str(resolved), modality=_modality(config, name))
 
 
 def _resolve_hub_id(name: str, allow_hub: bool) -> BackboneRef:
@@ -127,8 +145,21 @@ def _resolve_hub_id(name: str, allow_hub: bool) -> BackboneRef:
             f"backbone {name!r} looks like a Hugging Face hub id, but this server does not download from the hub "
             f"(TUNESERVE_TRAINING__ALLOW_HUB is off); use one of {sorted(_CATALOG)} or a local directory"
         )
+    # NOTE: from_pretrained() tries a local directory of that name first (relative to the worker's working
+    # directory): a hub id must not be a way around the allowed directories.
+    if any(part in (".", "..") for part in name.split("/")) or _exists(name):
+        raise InvalidArgument(
+            f"backbone {name!r} is a local path outside the allowed backbone directories, not a hub id"
+        )
     # NOTE: the config of a hub model is unknown until the worker downloads it; text is the only modality trained.
     return BackboneRef(name=name, path=name, modality="text")
+
+
+def _exists(name: str) -> bool:
+    try:
+        return Path(name).exists()
+    except (OSError, ValueError):
+        return False
 
 
 def _modality(config: dict[str, Any], name: str) -> Modality:
@@ -185,3 +216,16 @@ def _count_parameters(path: Path) -> int:
 def _read_json(path: Path) -> dict[str, Any]:
     data: dict[str, Any] = json.loads(path.read_text())
     return data
+
+
+def num_layers(backbone: BackboneRef) -> int | None:
+    """The backbone's transformer blocks from its config.json; None for a hub id, whose config is not local."""
+    config_path = Path(backbone.path) / "config.json"
+    if not config_path.is_file():
+        return None
+    config = _read_json(config_path)
+    # NOTE: BERT-style configs say num_hidden_layers; GPT-2 and DistilBERT style ones n_layer / n_layers.
+    for key in ("num_hidden_layers", "n_layer", "n_layers"):
+        if isinstance(config.get(key), int):
+            return int(config[key])
+    return None

@@ -83,7 +83,8 @@ class OnnxTextClassifier:
         self.max_seq_length: int = int(prep["max_seq_length"])
         self.memory_bytes: int = sum(p.stat().st_size for p in version_dir.glob(onnx_path.name + "*") if p.is_file())
         self._input_names: list[str] = list(prep["input_names"])
-        self._encoder = _TokenEncoder(version_dir / prep.get("tokenizer", ARTIFACTS["tokenizer"]), self.max_seq_length)
+        tokenizer_dir = _inside(version_dir, prep.get("tokenizer", ARTIFACTS["tokenizer"]))
+        self._encoder = _TokenEncoder(tokenizer_dir, self.max_seq_length)
         self._session = ort.InferenceSession(
             str(onnx_path), sess_options=_session_options(options), providers=_usable_providers(options.providers)
         )
@@ -177,6 +178,15 @@ def _features(ids: Sequence[int], type_ids: Sequence[int]) -> TextFeatures:
 def open_runtime(version_dir: Path, variant: str, *, options: RuntimeOptions) -> OnnxTextClassifier:
     """The loader the model cache uses: `functools.partial(open_runtime, options=...)`."""
     return OnnxTextClassifier(version_dir, options, variant)
+
+
+def _inside(version_dir: Path, relative: str) -> Path:
+    """`version_dir / relative`, refused if it leads out of the version directory (a tampered preprocessing.json):
+    everything a runtime loads comes from the registry's artifact directory."""
+    path = (version_dir / relative).resolve()
+    if not path.is_relative_to(version_dir.resolve()):
+        raise ValueError(f"{version_dir}: preprocessing.json points outside the version directory ({relative!r})")
+    return path
 
 
 def available_providers() -> list[str]:

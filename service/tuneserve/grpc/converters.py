@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from google.protobuf import json_format
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from tuneserve.core.comparison import Comparison
 from tuneserve.core.datasets import UploadMetadata
-from tuneserve.core.evaluation import EvaluationReport
-from tuneserve.core.inference import PredictResult
+from tuneserve.core.evaluation import ComparisonResult, EvaluationReport, ModelRef
+from tuneserve.core.inference import PredictParams, PredictResult, VersionServing
 from tuneserve.core.jobs import FineTuneParams
 from tuneserve.engines.backbones import BackboneInfo
+from tuneserve.engines.training.spec import ExportSpec
 from tuneserve.errors import InvalidArgument
 from tuneserve.types import DatasetRecord, JobEventRecord, JobRecord, JobState, ModelRecord, Page
 from tuneserve_client._proto.tuneserve.v1 import (
@@ -23,9 +25,6 @@ from tuneserve_client._proto.tuneserve.v1 import (
     prediction_pb2,
     training_pb2,
 )
-
-if TYPE_CHECKING:
-    from tuneserve.engines.runtime import Runtime
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000
@@ -64,12 +63,11 @@ def _from_dict(data: dict[str, Any], message: Message) -> Message:
 def page_from_pb(page_size: int, page_token: str) -> Page:
     if page_size < 0 or page_size > MAX_PAGE_SIZE:
         raise InvalidArgument(f"page_size must be between 0 and {MAX_PAGE_SIZE} (0 = {DEFAULT_PAGE_SIZE})")
-    try:
-        offset = int(page_token) if page_token else 0
-    except ValueError:
-        raise InvalidArgument("page_token is not one this server issued; pass next_page_token back as is") from None
-    if offset < 0:
+    # NOTE: tokens are offsets written as plain digits; int() alone would take "-1", " 5", "1_0", other scripts'
+    # digits, and numbers past SQLite's 64-bit integers (an OverflowError deep in the store)
+    if page_token and not (page_token.isascii() and page_token.isdigit() and len(page_token) <= 18):
         raise InvalidArgument("page_token is not one this server issued; pass next_page_token back as is")
+    offset = int(page_token) if page_token else 0
     # NOTE: fetch one extra row to know whether another page exists
     return Page(size=(page_size or DEFAULT_PAGE_SIZE) + 1, offset=offset)
 
@@ -102,8 +100,16 @@ def fine_tune_from_pb(pb: training_pb2.FineTuneRequest) -> FineTuneParams:
     hp = {field.name: value for field, value in pb.hyperparameters.ListFields()}
     return FineTuneParams(
         dataset_id=pb.dataset_id, validation_dataset_id=pb.validation_dataset_id, backbone=pb.backbone,
-        hyperparameters=hp, model_name=pb.model_name, model_id=pb.model_id,
+        hyperparameters=hp, model_name=pb.model_name, model_id=pb.model_id, export=_export_from_pb(pb.export),
+        baselines=tuple(pb.baselines),
     )
+
+
+def _export_from_pb(pb: training_pb2.ExportOptions) -> ExportSpec:
+    # NOTE: int8_max_f1_drop is `optional`: unset takes the default limit, while an explicit 0 means "no drop at all".
+    if pb.HasField("int8_max_f1_drop"):
+        return ExportSpec(int8=pb.int8, int8_max_f1_drop=pb.int8_max_f1_drop)
+    return ExportSpec(int8=pb.int8)
 
 
 def job_state_to_pb(state: JobState) -> training_pb2.JobState.ValueType:
@@ -113,6 +119,8 @@ def job_state_to_pb(state: JobState) -> training_pb2.JobState.ValueType:
 def job_state_from_pb(state: training_pb2.JobState.ValueType) -> JobState | None:
     if state == training_pb2.JOB_STATE_UNSPECIFIED:
         return None
+    if state not in training_pb2.JobState.values():  # NOTE: proto3 enums are open: any number can arrive
+        raise InvalidArgument(f"unknown job state {state}; use one of {', '.join(training_pb2.JobState.keys())}")
     name = training_pb2.JobState.Name(state).removeprefix("JOB_STATE_")
     return JobState(name)
 
@@ -141,26 +149,60 @@ def event_to_pb(e: JobEventRecord) -> training_pb2.JobEvent:
 
 # -- models --------------------------------------------------------------------------------------------------------
 
-def model_to_pb(m: ModelRecord, loaded: dict[int, Runtime]) -> models_pb2.Model:
+def model_to_pb(m: ModelRecord, serving: dict[int, VersionServing]) -> models_pb2.Model:
     latest = m.latest_ready
     return models_pb2.Model(
         id=m.id, name=m.name, modality=_MODALITIES[m.modality], backbone=m.backbone, labels=m.labels,
-        latest_version=latest.version if latest else 0, create_time=timestamp(m.create_time),
+        kind=m.kind, source_job_id=m.source_job_id,
+        latest_version=latest.version if latest else 0, create_time=timestamp(m.create_time), aliases=m.aliases,
         versions=[
             models_pb2.ModelVersion(
                 version=v.version, state=models_pb2.ModelVersionState.Value(f"MODEL_VERSION_STATE_{v.state.value}"),
                 job_id=v.job_id, validation_metrics=v.validation_metrics, onnx_size_bytes=v.onnx_size_bytes,
-                loaded=v.version in loaded,
-                execution_provider=loaded[v.version].provider if v.version in loaded else "",
-                create_time=timestamp(v.create_time),
+                create_time=timestamp(v.create_time), **_serving_fields(serving.get(v.version)),
             )
             for v in m.versions
         ],
     )
 
 
+def _serving_fields(s: VersionServing | None) -> dict[str, Any]:
+    if s is None:
+        return {}
+    return dict(
+        loaded=bool(s.loaded), execution_provider=s.loaded.get("fp32") or next(iter(s.loaded.values()), ""),
+        variants=[name for name, info in s.variants.items() if info.served],
+        variant_macro_f1={name: info.macro_f1 for name, info in s.variants.items() if info.macro_f1 is not None},
+    )
+
+
+def compare_from_pb(pb: models_pb2.EvaluateRequest) -> tuple[ModelRef, list[ModelRef]]:
+    """The model to evaluate and the models to compare it with."""
+    return ModelRef(pb.model_id, pb.version), [ModelRef(ref.model_id, ref.version) for ref in pb.compare]
+
+
 def evaluation_to_pb(r: EvaluationReport) -> models_pb2.EvaluateResponse:
-    report = models_pb2.EvaluationReport(
+    return models_pb2.EvaluateResponse(report=_report_to_pb(r))
+
+
+def comparison_result_to_pb(r: ComparisonResult) -> models_pb2.EvaluateResponse:
+    return models_pb2.EvaluateResponse(
+        report=_report_to_pb(r.report), compared=[_report_to_pb(c) for c in r.compared],
+        comparisons=[_comparison_to_pb(c) for c in r.comparisons],
+    )
+
+
+def _comparison_to_pb(c: Comparison) -> models_pb2.Comparison:
+    return models_pb2.Comparison(
+        model_id=c.model_id, model_version=c.model_version,
+        deltas=[models_pb2.MetricDelta(metric=d.metric, delta=d.delta) for d in c.deltas], test=c.test,
+        p_value=c.p_value, only_first_correct=c.only_first_correct, only_second_correct=c.only_second_correct,
+        significant=c.significant, verdict=c.verdict,
+    )
+
+
+def _report_to_pb(r: EvaluationReport) -> models_pb2.EvaluationReport:
+    return models_pb2.EvaluationReport(
         model_id=r.model_id, model_version=r.model_version, dataset_id=r.dataset_id, num_examples=r.num_examples,
         accuracy=r.accuracy, macro_precision=r.macro_precision, macro_recall=r.macro_recall, macro_f1=r.macro_f1,
         weighted_precision=r.weighted_precision, weighted_recall=r.weighted_recall, weighted_f1=r.weighted_f1,
@@ -173,14 +215,20 @@ def evaluation_to_pb(r: EvaluationReport) -> models_pb2.EvaluateResponse:
         ),
         runtime=r.runtime, duration_seconds=r.duration_seconds, num_unknown_labels=r.num_unknown_labels,
     )
-    return models_pb2.EvaluateResponse(report=report)
 
 
 # -- prediction ----------------------------------------------------------------------------------------------------
 
+def predict_from_pb(pb: prediction_pb2.PredictRequest) -> PredictParams:
+    return PredictParams(
+        model_id=pb.model_id, texts=list(pb.texts), version=pb.version, top_k=pb.top_k, alias=pb.alias,
+        variant=pb.variant,
+    )
+
+
 def predict_to_pb(r: PredictResult) -> prediction_pb2.PredictResponse:
     return prediction_pb2.PredictResponse(
-        model_id=r.model_id, model_version=r.version,
+        model_id=r.model_id, model_version=r.version, variant=r.variant,
         predictions=[
             prediction_pb2.Prediction(
                 label=p.label, score=p.score,
@@ -189,6 +237,14 @@ def predict_to_pb(r: PredictResult) -> prediction_pb2.PredictResponse:
             for p in r.predictions
         ],
     )
+
+
+def stream_result_to_pb(request_id: str, r: PredictResult) -> prediction_pb2.PredictStreamResponse:
+    return prediction_pb2.PredictStreamResponse(request_id=request_id, response=predict_to_pb(r))
+
+
+def stream_error_to_pb(request_id: str, code: int, message: str) -> prediction_pb2.PredictStreamResponse:
+    return prediction_pb2.PredictStreamResponse(request_id=request_id, error_code=code, error_message=message)
 
 
 # -- backbones -----------------------------------------------------------------------------------------------------

@@ -85,6 +85,15 @@ class StatusInterceptor(grpc.aio.ServerInterceptor):
         self._metrics.rpc_duration.labels(method, code.name).observe(time.perf_counter() - started)
 
 
+def error_status(exc: Exception, method: str) -> tuple[grpc.StatusCode, str]:
+    """The status code and message a failure is answered with where it cannot end the RPC (one answer of a
+    PredictStream): the same mapping as for whole RPCs."""
+    if isinstance(exc, TuneServeError):
+        return grpc.StatusCode[exc.code], exc.message
+    log.error("unexpected error in %s", method, exc_info=exc)
+    return grpc.StatusCode.INTERNAL, "internal server error (see the server log)"
+
+
 def _status_of(exc: BaseException, context: grpc.aio.ServicerContext) -> grpc.StatusCode:
     if isinstance(exc, TuneServeError):
         return grpc.StatusCode[exc.code]

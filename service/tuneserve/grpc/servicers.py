@@ -9,13 +9,13 @@ import grpc
 
 from tuneserve.core.datasets import DatasetManager
 from tuneserve.core.evaluation import Evaluator
-from tuneserve.core.inference import InferenceService
+from tuneserve.core.inference import InferenceService, StreamRequest
 from tuneserve.core.jobs import JobManager
-from tuneserve.core.models_cache import ModelCache
 from tuneserve.core.registry import ModelRegistry
 from tuneserve.engines.backbones import list_backbones
 from tuneserve.errors import InvalidArgument
 from tuneserve.grpc import converters as cv
+from tuneserve.grpc.interceptors import error_status
 from tuneserve.types import ModelRecord
 from tuneserve_client._proto.tuneserve.v1 import (
     datasets_pb2,
@@ -29,6 +29,7 @@ from tuneserve_client._proto.tuneserve.v1 import (
 )
 
 Context = grpc.aio.ServicerContext
+_PREDICT_STREAM = "/tuneserve.v1.PredictionService/PredictStream"
 
 
 class DatasetServicer(datasets_pb2_grpc.DatasetServiceServicer):
@@ -101,9 +102,9 @@ class TrainingServicer(training_pb2_grpc.TrainingServiceServicer):
 
 
 class ModelServicer(models_pb2_grpc.ModelServiceServicer):
-    def __init__(self, registry: ModelRegistry, cache: ModelCache, evaluator: Evaluator) -> None:
+    def __init__(self, registry: ModelRegistry, inference: InferenceService, evaluator: Evaluator) -> None:
         self._registry = registry
-        self._cache = cache
+        self._inference = inference
         self._evaluator = evaluator
 
     async def ListModels(self, request: models_pb2.ListModelsRequest, context: Context) -> models_pb2.ListModelsResponse:
@@ -119,12 +120,24 @@ class ModelServicer(models_pb2_grpc.ModelServiceServicer):
         return models_pb2.DeleteModelResponse()
 
     async def Evaluate(self, request: models_pb2.EvaluateRequest, context: Context) -> models_pb2.EvaluateResponse:
+        if request.compare:
+            first, others = cv.compare_from_pb(request)
+            return cv.comparison_result_to_pb(await self._evaluator.compare(first, others, request.dataset_id))
         report = await self._evaluator.evaluate(request.model_id, request.version, request.dataset_id)
         return cv.evaluation_to_pb(report)
 
+    async def LoadModel(self, request: models_pb2.LoadModelRequest, context: Context) -> models_pb2.Model:
+        model = await self._inference.load_model(request.id, request.version, request.variant)
+        return self._model_to_pb(model)
+
+    async def UnloadModel(self, request: models_pb2.UnloadModelRequest, context: Context) -> models_pb2.Model:
+        return self._model_to_pb(await self._inference.unload_model(request.id, request.version))
+
+    async def SetModelAlias(self, request: models_pb2.SetModelAliasRequest, context: Context) -> models_pb2.Model:
+        return self._model_to_pb(await self._registry.set_alias(request.id, request.alias, request.version))
+
     def _model_to_pb(self, model: ModelRecord) -> models_pb2.Model:
-        loaded = {v.version: rt for v in model.versions if (rt := self._cache.loaded(model.id, v.version))}
-        return cv.model_to_pb(model, loaded)
+        return cv.model_to_pb(model, self._inference.serving(model))
 
 
 class PredictionServicer(prediction_pb2_grpc.PredictionServiceServicer):
@@ -132,5 +145,19 @@ class PredictionServicer(prediction_pb2_grpc.PredictionServiceServicer):
         self._inference = inference
 
     async def Predict(self, request: prediction_pb2.PredictRequest, context: Context) -> prediction_pb2.PredictResponse:
-        result = await self._inference.predict(request.model_id, request.version, list(request.texts), request.top_k)
+        result = await self._inference.predict(cv.predict_from_pb(request), context.time_remaining())
         return cv.predict_to_pb(result)
+
+    async def PredictStream(
+        self, request_iterator: AsyncIterator[prediction_pb2.PredictStreamRequest], context: Context
+    ) -> AsyncIterator[prediction_pb2.PredictStreamResponse]:
+        async def requests() -> AsyncIterator[StreamRequest]:
+            async for r in request_iterator:
+                yield StreamRequest(r.request_id, cv.predict_from_pb(r.request), context.time_remaining())
+
+        async for request_id, outcome in self._inference.predict_stream(requests()):
+            if isinstance(outcome, Exception):
+                code, message = error_status(outcome, _PREDICT_STREAM)
+                yield cv.stream_error_to_pb(request_id, code.value[0], message)
+            else:
+                yield cv.stream_result_to_pb(request_id, outcome)

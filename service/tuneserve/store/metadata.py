@@ -72,6 +72,7 @@ class MetadataStore:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.executescript(SCHEMA)
+            _add_columns(conn)
             self._conn = conn
 
         await self._run(_open)
@@ -187,8 +188,9 @@ class MetadataStore:
 
     async def add_model(self, m: ModelRecord) -> None:
         await self._execute(
-            "INSERT INTO models VALUES (?,?,?,?,?,?)",
-            (m.id, m.name, m.modality, m.backbone, json.dumps(m.labels), m.create_time),
+            "INSERT INTO models (id, name, modality, backbone, labels, create_time, kind, source_job_id) "
+            "VALUES (?,?,?,?,?,?,?,?)",
+            (m.id, m.name, m.modality, m.backbone, json.dumps(m.labels), m.create_time, m.kind, m.source_job_id),
         )
 
     async def put_model_version(self, v: ModelVersionRecord) -> None:
@@ -216,6 +218,12 @@ class MetadataStore:
             m.versions = await self._versions(m.id)
             m.aliases = await self._aliases(m.id)
         return models
+
+    async def models_from_job(self, job_id: str) -> list[ModelRecord]:
+        """The models a job created (its fine-tuned model and its baselines), oldest first."""
+        rows = await self._fetch("SELECT id FROM models WHERE source_job_id = ? ORDER BY create_time, id", (job_id,))
+        found = [await self.get_model(r["id"]) for r in rows]
+        return [m for m in found if m is not None]
 
     async def delete_model(self, model_id: str) -> None:
         def _delete() -> None:
@@ -264,4 +272,21 @@ def _job(r: sqlite3.Row) -> JobRecord:
 
 
 def _model(r: sqlite3.Row) -> ModelRecord:
-    return ModelRecord(r["id"], r["name"], r["modality"], r["backbone"], json.loads(r["labels"]), r["create_time"])
+    return ModelRecord(
+        r["id"], r["name"], r["modality"], r["backbone"], json.loads(r["labels"]), r["create_time"],
+        kind=r["kind"], source_job_id=r["source_job_id"],
+    )
+
+
+# Columns added after the first release: ADD COLUMN with a default upgrades an existing database in place.
+_ADDED_COLUMNS = {
+    "models": [("kind", "TEXT NOT NULL DEFAULT 'finetuned'"), ("source_job_id", "TEXT NOT NULL DEFAULT ''")],
+}
+
+
+def _add_columns(conn: sqlite3.Connection) -> None:
+    for table, columns in _ADDED_COLUMNS.items():
+        present = {row["name"] for row in conn.execute(f"PRAGMA table_info({table})")}
+        for name, declaration in columns:
+            if name not in present:
+                conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {declaration}")

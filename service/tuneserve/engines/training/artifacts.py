@@ -43,5 +43,10 @@ def write_metrics(output_dir: Path, result: ResultEvent, learning_curve: list[Cu
     _write_json(output_dir / ARTIFACTS["metrics"], metrics)
 
 
+def write_variants(output_dir: Path, variants: dict[str, dict[str, Any]]) -> None:
+    """variants.json: each ONNX variant's validation macro F1 and whether it may be served (schema in spec.py)."""
+    _write_json(output_dir / ARTIFACTS["variants"], variants)
+
+
 def _write_json(path: Path, data: dict[str, Any]) -> None:
     path.write_text(json.dumps(data, indent=2) + "\n")

@@ -26,7 +26,8 @@ METRIC_NAMES = ("accuracy", "macro_f1", "macro_precision", "macro_recall", "weig
 
 @dataclass(frozen=True)
 class CurvePoint:
-    """One evaluation of the learning curve, with the train loss last logged before it."""
+    """One evaluation of the learning curve, with the mean train loss of the logging windows since the previous
+    evaluation (the same stretch of training the validation figures follow)."""
 
     step: int
     epoch: float
@@ -49,6 +50,7 @@ class EventReporter(TrainerCallback):
         self._last_log = (0, 0.0)
         self.last_train_loss = float("nan")
         self.learning_curve: list[CurvePoint] = []
+        self._window_losses: list[float] = []
 
     def on_train_begin(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
@@ -73,6 +75,7 @@ class EventReporter(TrainerCallback):
         last_step, last_time = self._last_log
         self._last_log = (step, now)
         self.last_train_loss = float(logs["loss"])
+        self._window_losses.append(self.last_train_loss)
         samples = (step - last_step) * args.per_device_train_batch_size * args.gradient_accumulation_steps
         self._writer.write(
             ProgressEvent(
@@ -96,14 +99,16 @@ class EventReporter(TrainerCallback):
         **kwargs: Any,
     ) -> None:
         metrics = metrics or {}
+        window = self._window_losses or [self.last_train_loss]
         point = CurvePoint(
             step=state.global_step,
             epoch=float(state.epoch or 0.0),
-            train_loss=self.last_train_loss,
+            train_loss=sum(window) / len(window),
             validation_loss=float(metrics["eval_loss"]),
             metrics={name: float(metrics[f"eval_{name}"]) for name in METRIC_NAMES if f"eval_{name}" in metrics},
         )
         self.learning_curve.append(point)
+        self._window_losses = []
         summary = " ".join(f"{name} {value:.4f}" for name, value in point.metrics.items())
         self._writer.write(
             EvaluationEvent(

@@ -101,6 +101,7 @@ class ResultEvent(WorkerEvent):
     # NOTE: tuneserve.v1.LearningCurvePoint and FitDiagnosis as dicts, so this module stays standard-library only.
     learning_curve: list[dict[str, Any]] = field(default_factory=list)
     fit: dict[str, Any] = field(default_factory=dict)
+    variant_macro_f1: dict[str, float] = field(default_factory=dict)  # fp32, and int8 with ExportSpec.int8
 
     def fields(self) -> dict[str, Any]:
         """The JobResult fields alone (no kind, no message), as metrics.json stores them."""

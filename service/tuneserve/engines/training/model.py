@@ -69,10 +69,16 @@ class TextClassifier(nn.Module):
         dropout: float,
         class_weights: torch.Tensor | None = None,
         label_smoothing: float = 0.0,
+        pretrained: bool = True,
     ) -> TextClassifier:
-        """A new head on pretrained weights (a local directory, or a hub id where the deployment allows the hub)."""
-        # NOTE: transformers 5 loads weights in their stored dtype by default; training needs fp32 master weights.
-        backbone = AutoModel.from_pretrained(backbone_dir, dtype=torch.float32)
+        """A new head on pretrained weights (a local directory, or a hub id where the deployment allows the hub).
+        pretrained=False builds the same architecture from random weights (the "scratch" baseline)."""
+        if pretrained:
+            # NOTE: transformers 5 loads weights in their stored dtype by default; training needs fp32 master weights.
+            backbone = AutoModel.from_pretrained(backbone_dir, dtype=torch.float32)
+        else:
+            config = AutoConfig.from_pretrained(backbone_dir)
+            backbone = AutoModel.from_config(config, dtype=torch.float32)  # type: ignore[no-untyped-call]
         pooling = read_pooling(Path(backbone_dir)) if Path(backbone_dir).is_dir() else "cls"
         return cls(
             backbone,

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
 import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from transformers import AutoTokenizer, PreTrainedTokenizerBase, TrainerState, set_seed
+from transformers import AutoTokenizer, PreTrainedTokenizerBase, Trainer, TrainerState, set_seed
 from transformers.utils import logging as hf_logging
 
 from tuneserve.engines.export import export_onnx
 from tuneserve.engines.training.artifacts import write_metrics, write_model_artifacts
-from tuneserve.engines.training.callbacks import CancellationCallback, EventReporter
+from tuneserve.engines.training.callbacks import CancellationCallback, CurvePoint, EventReporter
 from tuneserve.engines.training.data import (
     EncodedDataset,
     Splits,
@@ -22,10 +23,12 @@ from tuneserve.engines.training.data import (
     make_splits,
     read_examples,
 )
+from tuneserve.engines.training.diagnostics import FitDiagnosis, diagnose, train_sample
 from tuneserve.engines.training.events import CancelledEvent, EventWriter, ExportEvent, ResultEvent
 from tuneserve.engines.training.model import TextClassifier
 from tuneserve.engines.training.spec import ARTIFACTS, TrainingSpec
 from tuneserve.engines.training.trainer import DeviceChoice, build_trainer, choose_device, class_weights
+from tuneserve.engines.training.variants import export_variants
 
 
 @dataclass(frozen=True)
@@ -65,10 +68,12 @@ def run_training(
             checkpoint_dir=Path(checkpoints),
             device=device,
             callbacks=[reporter, CancellationCallback(cancel)],
+            report=writer.write,
         )
         summary = trainer.train().metrics
     if cancel.is_set():
         return CancelledEvent(step=trainer.state.global_step, message="cancelled")
+    fit = _diagnose_fit(trainer, prepared, reporter, spec)
     output_dir = Path(spec.output_dir)
     write_model_artifacts(
         output_dir,
@@ -79,7 +84,16 @@ def run_training(
         max_seq_length=prepared.max_seq_length,
     )
     parity_max_abs_diff = _export(prepared, output_dir, writer)
-    result = _result(trainer.state, reporter, prepared.splits, device, summary, parity_max_abs_diff, spec)
+    result = _result(trainer.state, reporter, prepared.splits, device, summary, parity_max_abs_diff, spec, fit)
+    result.variant_macro_f1 = export_variants(
+        spec,
+        output_dir,
+        writer,
+        prepared.tokenizer,
+        prepared.splits.validation,
+        max_seq_length=prepared.max_seq_length,
+        fp32_macro_f1=result.validation_metrics["macro_f1"],
+    )
     write_metrics(output_dir, result, reporter.learning_curve)
     # NOTE: a cancel that arrives during export still wins: the manager has not seen a result yet.
     if cancel.is_set():
@@ -101,6 +115,7 @@ def _prepare(spec: TrainingSpec) -> _Prepared:
         dropout=hp.head_dropout,
         class_weights=class_weights(class_counts(splits.train, spec.labels)) if hp.class_weighting else None,
         label_smoothing=hp.label_smoothing,
+        pretrained=spec.init == "pretrained",
     )
     max_seq_length = _max_seq_length(hp.max_seq_length, tokenizer, model)
     input_names = model.input_names(tokenizer)
@@ -151,6 +166,24 @@ def _max_seq_length(requested: int, tokenizer: PreTrainedTokenizerBase, model: T
     return min(requested, positions, int(tokenizer.model_max_length))
 
 
+def _diagnose_fit(trainer: Trainer, prepared: _Prepared, reporter: EventReporter, spec: TrainingSpec) -> FitDiagnosis:
+    """The best checkpoint's macro F1 on a sample of its own training rows, against its validation macro F1."""
+    sample = train_sample(prepared.splits.train, spec.hyperparameters.seed)
+    encoded = encode(
+        sample, prepared.tokenizer, spec.labels, input_names=prepared.input_names, max_seq_length=prepared.max_seq_length
+    )
+    metrics = trainer.predict(encoded, metric_key_prefix="train").metrics or {}  # type: ignore[arg-type]
+    train_f1 = float(metrics["train_macro_f1"])
+    best = _best_point(trainer.state, reporter)
+    return diagnose(train_f1, best.metrics["macro_f1"], reporter.learning_curve, len(sample))
+
+
+def _best_point(state: TrainerState, reporter: EventReporter) -> CurvePoint:
+    if state.best_global_step is None or state.best_metric is None:
+        raise RuntimeError("training ended without an evaluation, so there is no best checkpoint")
+    return next(point for point in reporter.learning_curve if point.step == state.best_global_step)
+
+
 def _result(
     state: TrainerState,
     reporter: EventReporter,
@@ -159,10 +192,10 @@ def _result(
     summary: dict[str, float],
     parity_max_abs_diff: float,
     spec: TrainingSpec,
+    fit: FitDiagnosis,
 ) -> ResultEvent:
-    if state.best_global_step is None or state.best_metric is None:
-        raise RuntimeError("training ended without an evaluation, so there is no best checkpoint")
-    best = next(point for point in reporter.learning_curve if point.step == state.best_global_step)
+    best = _best_point(state, reporter)
+    assert state.best_global_step is not None and state.best_metric is not None
     metric_name = spec.hyperparameters.metric_for_best_model
     return ResultEvent(
         validation_metrics={**best.metrics, "loss": best.validation_loss},
@@ -178,5 +211,7 @@ def _result(
         device=device.device,
         precision=device.precision,
         final_train_loss=reporter.last_train_loss,
+        learning_curve=[dataclasses.asdict(point) for point in reporter.learning_curve],
+        fit=fit.to_dict(),
         message=f"best {metric_name} {state.best_metric:.4f} at step {state.best_global_step}",
     )

@@ -9,8 +9,10 @@ standard output (it moves everything else that would print there to stderr), one
     {"kind": "evaluation", "step": 25, "epoch": 1.0, "validation_loss": 0.7, "metrics": {"accuracy": .., "macro_f1": ..}}
     {"kind": "checkpoint", "step": 25, "is_best": true, "metric": 0.91}
     {"kind": "early_stopped", "step": 75, "reason": "macro_f1 did not improve for 2 evaluations"}
+    {"kind": "unfrozen", "epoch": 2, "trainable_blocks": 2, "total_blocks": 6, "embeddings": false}  gradual unfreezing
     {"kind": "export", "format": "onnx", "parity_max_abs_diff": 3e-7, "parity_examples": 64, "size_bytes": 90000000}
     {"kind": "result", ...the fields of tuneserve.v1.JobResult...}            last line of a successful run
+                              (learning_curve and fit included; the manager adds baselines and transfer_verdict)
     {"kind": "failed", "reason": "ONNX parity check failed: max |logit diff| 0.02 > 1e-4"}   then exit code 1
     {"kind": "cancelled", "step": 40}                                          then exit code 0
 

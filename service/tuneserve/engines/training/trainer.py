@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -22,13 +23,17 @@ from transformers import (
 )
 
 from tuneserve.engines.training.data import EncodedDataset
+from tuneserve.engines.training.events import UnfrozenEvent
 from tuneserve.engines.training.model import TextClassifier
 from tuneserve.engines.training.spec import Hyperparameters
+from tuneserve.engines.training.strategies import GradualUnfreezing, LayerMap, apply_freeze, parameter_groups
 
 Precision = Literal["fp32", "bf16", "fp16"]
 
 # NOTE: enough progress events to draw a smooth bar, few enough that a long job does not flood the event store.
 _PROGRESS_EVENTS = 100
+# NOTE: "constant" keeps the warm-up (a random head's first gradients must not hit the backbone at full rate).
+_SCHEDULERS = {"linear": "linear", "cosine": "cosine", "constant": "constant_with_warmup"}
 
 
 @dataclass(frozen=True)
@@ -70,11 +75,13 @@ def compute_metrics(prediction: EvalPrediction) -> dict[str, float]:
 
 
 class TransferTrainer(Trainer):
-    """A Trainer whose optimizer gives the pretrained backbone and the new head their own learning rates."""
+    """A Trainer whose optimizer gives the pretrained backbone (block by block under layer-wise decay) and the new head
+    their own learning rates."""
 
-    def __init__(self, *args: Any, head_learning_rate: float, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, hp: Hyperparameters, layers: LayerMap | None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._head_learning_rate = head_learning_rate
+        self._hp = hp
+        self._layers = layers
 
     def create_optimizer(self, model: torch.nn.Module | None = None) -> torch.optim.Optimizer:
         if self.optimizer is None:
@@ -86,26 +93,14 @@ class TransferTrainer(Trainer):
 
     def _parameter_groups(self, model: torch.nn.Module) -> list[dict[str, Any]]:
         # NOTE: no weight decay on biases and LayerNorm weights (the Trainer's own rule decides which those are).
-        decay = set(self.get_decay_parameter_names(model))
-        groups: dict[tuple[bool, bool], list[torch.nn.Parameter]] = {}
-        for name, parameter in model.named_parameters():
-            if parameter.requires_grad:
-                groups.setdefault((name.startswith("backbone."), name in decay), []).append(parameter)
-        return [
-            {
-                "params": params,
-                "lr": self.args.learning_rate if in_backbone else self._head_learning_rate,
-                "weight_decay": self.args.weight_decay if decays else 0.0,
-            }
-            for (in_backbone, decays), params in groups.items()
-        ]
+        return parameter_groups(model, self._hp, self._layers, set(self.get_decay_parameter_names(model)))
 
 
 def training_arguments(
     hp: Hyperparameters, *, checkpoint_dir: Path, device: DeviceChoice, train_examples: int
 ) -> TrainingArguments:
     strategy = "steps" if hp.eval_steps > 0 else "epoch"
-    steps_per_epoch = math.ceil(train_examples / hp.batch_size)
+    steps_per_epoch = math.ceil(train_examples / (hp.batch_size * hp.gradient_accumulation_steps))
     total_steps = hp.max_steps if hp.max_steps > 0 else steps_per_epoch * hp.epochs
     return TrainingArguments(
         output_dir=str(checkpoint_dir),
@@ -113,9 +108,10 @@ def training_arguments(
         per_device_eval_batch_size=hp.batch_size,
         num_train_epochs=hp.epochs,
         max_steps=hp.max_steps if hp.max_steps > 0 else -1,
+        gradient_accumulation_steps=hp.gradient_accumulation_steps,
         learning_rate=hp.learning_rate,
         weight_decay=hp.weight_decay,
-        lr_scheduler_type="linear",
+        lr_scheduler_type=_SCHEDULERS[hp.lr_scheduler],
         # NOTE: transformers 5 dropped warmup_ratio; a float in [0, 1) given as warmup_steps is a ratio of all steps.
         warmup_steps=hp.warmup_ratio,
         eval_strategy=strategy,
@@ -153,9 +149,16 @@ def build_trainer(
     checkpoint_dir: Path,
     device: DeviceChoice,
     callbacks: list[TrainerCallback],
+    report: Callable[[UnfrozenEvent], None] = lambda event: None,
 ) -> TransferTrainer:
-    """checkpoint_dir receives the Trainer's intermediate checkpoints; it must not be the model's output_dir."""
+    """checkpoint_dir receives the Trainer's intermediate checkpoints; it must not be the model's output_dir. The
+    fine-tuning strategy of `hp` is applied to the model here (requires_grad, optimizer groups, gradual unfreezing,
+    which calls `report` each time it opens more of the backbone)."""
     args = training_arguments(hp, checkpoint_dir=checkpoint_dir, device=device, train_examples=len(train_set))
+    layers = apply_freeze(model, hp)
+    if hp.gradual_unfreezing and layers is not None:
+        # NOTE: first, so that the other callbacks see each epoch's trainable parameters.
+        callbacks = [GradualUnfreezing(model, hp, layers, report), *callbacks]
     if hp.early_stopping_patience > 0:
         callbacks = [*callbacks, EarlyStoppingCallback(early_stopping_patience=hp.early_stopping_patience)]
     return TransferTrainer(
@@ -166,5 +169,6 @@ def build_trainer(
         eval_dataset=validation_set,
         compute_metrics=compute_metrics,
         callbacks=callbacks,
-        head_learning_rate=hp.head_learning_rate,
+        hp=hp,
+        layers=layers,
     )

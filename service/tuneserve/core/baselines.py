@@ -1,0 +1,146 @@
+"""Baselines a fine-tuning job also trains, under the same budget, and the verdict on whether transfer helped.
+
+- frozen:  the same pretrained backbone, frozen; only the new head trains (a linear probe).
+- scratch: the same architecture from random weights (same tokenizer and head); everything trains.
+
+Each runs the job's own spec after the fine-tune, changing only what defines it: same data and validation split,
+epochs / max_steps, batch size, learning rates, schedule, seed and early stopping. The strategy options of the
+fine-tune (top_k, layer-wise decay, gradual unfreezing) are dropped: they concern pretrained layers. Each baseline is a
+model of its own (kind frozen | scratch, source_job_id = the job), exported and servable like any other, and becomes
+READY together with the fine-tuned model when the whole job succeeds.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from tuneserve.core.registry import ModelRegistry
+from tuneserve.engines.training.spec import ExportSpec, Hyperparameters, TrainingSpec
+from tuneserve.errors import InvalidArgument
+from tuneserve.store import ArtifactStore
+from tuneserve.types import ModelRecord
+
+KINDS = ("frozen", "scratch")  # also the order they run in: the cheap probe first
+DESCRIPTIONS = {
+    "frozen": "training the head on the frozen backbone (linear probe), same budget",
+    "scratch": "training the same architecture from random weights, same budget",
+}
+# NOTE: validation sets are small; a difference under one macro-F1 point is reported as no clear difference.
+# Evaluate with `compare` gives a significance test on held-out data.
+MARGIN = 0.01
+
+
+def validate(names: Sequence[str], hp: Hyperparameters) -> list[str]:
+    """The requested baselines in run order; INVALID_ARGUMENT for unknown, repeated or pointless ones."""
+    unknown = sorted(set(names) - set(KINDS))
+    if unknown:
+        raise InvalidArgument(f"unknown baselines {unknown}: choose from {', '.join(KINDS)}")
+    repeated = sorted({name for name in names if list(names).count(name) > 1})
+    if repeated:
+        raise InvalidArgument(f"baselines {repeated} are listed more than once")
+    if "frozen" in names and hp.freeze == "all":
+        raise InvalidArgument(
+            "baseline 'frozen' would repeat this job: freeze=all already trains the head only; drop the baseline "
+            "or fine-tune more of the backbone (freeze=none or top_k)"
+        )
+    return [kind for kind in KINDS if kind in names]
+
+
+async def register(
+    registry: ModelRegistry, kinds: list[str], *, name: str, backbone: str, labels: list[str], job_id: str
+) -> None:
+    """A model with one TRAINING version for each baseline (READY once the job succeeds)."""
+    for kind in kinds:
+        model = await registry.create(
+            f"{name} ({kind} baseline)", backbone, labels, "text", kind=kind, source_job_id=job_id
+        )
+        await registry.add_version(model, job_id)
+
+
+async def of_job(registry: ModelRegistry, job_id: str) -> list[ModelRecord]:
+    """The job's baseline models, in run order."""
+    models = [model for model in await registry.from_job(job_id) if model.kind in KINDS]
+    return sorted(models, key=lambda model: KINDS.index(model.kind))
+
+
+def output_dir(job_dir: Path, kind: str) -> Path:
+    return job_dir / f"output-{kind}"
+
+
+def write_spec(job_dir: Path, kind: str) -> Path:
+    """Derive the baseline's spec from the job's own spec.json and write it beside it."""
+    spec = TrainingSpec.load(job_dir / "spec.json")
+    hp = dataclasses.replace(
+        spec.hyperparameters,
+        freeze="all" if kind == "frozen" else "none",
+        trainable_layers=0,
+        layer_lr_decay=1.0,
+        gradual_unfreezing=False,
+    )
+    baseline = dataclasses.replace(
+        spec,
+        hyperparameters=hp,
+        output_dir=str(output_dir(job_dir, kind)),
+        init="scratch" if kind == "scratch" else spec.init,
+        # NOTE: a baseline is a yardstick: the fp32 graph serves it; no int8 variant to build and judge.
+        export=ExportSpec(),
+    )
+    path = job_dir / f"spec.{kind}.json"
+    baseline.save(path)
+    return path
+
+
+def entry(kind: str, model_id: str, result: dict[str, Any]) -> dict[str, Any]:
+    """A tuneserve.v1.BaselineResult from the baseline worker's result."""
+    return {
+        "kind": kind,
+        "model_id": model_id,
+        "validation_metrics": dict(result.get("validation_metrics", {})),
+        "train_seconds": float(result.get("train_seconds", 0.0)),
+    }
+
+
+def verdict(fine_tuned: dict[str, float], entries: list[dict[str, Any]]) -> str:
+    """Whether transfer helped, on validation macro F1: the fine-tune against scratch, and against the frozen probe."""
+    mine = fine_tuned.get("macro_f1", 0.0)
+    found = {e["kind"]: float(e["validation_metrics"].get("macro_f1", 0.0)) for e in entries}
+    parts = []
+    if "scratch" in found:
+        parts.append(_against(mine, found["scratch"], "from scratch", ("transfer helped", "transfer hurt",
+                                                                        "transfer made no clear difference")))
+    if "frozen" in found:
+        parts.append(_against(mine, found["frozen"], "with the backbone frozen", (
+            "fine-tuning the backbone helped", "the frozen backbone did better",
+            "fine-tuning the backbone made no clear difference")))
+    return "; ".join(parts)
+
+
+async def publish(
+    registry: ModelRegistry, artifacts: ArtifactStore, job_dir: Path, models: list[ModelRecord], result: dict[str, Any]
+) -> None:
+    """Move each baseline's artifacts into the registry and mark its version READY (raises OSError)."""
+    metrics = {e["model_id"]: e["validation_metrics"] for e in result.get("baselines", [])}
+    for model in models:
+        version = model.versions[-1].version
+        artifacts.publish_dir(output_dir(job_dir, model.kind), artifacts.version_dir(model.id, version))
+        await registry.mark_ready(model.id, version, {k: float(v) for k, v in metrics.get(model.id, {}).items()})
+
+
+async def discard(registry: ModelRegistry, artifacts: ArtifactStore, job_dir: Path, models: list[ModelRecord]) -> None:
+    """The job did not succeed: no baseline becomes servable."""
+    for model in models:
+        artifacts.remove(output_dir(job_dir, model.kind))
+        await registry.mark_failed(model.id, model.versions[-1].version)
+
+
+def _against(mine: float, theirs: float, how: str, says: tuple[str, str, str]) -> str:
+    delta = mine - theirs
+    figures = f"validation macro F1 {mine:.4f} fine-tuned vs {theirs:.4f} {how} ({delta * 100:+.1f} points)"
+    if delta >= MARGIN:
+        return f"{says[0]}: {figures}"
+    if delta <= -MARGIN:
+        return f"{says[1]}: {figures}"
+    return f"{says[2]}: {figures}, within {MARGIN * 100:.0f} point"
