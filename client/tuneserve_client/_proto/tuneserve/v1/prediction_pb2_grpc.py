@@ -59,7 +59,9 @@ class PredictionServiceServicer:
 
     def PredictStream(self, request_iterator, context):
         """Bidirectional stream for high-rate callers: each request is answered (in completion order) with its request_id;
-        requests go through the same dynamic batcher as Predict. A failed request does not end the stream.
+        requests go through the same dynamic batcher as Predict. A request that fails (unknown model, too many texts...)
+        is answered with its error and the stream goes on; a message that does not decode or has an id/name longer than
+        limits.max_name_chars ends the stream with INVALID_ARGUMENT.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
