@@ -194,12 +194,15 @@ def test_jobs_watch_json_one_event_per_line(capsys: pytest.CaptureFixture[str], 
 
 def test_ctrl_c_while_waiting(capsys: pytest.CaptureFixture[str], fake: FakeTuneServe) -> None:
     fake.watch_hangs = True
+    # NOTE: a runner started in the background may inherit SIGINT as ignored; Ctrl-C must raise KeyboardInterrupt here
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     timer = threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT))
     timer.start()
     try:
         code, _, err = run(capsys, "--target", fake.target, "jobs", "watch", "job-1")
     finally:
         timer.cancel()
+        signal.signal(signal.SIGINT, previous)
     assert code == 130
     assert "job job-1 keeps running" in err and f"tuneserve --target {fake.target} jobs watch job-1" in err
     assert "Traceback" not in err
