@@ -20,6 +20,7 @@ import numpy as np
 from tuneserve.core.models_cache import LoadedModel, ModelCache
 from tuneserve.core.registry import LATEST, ModelRegistry, ServableVersion, VariantInfo
 from tuneserve.core.routing import VersionRouter
+from tuneserve.core.streams import answer_concurrently
 from tuneserve.errors import InvalidArgument, NotFound
 from tuneserve.metrics import Metrics
 from tuneserve.settings import BatchingSettings, LimitSettings
@@ -113,39 +114,12 @@ class InferenceService:
     async def predict_stream(self, requests: AsyncIterable[StreamRequest]) -> AsyncIterator[StreamOutcome]:
         """Answer each request (a result or the error it raised) in completion order, reading ahead at most
         `batching.max_queue_size` requests; ends when `requests` ends and every answer has been yielded."""
-        answers: asyncio.Queue[StreamOutcome | _End] = asyncio.Queue()
-        window = asyncio.Semaphore(self._stream_window)
-        tasks: set[asyncio.Task[None]] = set()
-
-        async def answer(request: StreamRequest) -> None:
-            try:
-                answers.put_nowait((request.request_id, await self.predict(request.params, request.time_remaining)))
-            except Exception as exc:  # NOTE: one request's failure is its answer; the stream goes on
-                answers.put_nowait((request.request_id, exc))
-
-        async def read() -> None:
-            try:
-                async for request in requests:
-                    await window.acquire()
-                    task = asyncio.ensure_future(answer(request))
-                    tasks.add(task)
-                    task.add_done_callback(tasks.discard)
-                await asyncio.gather(*tasks)
-                answers.put_nowait(_End(None))
-            except Exception as exc:  # the request stream broke: end ours with its error
-                answers.put_nowait(_End(exc))
-
-        reader = asyncio.ensure_future(read())
-        try:
-            while not isinstance(item := await answers.get(), _End):
-                window.release()
-                yield item
-            if item.error is not None:
-                raise item.error
-        finally:
-            reader.cancel()
-            for task in list(tasks):
-                task.cancel()
+        async for answer in answer_concurrently(
+            requests, lambda r: self.predict(r.params, r.time_remaining), self._stream_window
+        ):
+            outcome = answer.error if answer.error is not None else answer.result
+            assert outcome is not None
+            yield answer.request.request_id, outcome
 
     # -- lifecycle (LoadModel, UnloadModel, GetModel) ------------------------------------------------------------
 
@@ -230,11 +204,6 @@ class InferenceService:
                     f"texts[{i}] has {len(text)} characters, more than {self._limits.max_text_chars} "
                     "(limit max_text_chars)"
                 )
-
-
-@dataclass(frozen=True)
-class _End:
-    error: Exception | None
 
 
 def _deadline(time_remaining: float | None) -> float | None:
