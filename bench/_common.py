@@ -87,6 +87,6 @@ def machine() -> str:
             if line.startswith("model name"):
                 cpu = line.split(":", 1)[1].strip()
                 break
-    from tuneserve.settings import available_cpus
+    from tuneserve.cpus import available_cpus
 
     return f"{cpu}, {available_cpus()} CPUs available, Python {platform.python_version()}"

@@ -7,7 +7,6 @@ package fails one measurement (reported) rather than the whole check.
 from __future__ import annotations
 
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -17,17 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-
-def available_cpus() -> int:
-    """As tuneserve.settings.available_cpus (not imported: settings needs pydantic-settings, absent on the device)."""
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    try:
-        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
-        if quota != "max":
-            cpus = min(cpus, max(1, int(int(quota) / int(period))))
-    except (OSError, ValueError):
-        pass
-    return max(1, cpus)
+from tuneserve.cpus import available_cpus  # standard library only: fine on the device
 
 
 def timed(

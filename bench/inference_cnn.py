@@ -22,7 +22,7 @@ import torch
 from _timing import Feeds, Runner, ort_runner, print_batch, summarize, timed
 from onnxruntime.quantization import QuantType, quantize_dynamic
 
-from tuneserve.settings import available_cpus
+from tuneserve.cpus import available_cpus
 
 IMAGE_SIZE = 224
 RATIOS = {

@@ -30,10 +30,10 @@ from _common import bbc_news, machine, split
 from _timing import Feeds, Runner, ort_runner, print_batch, summarize, timed
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
+from tuneserve.cpus import available_cpus
 from tuneserve.engines.export import export_onnx
 from tuneserve.engines.quantize import INT8_OP_TYPES, INT8_PER_CHANNEL, macro_f1, onnx_logits, quantize_int8
 from tuneserve.engines.training.model import TextClassifier
-from tuneserve.settings import available_cpus
 
 MAX_SEQ_LENGTH = 128
 RATIOS = {"ort_fp32_speedup_vs_eager": ("eager", "ort_fp32"), "int8_speedup_vs_ort_fp32": ("ort_fp32", "ort_int8")}

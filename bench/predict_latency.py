@@ -21,8 +21,8 @@ from pathlib import Path
 
 from _common import bbc_news, machine, server, split, write_jsonl
 
+from tuneserve.cpus import available_cpus
 from tuneserve.engines.runtime import OnnxTextClassifier, RuntimeOptions
-from tuneserve.settings import available_cpus
 from tuneserve_client import Client, JobState
 
 

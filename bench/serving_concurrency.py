@@ -19,8 +19,8 @@ from pathlib import Path
 
 from _common import bbc_news, machine, server, split
 
+from tuneserve.cpus import available_cpus
 from tuneserve.engines.runtime import OnnxTextClassifier, RuntimeOptions
-from tuneserve.settings import available_cpus
 from tuneserve_client import AsyncClient, Client
 
 

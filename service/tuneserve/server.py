@@ -30,6 +30,7 @@ from tuneserve.core.jobs import JobManager
 from tuneserve.core.models_cache import ModelCache
 from tuneserve.core.registry import ModelRegistry
 from tuneserve.core.runner import LocalProcessRunner
+from tuneserve.cpus import available_cpus
 from tuneserve.engines.runtime import RuntimeOptions, open_runtime
 from tuneserve.errors import ConfigError
 from tuneserve.grpc import auth, kserve, tls
@@ -37,7 +38,7 @@ from tuneserve.grpc.interceptors import StatusInterceptor
 from tuneserve.grpc.servicers import DatasetServicer, ModelServicer, PredictionServicer, TrainingServicer
 from tuneserve.grpc.validation import RequestValidationInterceptor
 from tuneserve.metrics import Metrics
-from tuneserve.settings import Settings, available_cpus
+from tuneserve.settings import Settings
 from tuneserve.store import ArtifactStore, MetadataStore
 from tuneserve_client._proto.inference import grpc_service_pb2_grpc
 from tuneserve_client._proto.tuneserve.v1 import (

@@ -19,11 +19,12 @@ from tuneserve.core.events import EventBus
 from tuneserve.core.ids import new_id
 from tuneserve.core.registry import ModelRegistry
 from tuneserve.core.runner import LocalProcessRunner, WorkerOutcome
+from tuneserve.cpus import available_cpus
 from tuneserve.engines.backbones import num_layers, resolve_backbone
 from tuneserve.engines.training.spec import BackboneRef, ExportSpec, TrainingSpec
 from tuneserve.errors import FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
 from tuneserve.metrics import Metrics
-from tuneserve.settings import Settings, available_cpus
+from tuneserve.settings import Settings
 from tuneserve.store import ArtifactStore, MetadataStore
 from tuneserve.types import DatasetRecord, JobEventRecord, JobRecord, JobState, Page
 

@@ -202,7 +202,7 @@ def _usable_providers(preferred: tuple[str, ...]) -> list[str]:
 def _session_options(options: RuntimeOptions) -> ort.SessionOptions:
     so = ort.SessionOptions()
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    # NOTE: intra-op threads come from the container's CPU quota (settings.available_cpus), not the host's count;
+    # NOTE: intra-op threads come from the container's CPU quota (tuneserve.cpus.available_cpus), not the host's count;
     # one inter-op thread because the graph runs sequentially and a batcher already serialises runs per session.
     so.intra_op_num_threads = options.intra_op_threads
     so.inter_op_num_threads = 1
