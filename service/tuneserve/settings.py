@@ -95,6 +95,9 @@ class LimitSettings(_Section):
     max_text_chars: int = 100_000
     """Longest single text in a dataset row or a Predict request (texts are then truncated to the model's
     max_seq_length tokens)."""
+    max_image_pixels: int = 25_000_000
+    """Largest image (width x height) accepted in a dataset, Predict or the Open Inference Protocol; checked from the
+    header before decoding, so a decompression bomb is refused without allocating it."""
     max_predict_batch: int = 256
     """Most texts in one Predict request."""
     max_name_chars: int = 256
