@@ -16,21 +16,25 @@ class DatasetFormat(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     DATASET_FORMAT_UNSPECIFIED: _ClassVar[DatasetFormat]
     DATASET_FORMAT_CSV: _ClassVar[DatasetFormat]
     DATASET_FORMAT_JSONL: _ClassVar[DatasetFormat]
+    DATASET_FORMAT_ZIP: _ClassVar[DatasetFormat]
 DATASET_FORMAT_UNSPECIFIED: DatasetFormat
 DATASET_FORMAT_CSV: DatasetFormat
 DATASET_FORMAT_JSONL: DatasetFormat
+DATASET_FORMAT_ZIP: DatasetFormat
 
 class DatasetUploadMetadata(_message.Message):
-    __slots__ = ("name", "format", "text_column", "label_column")
+    __slots__ = ("name", "format", "text_column", "label_column", "image_column")
     NAME_FIELD_NUMBER: _ClassVar[int]
     FORMAT_FIELD_NUMBER: _ClassVar[int]
     TEXT_COLUMN_FIELD_NUMBER: _ClassVar[int]
     LABEL_COLUMN_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_COLUMN_FIELD_NUMBER: _ClassVar[int]
     name: str
     format: DatasetFormat
     text_column: str
     label_column: str
-    def __init__(self, name: _Optional[str] = ..., format: _Optional[_Union[DatasetFormat, str]] = ..., text_column: _Optional[str] = ..., label_column: _Optional[str] = ...) -> None: ...
+    image_column: str
+    def __init__(self, name: _Optional[str] = ..., format: _Optional[_Union[DatasetFormat, str]] = ..., text_column: _Optional[str] = ..., label_column: _Optional[str] = ..., image_column: _Optional[str] = ...) -> None: ...
 
 class UploadDatasetRequest(_message.Message):
     __slots__ = ("metadata", "chunk")
