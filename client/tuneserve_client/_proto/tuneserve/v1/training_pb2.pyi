@@ -2,6 +2,7 @@ import datetime
 
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from tuneserve_client._proto.tuneserve.v1 import common_pb2 as _common_pb2
+from tuneserve_client._proto.tuneserve.v1 import models_pb2 as _models_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
@@ -117,7 +118,7 @@ class JobProgress(_message.Message):
     def __init__(self, step: _Optional[int] = ..., total_steps: _Optional[int] = ..., epoch: _Optional[float] = ..., eta_seconds: _Optional[float] = ..., train_loss: _Optional[float] = ...) -> None: ...
 
 class JobResult(_message.Message):
-    __slots__ = ("validation_metrics", "best_metric_name", "best_metric", "best_step", "stopped_early", "train_seconds", "samples_per_second", "train_examples", "validation_examples", "parity_max_abs_diff", "device", "precision", "final_train_loss", "learning_curve", "fit", "baselines", "transfer_verdict", "variant_macro_f1")
+    __slots__ = ("validation_metrics", "best_metric_name", "best_metric", "best_step", "stopped_early", "train_seconds", "samples_per_second", "train_examples", "validation_examples", "parity_max_abs_diff", "device", "precision", "final_train_loss", "learning_curve", "fit", "baselines", "transfer_verdict", "variant_macro_f1", "validation_confusion_matrix", "validation_per_class")
     class ValidationMetricsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -150,6 +151,8 @@ class JobResult(_message.Message):
     BASELINES_FIELD_NUMBER: _ClassVar[int]
     TRANSFER_VERDICT_FIELD_NUMBER: _ClassVar[int]
     VARIANT_MACRO_F1_FIELD_NUMBER: _ClassVar[int]
+    VALIDATION_CONFUSION_MATRIX_FIELD_NUMBER: _ClassVar[int]
+    VALIDATION_PER_CLASS_FIELD_NUMBER: _ClassVar[int]
     validation_metrics: _containers.ScalarMap[str, float]
     best_metric_name: str
     best_metric: float
@@ -168,7 +171,9 @@ class JobResult(_message.Message):
     baselines: _containers.RepeatedCompositeFieldContainer[BaselineResult]
     transfer_verdict: str
     variant_macro_f1: _containers.ScalarMap[str, float]
-    def __init__(self, validation_metrics: _Optional[_Mapping[str, float]] = ..., best_metric_name: _Optional[str] = ..., best_metric: _Optional[float] = ..., best_step: _Optional[int] = ..., stopped_early: _Optional[bool] = ..., train_seconds: _Optional[float] = ..., samples_per_second: _Optional[float] = ..., train_examples: _Optional[int] = ..., validation_examples: _Optional[int] = ..., parity_max_abs_diff: _Optional[float] = ..., device: _Optional[str] = ..., precision: _Optional[str] = ..., final_train_loss: _Optional[float] = ..., learning_curve: _Optional[_Iterable[_Union[LearningCurvePoint, _Mapping]]] = ..., fit: _Optional[_Union[FitDiagnosis, _Mapping]] = ..., baselines: _Optional[_Iterable[_Union[BaselineResult, _Mapping]]] = ..., transfer_verdict: _Optional[str] = ..., variant_macro_f1: _Optional[_Mapping[str, float]] = ...) -> None: ...
+    validation_confusion_matrix: _models_pb2.ConfusionMatrix
+    validation_per_class: _containers.RepeatedCompositeFieldContainer[_models_pb2.ClassMetrics]
+    def __init__(self, validation_metrics: _Optional[_Mapping[str, float]] = ..., best_metric_name: _Optional[str] = ..., best_metric: _Optional[float] = ..., best_step: _Optional[int] = ..., stopped_early: _Optional[bool] = ..., train_seconds: _Optional[float] = ..., samples_per_second: _Optional[float] = ..., train_examples: _Optional[int] = ..., validation_examples: _Optional[int] = ..., parity_max_abs_diff: _Optional[float] = ..., device: _Optional[str] = ..., precision: _Optional[str] = ..., final_train_loss: _Optional[float] = ..., learning_curve: _Optional[_Iterable[_Union[LearningCurvePoint, _Mapping]]] = ..., fit: _Optional[_Union[FitDiagnosis, _Mapping]] = ..., baselines: _Optional[_Iterable[_Union[BaselineResult, _Mapping]]] = ..., transfer_verdict: _Optional[str] = ..., variant_macro_f1: _Optional[_Mapping[str, float]] = ..., validation_confusion_matrix: _Optional[_Union[_models_pb2.ConfusionMatrix, _Mapping]] = ..., validation_per_class: _Optional[_Iterable[_Union[_models_pb2.ClassMetrics, _Mapping]]] = ...) -> None: ...
 
 class LearningCurvePoint(_message.Message):
     __slots__ = ("step", "epoch", "train_loss", "validation_loss", "metrics")
@@ -390,7 +395,7 @@ class JobEvent(_message.Message):
     def __init__(self, job_id: _Optional[str] = ..., sequence: _Optional[int] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., message: _Optional[str] = ..., state_changed: _Optional[_Union[StateChanged, _Mapping]] = ..., progress: _Optional[_Union[TrainingProgress, _Mapping]] = ..., evaluation: _Optional[_Union[EvaluationDone, _Mapping]] = ..., checkpoint: _Optional[_Union[CheckpointSaved, _Mapping]] = ..., early_stopped: _Optional[_Union[EarlyStopped, _Mapping]] = ..., export: _Optional[_Union[ExportDone, _Mapping]] = ...) -> None: ...
 
 class Backbone(_message.Message):
-    __slots__ = ("name", "modality", "description", "parameter_count", "hidden_size", "max_sequence_length", "license", "source", "available", "is_default")
+    __slots__ = ("name", "modality", "description", "parameter_count", "hidden_size", "max_sequence_length", "license", "source", "available", "is_default", "cpu_latency_ms", "latency_measured_on")
     NAME_FIELD_NUMBER: _ClassVar[int]
     MODALITY_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
@@ -401,6 +406,8 @@ class Backbone(_message.Message):
     SOURCE_FIELD_NUMBER: _ClassVar[int]
     AVAILABLE_FIELD_NUMBER: _ClassVar[int]
     IS_DEFAULT_FIELD_NUMBER: _ClassVar[int]
+    CPU_LATENCY_MS_FIELD_NUMBER: _ClassVar[int]
+    LATENCY_MEASURED_ON_FIELD_NUMBER: _ClassVar[int]
     name: str
     modality: _common_pb2.Modality
     description: str
@@ -411,7 +418,9 @@ class Backbone(_message.Message):
     source: str
     available: bool
     is_default: bool
-    def __init__(self, name: _Optional[str] = ..., modality: _Optional[_Union[_common_pb2.Modality, str]] = ..., description: _Optional[str] = ..., parameter_count: _Optional[int] = ..., hidden_size: _Optional[int] = ..., max_sequence_length: _Optional[int] = ..., license: _Optional[str] = ..., source: _Optional[str] = ..., available: _Optional[bool] = ..., is_default: _Optional[bool] = ...) -> None: ...
+    cpu_latency_ms: float
+    latency_measured_on: str
+    def __init__(self, name: _Optional[str] = ..., modality: _Optional[_Union[_common_pb2.Modality, str]] = ..., description: _Optional[str] = ..., parameter_count: _Optional[int] = ..., hidden_size: _Optional[int] = ..., max_sequence_length: _Optional[int] = ..., license: _Optional[str] = ..., source: _Optional[str] = ..., available: _Optional[bool] = ..., is_default: _Optional[bool] = ..., cpu_latency_ms: _Optional[float] = ..., latency_measured_on: _Optional[str] = ...) -> None: ...
 
 class ListBackbonesRequest(_message.Message):
     __slots__ = ()
