@@ -39,7 +39,8 @@ from tuneserve.grpc.servicers import DatasetServicer, ModelServicer, PredictionS
 from tuneserve.grpc.validation import RequestValidationInterceptor
 from tuneserve.metrics import Metrics
 from tuneserve.settings import Settings
-from tuneserve.store import ArtifactStore, MetadataStore
+from tuneserve.store import ArtifactStore, MetadataStore, open_metadata_store
+from tuneserve.store.watch import DatabaseWatch
 from tuneserve_client._proto.inference import grpc_service_pb2_grpc
 from tuneserve_client._proto.tuneserve.v1 import (
     datasets_pb2,
@@ -62,6 +63,11 @@ SERVICE_NAMES = [
     kserve.SERVICE_NAME,
 ]
 
+# NOTE: Predict and the Open Inference Protocol keep answering for loaded models while the database is down.
+NEEDS_DATABASE = [
+    name for name in SERVICE_NAMES
+    if name not in (prediction_pb2.DESCRIPTOR.services_by_name["PredictionService"].full_name, kserve.SERVICE_NAME)
+]
 
 @dataclass
 class App:
@@ -77,10 +83,13 @@ class App:
     cache: ModelCache
     metrics: Metrics
 
+    database_watch: DatabaseWatch | None = None
     async def stop(self, grace: float | None = None) -> None:
         grace = self.settings.server.grace_seconds if grace is None else grace
         await self.health.enter_graceful_shutdown()
         await self.server.stop(grace)
+        if self.database_watch is not None:
+            await self.database_watch.stop()
         await self.jobs.stop()
         await self.cache.close()
         await self.store.close()
@@ -97,8 +106,7 @@ async def create_server(settings: Settings) -> App:
     data_dir = settings.storage.data_dir
     artifacts = ArtifactStore(data_dir)
     artifacts.clean_temp()
-    store = MetadataStore(data_dir / "tuneserve.db")
-    await store.open()
+    store = await open_metadata_store(settings.storage)
     metrics = Metrics()
 
     datasets = DatasetManager(store, artifacts, settings.limits)
@@ -143,10 +151,18 @@ async def create_server(settings: Settings) -> App:
     for name in ["", *SERVICE_NAMES]:
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     log.info(
-        "serving on %s:%d (%s; metrics on %s:%d), data in %s", settings.server.host, port,
-        tls.describe(settings.security), settings.server.metrics_host, metrics_port, data_dir,
+        "serving on %s:%d (%s; metrics on %s:%d), data in %s, metadata in %s", settings.server.host, port,
+        tls.describe(settings.security), settings.server.metrics_host, metrics_port, data_dir, store.describe(),
     )
-    return App(server, port, metrics_port, settings, health_servicer, store, jobs, cache, metrics)
+    watch = DatabaseWatch(store, functools.partial(_database_health, health_servicer))
+    watch.start()
+    return App(server, port, metrics_port, settings, health_servicer, store, jobs, cache, metrics, watch)
+
+
+async def _database_health(servicer: health.aio.HealthServicer, available: bool, reason: str) -> None:
+    status = health_pb2.HealthCheckResponse.SERVING if available else health_pb2.HealthCheckResponse.NOT_SERVING
+    for name in ["", *NEEDS_DATABASE]:
+        await servicer.set(name, status)
 
 
 def _start_metrics(settings: Settings, metrics: Metrics) -> int:

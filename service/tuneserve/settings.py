@@ -41,6 +41,13 @@ class StorageSettings(_Section):
 
 
 class TrainingSettings(_Section):
+    database_url: str = ""
+    """Where the metadata lives. Empty: SQLite at data_dir/tuneserve.db. `sqlite:///RELATIVE/PATH` or
+    `sqlite:////ABSOLUTE/PATH`: another SQLite file. `postgresql://USER:PASSWORD@HOST:PORT/DATABASE`: PostgreSQL, which
+    several serving replicas share (give them one shared data_dir volume too). Checked at start-up: a bad or
+    unreachable URL stops the server with one line; a later outage turns health NOT_SERVING until it reconnects."""
+    database_pool_size: int = Field(default=4, ge=1)
+    """PostgreSQL connections each server keeps open at most."""
     max_concurrent_jobs: int = 1
     """Fine-tunes running at once; further jobs wait QUEUED."""
     max_queued_jobs: int = 100

@@ -18,7 +18,7 @@ from tuneserve.core.registry import ModelRegistry
 from tuneserve.errors import FailedPrecondition, InvalidArgument, NotFound
 from tuneserve.metrics import Metrics
 from tuneserve.settings import BatchingSettings, InferenceSettings, LimitSettings
-from tuneserve.store import ArtifactStore, MetadataStore
+from tuneserve.store import ArtifactStore, MetadataStore, SQLiteMetadataStore
 from tuneserve.types import ModelRecord
 
 
@@ -65,7 +65,7 @@ class World:
 
 @pytest.fixture
 async def world(tmp_path: Path) -> AsyncIterator[World]:
-    store = MetadataStore(tmp_path / "tuneserve.db")
+    store = SQLiteMetadataStore(tmp_path / "tuneserve.db")
     await store.open()
     world = World(store, ArtifactStore(tmp_path), Loader())
     try:
@@ -106,7 +106,7 @@ async def test_user_aliases_move_atomically_and_survive_a_reopen(
     assert await world.predict(model, alias="latest") == (2, "fp32")
     assert (await world.registry.set_alias(model.id, "production", 2)).aliases == {"production": 2}
     assert await world.predict(model, alias="production", version=1) == (2, "fp32")  # the alias wins
-    reopened = MetadataStore(tmp_path / "tuneserve.db")
+    reopened = SQLiteMetadataStore(tmp_path / "tuneserve.db")
     await reopened.open()
     assert (await ModelRegistry(reopened, world.artifacts).get(model.id)).aliases == {"production": 2}
     await reopened.close()

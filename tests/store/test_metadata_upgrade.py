@@ -1,26 +1,38 @@
-"""A database written before models had a kind and a source job opens, upgrades in place and keeps its rows."""
+"""A database written before models had a kind and a source job opens, upgrades in place and keeps its rows, on both
+backends."""
 
 from __future__ import annotations
 
 import sqlite3
 import time
-from pathlib import Path
 
-from tuneserve.store import MetadataStore
+import psycopg
+
+from tuneserve.settings import StorageSettings
+from tuneserve.store import metadata_store
 from tuneserve.types import ModelRecord
 
 OLD_MODELS = """CREATE TABLE models (
     id TEXT PRIMARY KEY, name TEXT NOT NULL, modality TEXT NOT NULL, backbone TEXT NOT NULL, labels TEXT NOT NULL,
     create_time REAL NOT NULL
 )"""
+OLD_ROW = "INSERT INTO models VALUES ('model-old', 'news', 'text', 'minilm-l6', '[\"a\", \"b\"]', 1.0)"
 
 
-async def test_old_database_gains_kind_and_source_job(tmp_path: Path) -> None:
-    path = tmp_path / "tuneserve.db"
-    with sqlite3.connect(path) as conn:
-        conn.execute(OLD_MODELS)
-        conn.execute("INSERT INTO models VALUES ('model-old', 'news', 'text', 'minilm-l6', '[\"a\", \"b\"]', 1.0)")
-    store = MetadataStore(path)
+def write_old_database(url: str) -> None:
+    if url.startswith("sqlite:"):
+        with sqlite3.connect(url.removeprefix("sqlite:///")) as conn:
+            conn.execute(OLD_MODELS)
+            conn.execute(OLD_ROW)
+    else:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(OLD_MODELS)
+            conn.execute(OLD_ROW)
+
+
+async def test_old_database_gains_kind_and_source_job(database_url: str) -> None:
+    write_old_database(database_url)
+    store = metadata_store(StorageSettings(database_url=database_url))
     await store.open()
     try:
         old = await store.get_model("model-old")
@@ -31,7 +43,7 @@ async def test_old_database_gains_kind_and_source_job(tmp_path: Path) -> None:
         assert [(m.id, m.kind) for m in await store.models_from_job("job-1")] == [("model-new", "scratch")]
     finally:
         await store.close()
-    reopened = MetadataStore(path)  # a second open finds the columns and adds nothing
+    reopened = metadata_store(StorageSettings(database_url=database_url))  # finds the columns and adds nothing
     await reopened.open()
     try:
         assert (await reopened.get_model("model-new")).kind == "scratch"  # type: ignore[union-attr]

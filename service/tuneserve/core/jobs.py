@@ -22,7 +22,7 @@ from tuneserve.core.runner import LocalProcessRunner, WorkerOutcome
 from tuneserve.cpus import available_cpus
 from tuneserve.engines.backbones import num_layers, resolve_backbone
 from tuneserve.engines.training.spec import BackboneRef, ExportSpec, TrainingSpec
-from tuneserve.errors import FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
+from tuneserve.errors import FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted, Unavailable
 from tuneserve.metrics import Metrics
 from tuneserve.settings import Settings
 from tuneserve.store import ArtifactStore, MetadataStore
@@ -157,16 +157,25 @@ class JobManager:
 
     async def _dispatch(self) -> None:
         while True:
-            job = await self.get(await self._queue.get())
-            if job.state is not JobState.QUEUED:
-                continue  # cancelled while it waited
-            await self._run(job)
+            job_id = await self._queue.get()
+            try:
+                # NOTE: an atomic QUEUED -> RUNNING: servers sharing one database never both run a job
+                job = await self._store.claim_job(job_id, time.time())
+            except Unavailable as exc:
+                log.warning("cannot start job %s yet: %s", job_id, exc.message)
+                await asyncio.sleep(1.0)
+                self._queue.put_nowait(job_id)
+                continue
+            if job is None:
+                continue  # cancelled while it waited, or another server runs it
+            try:
+                await self._run(job)
+            except Unavailable as exc:  # the database went away mid-job: this loop must live on for the next ones
+                log.error("job %s: %s", job_id, exc.message)
 
     async def _run(self, job: JobRecord) -> None:
         cancel = self._cancels[job.id] = asyncio.Event()
         self._running.add(job.id)
-        job.state, job.start_time = JobState.RUNNING, time.time()
-        await self._store.update_job(job)
         await self._publish_state(job, "job started")
         job_dir = self._artifacts.job_dir(job.id)
         self._artifacts.remove(job_dir / "output")  # left over from a run interrupted by a shutdown

@@ -1,18 +1,18 @@
-"""SQLite metadata: datasets, jobs and their events, models and versions.
+"""Metadata: datasets, jobs and their events, models, versions and aliases.
 
-All statements run on one dedicated thread (one connection, WAL journal), so the asyncio event loop never blocks on
-the database and writes are serialised without extra locking. Every public method is a coroutine.
+`MetadataStore` is the one interface the core uses (every public method is a coroutine). It holds all the SQL, written
+once in the subset SQLite and PostgreSQL agree on (`?` placeholders, `ON CONFLICT ... DO UPDATE`, `RETURNING`, JSON
+kept as TEXT); a backend only runs statements: `SQLiteMetadataStore` (store/sqlite.py, the embedded default) and
+`PostgresMetadataStore` (store/postgres.py, shared by several serving replicas). `open_metadata_store` picks one
+from `storage.database_url`.
 """
 
 from __future__ import annotations
 
-import asyncio
+import abc
 import json
-import sqlite3
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
-from typing import Any, TypeVar
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from tuneserve.types import (
     DatasetRecord,
@@ -25,87 +25,98 @@ from tuneserve.types import (
     VersionState,
 )
 
-T = TypeVar("T")
+Row = Mapping[str, Any]
+Statement = tuple[str, tuple[Any, ...]]
 
+# `{float}` and `{int}` are the dialect's types: SQLite's REAL/INTEGER are 64-bit, PostgreSQL's are 32-bit (a REAL
+# Unix time there would lose its seconds), so PostgreSQL gets DOUBLE PRECISION/BIGINT.
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS datasets (
-    id TEXT PRIMARY KEY, name TEXT NOT NULL, format TEXT NOT NULL, modality TEXT NOT NULL, num_rows INTEGER NOT NULL,
-    labels TEXT NOT NULL, label_counts TEXT NOT NULL, num_duplicates INTEGER NOT NULL, size_bytes INTEGER NOT NULL,
-    sha256 TEXT NOT NULL, create_time REAL NOT NULL
+    id TEXT PRIMARY KEY, name TEXT NOT NULL, format TEXT NOT NULL, modality TEXT NOT NULL, num_rows {int} NOT NULL,
+    labels TEXT NOT NULL, label_counts TEXT NOT NULL, num_duplicates {int} NOT NULL, size_bytes {int} NOT NULL,
+    sha256 TEXT NOT NULL, create_time {float} NOT NULL
 );
 CREATE TABLE IF NOT EXISTS jobs (
     id TEXT PRIMARY KEY, state TEXT NOT NULL, dataset_id TEXT NOT NULL, validation_dataset_id TEXT NOT NULL,
-    backbone TEXT NOT NULL, hyperparameters TEXT NOT NULL, model_id TEXT NOT NULL, model_version INTEGER NOT NULL,
+    backbone TEXT NOT NULL, hyperparameters TEXT NOT NULL, model_id TEXT NOT NULL, model_version {int} NOT NULL,
     progress TEXT NOT NULL, result TEXT NOT NULL, error TEXT NOT NULL,
-    create_time REAL NOT NULL, start_time REAL NOT NULL, end_time REAL NOT NULL
+    create_time {float} NOT NULL, start_time {float} NOT NULL, end_time {float} NOT NULL
 );
 CREATE TABLE IF NOT EXISTS job_events (
-    job_id TEXT NOT NULL, sequence INTEGER NOT NULL, time REAL NOT NULL, kind TEXT NOT NULL, data TEXT NOT NULL,
+    job_id TEXT NOT NULL, sequence {int} NOT NULL, time {float} NOT NULL, kind TEXT NOT NULL, data TEXT NOT NULL,
     message TEXT NOT NULL, PRIMARY KEY (job_id, sequence)
 );
 CREATE TABLE IF NOT EXISTS models (
     id TEXT PRIMARY KEY, name TEXT NOT NULL, modality TEXT NOT NULL, backbone TEXT NOT NULL, labels TEXT NOT NULL,
-    create_time REAL NOT NULL
+    create_time {float} NOT NULL
 );
 CREATE TABLE IF NOT EXISTS model_versions (
-    model_id TEXT NOT NULL, version INTEGER NOT NULL, state TEXT NOT NULL, job_id TEXT NOT NULL,
-    validation_metrics TEXT NOT NULL, onnx_size_bytes INTEGER NOT NULL, create_time REAL NOT NULL,
+    model_id TEXT NOT NULL, version {int} NOT NULL, state TEXT NOT NULL, job_id TEXT NOT NULL,
+    validation_metrics TEXT NOT NULL, onnx_size_bytes {int} NOT NULL, create_time {float} NOT NULL,
     PRIMARY KEY (model_id, version)
 );
 CREATE TABLE IF NOT EXISTS model_aliases (
-    model_id TEXT NOT NULL, alias TEXT NOT NULL, version INTEGER NOT NULL, PRIMARY KEY (model_id, alias)
+    model_id TEXT NOT NULL, alias TEXT NOT NULL, version {int} NOT NULL, PRIMARY KEY (model_id, alias)
 );
+CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs (state);
 """
 
+# Columns added after the first release: ADD COLUMN with a default upgrades an existing database in place.
+ADDED_COLUMNS: dict[str, list[tuple[str, str]]] = {
+    "models": [("kind", "TEXT NOT NULL DEFAULT 'finetuned'"), ("source_job_id", "TEXT NOT NULL DEFAULT ''")],
+}
 
-class MetadataStore:
-    def __init__(self, path: Path) -> None:
-        self._path = path
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite")
-        self._conn: sqlite3.Connection | None = None
 
+def schema_statements(float_type: str, int_type: str) -> list[str]:
+    script = SCHEMA.format(float=float_type, int=int_type)
+    return [s.strip() for s in script.split(";") if s.strip()]
+
+
+_DATASET_COLUMNS = ("id, name, format, modality, num_rows, labels, label_counts, num_duplicates, size_bytes, sha256, "
+                    "create_time")
+_JOB_COLUMNS = ("id, state, dataset_id, validation_dataset_id, backbone, hyperparameters, model_id, model_version, "
+                "progress, result, error, create_time, start_time, end_time")
+_VERSION_COLUMNS = "model_id, version, state, job_id, validation_metrics, onnx_size_bytes, create_time"
+
+
+def _marks(columns: str) -> str:
+    return ",".join("?" * len(columns.split(",")))
+
+
+class MetadataStore(abc.ABC):
+    """The metadata interface. Backends implement `open`, `close`, `describe` and the three statement runners."""
+
+    @abc.abstractmethod
     async def open(self) -> None:
-        def _open() -> None:
-            self._path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
-            conn.row_factory = sqlite3.Row
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.executescript(SCHEMA)
-            _add_columns(conn)
-            self._conn = conn
+        """Connect and create or upgrade the schema (idempotent)."""
 
-        await self._run(_open)
+    @abc.abstractmethod
+    async def close(self) -> None: ...
 
-    async def close(self) -> None:
-        def _close() -> None:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
+    @abc.abstractmethod
+    def describe(self) -> str:
+        """Where the metadata lives, for logs and messages (never a password)."""
 
-        await self._run(_close)
-        self._executor.shutdown(wait=True)
+    @abc.abstractmethod
+    async def _execute(self, sql: str, params: tuple[Any, ...] = ()) -> None: ...
 
-    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+    @abc.abstractmethod
+    async def _fetch(self, sql: str, params: tuple[Any, ...] = ()) -> list[Row]:
+        """Rows of a SELECT, or of a write with RETURNING."""
 
-    async def _execute(self, sql: str, params: tuple[Any, ...] = ()) -> None:
-        await self._run(lambda: self._db.execute(sql, params))
+    @abc.abstractmethod
+    async def _atomic(self, statements: Sequence[Statement]) -> None:
+        """Run the statements in one transaction: all or none."""
 
-    async def _fetch(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
-        return await self._run(lambda: self._db.execute(sql, params).fetchall())
-
-    @property
-    def _db(self) -> sqlite3.Connection:
-        if self._conn is None:
-            raise RuntimeError("MetadataStore is not open")
-        return self._conn
+    async def ping(self) -> None:
+        """Raise (tuneserve.errors.Unavailable for a remote database) when the database does not answer."""
+        await self._fetch("SELECT 1 AS ok")
 
     # -- datasets -------------------------------------------------------------------------------------------------
 
     async def add_dataset(self, d: DatasetRecord) -> None:
         await self._execute(
-            "INSERT INTO datasets VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            f"INSERT INTO datasets ({_DATASET_COLUMNS}) VALUES ({_marks(_DATASET_COLUMNS)})",
             (d.id, d.name, d.format, d.modality, d.num_rows, json.dumps(d.labels), json.dumps(d.label_counts),
              d.num_duplicates, d.size_bytes, d.sha256, d.create_time),
         )
@@ -127,7 +138,7 @@ class MetadataStore:
 
     async def add_job(self, j: JobRecord) -> None:
         await self._execute(
-            "INSERT INTO jobs VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            f"INSERT INTO jobs ({_JOB_COLUMNS}) VALUES ({_marks(_JOB_COLUMNS)})",
             (j.id, j.state.value, j.dataset_id, j.validation_dataset_id, j.backbone, json.dumps(j.hyperparameters),
              j.model_id, j.model_version, json.dumps(j.progress), json.dumps(j.result), j.error,
              j.create_time, j.start_time, j.end_time),
@@ -138,6 +149,15 @@ class MetadataStore:
             "UPDATE jobs SET state=?, progress=?, result=?, error=?, start_time=?, end_time=? WHERE id=?",
             (j.state.value, json.dumps(j.progress), json.dumps(j.result), j.error, j.start_time, j.end_time, j.id),
         )
+
+    async def claim_job(self, job_id: str, start_time: float) -> JobRecord | None:
+        """QUEUED -> RUNNING in one statement; None when the job is no longer QUEUED (cancelled, or claimed by
+        another server on the same database). Of several servers claiming one job, exactly one gets it."""
+        rows = await self._fetch(
+            "UPDATE jobs SET state=?, start_time=? WHERE id=? AND state=? RETURNING *",
+            (JobState.RUNNING.value, start_time, job_id, JobState.QUEUED.value),
+        )
+        return _job(rows[0]) if rows else None
 
     async def get_job(self, job_id: str) -> JobRecord | None:
         rows = await self._fetch("SELECT * FROM jobs WHERE id = ?", (job_id,))
@@ -167,7 +187,7 @@ class MetadataStore:
 
     async def add_job_event(self, e: JobEventRecord) -> None:
         await self._execute(
-            "INSERT INTO job_events VALUES (?,?,?,?,?,?)",
+            "INSERT INTO job_events (job_id, sequence, time, kind, data, message) VALUES (?,?,?,?,?,?)",
             (e.job_id, e.sequence, e.time, e.kind, json.dumps(e.data), e.message),
         )
 
@@ -195,7 +215,10 @@ class MetadataStore:
 
     async def put_model_version(self, v: ModelVersionRecord) -> None:
         await self._execute(
-            "INSERT OR REPLACE INTO model_versions VALUES (?,?,?,?,?,?,?)",
+            f"INSERT INTO model_versions ({_VERSION_COLUMNS}) VALUES ({_marks(_VERSION_COLUMNS)}) "
+            "ON CONFLICT (model_id, version) DO UPDATE SET state=excluded.state, job_id=excluded.job_id, "
+            "validation_metrics=excluded.validation_metrics, onnx_size_bytes=excluded.onnx_size_bytes, "
+            "create_time=excluded.create_time",
             (v.model_id, v.version, v.state.value, v.job_id, json.dumps(v.validation_metrics), v.onnx_size_bytes,
              v.create_time),
         )
@@ -204,64 +227,71 @@ class MetadataStore:
         rows = await self._fetch("SELECT * FROM models WHERE id = ?", (model_id,))
         if not rows:
             return None
-        model = _model(rows[0])
-        model.versions = await self._versions(model_id)
-        model.aliases = await self._aliases(model_id)
-        return model
+        return (await self._with_versions([_model(rows[0])]))[0]
 
     async def list_models(self, page: Page) -> list[ModelRecord]:
         rows = await self._fetch(
             "SELECT * FROM models ORDER BY create_time DESC, id LIMIT ? OFFSET ?", (page.size, page.offset)
         )
-        models = [_model(r) for r in rows]
-        for m in models:
-            m.versions = await self._versions(m.id)
-            m.aliases = await self._aliases(m.id)
-        return models
+        return await self._with_versions([_model(r) for r in rows])
 
     async def models_from_job(self, job_id: str) -> list[ModelRecord]:
         """The models a job created (its fine-tuned model and its baselines), oldest first."""
-        rows = await self._fetch("SELECT id FROM models WHERE source_job_id = ? ORDER BY create_time, id", (job_id,))
-        found = [await self.get_model(r["id"]) for r in rows]
-        return [m for m in found if m is not None]
+        rows = await self._fetch(
+            "SELECT * FROM models WHERE source_job_id = ? ORDER BY create_time, id", (job_id,)
+        )
+        return await self._with_versions([_model(r) for r in rows])
 
     async def delete_model(self, model_id: str) -> None:
-        def _delete() -> None:
-            with self._db:  # one transaction
-                self._db.execute("BEGIN")
-                self._db.execute("DELETE FROM model_versions WHERE model_id = ?", (model_id,))
-                self._db.execute("DELETE FROM model_aliases WHERE model_id = ?", (model_id,))
-                self._db.execute("DELETE FROM models WHERE id = ?", (model_id,))
-
-        await self._run(_delete)
+        await self._atomic([
+            ("DELETE FROM model_versions WHERE model_id = ?", (model_id,)),
+            ("DELETE FROM model_aliases WHERE model_id = ?", (model_id,)),
+            ("DELETE FROM models WHERE id = ?", (model_id,)),
+        ])
 
     async def set_model_alias(self, model_id: str, alias: str, version: int) -> None:
-        await self._execute("INSERT OR REPLACE INTO model_aliases VALUES (?,?,?)", (model_id, alias, version))
+        await self._execute(
+            "INSERT INTO model_aliases (model_id, alias, version) VALUES (?,?,?) "
+            "ON CONFLICT (model_id, alias) DO UPDATE SET version=excluded.version",
+            (model_id, alias, version),
+        )
 
     async def delete_model_alias(self, model_id: str, alias: str) -> None:
         await self._execute("DELETE FROM model_aliases WHERE model_id = ? AND alias = ?", (model_id, alias))
 
-    async def _aliases(self, model_id: str) -> dict[str, int]:
-        rows = await self._fetch("SELECT alias, version FROM model_aliases WHERE model_id = ? ORDER BY alias", (model_id,))
-        return {r["alias"]: int(r["version"]) for r in rows}
+    async def _with_versions(self, models: list[ModelRecord]) -> list[ModelRecord]:
+        """Fill in versions and aliases: two queries for the whole page, not two per model (a round trip each to a
+        remote database)."""
+        if not models:
+            return models
+        ids = tuple(m.id for m in models)
+        marks = ",".join("?" * len(ids))
+        versions = await self._fetch(
+            f"SELECT * FROM model_versions WHERE model_id IN ({marks}) ORDER BY model_id, version", ids
+        )
+        aliases = await self._fetch(
+            f"SELECT model_id, alias, version FROM model_aliases WHERE model_id IN ({marks}) ORDER BY model_id, alias",
+            ids,
+        )
+        by_id = {m.id: m for m in models}
+        for r in versions:
+            by_id[r["model_id"]].versions.append(ModelVersionRecord(
+                r["model_id"], r["version"], VersionState(r["state"]), r["job_id"],
+                json.loads(r["validation_metrics"]), r["onnx_size_bytes"], r["create_time"],
+            ))
+        for r in aliases:
+            by_id[r["model_id"]].aliases[r["alias"]] = int(r["version"])
+        return models
 
-    async def _versions(self, model_id: str) -> list[ModelVersionRecord]:
-        rows = await self._fetch("SELECT * FROM model_versions WHERE model_id = ? ORDER BY version", (model_id,))
-        return [
-            ModelVersionRecord(r["model_id"], r["version"], VersionState(r["state"]), r["job_id"],
-                               json.loads(r["validation_metrics"]), r["onnx_size_bytes"], r["create_time"])
-            for r in rows
-        ]
 
-
-def _dataset(r: sqlite3.Row) -> DatasetRecord:
+def _dataset(r: Row) -> DatasetRecord:
     return DatasetRecord(
         r["id"], r["name"], r["format"], r["modality"], r["num_rows"], json.loads(r["labels"]),
         json.loads(r["label_counts"]), r["num_duplicates"], r["size_bytes"], r["sha256"], r["create_time"],
     )
 
 
-def _job(r: sqlite3.Row) -> JobRecord:
+def _job(r: Row) -> JobRecord:
     return JobRecord(
         id=r["id"], state=JobState(r["state"]), dataset_id=r["dataset_id"],
         validation_dataset_id=r["validation_dataset_id"], backbone=r["backbone"],
@@ -271,22 +301,8 @@ def _job(r: sqlite3.Row) -> JobRecord:
     )
 
 
-def _model(r: sqlite3.Row) -> ModelRecord:
+def _model(r: Row) -> ModelRecord:
     return ModelRecord(
         r["id"], r["name"], r["modality"], r["backbone"], json.loads(r["labels"]), r["create_time"],
         kind=r["kind"], source_job_id=r["source_job_id"],
     )
-
-
-# Columns added after the first release: ADD COLUMN with a default upgrades an existing database in place.
-_ADDED_COLUMNS = {
-    "models": [("kind", "TEXT NOT NULL DEFAULT 'finetuned'"), ("source_job_id", "TEXT NOT NULL DEFAULT ''")],
-}
-
-
-def _add_columns(conn: sqlite3.Connection) -> None:
-    for table, columns in _ADDED_COLUMNS.items():
-        present = {row["name"] for row in conn.execute(f"PRAGMA table_info({table})")}
-        for name, declaration in columns:
-            if name not in present:
-                conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {declaration}")

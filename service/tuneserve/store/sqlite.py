@@ -1,0 +1,80 @@
+"""The embedded metadata backend: one SQLite file, every statement on one dedicated thread (one connection, WAL
+journal), so the event loop never blocks on the database and writes are serialised without extra locking."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+from tuneserve.store.metadata import ADDED_COLUMNS, MetadataStore, Row, Statement, schema_statements
+
+T = TypeVar("T")
+
+
+class SQLiteMetadataStore(MetadataStore):
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite")
+        self._conn: sqlite3.Connection | None = None
+
+    def describe(self) -> str:
+        return f"sqlite:///{self._path}"
+
+    async def open(self) -> None:
+        def _open() -> None:
+            self._path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            for statement in schema_statements("REAL", "INTEGER"):
+                conn.execute(statement)
+            _add_columns(conn)
+            self._conn = conn
+
+        await self._run(_open)
+
+    async def close(self) -> None:
+        def _close() -> None:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+        await self._run(_close)
+        self._executor.shutdown(wait=True)
+
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    async def _execute(self, sql: str, params: tuple[Any, ...] = ()) -> None:
+        await self._run(lambda: self._db.execute(sql, params))
+
+    async def _fetch(self, sql: str, params: tuple[Any, ...] = ()) -> list[Row]:
+        return await self._run(lambda: self._db.execute(sql, params).fetchall())
+
+    async def _atomic(self, statements: Sequence[Statement]) -> None:
+        def _transaction() -> None:
+            with self._db:  # commits, or rolls back on an exception
+                self._db.execute("BEGIN")
+                for sql, params in statements:
+                    self._db.execute(sql, params)
+
+        await self._run(_transaction)
+
+    @property
+    def _db(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise RuntimeError("MetadataStore is not open")
+        return self._conn
+
+
+def _add_columns(conn: sqlite3.Connection) -> None:
+    for table, columns in ADDED_COLUMNS.items():
+        present = {row["name"] for row in conn.execute(f"PRAGMA table_info({table})")}
+        for name, declaration in columns:
+            if name not in present:
+                conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {declaration}")
