@@ -19,6 +19,7 @@ from typing import TypeAlias, TypeVar
 from google.protobuf.message import Message
 from rich.console import Console
 
+from . import _cli_report as report_cli
 from . import _cli_transfer as transfer
 from . import _render as render
 from ._client import DEFAULT_TARGET
@@ -339,6 +340,7 @@ def _add_jobs(commands: Subcommands) -> None:
     watch = _command(jobs, "watch", _jobs_watch, "follow a job's events to its end (exit 0 if it succeeds)")
     watch.add_argument("id", metavar="ID")
     _command(jobs, "cancel", _jobs_cancel, "cancel a job").add_argument("id", metavar="ID")
+    report_cli.add_report_command(jobs, _command)
 
 
 def _add_models(commands: Subcommands) -> None:

@@ -14,10 +14,17 @@ from __future__ import annotations
 import dataclasses
 import random
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
 from tuneserve.engines.training.callbacks import CurvePoint
 from tuneserve.engines.training.data import Example
+
+if TYPE_CHECKING:
+    from torch.utils.data import Dataset
+    from transformers import Trainer
 
 # NOTE: train-set macro F1 needs no more rows than a validation set to be as precise; 512 rows keep it to seconds.
 TRAIN_SAMPLE_ROWS = 512
@@ -78,3 +85,24 @@ def _loss_rise(curve: list[CurvePoint]) -> str | None:
         f"(step {last.step}, +{last.validation_loss / lowest.validation_loss - 1:.0%} > {MAX_LOSS_RISE:.0%}) while "
         f"train loss fell from {lowest.train_loss:.4f} to {last.train_loss:.4f}"
     )
+
+
+def validation_figures(
+    trainer: Trainer, validation_set: Dataset[Any], labels: list[str]
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The loaded (best) checkpoint's confusion matrix and per-class metrics on the validation rows, shaped as
+    tuneserve.v1.ConfusionMatrix and ClassMetrics (JobResult.validation_confusion_matrix / validation_per_class)."""
+    output = trainer.predict(validation_set, metric_key_prefix="figures")
+    logits = output.predictions[0] if isinstance(output.predictions, tuple) else output.predictions
+    predicted, truth = np.argmax(logits, axis=-1), np.asarray(output.label_ids)
+    classes = list(range(len(labels)))
+    counts = confusion_matrix(truth, predicted, labels=classes)
+    precision, recall, f1, support = precision_recall_fscore_support(
+        truth, predicted, labels=classes, average=None, zero_division=0
+    )
+    matrix = {"labels": list(labels), "rows": [{"counts": [int(c) for c in row]} for row in counts]}
+    per_class = [
+        {"label": label, "precision": float(p), "recall": float(r), "f1": float(f), "support": int(n)}
+        for label, p, r, f, n in zip(labels, precision, recall, f1, support, strict=True)
+    ]
+    return matrix, per_class

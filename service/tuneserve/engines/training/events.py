@@ -102,6 +102,9 @@ class ResultEvent(WorkerEvent):
     learning_curve: list[dict[str, Any]] = field(default_factory=list)
     fit: dict[str, Any] = field(default_factory=dict)
     variant_macro_f1: dict[str, float] = field(default_factory=dict)  # fp32, and int8 with ExportSpec.int8
+    # NOTE: tuneserve.v1.ConfusionMatrix and ClassMetrics as dicts: the best checkpoint on the validation rows.
+    validation_confusion_matrix: dict[str, Any] = field(default_factory=dict)
+    validation_per_class: list[dict[str, Any]] = field(default_factory=list)
 
     def fields(self) -> dict[str, Any]:
         """The JobResult fields alone (no kind, no message), as metrics.json stores them."""

@@ -23,7 +23,7 @@ from tuneserve.engines.training.data import (
     make_splits,
     read_examples,
 )
-from tuneserve.engines.training.diagnostics import FitDiagnosis, diagnose, train_sample
+from tuneserve.engines.training.diagnostics import FitDiagnosis, diagnose, train_sample, validation_figures
 from tuneserve.engines.training.events import CancelledEvent, EventWriter, ExportEvent, ResultEvent
 from tuneserve.engines.training.model import TextClassifier
 from tuneserve.engines.training.spec import ARTIFACTS, TrainingSpec
@@ -74,6 +74,7 @@ def run_training(
     if cancel.is_set():
         return CancelledEvent(step=trainer.state.global_step, message="cancelled")
     fit = _diagnose_fit(trainer, prepared, reporter, spec)
+    figures = validation_figures(trainer, prepared.validation_set, spec.labels)
     output_dir = Path(spec.output_dir)
     write_model_artifacts(
         output_dir,
@@ -85,6 +86,7 @@ def run_training(
     )
     parity_max_abs_diff = _export(prepared, output_dir, writer)
     result = _result(trainer.state, reporter, prepared.splits, device, summary, parity_max_abs_diff, spec, fit)
+    result.validation_confusion_matrix, result.validation_per_class = figures
     result.variant_macro_f1 = export_variants(
         spec,
         output_dir,

@@ -1,0 +1,405 @@
+"""`tuneserve jobs report`: one self-contained HTML file about a finished fine-tune (learning curves, confusion
+matrices, per-class metrics, baselines, verdicts, hyperparameters, backbone, times and the ONNX export).
+
+Pictures are drawn with matplotlib (the `report` extra) through its Agg canvas and embedded as base64 PNG; the page
+links to nothing. Every string that comes from the server (labels, names, verdicts) is HTML-escaped: labels are user
+data. Nothing here talks to the server: `_cli_report` gathers a `ReportInput` and `render_html` turns it into a page.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from . import _render as render
+from ._proto.tuneserve.v1.models_pb2 import ClassMetrics, ConfusionMatrix, EvaluateResponse
+from ._proto.tuneserve.v1.training_pb2 import Backbone, ExportDone, Job, JobEvent
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+MATPLOTLIB_MISSING = (
+    "error: `tuneserve jobs report` draws its pictures with matplotlib, which is not installed; "
+    "install it with: pip install 'tuneserve[report]'"
+)
+# NOTE: the events of a job's baseline runs start with this prefix (core/jobs.py); the rest are the fine-tune's own.
+_BASELINE_PREFIX = "[baseline "
+_LABEL_CHARS = 24  # class names on a picture's axes are cut to this; the tables beside them show them whole
+_STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 72em; color: #222; }
+h1 { font-size: 1.5em; } h2 { font-size: 1.2em; border-bottom: 1px solid #ccc; margin-top: 2em; }
+table { border-collapse: collapse; margin: 0.5em 0 1em; } th, td { padding: 0.2em 0.8em; text-align: left; }
+th { background: #f2f2f2; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
+img { max-width: 100%; } .verdict { font-weight: bold; } .note { color: #666; }
+"""
+
+
+def require_matplotlib() -> None:
+    """Raise ImportError (with MATPLOTLIB_MISSING as its message) when matplotlib cannot be imported."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise ImportError(MATPLOTLIB_MISSING) from None
+
+
+@dataclass
+class ReportInput:
+    job: Job
+    events: Sequence[JobEvent] = ()
+    backbone: Backbone | None = None          # the catalog entry of job.backbone, when it is one
+    evaluation: EvaluateResponse | None = None  # Evaluate of the model (and its baselines) on `dataset_id`
+    dataset_id: str = ""
+    notes: list[str] = field(default_factory=list)  # what the report had to leave out, and why
+    generated: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+
+
+# HTML building blocks
+
+
+def _e(value: object) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _num(value: float, digits: int = 4) -> str:
+    return f"{value:.{digits}f}"
+
+
+def _table(header: Sequence[str], rows: Iterable[Sequence[object]], numeric_from: int = 1) -> str:
+    head = "".join(f"<th>{_e(h)}</th>" for h in header)
+    body = "".join(
+        "<tr>"
+        + "".join(f'<td class="num">{_e(c)}</td>' if i >= numeric_from else f"<td>{_e(c)}</td>" for i, c in enumerate(r))
+        + "</tr>"
+        for r in rows
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _fields(rows: Iterable[tuple[str, object]]) -> str:
+    return "<table>" + "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in rows) + "</table>"
+
+
+def _section(section_id: str, title: str, *parts: str) -> str:
+    return f'<section id="{section_id}"><h2>{_e(title)}</h2>{"".join(parts)}</section>'
+
+
+def _image(figure: Figure, alt: str) -> str:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
+    data = base64.b64encode(buffer.getvalue()).decode("ascii")
+    return f'<p><img alt="{_e(alt)}" src="data:image/png;base64,{data}"></p>'
+
+
+def _note(text: str) -> str:
+    return f'<p class="note">{_e(text)}</p>'
+
+
+def _time(ts: Timestamp) -> str:
+    if not ts.seconds and not ts.nanos:
+        return "-"
+    return ts.ToDatetime(tzinfo=timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _short(label: str) -> str:
+    return label if len(label) <= _LABEL_CHARS else label[: _LABEL_CHARS - 1] + "…"
+
+
+# Pictures (matplotlib's object API: no pyplot, no global figure state)
+
+
+def _figure(width: float, height: float, columns: int = 1) -> tuple[Figure, Any]:
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(width, height), layout="constrained")
+    return figure, figure.subplots(1, columns)
+
+
+def _learning_curve_figure(job: Job) -> Figure:
+    curve, best = job.result.learning_curve, job.result.best_step
+    steps = [p.step for p in curve]
+    figure, (losses, metrics) = _figure(11, 3.6, 2)
+    losses.plot(steps, [p.train_loss for p in curve], marker="o", label="train loss")
+    losses.plot(steps, [p.validation_loss for p in curve], marker="o", label="validation loss")
+    losses.set(xlabel="step", ylabel="loss", title="loss")
+    names = sorted({name for p in curve for name in p.metrics} & {"macro_f1", "accuracy"})
+    for name in names:
+        metrics.plot(steps, [p.metrics.get(name, float("nan")) for p in curve], marker="o", label=f"validation {name}")
+    metrics.set(xlabel="step", ylabel="metric", title="validation metrics", ylim=(0, 1.02))
+    for axes in (losses, metrics):
+        if best:
+            axes.axvline(best, color="grey", linestyle="--", linewidth=1, label=f"best checkpoint (step {best})")
+        axes.legend(fontsize="small")
+        axes.grid(alpha=0.3)
+    return figure
+
+
+def _confusion_figure(matrix: ConfusionMatrix, title: str) -> Figure:
+    labels = [_short(label) for label in matrix.labels]
+    counts = [list(row.counts) for row in matrix.rows]
+    size = min(3 + 0.5 * len(labels), 12)
+    figure, axes = _figure(size + 1, size)
+    image = axes.imshow(counts, cmap="Blues", vmin=0)
+    figure.colorbar(image, ax=axes, shrink=0.8)
+    ticks = list(range(len(labels)))
+    axes.set_xticks(ticks, labels, rotation=45, ha="right")
+    axes.set_yticks(ticks, labels)
+    axes.set(xlabel="predicted label", ylabel="true label", title=title)
+    highest = max((max(row, default=0) for row in counts), default=0)
+    for i, row in enumerate(counts):
+        for j, count in enumerate(row):
+            axes.text(j, i, str(count), ha="center", va="center", color="white" if count > highest / 2 else "black")
+    return figure
+
+
+def _per_class_figure(per_class: Sequence[ClassMetrics], title: str) -> Figure:
+    figure, axes = _figure(max(6, 1.2 * len(per_class)), 3.6)
+    width = 0.27
+    positions = range(len(per_class))
+    for offset, name in zip((-width, 0.0, width), ("precision", "recall", "f1"), strict=True):
+        axes.bar([x + offset for x in positions], [getattr(c, name) for c in per_class], width, label=name)
+    axes.set_xticks(list(positions), [_short(c.label) for c in per_class], rotation=30, ha="right")
+    axes.set(ylim=(0, 1.05), ylabel="score", title=title)
+    axes.legend(fontsize="small")
+    return figure
+
+
+def _bars_figure(names: Sequence[str], series: Mapping[str, Sequence[float]], title: str) -> Figure:
+    figure, axes = _figure(max(6, 2 * len(names)), 3.6)
+    width = 0.8 / max(len(series), 1)
+    for k, (metric, values) in enumerate(series.items()):
+        positions = [x + (k - (len(series) - 1) / 2) * width for x in range(len(names))]
+        bars = axes.bar(positions, values, width, label=metric)
+        axes.bar_label(bars, fmt="%.3f", fontsize="small")
+    axes.set_xticks(list(range(len(names))), [_short(n) for n in names])
+    axes.set(ylim=(0, 1.1), ylabel="score", title=title)
+    axes.legend(fontsize="small")
+    return figure
+
+
+# Sections
+
+
+def _summary(data: ReportInput) -> str:
+    job, r = data.job, data.job.result
+    rows: list[tuple[str, object]] = [
+        ("job", job.id),
+        ("state", render.state_name(job.state)),
+        ("model", f"{job.model_id} v{job.model_version}"),
+        ("dataset", job.dataset_id + (f" (validation {job.validation_dataset_id})" if job.validation_dataset_id
+                                      else " (validation: a stratified split of it)")),
+        (f"best {r.best_metric_name}", f"{_num(r.best_metric)} at step {r.best_step}"
+                                       + (" (stopped early)" if r.stopped_early else "")),
+        ("examples", f"{r.train_examples} train, {r.validation_examples} validation"),
+        ("trained on", f"{r.device} ({r.precision})"),
+        ("train time", f"{r.train_seconds:.1f} s ({r.samples_per_second:.1f} samples/s)"),
+        ("final train loss", _num(r.final_train_loss)),
+        ("created", _time(job.create_time)),
+        ("started", _time(job.start_time)),
+        ("ended", _time(job.end_time)),
+    ]
+    if job.HasField("start_time") and job.HasField("end_time"):
+        rows.append(("wall time", f"{(job.end_time.ToNanoseconds() - job.start_time.ToNanoseconds()) / 1e9:.1f} s"))
+    return _section("summary", "Summary", _fields(rows), *(_note(n) for n in data.notes))
+
+
+def _backbone(data: ReportInput) -> str:
+    rows: list[tuple[str, object]] = [("name", data.job.backbone or "(the default)")]
+    b = data.backbone
+    if b is not None:
+        rows += [
+            ("description", b.description),
+            ("parameters", f"{b.parameter_count:,}"),
+            ("hidden size", b.hidden_size),
+            ("input", b.max_sequence_length),
+            ("licence", b.license),
+            ("source", b.source),
+        ]
+        if b.cpu_latency_ms:
+            rows.append(("CPU latency", f"{b.cpu_latency_ms:.1f} ms ({b.latency_measured_on})"))
+    return _section("backbone", "Backbone", _fields(rows))
+
+
+def _learning_curves(job: Job) -> str:
+    curve = job.result.learning_curve
+    if not curve:
+        return _section("learning-curves", "Learning curves", _note("the job recorded no evaluations"))
+    names = sorted({name for p in curve for name in p.metrics})
+    rows = [
+        [p.step, _num(p.epoch, 2), _num(p.train_loss), _num(p.validation_loss),
+         *(_num(p.metrics[n]) if n in p.metrics else "-" for n in names)]
+        for p in curve
+    ]  # fmt: skip
+    return _section(
+        "learning-curves",
+        "Learning curves",
+        _image(_learning_curve_figure(job), "train and validation loss, validation metrics per evaluation"),
+        _note("train loss: the mean since the previous evaluation; the dashed line marks the kept checkpoint"),
+        _table(["step", "epoch", "train loss", "validation loss", *(f"validation {n}" for n in names)], rows),
+    )
+
+
+def _class_figures(
+    section_id: str, title: str, lead: str, matrix: ConfusionMatrix, per_class: Sequence[ClassMetrics], intro: str
+) -> str:
+    parts = [lead, _note(intro)]
+    if matrix.labels:
+        parts.append(_image(_confusion_figure(matrix, title), f"confusion matrix: {title}"))
+        header = ["true \\ predicted", *matrix.labels]
+        parts.append(_table(header, ([label, *row.counts] for label, row in zip(matrix.labels, matrix.rows,
+                                                                                strict=False))))
+    if per_class:
+        parts.append(_image(_per_class_figure(per_class, title), f"per-class metrics: {title}"))
+        parts.append(_table(["label", "precision", "recall", "f1", "support"],
+                            ([c.label, _num(c.precision), _num(c.recall), _num(c.f1), c.support]
+                             for c in per_class)))  # fmt: skip
+    return _section(section_id, title, *parts)
+
+
+def _validation(job: Job) -> str:
+    r = job.result
+    metrics = _table(["metric", "value"], sorted((k, _num(v)) for k, v in r.validation_metrics.items()))
+    if not r.validation_per_class:
+        return _section("validation", "Validation (best checkpoint)", metrics,
+                        _note("this server's job result carries no per-class validation figures"))
+    return _class_figures(
+        "validation", "Validation (best checkpoint)", metrics, r.validation_confusion_matrix, r.validation_per_class,
+        f"the kept checkpoint on the job's {r.validation_examples} validation rows",
+    )
+
+
+def _test_evaluation(data: ReportInput) -> str:
+    if data.evaluation is None:
+        return ""
+    report = data.evaluation.report
+    summary = _fields([
+        ("dataset", f"{report.dataset_id} ({report.num_examples} examples, {report.num_unknown_labels} unknown labels)"),
+        ("accuracy", _num(report.accuracy)),
+        ("macro", f"precision {_num(report.macro_precision)}  recall {_num(report.macro_recall)}  "
+                  f"f1 {_num(report.macro_f1)}"),
+        ("weighted f1", _num(report.weighted_f1)),
+        ("runtime", f"{report.runtime} ({report.duration_seconds:.2f} s)"),
+    ])  # fmt: skip
+    return _class_figures(
+        "test-evaluation", f"Evaluation on dataset {report.dataset_id}", summary, report.confusion_matrix,
+        report.per_class, f"Evaluate of model {report.model_id} v{report.model_version} (the served ONNX model)",
+    )
+
+
+def _baselines(data: ReportInput) -> str:
+    r = data.job.result
+    if not r.baselines:
+        return _section("baselines", "Baselines", _note("the job trained no baselines (finetune --baselines "
+                                                        "frozen,scratch trains them under the same budget)"))
+    names = ["fine-tuned", *(b.kind for b in r.baselines)]
+    all_metrics = [r.validation_metrics, *(b.validation_metrics for b in r.baselines)]
+    series = {m: [metrics.get(m, 0.0) for metrics in all_metrics] for m in ("macro_f1", "accuracy")}
+    rows = [["fine-tuned", data.job.model_id, _num(series["macro_f1"][0]), _num(series["accuracy"][0]),
+             f"{r.train_seconds:.1f}"]]
+    rows += [[b.kind, b.model_id, _num(b.validation_metrics.get("macro_f1", 0.0)),
+              _num(b.validation_metrics.get("accuracy", 0.0)), f"{b.train_seconds:.1f}"] for b in r.baselines]
+    parts = [
+        _image(_bars_figure(names, series, "validation: fine-tuned vs baselines"), "baseline comparison"),
+        _table(["run", "model", "validation macro_f1", "validation accuracy", "train seconds"], rows, numeric_from=2),
+    ]
+    if data.evaluation is not None and data.evaluation.comparisons:
+        parts.append(_comparisons(data.evaluation))
+    return _section("baselines", "Baselines", *parts)
+
+
+def _comparisons(evaluation: EvaluateResponse) -> str:
+    report = evaluation.report
+    names = [f"{report.model_id} v{report.model_version}"]
+    names += [f"{c.model_id} v{c.model_version}" for c in evaluation.comparisons]
+    series = {
+        "macro_f1": [report.macro_f1, *(o.macro_f1 for o in evaluation.compared)],
+        "accuracy": [report.accuracy, *(o.accuracy for o in evaluation.compared)],
+    }
+    rows = []
+    for other, c in zip(evaluation.compared, evaluation.comparisons, strict=False):
+        deltas = {d.metric: d.delta for d in c.deltas}
+        rows.append([
+            f"{c.model_id} v{c.model_version}", _num(other.macro_f1), f"{deltas.get('macro_f1', 0.0):+.4f}",
+            _num(other.accuracy), f"{deltas.get('accuracy', 0.0):+.4f}", c.only_first_correct,
+            c.only_second_correct, f"{c.p_value:.3g}", "yes" if c.significant else "no",
+        ])  # fmt: skip
+    verdicts = "".join(f'<li>{_e(c.verdict)}</li>' for c in evaluation.comparisons)
+    return (
+        f"<h3>On dataset {_e(report.dataset_id)} ({report.num_examples} examples; McNemar's test on the paired "
+        "predictions)</h3>"
+        + _image(_bars_figure(names, series, f"dataset {report.dataset_id}"), "comparison on the dataset")
+        + _table(["compared model", "macro_f1", "Δ macro_f1", "accuracy", "Δ accuracy", "only fine-tuned right",
+                  "only compared right", "p (McNemar)", "significant"], rows)
+        + f"<ul>{verdicts}</ul>"
+        + _note(f"Δ = {report.model_id} v{report.model_version} minus the compared model; significant: p < 0.05")
+    )
+
+
+def _verdicts(job: Job) -> str:
+    r = job.result
+    rows: list[tuple[str, object]] = []
+    if r.fit.verdict:
+        rows += [("fit", r.fit.verdict), ("fit rule", r.fit.rule),
+                 ("train - validation gap", f"{r.fit.train_validation_gap:+.4f}")]
+    if r.transfer_verdict:
+        rows.append(("transfer", r.transfer_verdict))
+    if not rows:
+        return _section("verdicts", "Verdicts", _note("the job result holds no fit or transfer verdict"))
+    return _section("verdicts", "Verdicts", _fields(rows))
+
+
+def _hyperparameters(job: Job) -> str:
+    rows = [(f.name, f"{v:g}" if isinstance(v, float) else v) for f, v in job.hyperparameters.ListFields()]
+    return _section("hyperparameters", "Hyperparameters", _table(["name", "value"], rows or [("-", "server defaults")]))
+
+
+def _export(data: ReportInput) -> str:
+    r = data.job.result
+    rows: list[tuple[str, object]] = [("parity max |logit diff|", f"{r.parity_max_abs_diff:.3g}")]
+    export = _own_export(data.events)
+    if export is not None:
+        rows = [
+            ("format", export.format),
+            ("size", render.size(export.size_bytes)),
+            ("parity max |logit diff|", f"{export.parity_max_abs_diff:.3g}"),
+            ("parity examples", export.parity_examples),
+        ]
+    rows += [(f"{variant} validation macro_f1", _num(f1)) for variant, f1 in sorted(r.variant_macro_f1.items())]
+    return _section("export", "ONNX export", _fields(rows),
+                    _note("parity: ONNX Runtime vs PyTorch logits of the kept checkpoint on validation rows"))
+
+
+def _own_export(events: Sequence[JobEvent]) -> ExportDone | None:
+    for event in events:
+        if event.message.startswith(_BASELINE_PREFIX):
+            return None
+        if event.HasField("export"):
+            return event.export
+    return None
+
+
+def render_html(data: ReportInput) -> str:
+    """The whole report as one HTML page."""
+    require_matplotlib()
+    from matplotlib import rc_context
+
+    job = data.job
+    # NOTE: labels are user data: "$x$" must not become mathtext (or fail to parse as it).
+    with rc_context({"text.parse_math": False}):
+        sections = [
+            _summary(data), _learning_curves(job), _validation(job), _test_evaluation(data), _baselines(data),
+            _verdicts(job), _hyperparameters(job), _backbone(data), _export(data),
+        ]  # fmt: skip
+    generated = data.generated.strftime("%Y-%m-%d %H:%M UTC")
+    title = f"tuneserve job {job.id}"
+    return (
+        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{_e(title)}</title>'
+        f"<style>{_STYLE}</style></head><body><h1>{_e(title)}</h1>"
+        f"<p class=\"note\">fine-tune report generated {_e(generated)}</p>{''.join(sections)}</body></html>\n"
+    )
