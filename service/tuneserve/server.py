@@ -104,8 +104,12 @@ async def create_server(settings: Settings) -> App:
         ThreadPoolExecutor(settings.server.rpc_workers, thread_name_prefix="tuneserve")
     )
     data_dir = settings.storage.data_dir
-    artifacts = ArtifactStore(data_dir)
-    artifacts.clean_temp()
+    try:
+        artifacts = ArtifactStore(data_dir)
+        artifacts.clean_temp()
+    except OSError as exc:
+        raise ConfigError(f"storage.data_dir (TUNESERVE_STORAGE__DATA_DIR, --data-dir) {data_dir}: "
+                          f"{exc.strerror or exc} ({exc.filename})") from None
     store = await open_metadata_store(settings.storage)
     metrics = Metrics()
 
@@ -142,9 +146,13 @@ async def create_server(settings: Settings) -> App:
     reflection.enable_server_reflection([*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
 
     address = f"{settings.server.host}:{settings.server.port}"
-    port = server.add_secure_port(address, credentials) if credentials else server.add_insecure_port(address)
+    try:
+        port = server.add_secure_port(address, credentials) if credentials else server.add_insecure_port(address)
+    except RuntimeError:  # NOTE: grpc's "Failed to bind to address"
+        port = 0
     if port == 0:
-        raise OSError(f"cannot bind {settings.server.host}:{settings.server.port}")
+        raise ConfigError(f"server.port (TUNESERVE_SERVER__PORT, --port): cannot bind {address}: the port is in use, "
+                          "or the host is not an address of this machine")
     metrics_port = _start_metrics(settings, metrics)
     await jobs.start()
     await server.start()
@@ -168,7 +176,15 @@ async def _database_health(servicer: health.aio.HealthServicer, available: bool,
 def _start_metrics(settings: Settings, metrics: Metrics) -> int:
     if settings.server.metrics_port < 0:
         return -1
-    httpd, _ = start_http_server(settings.server.metrics_port, settings.server.metrics_host, registry=metrics.registry)
+    try:
+        httpd, _ = start_http_server(
+            settings.server.metrics_port, settings.server.metrics_host, registry=metrics.registry
+        )
+    except OSError as exc:
+        raise ConfigError(
+            f"server.metrics_port (TUNESERVE_SERVER__METRICS_PORT, --metrics-port): cannot bind "
+            f"{settings.server.metrics_host}:{settings.server.metrics_port}: {exc.strerror or exc}"
+        ) from None
     return int(httpd.server_port)
 
 

@@ -3,6 +3,7 @@ that names the setting, raised before the server serves."""
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -45,8 +46,8 @@ async def open_metadata_store(storage: StorageSettings) -> MetadataStore:
         raise ConfigError(f"{SETTING}: {exc.message.removesuffix('; retry shortly')}") from None
     except psycopg.Error as exc:  # e.g. the user may not create tables
         raise ConfigError(f"{SETTING}: cannot set up the schema in {store.describe()}: {exc}") from None
-    except OSError as exc:
-        raise ConfigError(f"{SETTING}: cannot open {store.describe()}: {exc.strerror or exc}") from None
+    except (OSError, sqlite3.Error) as exc:
+        raise ConfigError(f"{SETTING}: cannot open {store.describe()}: {getattr(exc, 'strerror', None) or exc}") from None
     return store
 
 
@@ -63,7 +64,9 @@ def _check_postgres_url(url: str) -> None:
         params = conninfo_to_dict(url)
         port = urlsplit(url).port  # NOTE: raises ValueError for a port that is not a number in 0..65535
     except (psycopg.ProgrammingError, ValueError) as exc:
-        raise ConfigError(f"{SETTING}: cannot parse {_redact(url)!r}: {exc}") from None
+        # NOTE: libpq quotes the whole URL, password included, after " in URI:"
+        reason = str(exc).strip().splitlines()[0].split(" in URI:")[0]
+        raise ConfigError(f"{SETTING}: cannot parse {_redact(url)!r}: {reason}") from None
     if port == 0 or "port" in params and not str(params["port"]).isdigit():
         raise ConfigError(f"{SETTING}: port {params.get('port')!r} in {_redact(url)!r} is not a valid port number")
     if not params.get("dbname"):
