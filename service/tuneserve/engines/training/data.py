@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Generic, Protocol, TypeVar
 
 from sklearn.model_selection import train_test_split
 from torch.utils.data import Dataset
@@ -22,10 +24,18 @@ class Example:
     label: str
 
 
+class Labelled(Protocol):
+    @property
+    def label(self) -> str: ...
+
+
+E = TypeVar("E", bound=Labelled)  # a text Example or an image example (vision_data.ImageExample)
+
+
 @dataclass(frozen=True)
-class Splits:
-    train: list[Example]
-    validation: list[Example]
+class Splits(Generic[E]):
+    train: list[E]
+    validation: list[E]
 
 
 class EncodedDataset(Dataset[dict[str, list[int] | int]]):
@@ -57,8 +67,8 @@ def read_examples(path: Path) -> list[Example]:
 
 
 def make_splits(
-    train: list[Example], validation: list[Example] | None, labels: list[str], *, fraction: float, seed: int
-) -> Splits:
+    train: list[E], validation: list[E] | None, labels: list[str], *, fraction: float, seed: int
+) -> Splits[E]:
     """Check labels against the head's label order, and split off a stratified validation set when none is given."""
     _check_labels(train, set(labels), "training", "the job's labels")
     if validation is None:
@@ -67,7 +77,7 @@ def make_splits(
     return Splits(train=train, validation=validation)
 
 
-def class_counts(examples: list[Example], labels: list[str]) -> list[int]:
+def class_counts(examples: Sequence[Labelled], labels: list[str]) -> list[int]:
     counts = Counter(example.label for example in examples)
     return [counts[label] for label in labels]
 
@@ -90,13 +100,13 @@ def encode(
     return EncodedDataset(features)
 
 
-def _check_labels(examples: list[Example], known: set[str], what: str, against: str) -> None:
+def _check_labels(examples: Sequence[Labelled], known: set[str], what: str, against: str) -> None:
     unknown = sorted({example.label for example in examples} - known)
     if unknown:
         raise DatasetError(f"{what} labels {unknown} do not occur in {against} {sorted(known)}")
 
 
-def _stratified_split(examples: list[Example], fraction: float, seed: int) -> Splits:
+def _stratified_split(examples: list[E], fraction: float, seed: int) -> Splits[E]:
     try:
         train, validation = train_test_split(
             examples, test_size=fraction, stratify=[e.label for e in examples], random_state=seed

@@ -1,4 +1,8 @@
-"""One fine-tuning job from spec to artifacts: data -> model -> Trainer -> best checkpoint -> ONNX -> result."""
+"""One fine-tuning job from spec to artifacts: data -> model -> Trainer -> best checkpoint -> ONNX -> result.
+
+The modality decides only the preparation (data, model, datasets) and the artifacts/export steps: `_Prepared` here for
+text, `vision_pipeline.PreparedImages` for images; the Trainer, callbacks, early stopping, diagnostics and the result
+are shared."""
 
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ from tuneserve.engines.export import export_onnx
 from tuneserve.engines.training.artifacts import write_metrics, write_model_artifacts
 from tuneserve.engines.training.callbacks import CancellationCallback, CurvePoint, EventReporter
 from tuneserve.engines.training.data import (
+    Example,
     EncodedDataset,
     Splits,
     class_counts,
@@ -34,6 +39,7 @@ from tuneserve.engines.training.variants import export_variants
 @dataclass(frozen=True)
 class _Prepared:
     """The model with a new head, its tokenizer and the encoded data, ready for the Trainer."""
+from tuneserve.engines.training.vision_pipeline import PreparedImages, prepare_images
 
     model: TextClassifier
     tokenizer: PreTrainedTokenizerBase
@@ -47,6 +53,38 @@ class _Prepared:
 def run_training(
     spec: TrainingSpec, writer: EventWriter, cancel: threading.Event, *, scratch_dir: Path
 ) -> ResultEvent | CancelledEvent:
+    labels: list[str]
+
+    def encode(self, examples: list[Example]) -> EncodedDataset:
+        return encode(
+            examples, self.tokenizer, self.labels, input_names=self.input_names, max_seq_length=self.max_seq_length
+        )
+
+    def write_artifacts(self, output_dir: Path) -> None:
+        write_model_artifacts(
+            output_dir,
+            self.model,
+            self.tokenizer,
+            labels=self.labels,
+            input_names=self.input_names,
+            max_seq_length=self.max_seq_length,
+        )
+
+    def export(self, output_dir: Path, writer: EventWriter) -> float:
+        return _export(self, output_dir, writer)
+
+    def export_variants(
+        self, spec: TrainingSpec, output_dir: Path, writer: EventWriter, fp32_macro_f1: float
+    ) -> dict[str, float]:
+        return export_variants(
+            spec,
+            output_dir,
+            writer,
+            self.tokenizer,
+            self.splits.validation,
+            max_seq_length=self.max_seq_length,
+            fp32_macro_f1=fp32_macro_f1,
+        )
     """Train, export and write spec.output_dir; return the last event to report. Intermediate checkpoints live in a
     temporary directory under scratch_dir (the job directory) and are gone when this returns."""
     hp = spec.hyperparameters
@@ -54,7 +92,7 @@ def run_training(
         torch.set_num_threads(spec.threads)
     hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
     device = choose_device(spec.device)
-    prepared = _prepare(spec)
+    prepared = prepare_images(spec) if spec.backbone.modality == "image" else _prepare(spec)
     reporter = EventReporter(
         writer, cancel, metric_name=hp.metric_for_best_model, early_stopping_patience=hp.early_stopping_patience
     )
@@ -76,26 +114,11 @@ def run_training(
     fit = _diagnose_fit(trainer, prepared, reporter, spec)
     figures = validation_figures(trainer, prepared.validation_set, spec.labels)
     output_dir = Path(spec.output_dir)
-    write_model_artifacts(
-        output_dir,
-        prepared.model,
-        prepared.tokenizer,
-        labels=spec.labels,
-        input_names=prepared.input_names,
-        max_seq_length=prepared.max_seq_length,
-    )
-    parity_max_abs_diff = _export(prepared, output_dir, writer)
+    prepared.write_artifacts(output_dir)
+    parity_max_abs_diff = prepared.export(output_dir, writer)
     result = _result(trainer.state, reporter, prepared.splits, device, summary, parity_max_abs_diff, spec, fit)
     result.validation_confusion_matrix, result.validation_per_class = figures
-    result.variant_macro_f1 = export_variants(
-        spec,
-        output_dir,
-        writer,
-        prepared.tokenizer,
-        prepared.splits.validation,
-        max_seq_length=prepared.max_seq_length,
-        fp32_macro_f1=result.validation_metrics["macro_f1"],
-    )
+    result.variant_macro_f1 = prepared.export_variants(spec, output_dir, writer, result.validation_metrics["macro_f1"])
     write_metrics(output_dir, result, reporter.learning_curve)
     # NOTE: a cancel that arrives during export still wins: the manager has not seen a result yet.
     if cancel.is_set():
@@ -105,8 +128,6 @@ def run_training(
 
 def _prepare(spec: TrainingSpec) -> _Prepared:
     hp = spec.hyperparameters
-    if spec.backbone.modality != "text":
-        raise ValueError(f"backbone {spec.backbone.name!r} is an {spec.backbone.modality} model; only text is trained")
     splits = _load_splits(spec)
     tokenizer = AutoTokenizer.from_pretrained(spec.backbone.path, use_fast=True)
     # NOTE: seeded before the head is created, so that its initial weights repeat too.
@@ -125,7 +146,7 @@ def _prepare(spec: TrainingSpec) -> _Prepared:
         encode(examples, tokenizer, spec.labels, input_names=input_names, max_seq_length=max_seq_length)
         for examples in (splits.train, splits.validation)
     )
-    return _Prepared(model, tokenizer, splits, train_set, validation_set, input_names, max_seq_length)
+    return _Prepared(model, tokenizer, splits, train_set, validation_set, input_names, max_seq_length, list(spec.labels))
 
 
 def _export(prepared: _Prepared, output_dir: Path, writer: EventWriter) -> float:
@@ -168,12 +189,12 @@ def _max_seq_length(requested: int, tokenizer: PreTrainedTokenizerBase, model: T
     return min(requested, positions, int(tokenizer.model_max_length))
 
 
-def _diagnose_fit(trainer: Trainer, prepared: _Prepared, reporter: EventReporter, spec: TrainingSpec) -> FitDiagnosis:
+def _diagnose_fit(
+    trainer: Trainer, prepared: _Prepared | PreparedImages, reporter: EventReporter, spec: TrainingSpec
+) -> FitDiagnosis:
     """The best checkpoint's macro F1 on a sample of its own training rows, against its validation macro F1."""
     sample = train_sample(prepared.splits.train, spec.hyperparameters.seed)
-    encoded = encode(
-        sample, prepared.tokenizer, spec.labels, input_names=prepared.input_names, max_seq_length=prepared.max_seq_length
-    )
+    encoded = prepared.encode(sample)  # type: ignore[arg-type]
     metrics = trainer.predict(encoded, metric_key_prefix="train").metrics or {}  # type: ignore[arg-type]
     train_f1 = float(metrics["train_macro_f1"])
     best = _best_point(trainer.state, reporter)

@@ -37,6 +37,8 @@ ARTIFACTS = {
     "labels": "labels.json",               # {"labels": ["business", "sport", ...]}, index = logit column
     "preprocessing": "preprocessing.json",  # {"modality": "text", "tokenizer": "tokenizer", "max_seq_length": 128,
                                             #  "input_names": ["input_ids", "attention_mask", "token_type_ids"]}
+                                            # or {"modality": "image", "input_name": "pixel_values", "resize": 256,
+                                            #  "crop": 224, "mean": [..3], "std": [..3]} (engines/imaging.Preprocessing)
     "tokenizer": "tokenizer",              # tokenizer.save_pretrained() directory
     "checkpoint": "checkpoint",            # best checkpoint: model.safetensors + configs
     "metrics": "metrics.json",             # the JobResult fields, learning curve included
@@ -76,6 +78,8 @@ class Hyperparameters:
     gradual_unfreezing: bool = False    # head only in epoch 0, then one more block from the top each epoch
     gradient_accumulation_steps: int = 1
     lr_scheduler: Scheduler = "linear"  # after warmup: linear decay to 0, cosine, or constant
+    augment_flip: bool = True           # image backbones: random horizontal flips of training images
+    augment_random_resized_crop: bool = True  # image backbones: random resized crops (scale 0.35-1) of training images
 
 
 @dataclass
@@ -95,7 +99,7 @@ class BackboneRef:
 class TrainingSpec:
     job_id: str
     backbone: BackboneRef
-    train_path: str                    # JSONL rows {"text": ..., "label": ...}
+    train_path: str                    # JSONL rows {"text": ..., "label": ...} or {"image": "images/N.png", "label": ...}
     labels: list[str]                  # index order of the classification head
     output_dir: str
     hyperparameters: Hyperparameters = field(default_factory=Hyperparameters)

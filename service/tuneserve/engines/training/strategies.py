@@ -4,7 +4,9 @@ learning rate (layer-wise decay). They act through `requires_grad` and the optim
 The backbone is read as a stack of levels counted from the top: the last transformer block is depth 0, the first
 block depth L-1 and the embeddings depth L (L = the blocks, the `nn.ModuleList` with `config.num_hidden_layers`
 entries). Parameters registered before the first block are the embeddings; those after the last block (a final norm)
-count as depth 0. A strategy trains the top `n` levels: none = all L+1, all = 0, top_k = k, and gradual unfreezing
+count as depth 0. A model may define its own levels with `layer_levels() -> (depth by parameter name, blocks)`:
+ImageClassifier (EfficientNet-Lite) does, with its 7 MBConv stages as the blocks and the stem as the embeddings.
+A strategy trains the top `n` levels: none = all L+1, all = 0, top_k = k, and gradual unfreezing
 grows n by one per epoch (head only in epoch 0) up to that ceiling. The new head always trains.
 """
 
@@ -40,6 +42,10 @@ def uses_layers(hp: Hyperparameters) -> bool:
 
 
 def layer_map(model: nn.Module) -> LayerMap:
+    own_levels = getattr(model, "layer_levels", None)
+    if callable(own_levels):
+        depth_by_name, num_blocks = own_levels()
+        return LayerMap(depth_by_name, num_blocks)
     blocks_path, blocks = _find_blocks(model)
     prefix = f"{_BACKBONE}{blocks_path}."
     depth: dict[str, int] = {}
@@ -62,7 +68,7 @@ def trainable_levels(hp: Hyperparameters, num_blocks: int, epoch: int | None = N
     ceiling = {"none": num_blocks + 1, "all": 0, "top_k": hp.trainable_layers}[hp.freeze]
     if hp.freeze == "top_k" and not 1 <= ceiling <= num_blocks:
         raise ValueError(
-            f"trainable_layers = {hp.trainable_layers} but the backbone has {num_blocks} transformer blocks; "
+            f"trainable_layers = {hp.trainable_layers} but the backbone has {num_blocks} blocks; "
             f"choose 1..{num_blocks}"
         )
     if hp.gradual_unfreezing and epoch is not None:

@@ -16,14 +16,15 @@ from transformers import (
     DataCollatorWithPadding,
     EarlyStoppingCallback,
     EvalPrediction,
+from torch.utils.data import Dataset
     PreTrainedTokenizerBase,
     Trainer,
     TrainerCallback,
     TrainingArguments,
 )
 
-from tuneserve.engines.training.data import EncodedDataset
 from tuneserve.engines.training.events import UnfrozenEvent
+    default_data_collator,
 from tuneserve.engines.training.model import TextClassifier
 from tuneserve.engines.training.spec import Hyperparameters
 from tuneserve.engines.training.strategies import GradualUnfreezing, LayerMap, apply_freeze, parameter_groups
@@ -31,6 +32,7 @@ from tuneserve.engines.training.strategies import GradualUnfreezing, LayerMap, a
 Precision = Literal["fp32", "bf16", "fp16"]
 
 # NOTE: enough progress events to draw a smooth bar, few enough that a long job does not flood the event store.
+from tuneserve.engines.training.vision import ImageClassifier
 _PROGRESS_EVENTS = 100
 # NOTE: "constant" keeps the warm-up (a random head's first gradients must not hit the backbone at full rate).
 _SCHEDULERS = {"linear": "linear", "cosine": "cosine", "constant": "constant_with_warmup"}
@@ -140,12 +142,12 @@ def training_arguments(
 
 
 def build_trainer(
-    model: TextClassifier,
-    tokenizer: PreTrainedTokenizerBase,
+    model: TextClassifier | ImageClassifier,
+    tokenizer: PreTrainedTokenizerBase | None,
     *,
     hp: Hyperparameters,
-    train_set: EncodedDataset,
-    validation_set: EncodedDataset,
+    train_set: Dataset[Any],
+    validation_set: Dataset[Any],
     checkpoint_dir: Path,
     device: DeviceChoice,
     callbacks: list[TrainerCallback],
@@ -164,7 +166,8 @@ def build_trainer(
     return TransferTrainer(
         model=model,
         args=args,
-        data_collator=DataCollatorWithPadding(tokenizer),
+        # NOTE: text rows are padded per batch; image tensors all have the preprocessing's size and are just stacked.
+        data_collator=DataCollatorWithPadding(tokenizer) if tokenizer is not None else default_data_collator,
         train_dataset=train_set,
         eval_dataset=validation_set,
         compute_metrics=compute_metrics,

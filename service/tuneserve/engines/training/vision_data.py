@@ -1,0 +1,138 @@
+"""Image training data: stored rows {"image": "images/000017.png", "label": ...} (the path relative to the data.jsonl's
+directory), decoded through `decode_image`, augmented on the training split only and normalised as the backbone was
+pretrained (`Preprocessing`), so that training, evaluation and serving see the same pixels."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+
+from tuneserve.engines.imaging import Preprocessing, decode_image, normalize, preprocess, resize_shorter
+from tuneserve.engines.training.data import DatasetError
+
+# NOTE: every stored image passed the server's max_image_pixels check at upload; this bound only keeps a tampered
+# dataset directory from exhausting the worker's memory.
+MAX_TRAINING_PIXELS = 100_000_000
+# NOTE: RandomResizedCrop's scale range; torchvision's (0.08, 1) is tuned for ImageNet-scale training from scratch and
+# crops too much away for the small datasets a fine-tune gets.
+CROP_SCALE = (0.35, 1.0)
+CROP_RATIO = (3 / 4, 4 / 3)
+# NOTE: decoded and resized images of the split are kept in memory up to this many bytes (uint8 RGB); beyond it they
+# are decoded again each epoch.
+CACHE_BYTES = 1 << 30
+
+
+@dataclass(frozen=True)
+class ImageExample:
+    image: Path
+    label: str
+
+
+@dataclass(frozen=True)
+class Augmentation:
+    flip: bool
+    random_resized_crop: bool
+
+
+def read_image_examples(path: Path) -> list[ImageExample]:
+    """Rows of a stored image dataset; an image path must stay inside the dataset's directory."""
+    root = path.parent.resolve()
+    examples = []
+    with path.open(encoding="utf-8") as lines:
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            row = json.loads(line)
+            if not isinstance(row.get("image"), str) or row.get("label") is None:
+                raise DatasetError(f'{path.name} line {number}: expected {{"image": "images/NAME", "label": ...}}')
+            image = (root / row["image"]).resolve()
+            if not image.is_relative_to(root):
+                raise DatasetError(f"{path.name} line {number}: image path {row['image']!r} leaves the dataset")
+            examples.append(ImageExample(image=image, label=str(row["label"])))
+    if not examples:
+        raise DatasetError(f"{path.name} has no rows")
+    return examples
+
+
+class ImageDataset(Dataset[dict[str, torch.Tensor | int]]):
+    """{"pixel_values": float32 [3, crop, crop], "labels": index}; with `augment`, a fresh random view per access."""
+
+    def __init__(
+        self,
+        examples: list[ImageExample],
+        labels: list[str],
+        prep: Preprocessing,
+        *,
+        augment: Augmentation | None = None,
+        seed: int = 0,
+    ) -> None:
+        index = {label: i for i, label in enumerate(labels)}
+        self._examples = examples
+        self._targets = [index[example.label] for example in examples]
+        self._prep = prep
+        self._augment = augment
+        self._rng = random.Random(seed)
+        self._cache: dict[int, Image.Image] = {}
+        self._cached_bytes = 0
+
+    def __len__(self) -> int:
+        return len(self._examples)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor | int]:
+        image = self._resized(i)
+        if self._augment is None:
+            pixels = preprocess(image, self._prep)
+        else:
+            pixels = self._augmented(image, self._augment)
+        return {"pixel_values": torch.from_numpy(pixels), "labels": self._targets[i]}
+
+    def _resized(self, i: int) -> Image.Image:
+        cached = self._cache.get(i)
+        if cached is not None:
+            return cached
+        example = self._examples[i]
+        try:
+            image = decode_image(example.image.read_bytes(), max_pixels=MAX_TRAINING_PIXELS)
+        except (OSError, ValueError) as error:
+            raise DatasetError(f"{example.image.name} (label {example.label!r}): {error}") from error
+        image = resize_shorter(image, self._prep.resize)
+        size = image.width * image.height * 3
+        if self._cached_bytes + size <= CACHE_BYTES:
+            self._cache[i] = image
+            self._cached_bytes += size
+        return image
+
+    def _augmented(self, image: Image.Image, augment: Augmentation) -> np.ndarray:
+        crop = self._prep.crop
+        if augment.random_resized_crop:
+            left, top, width, height = random_crop_box(image.width, image.height, self._rng)
+            image = image.resize((crop, crop), Image.Resampling.BILINEAR, box=(left, top, left + width, top + height))
+        else:
+            left, top = (image.width - crop) // 2, (image.height - crop) // 2
+            image = image.crop((left, top, left + crop, top + crop))
+        if augment.flip and self._rng.random() < 0.5:
+            image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+        return normalize(image, self._prep)
+
+
+def random_crop_box(width: int, height: int, rng: random.Random) -> tuple[int, int, int, int]:
+    """torchvision's RandomResizedCrop box (left, top, w, h) for CROP_SCALE and CROP_RATIO; the centre square if ten
+    tries find none."""
+    area = width * height
+    log_ratio = (math.log(CROP_RATIO[0]), math.log(CROP_RATIO[1]))
+    for _ in range(10):
+        target = area * rng.uniform(*CROP_SCALE)
+        ratio = math.exp(rng.uniform(*log_ratio))
+        w, h = round(math.sqrt(target * ratio)), round(math.sqrt(target / ratio))
+        if 0 < w <= width and 0 < h <= height:
+            return rng.randint(0, width - w), rng.randint(0, height - h), w, h
+    side = min(width, height)
+    return (width - side) // 2, (height - side) // 2, side, side

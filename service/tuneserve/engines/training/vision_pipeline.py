@@ -1,0 +1,98 @@
+"""The image side of a fine-tuning job (the pipeline's `prepare` for `spec.backbone.modality == "image"`): stored image
+rows -> EfficientNet-Lite classifier + datasets, and after training its artifacts and its ONNX export.
+
+Artifacts (spec.ARTIFACTS): checkpoint/ (model.safetensors + classifier.json), labels.json, preprocessing.json
+({"modality": "image", "input_name": "pixel_values", resize, crop, mean, std}), model.onnx, variants.json.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from transformers import set_seed
+
+from tuneserve.engines.training.artifacts import write_variants
+from tuneserve.engines.training.data import Splits, class_counts, make_splits
+from tuneserve.engines.training.events import EventWriter, ExportEvent
+from tuneserve.engines.training.spec import ARTIFACTS, TrainingSpec
+from tuneserve.engines.training.trainer import class_weights
+from tuneserve.engines.training.vision import INPUT_NAME, ImageClassifier
+from tuneserve.engines.training.vision_data import Augmentation, ImageDataset, ImageExample, read_image_examples
+from tuneserve.engines.vision_export import export_image_onnx
+
+
+@dataclass(frozen=True)
+class PreparedImages:
+    """The image classifier with a new head and its datasets (augmented training split), ready for the Trainer."""
+
+    model: ImageClassifier
+    splits: Splits[ImageExample]
+    train_set: ImageDataset
+    validation_set: ImageDataset
+    labels: list[str]
+    tokenizer: None = None  # images need no tokenizer: the Trainer stacks fixed-size tensors
+
+    def encode(self, examples: list[ImageExample]) -> ImageDataset:
+        """Examples as the model is evaluated on them (no augmentation)."""
+        return ImageDataset(examples, self.labels, self.model.preprocessing)
+
+    def write_artifacts(self, output_dir: Path) -> None:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        self.model.save_checkpoint(output_dir / ARTIFACTS["checkpoint"])
+        _write_json(output_dir / ARTIFACTS["labels"], {"labels": self.labels})
+        preprocessing = {"modality": "image", "input_name": INPUT_NAME, **self.model.preprocessing.to_json()}
+        _write_json(output_dir / ARTIFACTS["preprocessing"], preprocessing)
+
+    def export(self, output_dir: Path, writer: EventWriter) -> float:
+        """model.onnx from the best checkpoint (raises ParityCheckFailed); report it; return the parity max diff."""
+        examples = self.encode(self.splits.validation[:16])
+        pixels = np.stack([examples[i]["pixel_values"].numpy() for i in range(len(examples))])  # type: ignore[union-attr]
+        export = export_image_onnx(self.model, output_dir / ARTIFACTS["onnx"], examples=pixels)
+        writer.write(
+            ExportEvent(
+                format="onnx",
+                parity_max_abs_diff=export.parity.max_abs_diff,
+                parity_examples=export.parity.examples,
+                size_bytes=export.size_bytes,
+                message=f"exported ONNX ({export.size_bytes / 1e6:.1f} MB), "
+                f"parity max |logit diff| {export.parity.max_abs_diff:.1e} on {export.parity.examples} images",
+            )
+        )
+        return export.parity.max_abs_diff
+
+    def export_variants(self, spec: TrainingSpec, output_dir: Path, writer: EventWriter, fp32_macro_f1: float) -> dict[str, float]:
+        # NOTE: no int8 variant for CNNs: dynamic int8 makes them slower, and the job manager refuses export.int8
+        # for image backbones before a job starts.
+        write_variants(output_dir, {"fp32": {"macro_f1": fp32_macro_f1, "served": True}})
+        return {"fp32": fp32_macro_f1}
+
+
+def prepare_images(spec: TrainingSpec) -> PreparedImages:
+    hp = spec.hyperparameters
+    validation = read_image_examples(Path(spec.validation_path)) if spec.validation_path else None
+    splits = make_splits(
+        read_image_examples(Path(spec.train_path)), validation, spec.labels, fraction=hp.validation_fraction, seed=hp.seed
+    )
+    # NOTE: seeded before the head is created, so that its initial weights repeat too.
+    set_seed(hp.seed)
+    model = ImageClassifier.from_backbone(
+        spec.backbone.path,
+        len(spec.labels),
+        dropout=hp.head_dropout,
+        class_weights=class_weights(class_counts(splits.train, spec.labels)) if hp.class_weighting else None,
+        label_smoothing=hp.label_smoothing,
+        pretrained=spec.init == "pretrained",
+    )
+    augment = Augmentation(flip=hp.augment_flip, random_resized_crop=hp.augment_random_resized_crop)
+    prep = model.preprocessing
+    train_set = ImageDataset(splits.train, spec.labels, prep, augment=augment, seed=hp.seed)
+    validation_set = ImageDataset(splits.validation, spec.labels, prep)
+    return PreparedImages(model, splits, train_set, validation_set, list(spec.labels))
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    path.write_text(json.dumps(data, indent=2) + "\n")
