@@ -20,8 +20,8 @@ from tuneserve.engines.export import export_onnx
 from tuneserve.engines.training.artifacts import write_metrics, write_model_artifacts
 from tuneserve.engines.training.callbacks import CancellationCallback, CurvePoint, EventReporter
 from tuneserve.engines.training.data import (
-    Example,
     EncodedDataset,
+    Example,
     Splits,
     class_counts,
     encode,
@@ -34,12 +34,12 @@ from tuneserve.engines.training.model import TextClassifier
 from tuneserve.engines.training.spec import ARTIFACTS, TrainingSpec
 from tuneserve.engines.training.trainer import DeviceChoice, build_trainer, choose_device, class_weights
 from tuneserve.engines.training.variants import export_variants
+from tuneserve.engines.training.vision_pipeline import PreparedImages, prepare_images
 
 
 @dataclass(frozen=True)
 class _Prepared:
     """The model with a new head, its tokenizer and the encoded data, ready for the Trainer."""
-from tuneserve.engines.training.vision_pipeline import PreparedImages, prepare_images
 
     model: TextClassifier
     tokenizer: PreTrainedTokenizerBase
@@ -48,11 +48,6 @@ from tuneserve.engines.training.vision_pipeline import PreparedImages, prepare_i
     validation_set: EncodedDataset
     input_names: list[str]
     max_seq_length: int
-
-
-def run_training(
-    spec: TrainingSpec, writer: EventWriter, cancel: threading.Event, *, scratch_dir: Path
-) -> ResultEvent | CancelledEvent:
     labels: list[str]
 
     def encode(self, examples: list[Example]) -> EncodedDataset:
@@ -85,6 +80,11 @@ def run_training(
             max_seq_length=self.max_seq_length,
             fp32_macro_f1=fp32_macro_f1,
         )
+
+
+def run_training(
+    spec: TrainingSpec, writer: EventWriter, cancel: threading.Event, *, scratch_dir: Path
+) -> ResultEvent | CancelledEvent:
     """Train, export and write spec.output_dir; return the last event to report. Intermediate checkpoints live in a
     temporary directory under scratch_dir (the job directory) and are gone when this returns."""
     hp = spec.hyperparameters

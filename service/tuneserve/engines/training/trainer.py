@@ -12,27 +12,27 @@ import numpy as np
 import torch
 from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_support
 from sklearn.utils.class_weight import compute_class_weight
+from torch.utils.data import Dataset
 from transformers import (
     DataCollatorWithPadding,
     EarlyStoppingCallback,
     EvalPrediction,
-from torch.utils.data import Dataset
     PreTrainedTokenizerBase,
     Trainer,
     TrainerCallback,
     TrainingArguments,
+    default_data_collator,
 )
 
 from tuneserve.engines.training.events import UnfrozenEvent
-    default_data_collator,
 from tuneserve.engines.training.model import TextClassifier
 from tuneserve.engines.training.spec import Hyperparameters
 from tuneserve.engines.training.strategies import GradualUnfreezing, LayerMap, apply_freeze, parameter_groups
+from tuneserve.engines.training.vision import ImageClassifier
 
 Precision = Literal["fp32", "bf16", "fp16"]
 
 # NOTE: enough progress events to draw a smooth bar, few enough that a long job does not flood the event store.
-from tuneserve.engines.training.vision import ImageClassifier
 _PROGRESS_EVENTS = 100
 # NOTE: "constant" keeps the warm-up (a random head's first gradients must not hit the backbone at full rate).
 _SCHEDULERS = {"linear": "linear", "cosine": "cosine", "constant": "constant_with_warmup"}
