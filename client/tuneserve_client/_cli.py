@@ -14,6 +14,7 @@ import importlib
 import os
 import sys
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import TypeAlias, TypeVar
 
 from google.protobuf.message import Message
@@ -106,7 +107,8 @@ def resolve_token(flag: str | None, environ: Mapping[str, str]) -> str | None:
 
 def _datasets_upload(client: Client, args: argparse.Namespace, out: Output) -> int:
     dataset = client.upload_dataset(
-        args.path, name=args.name, format=args.format, text_column=args.text_column, label_column=args.label_column
+        args.path, name=args.name, format=args.format, text_column=args.text_column, label_column=args.label_column,
+        image_column=args.image_column,
     )
     out.show(dataset, render.dataset)
     return 0
@@ -177,9 +179,16 @@ def _evaluate(client: Client, args: argparse.Namespace, out: Output) -> int:
 
 def _predict(client: Client, args: argparse.Namespace, out: Output) -> int:
     response = client.predict(
-        args.model, args.texts, version=args.version, top_k=args.top_k, alias=args.alias, variant=args.variant
+    if bool(args.texts) == bool(args.images):
+        raise ValueError("give TEXT arguments (a text model) or --image FILE options (an image model), one kind only")
+    images = [Path(path).read_bytes() for path in args.images]
+        args.model, args.texts, images=images, version=args.version, top_k=args.top_k, alias=args.alias,
+        variant=args.variant,
     )
-    out.show(response, lambda console, r: render.predictions(console, r, args.texts))
+    if images:
+        out.show(response, lambda console, r: render.predictions(console, r, args.images, header="IMAGE"))
+    else:
+        out.show(response, lambda console, r: render.predictions(console, r, args.texts))
     return 0
 
 
@@ -295,13 +304,18 @@ def _paging(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 def _add_datasets(commands: Subcommands) -> None:
     datasets = _group(commands, "datasets", "upload and manage labelled datasets")
-    upload = _command(datasets, "upload", _datasets_upload, "upload a CSV or JSONL file")
+    upload = _command(
+        datasets, "upload", _datasets_upload, "upload a CSV or JSONL file, or a zip of images in class folders"
+    )
     upload.add_argument("path", metavar="PATH")
     upload.add_argument("--name", help="display name (default: the file name)")
-    upload.add_argument("--format", choices=["csv", "jsonl"], help="default: from the file name's extension")
+    upload.add_argument("--format", choices=["csv", "jsonl", "zip"], help="default: from the file name's extension")
     upload.add_argument("--text-column", default="", metavar="C", help="column of the text (default text)")
     upload.add_argument("--label-column", default="", metavar="C", help="column of the label (default label)")
     _paging(_command(datasets, "list", _datasets_list, "list datasets"))
+    upload.add_argument(
+        "--image-column", default="", metavar="C", help="JSONL field holding base64 images (makes it an image dataset)"
+    )
     _command(datasets, "get", _datasets_get, "show a dataset").add_argument("id", metavar="ID")
     _command(datasets, "delete", _datasets_delete, "delete a dataset").add_argument("id", metavar="ID")
 
@@ -349,7 +363,7 @@ def _add_models(commands: Subcommands) -> None:
     evaluate.add_argument("--dataset", required=True, metavar="ID")
     evaluate.add_argument("--version", type=int, default=0, metavar="N", help="default: the latest ready version")
     transfer.add_compare_option(evaluate)
-    predict = _command(commands, "predict", _predict, "classify texts")
+    predict = _command(commands, "predict", _predict, "classify texts or images")
     predict.add_argument("--model", required=True, metavar="ID")
     predict.add_argument("--version", type=int, default=0, metavar="N", help="default: the latest ready version")
     predict.add_argument("--top-k", type=int, default=0, metavar="K", help="class scores per text (default: all)")
@@ -357,7 +371,11 @@ def _add_models(commands: Subcommands) -> None:
         "--alias", default="", metavar="A", help="a version alias (latest, production...); overrides --version"
     )
     predict.add_argument("--variant", default="", metavar="V", help="fp32 (default) or int8 when the model has one")
-    predict.add_argument("texts", nargs="+", metavar="TEXT")
+    predict.add_argument(
+        "--image", dest="images", action="append", default=[], metavar="FILE",
+        help="an image file (JPEG, PNG, WEBP, BMP) for an image model; repeat for several",
+    )
+    predict.add_argument("texts", nargs="*", metavar="TEXT")
     models = _group(commands, "models", "list and manage fine-tuned models")
     _paging(_command(models, "list", _models_list, "list models"))
     _command(models, "get", _models_get, "show a model and its versions").add_argument("id", metavar="ID")

@@ -226,11 +226,15 @@ class AsyncClient:
         label_column: str = "",
         chunk_size: int = DEFAULT_CHUNK_SIZE,
     ) -> Dataset:
-        """Streams a CSV or JSONL file to the server. `name` defaults to the file name, whose extension tells the
-        server the format unless `format` ("csv", "jsonl" or a `DatasetFormat`) is given. Raises OSError when the
-        file cannot be read."""
+        """Streams a CSV, JSONL or zip file to the server. `name` defaults to the file name, whose extension tells
+        the server the format unless `format` ("csv", "jsonl", "zip" or a `DatasetFormat`) is given. A zip holds
+        images in class folders (`cat/001.jpg`); a JSONL file whose rows hold base64 images names that field in
+        `image_column`. Raises OSError when the file cannot be read."""
         path = Path(path)
-        metadata = self._upload_metadata(name or path.name, format, text_column, label_column, chunk_size)
+        metadata = self._upload_metadata(
+            name or path.name, format, text_column, label_column, chunk_size, image_column
+        )
+        image_column: str = "",
         with path.open("rb") as file:  # opened before the call starts, so a missing file fails plainly
             return await self._upload(metadata, _file_chunks(file, chunk_size))
 
@@ -245,17 +249,21 @@ class AsyncClient:
         chunk_size: int = DEFAULT_CHUNK_SIZE,
     ) -> Dataset:
         """Like `upload_dataset`, from bytes in memory; `name` (e.g. "train.csv") gives the format by default."""
-        metadata = self._upload_metadata(name, format, text_column, label_column, chunk_size)
+        metadata = self._upload_metadata(name, format, text_column, label_column, chunk_size, image_column)
         return await self._upload(metadata, _byte_chunks(data, chunk_size))
 
     @staticmethod
+        image_column: str = "",
     def _upload_metadata(
-        name: str, format: DatasetFormat | str | None, text_column: str, label_column: str, chunk_size: int
+        name: str, format: DatasetFormat | str | None, text_column: str, label_column: str, chunk_size: int,
+        image_column: str = "",
     ) -> DatasetUploadMetadata:
         if chunk_size <= 0:
             raise ValueError(f"chunk_size must be positive, got {chunk_size}")
         fmt = DatasetFormat.DATASET_FORMAT_UNSPECIFIED if format is None else dataset_format(format)
-        return DatasetUploadMetadata(name=name, format=fmt, text_column=text_column, label_column=label_column)
+        return DatasetUploadMetadata(
+            name=name, format=fmt, text_column=text_column, label_column=label_column, image_column=image_column
+        )
 
     async def _upload(self, metadata: DatasetUploadMetadata, chunks: AsyncIterator[bytes]) -> Dataset:
         async def requests() -> AsyncIterator[UploadDatasetRequest]:
@@ -416,17 +424,21 @@ class AsyncClient:
     async def predict(
         self,
         model_id: str,
-        texts: Sequence[str],
+        texts: Sequence[str] = (),
         *,
         version: int = 0,
         top_k: int = 0,
         alias: str = "",
         variant: str = "",
     ) -> PredictResponse:
-        """Classifies `texts` (one prediction each, in order); `top_k` limits the class scores (0: all classes).
-        `alias` ("latest", "production"...) overrides `version`; `variant` "int8" asks for the quantised graph."""
+        """Classifies `texts` for a text model, or `images` (encoded JPEG/PNG/WEBP/BMP files' bytes) for an image
+        model: one prediction each, in order. `top_k` limits the class scores (0: all classes). `alias` ("latest",
+        "production"...) overrides `version`; `variant` "int8" asks for the quantised graph."""
+        if isinstance(texts, str) or isinstance(images, bytes):
+            raise TypeError("texts is a sequence of strings and images a sequence of bytes objects, one per input")
         request = PredictRequest(
-            model_id=model_id, texts=list(texts), version=version, top_k=top_k, alias=alias, variant=variant
+            model_id=model_id, texts=list(texts), images=list(images), version=version, top_k=top_k, alias=alias,
+            variant=variant,
         )
         return await self._unary(self._prediction.Predict, request, PredictResponse)
 
@@ -446,3 +458,4 @@ class AsyncClient:
                     yield response
         finally:
             call.cancel()  # a no-op when the stream ended; stops it when the caller stopped iterating early
+        images: Sequence[bytes] = (),

@@ -334,10 +334,11 @@ def confusion_matrix(console: Console, report: EvaluationReport) -> None:
     _print_table(console, table)
 
 
-def predictions(console: Console, response: PredictResponse, texts: Sequence[str]) -> None:
+def predictions(console: Console, response: PredictResponse, texts: Sequence[str], header: str = "TEXT") -> None:
+    """`texts` are what each row shows first: the texts, or the image file names (`header` "IMAGE")."""
     variant = f" ({response.variant})" if response.variant else ""
     console.print(f"model {response.model_id} v{response.model_version}{variant}", markup=False)
-    table = _table("TEXT", "LABEL", "SCORE", "SCORES")
+    table = _table(header, "LABEL", "SCORE", "SCORES")
     table.columns[0].max_width = 48
     for text, p in zip(texts, response.predictions, strict=False):
         scores = ", ".join(f"{s.label} {s.score:.3f}" for s in p.scores)

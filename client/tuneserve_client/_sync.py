@@ -173,6 +173,7 @@ class Client:
         label_column: str = "",
         chunk_size: int = DEFAULT_CHUNK_SIZE,
     ) -> Dataset:
+        image_column: str = "",
         return self._run(
             self._client.upload_dataset(
                 path,
@@ -182,6 +183,7 @@ class Client:
                 label_column=label_column,
                 chunk_size=chunk_size,
             )
+                image_column=image_column,
         )
 
     def upload_dataset_bytes(
@@ -194,6 +196,7 @@ class Client:
         label_column: str = "",
         chunk_size: int = DEFAULT_CHUNK_SIZE,
     ) -> Dataset:
+        image_column: str = "",
         return self._run(
             self._client.upload_dataset_bytes(
                 data,
@@ -203,6 +206,7 @@ class Client:
                 label_column=label_column,
                 chunk_size=chunk_size,
             )
+                image_column=image_column,
         )
 
     def get_dataset(self, id: str) -> Dataset:
@@ -287,7 +291,7 @@ class Client:
     def predict(
         self,
         model_id: str,
-        texts: Sequence[str],
+        texts: Sequence[str] = (),
         *,
         version: int = 0,
         top_k: int = 0,
@@ -295,7 +299,9 @@ class Client:
         variant: str = "",
     ) -> PredictResponse:
         return self._run(
-            self._client.predict(model_id, texts, version=version, top_k=top_k, alias=alias, variant=variant)
+            self._client.predict(
+                model_id, texts, images=images, version=version, top_k=top_k, alias=alias, variant=variant
+            )
         )
 
     def predict_stream(
@@ -303,3 +309,4 @@ class Client:
     ) -> Iterator[PredictStreamResponse]:
         """`requests` is consumed on a worker thread as the stream needs it (it may be a blocking generator)."""
         return self._iterate(self._client.predict_stream(_from_thread(requests), timeout=timeout))
+        images: Sequence[bytes] = (),

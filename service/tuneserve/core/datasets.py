@@ -1,4 +1,8 @@
-"""Datasets: stream an upload to disk, validate it, store normalised rows, list and delete."""
+"""Datasets: stream an upload to disk, validate it, store normalised rows, list and delete.
+
+A stored dataset is a directory holding `data.jsonl`: `{"text", "label"}` rows for text, `{"image", "label"}` rows
+for images, where `image` is a path relative to the directory (`images/000017.png`, the uploaded bytes).
+"""
 
 from __future__ import annotations
 
@@ -11,7 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tuneserve.core.ids import new_id
-from tuneserve.core.parsing import ParseLimits, infer_format, parse_file
+from tuneserve.core.image_parsing import ParsedImages, parse_image_jsonl, parse_zip
+from tuneserve.core.parsing import ParsedDataset, ParseLimits, infer_format, parse_file
 from tuneserve.errors import FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
 from tuneserve.settings import LimitSettings
 from tuneserve.store import ArtifactStore, MetadataStore
@@ -21,9 +26,10 @@ from tuneserve.types import DatasetRecord, Page
 @dataclass(frozen=True)
 class UploadMetadata:
     name: str
-    format: str = ""          # csv | jsonl | "" (from the name's extension)
+    format: str = ""          # csv | jsonl | zip | "" (from the name's extension)
     text_column: str = "text"
     label_column: str = "label"
+    image_column: str = ""    # jsonl only: set, the rows hold base64 images in this field (an image dataset)
 
 
 class DatasetManager:
@@ -36,25 +42,25 @@ class DatasetManager:
         if not meta.name:
             raise InvalidArgument("metadata.name is required (usually the file name)")
         fmt = infer_format(meta.name, meta.format)
+        if meta.image_column and fmt != "jsonl":
+            raise InvalidArgument(
+                f"image_column is for JSONL files with base64 images; a {fmt} dataset cannot use it "
+                "(a zip of class folders needs no columns)"
+            )
         staged = self._artifacts.temp_dir()
         try:
             raw = staged / "upload"
             size, digest = await self._receive(chunks, raw)
             if size == 0:
                 raise InvalidArgument("the dataset file is empty")
-            limits = ParseLimits(
-                self._limits.max_dataset_rows, self._limits.max_labels, self._limits.max_text_chars,
-                self._limits.max_name_chars,
-            )
-            parsed = await asyncio.to_thread(
-                parse_file, raw, fmt, meta.text_column or "text", meta.label_column or "label", limits
-            )
+            parsed = await asyncio.to_thread(self._parse, raw, staged, fmt, meta)
+            modality = "image" if isinstance(parsed, ParsedImages) else "text"
             record = DatasetRecord(
-                id=new_id("ds"), name=meta.name, format=fmt, modality="text", num_rows=len(parsed.rows),
+                id=new_id("ds"), name=meta.name, format=fmt, modality=modality, num_rows=len(parsed.rows),
                 labels=sorted(parsed.label_counts), label_counts=parsed.label_counts,
                 num_duplicates=parsed.num_duplicates, size_bytes=size, sha256=digest, create_time=time.time(),
             )
-            await asyncio.to_thread(_write_rows, staged / "data.jsonl", parsed.rows)
+            await asyncio.to_thread(_write_rows, staged / "data.jsonl", parsed.rows, modality)
             raw.unlink()
             self._artifacts.publish_dir(staged, self._artifacts.dataset_dir(record.id))
         except BaseException:
@@ -62,6 +68,18 @@ class DatasetManager:
             raise
         await self._store.add_dataset(record)
         return record
+
+    def _parse(self, raw: Path, staged: Path, fmt: str, meta: UploadMetadata) -> ParsedDataset | ParsedImages:
+        limits = ParseLimits(
+            self._limits.max_dataset_rows, self._limits.max_labels, self._limits.max_text_chars,
+            self._limits.max_name_chars, self._limits.max_image_pixels, self._limits.max_dataset_bytes,
+        )
+        label_column = meta.label_column or "label"
+        if fmt == "zip":
+            return parse_zip(raw, staged, limits)
+        if fmt == "jsonl" and meta.image_column:
+            return parse_image_jsonl(raw, staged, meta.image_column, label_column, limits)
+        return parse_file(raw, fmt, meta.text_column or "text", label_column, limits)
 
     async def _receive(self, chunks: AsyncIterator[bytes], path: Path) -> tuple[int, str]:
         size, digest = 0, hashlib.sha256()
@@ -99,16 +117,20 @@ class DatasetManager:
         return self._artifacts.dataset_rows(dataset_id)
 
     async def read_rows(self, dataset_id: str) -> list[tuple[str, str]]:
+        """(text, label) rows; for an image dataset (image path relative to `dataset_dir`, label)."""
         await self.get(dataset_id)
         return await asyncio.to_thread(_read_rows, self.rows_path(dataset_id))
 
+    def dataset_dir(self, dataset_id: str) -> Path:
+        return self._artifacts.dataset_dir(dataset_id)
 
-def _write_rows(path: Path, rows: list[tuple[str, str]]) -> None:
+
+def _write_rows(path: Path, rows: list[tuple[str, str]], modality: str) -> None:
     with open(path, "w", encoding="utf-8") as out:
-        for text, label in rows:
-            out.write(json.dumps({"text": text, "label": label}, ensure_ascii=False) + "\n")
+        for value, label in rows:
+            out.write(json.dumps({modality: value, "label": label}, ensure_ascii=False) + "\n")
 
 
 def _read_rows(path: Path) -> list[tuple[str, str]]:
     with open(path, encoding="utf-8") as f:
-        return [(obj["text"], obj["label"]) for obj in map(json.loads, f)]
+        return [(obj["text"] if "text" in obj else obj["image"], obj["label"]) for obj in map(json.loads, f)]

@@ -1,11 +1,13 @@
 """Evaluate: run a model version's served ONNX graph over a dataset and report classification metrics; `compare` runs
-several versions over the same rows and tests their paired predictions (`tuneserve.core.comparison`)."""
+several versions over the same rows and tests their paired predictions (`tuneserve.core.comparison`). The dataset's
+modality must be the model's: an image model reads its images' bytes from the dataset directory, a batch at a time."""
 
 from __future__ import annotations
 
 import asyncio
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
@@ -76,6 +78,7 @@ class Evaluator:
         if version < 0:
             raise InvalidArgument("version must be >= 0 (0 = latest READY version)")
         servable = await self._registry.servable(model_id, version)
+        await self._check_modality(servable, dataset_id)
         rows = await self._datasets.read_rows(dataset_id)
         report, _ = await self._run(servable, rows, dataset_id)
         return report
@@ -89,6 +92,8 @@ class Evaluator:
         _check_refs(first, others, dataset_id)
         servables = [await self._registry.servable(ref.model_id, ref.version) for ref in [first, *others]]
         _check_distinct(servables)
+        for servable in servables:
+            await self._check_modality(servable, dataset_id)
         rows = await self._datasets.read_rows(dataset_id)
         runs = [await self._run(servable, rows, dataset_id) for servable in servables]
         (report, correct), kind = runs[0], servables[0].model.kind
@@ -103,8 +108,8 @@ class Evaluator:
     ) -> tuple[EvaluationReport, list[bool]]:
         """The report of one version on the rows, and which rows it got right (for paired tests)."""
         started = time.perf_counter()
-        texts = [text for text, _ in rows]
-        probs = [await self._inference.probabilities(servable, texts[i:i + _BATCH]) for i in range(0, len(texts), _BATCH)]
+        inputs = [value for value, _ in rows]
+        probs = [await self._batch(servable, inputs[i:i + _BATCH], dataset_id) for i in range(0, len(inputs), _BATCH)]
         predicted = np.concatenate(probs).argmax(axis=1)
         model_labels = servable.model.labels
         y_pred = [model_labels[i] for i in predicted]
@@ -115,6 +120,25 @@ class Evaluator:
             duration_seconds=time.perf_counter() - started, **report,
         )
         return evaluation, [p == t for p, t in zip(y_pred, y_true, strict=True)]
+
+    async def _batch(self, servable: ServableVersion, values: list[str], dataset_id: str) -> np.ndarray:
+        if servable.model.modality != "image":
+            return await self._inference.probabilities(servable, values)
+        images = await asyncio.to_thread(_read_images, self._datasets.dataset_dir(dataset_id), values)
+        return await self._inference.probabilities(servable, images)
+
+    async def _check_modality(self, servable: ServableVersion, dataset_id: str) -> None:
+        dataset = await self._datasets.get(dataset_id)
+        model = servable.model
+        if dataset.modality != model.modality:
+            raise InvalidArgument(
+                f"dataset {dataset.id!r} holds {dataset.modality} rows but model {model.id!r} is a {model.modality} "
+                f"model (backbone {model.backbone!r}); evaluate it on a {model.modality} dataset"
+            )
+
+
+def _read_images(root: Path, relative_paths: list[str]) -> list[bytes]:
+    return [(root / relative).read_bytes() for relative in relative_paths]
 
 
 def _check_refs(first: ModelRef, others: list[ModelRef], dataset_id: str) -> None:

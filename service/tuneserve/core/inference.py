@@ -3,15 +3,17 @@ model's batcher:
 
     InferenceService -> VersionRouter (aliases, hot swap) -> ModelCache.lease -> Batcher -> Runtime
 
-Texts are tokenized off the event loop (short requests inline, see `_INLINE_ENCODE_CHARS`) and batched with every
-other request for the same version and variant; the caller's deadline travels as `time_remaining` seconds.
-`probabilities(servable, texts)` (Evaluate, the Open Inference Protocol) goes through the same batcher, so every
+Texts are tokenized off the event loop (short requests inline, see `_INLINE_ENCODE_CHARS`), images (encoded
+JPEG/PNG/WEBP/BMP bytes, for image models) always decoded and preprocessed off it, and batched with every other
+request for the same version and variant; the caller's deadline travels as `time_remaining` seconds.
+`probabilities(servable, inputs)` (Evaluate, the Open Inference Protocol) goes through the same batcher, so every
 caller shares one queue per model and ONNX Runtime never runs two batches of one session at once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterable, AsyncIterator, Sequence
 from dataclasses import dataclass
 
@@ -21,6 +23,7 @@ from tuneserve.core.models_cache import LoadedModel, ModelCache
 from tuneserve.core.registry import LATEST, ModelRegistry, ServableVersion, VariantInfo
 from tuneserve.core.routing import VersionRouter
 from tuneserve.core.streams import answer_concurrently
+from tuneserve.engines.imaging import ImageError
 from tuneserve.errors import InvalidArgument, NotFound
 from tuneserve.metrics import Metrics
 from tuneserve.settings import BatchingSettings, LimitSettings
@@ -53,6 +56,7 @@ class PredictParams:
     top_k: int = 0            # 0 = all classes
     alias: str = ""           # overrides version when set
     variant: str = ""         # "" = fp32
+    images: Sequence[bytes] = ()   # encoded images, for image models (exactly one of texts and images is non-empty)
 
 
 @dataclass(frozen=True)
@@ -104,10 +108,11 @@ class InferenceService:
         self._validate(params)
         variant = params.variant or "fp32"
         model = await self._registry.snapshot(params.model_id)
+        inputs = _inputs_for(model, params)
         servable = self._select(model, params, variant)
         async with self._cache.lease(servable, variant) as loaded:
-            probs = await self._run(loaded, params.texts, deadline)
-        self._metrics.predictions.labels(model=model.id).inc(len(params.texts))
+            probs = await self._run(loaded, inputs, deadline, model.modality)
+        self._metrics.predictions.labels(model=model.id).inc(len(inputs))
         predictions = [_prediction(p, model.labels, params.top_k) for p in probs]
         return PredictResult(model.id, servable.version.version, predictions, variant)
 
@@ -155,17 +160,21 @@ class InferenceService:
         }
 
     async def probabilities(
-        self, servable: ServableVersion, texts: Sequence[str], *, variant: str = "fp32",
+        self, servable: ServableVersion, inputs: Sequence[str] | Sequence[bytes], *, variant: str = "fp32",
         time_remaining: float | None = None,
     ) -> np.ndarray:
-        """Class probabilities [len(texts), C] of a version from `ModelRegistry.servable`, batched with Predict."""
+        """Class probabilities [len(inputs), C] of a version from `ModelRegistry.servable`, batched with Predict;
+        `inputs` are texts for a text model, encoded images for an image model (the caller checks which)."""
         deadline = _deadline(time_remaining)
         self._registry.check_variant(servable, variant)
         # NOTE: never more texts at once than the batcher's queue holds (batching.max_queue_size), or a queue set
         # smaller than the caller's chunk (Evaluate sends 64) would refuse every call with RESOURCE_EXHAUSTED
         step = self._stream_window
         async with self._cache.lease(servable, variant) as loaded:
-            parts = [await self._run(loaded, texts[i:i + step], deadline) for i in range(0, max(len(texts), 1), step)]
+            parts = [
+                await self._run(loaded, inputs[i:i + step], deadline, servable.model.modality, offset=i)
+                for i in range(0, max(len(inputs), 1), step)
+            ]
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
     def _select(self, model: ModelRecord, params: PredictParams, variant: str) -> ServableVersion:
@@ -175,12 +184,21 @@ class InferenceService:
         self._registry.check_variant(servable, variant)
         return servable
 
-    async def _run(self, loaded: LoadedModel, texts: Sequence[str], deadline: float | None) -> np.ndarray:
+    async def _run(
+        self, loaded: LoadedModel, inputs: Sequence[str] | Sequence[bytes], deadline: float | None, modality: str,
+        offset: int = 0,
+    ) -> np.ndarray:
         runtime = loaded.runtime
-        if sum(map(len, texts)) <= _INLINE_ENCODE_CHARS:
-            encoded = runtime.encode(texts)
+        if modality == "image":
+            try:
+                encoded = await asyncio.get_running_loop().run_in_executor(None, runtime.encode, inputs)
+            except ImageError as exc:
+                # NOTE: the runtime numbers images within this call; `offset` is where the call starts in the request
+                raise InvalidArgument(_renumbered(str(exc), offset)) from None
+        elif sum(map(len, inputs)) <= _INLINE_ENCODE_CHARS:
+            encoded = runtime.encode(inputs)
         else:
-            encoded = await asyncio.get_running_loop().run_in_executor(None, runtime.encode, texts)
+            encoded = await asyncio.get_running_loop().run_in_executor(None, runtime.encode, inputs)
         remaining = None if deadline is None else deadline - asyncio.get_running_loop().time()
         return await loaded.batcher.submit(encoded, remaining)
 
@@ -191,19 +209,42 @@ class InferenceService:
             raise InvalidArgument("version must be >= 0 (0 = latest READY version)")
         if params.top_k < 0:
             raise InvalidArgument("top_k must be >= 0 (0 = all classes)")
-        if not params.texts:
-            raise InvalidArgument("texts is empty: send at least one text")
-        if len(params.texts) > self._limits.max_predict_batch:
+        if params.texts and params.images:
+            raise InvalidArgument("send texts (text models) or images (image models), not both in one request")
+        if not params.texts and not params.images:
+            raise InvalidArgument("texts is empty: send at least one text (or images, for an image model)")
+        kind, count = ("images", len(params.images)) if params.images else ("texts", len(params.texts))
+        if count > self._limits.max_predict_batch:
             raise InvalidArgument(
-                f"{len(params.texts)} texts in one request, more than {self._limits.max_predict_batch} "
+                f"{count} {kind} in one request, more than {self._limits.max_predict_batch} "
                 "(limit max_predict_batch); split the batch"
             )
+        for i, image in enumerate(params.images):
+            if not image:
+                raise InvalidArgument(f"images[{i}] is empty (0 bytes); send the encoded JPEG/PNG/WEBP/BMP file")
         for i, text in enumerate(params.texts):
             if len(text) > self._limits.max_text_chars:
                 raise InvalidArgument(
                     f"texts[{i}] has {len(text)} characters, more than {self._limits.max_text_chars} "
                     "(limit max_text_chars)"
                 )
+
+
+def _inputs_for(model: ModelRecord, params: PredictParams) -> Sequence[str] | Sequence[bytes]:
+    """The request's texts or images, refused when they do not match what the model takes."""
+    if model.modality == "image":
+        if params.texts:
+            raise InvalidArgument(f"model {model.id!r} is an image model: send images, not texts")
+        return params.images
+    if params.images:
+        raise InvalidArgument(f"model {model.id!r} is a {model.modality} model: send texts, not images")
+    return params.texts
+
+
+def _renumbered(message: str, offset: int) -> str:
+    if not offset:
+        return message
+    return re.sub(r"^image (\d+)", lambda m: f"image {int(m.group(1)) + offset}", message, count=1)
 
 
 def _deadline(time_remaining: float | None) -> float | None:

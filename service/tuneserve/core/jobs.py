@@ -106,12 +106,15 @@ class JobManager:
             model = await self._registry.get(params.model_id)
             if model.labels != train.labels:
                 raise InvalidArgument(
+        _check_modality(train, backbone)
+        if params.validation_dataset_id:
+            _check_modality(validation, backbone)
                     f"dataset labels {train.labels} differ from model {model.id!r} labels {model.labels}; "
                     "leave model_id empty to create a new model"
                 )
         else:
             model = await self._registry.create(
-                params.model_name or train.name, backbone.name, train.labels, "text", source_job_id=job_id
+                params.model_name or train.name, backbone.name, train.labels, backbone.modality, source_job_id=job_id
             )
         version = await self._registry.add_version(model, job_id)
         await baselines.register(
@@ -289,6 +292,14 @@ def _check_export(export: ExportSpec, backbone: BackboneRef) -> None:
             "(a macro F1 difference: 0.01 = 1 point)"
         )
     if export.int8 and backbone.modality != "text":
+def _check_modality(dataset: DatasetRecord, backbone: BackboneRef) -> None:
+    if dataset.modality != backbone.modality:
+        raise InvalidArgument(
+            f"dataset {dataset.id!r} ({dataset.name!r}) holds {dataset.modality} rows but backbone {backbone.name!r} "
+            f"is a {backbone.modality} backbone; choose a {dataset.modality} backbone (see `tuneserve backbones`)"
+        )
+
+
         # NOTE: dynamic int8 slows CNNs down; their int8 path is static calibration, which does not exist yet.
         raise InvalidArgument(
             f"export.int8 is dynamic quantisation for text backbones; {backbone.name!r} is an {backbone.modality} "

@@ -1,4 +1,6 @@
-"""Parse and validate an uploaded labelled text file (CSV or JSONL) into normalised rows.
+"""Parse and validate an uploaded labelled text file (CSV or JSONL) into normalised rows. Image datasets (a zip of
+class folders, JSONL with base64 images) are parsed by `tuneserve.core.image_parsing`, which shares the line reading
+and label checks here.
 
 Every problem is reported as `InvalidArgument` naming the line (1-based, as an editor shows it) or the column, so
 the caller knows what to fix.
@@ -17,7 +19,7 @@ from pathlib import Path
 
 from tuneserve.errors import InvalidArgument
 
-FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
+FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".zip": "zip"}
 
 
 @dataclass(frozen=True)
@@ -26,6 +28,8 @@ class ParseLimits:
     max_labels: int
     max_text_chars: int
     max_label_chars: int = 256
+    max_image_pixels: int = 25_000_000
+    max_bytes: int = 512 * 1024 * 1024      # uncompressed size of a zip's entries, all together
 
 
 @dataclass
@@ -41,7 +45,7 @@ def infer_format(name: str, declared: str) -> str:
     suffix = Path(name).suffix.lower()
     if suffix not in FORMATS:
         raise InvalidArgument(
-            f"cannot tell the dataset format from the name {name!r}: set format (csv or jsonl) or use a "
+            f"cannot tell the dataset format from the name {name!r}: set format (csv, jsonl or zip) or use a "
             f"{', '.join(FORMATS)} file name"
         )
     return FORMATS[suffix]
@@ -49,17 +53,17 @@ def infer_format(name: str, declared: str) -> str:
 
 def parse_file(path: Path, fmt: str, text_column: str, label_column: str, limits: ParseLimits) -> ParsedDataset:
     with open(path, "rb") as raw:
-        lines = _decoded_lines(raw)
+        lines = decoded_lines(raw)
         if fmt == "csv":
             rows = list(_check_rows(_csv_rows(lines, text_column, label_column), limits))
         elif fmt == "jsonl":
-            rows = list(_check_rows(_jsonl_rows(lines, text_column, label_column), limits))
+            rows = list(_check_rows(jsonl_rows(lines, text_column, label_column), limits))
         else:
-            raise InvalidArgument(f"unsupported dataset format {fmt!r}: use csv or jsonl")
+            raise InvalidArgument(f"unsupported dataset format {fmt!r} for text: use csv or jsonl")
     return _summarise([(text, label) for _, text, label in rows], limits)
 
 
-def _decoded_lines(raw: io.BufferedReader) -> Iterator[str]:
+def decoded_lines(raw: io.BufferedReader) -> Iterator[str]:
     """Yield text lines, failing with the line number on the first byte sequence that is not UTF-8."""
     decoder = codecs.getincrementaldecoder("utf-8-sig")()
     number = 0
@@ -109,7 +113,7 @@ def _csv_rows(lines: Iterator[str], text_column: str, label_column: str) -> Iter
         yield reader.line_num, fields[ti], fields[li]
 
 
-def _jsonl_rows(lines: Iterator[str], text_column: str, label_column: str) -> Iterator[tuple[int, str, str]]:
+def jsonl_rows(lines: Iterator[str], text_column: str, label_column: str) -> Iterator[tuple[int, str, str]]:
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
@@ -138,16 +142,10 @@ def _check_rows(rows: Iterator[tuple[int, str, str]], limits: ParseLimits) -> It
     for count, (number, text, label) in enumerate(rows, start=1):
         if count > limits.max_rows:
             raise InvalidArgument(f"line {number}: more than {limits.max_rows} rows (limit max_dataset_rows)")
-        text, label = text.strip(), label.strip()
+        text = text.strip()
         if not text:
             raise InvalidArgument(f"line {number}: empty text")
-        if not label:
-            raise InvalidArgument(f"line {number}: empty label")
-        if len(label) > limits.max_label_chars:
-            raise InvalidArgument(
-                f"line {number}: label has {len(label)} characters, more than {limits.max_label_chars} "
-                "(limit max_name_chars)"
-            )
+        label = check_label(label, f"line {number}", limits)
         if len(text) > limits.max_text_chars:
             raise InvalidArgument(
                 f"line {number}: text has {len(text)} characters, more than {limits.max_text_chars} "
@@ -156,14 +154,32 @@ def _check_rows(rows: Iterator[tuple[int, str, str]], limits: ParseLimits) -> It
         yield number, text, label
 
 
-def _summarise(rows: list[tuple[str, str]], limits: ParseLimits) -> ParsedDataset:
-    if not rows:
+def check_label(label: str, where: str, limits: ParseLimits) -> str:
+    """The label stripped of surrounding whitespace; InvalidArgument naming `where` when empty or too long."""
+    label = label.strip()
+    if not label:
+        raise InvalidArgument(f"{where}: empty label")
+    if len(label) > limits.max_label_chars:
+        raise InvalidArgument(
+            f"{where}: label has {len(label)} characters, more than {limits.max_label_chars} (limit max_name_chars)"
+        )
+    return label
+
+
+def label_counts(labels: list[str], limits: ParseLimits) -> dict[str, int]:
+    """Rows per label, sorted by label; InvalidArgument for an empty dataset, one label, or too many."""
+    if not labels:
         raise InvalidArgument("the dataset has no rows")
-    counts = Counter(label for _, label in rows)
+    counts = Counter(labels)
     if len(counts) < 2:
         only = next(iter(counts))
         raise InvalidArgument(f"a classification dataset needs at least 2 distinct labels; found only {only!r}")
     if len(counts) > limits.max_labels:
         raise InvalidArgument(f"{len(counts)} distinct labels, more than {limits.max_labels} (limit max_labels)")
+    return dict(sorted(counts.items()))
+
+
+def _summarise(rows: list[tuple[str, str]], limits: ParseLimits) -> ParsedDataset:
+    counts = label_counts([label for _, label in rows], limits)
     distinct_texts = len({text for text, _ in rows})
-    return ParsedDataset(rows, dict(sorted(counts.items())), len(rows) - distinct_texts)
+    return ParsedDataset(rows, counts, len(rows) - distinct_texts)

@@ -34,6 +34,7 @@ _FORMATS = {
     datasets_pb2.DATASET_FORMAT_CSV: "csv",
     datasets_pb2.DATASET_FORMAT_JSONL: "jsonl",
 }
+    datasets_pb2.DATASET_FORMAT_ZIP: "zip",
 _MODALITIES = {"text": common_pb2.MODALITY_TEXT, "image": common_pb2.MODALITY_IMAGE}
 _EVENT_MESSAGES: dict[str, type[Message]] = {
     "state_changed": training_pb2.StateChanged,
@@ -82,7 +83,9 @@ def next_page_token(page: Page, rows: Sequence[Any]) -> tuple[list[Any], str]:
 def upload_metadata_from_pb(pb: datasets_pb2.DatasetUploadMetadata) -> UploadMetadata:
     if pb.format not in _FORMATS:
         raise InvalidArgument(f"unknown dataset format {pb.format}")
-    return UploadMetadata(pb.name, _FORMATS[pb.format], pb.text_column or "text", pb.label_column or "label")
+    return UploadMetadata(
+        pb.name, _FORMATS[pb.format], pb.text_column or "text", pb.label_column or "label", pb.image_column
+    )
 
 
 def dataset_to_pb(d: DatasetRecord) -> datasets_pb2.Dataset:
@@ -222,7 +225,7 @@ def _report_to_pb(r: EvaluationReport) -> models_pb2.EvaluationReport:
 def predict_from_pb(pb: prediction_pb2.PredictRequest) -> PredictParams:
     return PredictParams(
         model_id=pb.model_id, texts=list(pb.texts), version=pb.version, top_k=pb.top_k, alias=pb.alias,
-        variant=pb.variant,
+        variant=pb.variant, images=list(pb.images),
     )
 
 

@@ -123,9 +123,9 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         return pb.RepositoryModelUnloadResponse()
 
     async def _infer(self, request: pb.ModelInferRequest, context: Context) -> pb.ModelInferResponse:
-        infer = InferRequestConverter.to_types(request, self._limits)
-        servable = await self._servable(infer.ref)
-        probs = await self._inference.probabilities(servable, infer.texts, time_remaining=context.time_remaining())
+        servable = await self._servable(VersionRefConverter.to_types(request.model_name, request.model_version))
+        infer = InferRequestConverter.to_types(request, self._limits, servable.model.modality)
+        probs = await self._inference.probabilities(servable, infer.inputs, time_remaining=context.time_remaining())
         model = servable.model
         return InferResponseConverter.from_types(
             InferResult(infer, model.id, servable.version.version, model.labels, probs)

@@ -2,9 +2,10 @@
 `from_types` builds a response.
 
 A model is a tuneserve model id and a version a version number as a string ("" = the latest READY version). Text
-models take one BYTES input `text` of shape [N] or [N, 1]; they answer FP32 `probabilities` [N, C] and BYTES `label`
-(the input's shape, so a Triton-style [N, 1] batch gets [N, 1] labels). BYTES travel as UTF-8; in raw contents each
-element is a 4-byte little-endian length followed by its bytes. Anything else is INVALID_ARGUMENT with the reason.
+models take one BYTES input `text` (UTF-8 texts), image models one BYTES input `image` (encoded JPEG/PNG/WEBP/BMP
+files), of shape [N] or [N, 1]; they answer FP32 `probabilities` [N, C] and BYTES `label` (the input's shape, so a
+Triton-style [N, 1] batch gets [N, 1] labels). In raw contents each BYTES element is a 4-byte little-endian length
+followed by its bytes. Anything else is INVALID_ARGUMENT with the reason.
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ from tuneserve_client._proto.inference import grpc_service_pb2 as pb
 from tuneserve_client._proto.inference import model_config_pb2 as config_pb
 
 TEXT = "text"
+IMAGE = "image"
+INPUTS = {"text": TEXT, "image": IMAGE}          # model modality -> the input it takes
+_INPUT_CONTENTS = {TEXT: "UTF-8 texts", IMAGE: "encoded JPEG/PNG/WEBP/BMP files"}
 PROBABILITIES = "probabilities"
 LABEL = "label"
 OUTPUTS = (PROBABILITIES, LABEL)
@@ -42,8 +46,8 @@ class VersionRef:
 class InferRequest:
     ref: VersionRef
     id: str
-    texts: list[str]
-    shape: tuple[int, ...]        # of the `text` input: (N,) or (N, 1)
+    inputs: list[str] | list[bytes]   # texts for a text model, encoded images for an image model
+    shape: tuple[int, ...]        # of the input: (N,) or (N, 1)
     outputs: tuple[str, ...]      # in the order to answer them
     raw: bool                     # the input came as raw_input_contents: answer raw_output_contents
 
@@ -74,14 +78,20 @@ class VersionRefConverter:
 
 class InferRequestConverter:
     @staticmethod
-    def to_types(request: pb.ModelInferRequest, limits: LimitSettings) -> InferRequest:
+    def to_types(request: pb.ModelInferRequest, limits: LimitSettings, modality: str) -> InferRequest:
+        """`modality` is the named model's: it decides which input the request must carry."""
         ref = VersionRefConverter.to_types(request.model_name, request.model_version)
-        tensor = _text_input(request.inputs)
-        shape = _text_shape(tensor, limits)
+        name = INPUTS[modality]
+        tensor = _input(request.inputs, name)
+        shape = _shape(tensor, name, limits)
         raw = len(request.raw_input_contents) > 0
-        elements = _raw_elements(request, tensor, shape[0]) if raw else _typed_elements(tensor, shape[0])
-        texts = [_text(element, i, limits) for i, element in enumerate(elements)]
-        return InferRequest(ref, request.id, texts, shape, _requested_outputs(request.outputs), raw)
+        elements = _raw_elements(request, tensor, name, shape[0]) if raw else _typed_elements(tensor, name, shape[0])
+        inputs: list[str] | list[bytes]
+        if name == IMAGE:
+            inputs = [_image(element, i) for i, element in enumerate(elements)]
+        else:
+            inputs = [_text(element, i, limits) for i, element in enumerate(elements)]
+        return InferRequest(ref, request.id, inputs, shape, _requested_outputs(request.outputs), raw)
 
 
 class InferResponseConverter:
@@ -118,7 +128,7 @@ class ModelMetadataConverter:
             name=model.id,
             versions=[str(v) for v in versions],
             platform=PLATFORM,
-            inputs=[tensor(name=TEXT, datatype="BYTES", shape=[-1, 1])],
+            inputs=[tensor(name=INPUTS[model.modality], datatype="BYTES", shape=[-1, 1])],
             outputs=[
                 tensor(name=PROBABILITIES, datatype="FP32", shape=[-1, len(model.labels)]),
                 tensor(name=LABEL, datatype="BYTES", shape=[-1, 1]),
@@ -136,7 +146,7 @@ class ModelConfigConverter:
             platform=PLATFORM,
             backend=BACKEND,
             max_batch_size=max_batch_size,
-            input=[config_pb.ModelInput(name=TEXT, data_type=config_pb.TYPE_STRING, dims=[1])],
+            input=[config_pb.ModelInput(name=INPUTS[model.modality], data_type=config_pb.TYPE_STRING, dims=[1])],
             output=[
                 config_pb.ModelOutput(name=PROBABILITIES, data_type=config_pb.TYPE_FP32, dims=[len(model.labels)]),
                 config_pb.ModelOutput(name=LABEL, data_type=config_pb.TYPE_STRING, dims=[1]),
@@ -209,55 +219,68 @@ def decode_bytes(raw: bytes, count: int, where: str) -> list[bytes]:
     return elements
 
 
-def _text_input(inputs: Sequence[pb.ModelInferRequest.InferInputTensor]) -> pb.ModelInferRequest.InferInputTensor:
+def _input(inputs: Sequence[pb.ModelInferRequest.InferInputTensor],
+           name: str) -> pb.ModelInferRequest.InferInputTensor:
     names = [t.name for t in inputs]
-    if names != [TEXT]:
+    if names != [name]:
         found = ", ".join(repr(n) for n in names) or "none"
-        raise InvalidArgument(f"this model takes exactly one input, BYTES {TEXT!r} (UTF-8 texts); got inputs: {found}")
+        raise InvalidArgument(
+            f"this model takes exactly one input, BYTES {name!r} ({_INPUT_CONTENTS[name]}); got inputs: {found}"
+        )
     tensor = inputs[0]
     if tensor.datatype != "BYTES":
-        raise InvalidArgument(f"input {TEXT!r} has datatype {tensor.datatype!r}; it must be BYTES (UTF-8 texts)")
+        raise InvalidArgument(
+            f"input {name!r} has datatype {tensor.datatype!r}; it must be BYTES ({_INPUT_CONTENTS[name]})"
+        )
     return tensor
 
 
-def _text_shape(tensor: pb.ModelInferRequest.InferInputTensor, limits: LimitSettings) -> tuple[int, ...]:
+def _shape(tensor: pb.ModelInferRequest.InferInputTensor, name: str, limits: LimitSettings) -> tuple[int, ...]:
     shape = tuple(tensor.shape)
     if not (len(shape) == 1 or (len(shape) == 2 and shape[1] == 1)) or shape[0] < 0:
-        raise InvalidArgument(f"input {TEXT!r} has shape {list(shape)}; it must be [N] or [N, 1] (one text per row)")
+        raise InvalidArgument(f"input {name!r} has shape {list(shape)}; it must be [N] or [N, 1] (one {name} per row)")
     if shape[0] == 0:
-        raise InvalidArgument(f"input {TEXT!r} has shape {list(shape)}: send at least one text")
+        raise InvalidArgument(f"input {name!r} has shape {list(shape)}: send at least one {name}")
     if shape[0] > limits.max_predict_batch:
         raise InvalidArgument(
-            f"input {TEXT!r} holds {shape[0]} texts, more than {limits.max_predict_batch} (limit max_predict_batch); "
-            "split the batch"
+            f"input {name!r} holds {shape[0]} {name}s, more than {limits.max_predict_batch} "
+            "(limit max_predict_batch); split the batch"
         )
     return shape
 
 
-def _raw_elements(request: pb.ModelInferRequest, tensor: pb.ModelInferRequest.InferInputTensor,
+def _raw_elements(request: pb.ModelInferRequest, tensor: pb.ModelInferRequest.InferInputTensor, name: str,
                   count: int) -> list[bytes]:
     if tensor.HasField("contents"):
         raise InvalidArgument(
-            f"input {TEXT!r} has typed contents and the request has raw_input_contents: use one or the other"
+            f"input {name!r} has typed contents and the request has raw_input_contents: use one or the other"
         )
     if len(request.raw_input_contents) != 1:
         raise InvalidArgument(
             f"raw_input_contents has {len(request.raw_input_contents)} entries for 1 input: send one per input"
         )
-    return decode_bytes(request.raw_input_contents[0], count, f"raw_input_contents[0] (input {TEXT!r})")
+    return decode_bytes(request.raw_input_contents[0], count, f"raw_input_contents[0] (input {name!r})")
 
 
-def _typed_elements(tensor: pb.ModelInferRequest.InferInputTensor, count: int) -> list[bytes]:
+def _typed_elements(tensor: pb.ModelInferRequest.InferInputTensor, name: str, count: int) -> list[bytes]:
     contents = tensor.contents
-    misplaced = [name for name in _TYPED_FIELDS if len(getattr(contents, name))]
+    misplaced = [field for field in _TYPED_FIELDS if len(getattr(contents, field))]
     if misplaced:
-        raise InvalidArgument(f"input {TEXT!r} is BYTES: put its elements in contents.bytes_contents, not {misplaced}")
+        raise InvalidArgument(f"input {name!r} is BYTES: put its elements in contents.bytes_contents, not {misplaced}")
     if len(contents.bytes_contents) != count:
         raise InvalidArgument(
-            f"input {TEXT!r} has shape {list(tensor.shape)} ({count} elements) but {len(contents.bytes_contents)} "
+            f"input {name!r} has shape {list(tensor.shape)} ({count} elements) but {len(contents.bytes_contents)} "
             "elements in contents.bytes_contents"
         )
     return list(contents.bytes_contents)
+
+
+def _image(element: bytes, index: int) -> bytes:
+    # NOTE: only emptiness here; format, pixel limit and corruption are checked where the image is decoded
+    # (the runtime's encode, through engines.imaging.decode_image)
+    if not element:
+        raise InvalidArgument(f"element {index} of input {IMAGE!r} is empty (0 bytes); send an encoded image file")
+    return element
 
 
 def _text(element: bytes, index: int, limits: LimitSettings) -> str:
