@@ -7,7 +7,7 @@ logged with its traceback and the caller gets INTERNAL with a generic message (n
 from __future__ import annotations
 
 import asyncio
-import inspect
+import functools
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -16,11 +16,10 @@ from typing import Any
 import grpc
 
 from tuneserve.errors import TuneServeError
+from tuneserve.grpc.handlers import Behavior, wrap_handler
 from tuneserve.metrics import Metrics
 
 log = logging.getLogger(__name__)
-
-Behavior = Callable[..., Any]
 
 
 class StatusInterceptor(grpc.aio.ServerInterceptor):
@@ -36,37 +35,28 @@ class StatusInterceptor(grpc.aio.ServerInterceptor):
         if handler is None:
             return None
         method = handler_call_details.method
-        for kind, factory in (
-            ("unary_unary", grpc.unary_unary_rpc_method_handler),
-            ("unary_stream", grpc.unary_stream_rpc_method_handler),
-            ("stream_unary", grpc.stream_unary_rpc_method_handler),
-            ("stream_stream", grpc.stream_stream_rpc_method_handler),
-        ):
-            behavior = getattr(handler, kind)
-            if behavior is not None:
-                return factory(
-                    self._wrap(behavior, method),
-                    request_deserializer=handler.request_deserializer,
-                    response_serializer=handler.response_serializer,
-                )
-        return handler
+        return wrap_handler(
+            handler,
+            unary=functools.partial(self._unary, method=method),
+            stream=functools.partial(self._stream, method=method),
+        )
 
-    def _wrap(self, behavior: Behavior, method: str) -> Behavior:
-        if inspect.isasyncgenfunction(behavior):
-            async def streaming(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-                started = time.perf_counter()
-                code = grpc.StatusCode.OK
-                try:
-                    async for response in behavior(request, context):
-                        yield response
-                except BaseException as exc:
-                    code = _status_of(exc, context)
-                    await _raise_as_status(exc, code, context, method)
-                finally:
-                    self._record(method, code, started)
+    def _stream(self, behavior: Behavior, method: str) -> Behavior:
+        async def streaming(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+            started = time.perf_counter()
+            code = grpc.StatusCode.OK
+            try:
+                async for response in behavior(request, context):
+                    yield response
+            except BaseException as exc:
+                code = _status_of(exc, context)
+                await _raise_as_status(exc, code, context, method)
+            finally:
+                self._record(method, code, started)
 
-            return streaming
+        return streaming
 
+    def _unary(self, behavior: Behavior, method: str) -> Behavior:
         async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
             started = time.perf_counter()
             code = grpc.StatusCode.OK

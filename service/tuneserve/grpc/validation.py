@@ -13,8 +13,7 @@ answered INVALID_ARGUMENT naming it, before the servicer runs. Streamed requests
 from __future__ import annotations
 
 import functools
-import inspect
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
@@ -22,13 +21,11 @@ from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import DecodeError, Message
 
 from tuneserve.errors import InvalidArgument
+from tuneserve.grpc.handlers import Deserializer, prepare_requests
 from tuneserve_client._proto.tuneserve.v1 import prediction_pb2
 
 _SCOPE = "/tuneserve.v1."
 _FREE_TEXT = frozenset({prediction_pb2.PredictRequest.DESCRIPTOR.fields_by_name["texts"].full_name})
-
-Behavior = Callable[..., Any]
-Deserializer = Callable[[bytes], Any]
 
 
 class _Malformed:
@@ -71,21 +68,9 @@ class RequestValidationInterceptor(grpc.aio.ServerInterceptor):
         if handler is None:
             return None
         check = self._check_names if handler_call_details.method.startswith(_SCOPE) else None
-        kinds = {
-            "unary_unary": (grpc.unary_unary_rpc_method_handler, _unary_in),
-            "unary_stream": (grpc.unary_stream_rpc_method_handler, _unary_in_stream_out),
-            "stream_unary": (grpc.stream_unary_rpc_method_handler, _stream_in),
-            "stream_stream": (grpc.stream_stream_rpc_method_handler, _stream_in_stream_out),
-        }
-        for kind, (factory, wrap) in kinds.items():
-            behavior = getattr(handler, kind)
-            if behavior is not None:
-                return factory(
-                    wrap(behavior, functools.partial(_checked, check)),
-                    request_deserializer=_tolerant(handler.request_deserializer),
-                    response_serializer=handler.response_serializer,
-                )
-        return handler
+        return prepare_requests(
+            handler, functools.partial(_checked, check), request_deserializer=_tolerant(handler.request_deserializer)
+        )
 
     def _check_names(self, request: Message) -> None:
         check_names(request, self._limit)
@@ -110,49 +95,3 @@ def _checked(check: Callable[[Message], None] | None, request: Any) -> Any:
     if check is not None:
         check(request)
     return request
-
-
-# NOTE: the wrappers keep the shape of what they wrap: the status interceptor tells async generators from coroutines
-# that way, and a streaming behavior may be either (grpc_health's Watch is a coroutine that calls context.write).
-Check = Callable[[Any], Any]
-
-
-def _unary_in(behavior: Behavior, check: Check) -> Behavior:
-    async def checked(request: Any, context: grpc.aio.ServicerContext) -> Any:
-        return await behavior(check(request), context)
-
-    return checked
-
-
-def _unary_in_stream_out(behavior: Behavior, check: Check) -> Behavior:
-    if not inspect.isasyncgenfunction(behavior):
-        return _unary_in(behavior, check)
-
-    async def checked(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-        async for response in behavior(check(request), context):
-            yield response
-
-    return checked
-
-
-def _stream_in(behavior: Behavior, check: Check) -> Behavior:
-    async def checked(requests: AsyncIterator[Any], context: grpc.aio.ServicerContext) -> Any:
-        return await behavior(_each_checked(requests, check), context)
-
-    return checked
-
-
-def _stream_in_stream_out(behavior: Behavior, check: Check) -> Behavior:
-    if not inspect.isasyncgenfunction(behavior):
-        return _stream_in(behavior, check)
-
-    async def checked(requests: AsyncIterator[Any], context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-        async for response in behavior(_each_checked(requests, check), context):
-            yield response
-
-    return checked
-
-
-async def _each_checked(requests: AsyncIterator[Any], check: Check) -> AsyncIterator[Any]:
-    async for request in requests:
-        yield check(request)
