@@ -178,10 +178,10 @@ def _evaluate(client: Client, args: argparse.Namespace, out: Output) -> int:
 
 
 def _predict(client: Client, args: argparse.Namespace, out: Output) -> int:
-    response = client.predict(
     if bool(args.texts) == bool(args.images):
         raise ValueError("give TEXT arguments (a text model) or --image FILE options (an image model), one kind only")
     images = [Path(path).read_bytes() for path in args.images]
+    response = client.predict(
         args.model, args.texts, images=images, version=args.version, top_k=args.top_k, alias=args.alias,
         variant=args.variant,
     )
@@ -312,10 +312,10 @@ def _add_datasets(commands: Subcommands) -> None:
     upload.add_argument("--format", choices=["csv", "jsonl", "zip"], help="default: from the file name's extension")
     upload.add_argument("--text-column", default="", metavar="C", help="column of the text (default text)")
     upload.add_argument("--label-column", default="", metavar="C", help="column of the label (default label)")
-    _paging(_command(datasets, "list", _datasets_list, "list datasets"))
     upload.add_argument(
         "--image-column", default="", metavar="C", help="JSONL field holding base64 images (makes it an image dataset)"
     )
+    _paging(_command(datasets, "list", _datasets_list, "list datasets"))
     _command(datasets, "get", _datasets_get, "show a dataset").add_argument("id", metavar="ID")
     _command(datasets, "delete", _datasets_delete, "delete a dataset").add_argument("id", metavar="ID")
 

@@ -225,6 +225,7 @@ class AsyncClient:
         text_column: str = "",
         label_column: str = "",
         chunk_size: int = DEFAULT_CHUNK_SIZE,
+        image_column: str = "",
     ) -> Dataset:
         """Streams a CSV, JSONL or zip file to the server. `name` defaults to the file name, whose extension tells
         the server the format unless `format` ("csv", "jsonl", "zip" or a `DatasetFormat`) is given. A zip holds
@@ -234,7 +235,6 @@ class AsyncClient:
         metadata = self._upload_metadata(
             name or path.name, format, text_column, label_column, chunk_size, image_column
         )
-        image_column: str = "",
         with path.open("rb") as file:  # opened before the call starts, so a missing file fails plainly
             return await self._upload(metadata, _file_chunks(file, chunk_size))
 
@@ -247,13 +247,13 @@ class AsyncClient:
         text_column: str = "",
         label_column: str = "",
         chunk_size: int = DEFAULT_CHUNK_SIZE,
+        image_column: str = "",
     ) -> Dataset:
         """Like `upload_dataset`, from bytes in memory; `name` (e.g. "train.csv") gives the format by default."""
         metadata = self._upload_metadata(name, format, text_column, label_column, chunk_size, image_column)
         return await self._upload(metadata, _byte_chunks(data, chunk_size))
 
     @staticmethod
-        image_column: str = "",
     def _upload_metadata(
         name: str, format: DatasetFormat | str | None, text_column: str, label_column: str, chunk_size: int,
         image_column: str = "",
@@ -426,6 +426,7 @@ class AsyncClient:
         model_id: str,
         texts: Sequence[str] = (),
         *,
+        images: Sequence[bytes] = (),
         version: int = 0,
         top_k: int = 0,
         alias: str = "",
@@ -458,4 +459,3 @@ class AsyncClient:
                     yield response
         finally:
             call.cancel()  # a no-op when the stream ended; stops it when the caller stopped iterating early
-        images: Sequence[bytes] = (),

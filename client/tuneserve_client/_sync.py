@@ -172,8 +172,8 @@ class Client:
         text_column: str = "",
         label_column: str = "",
         chunk_size: int = DEFAULT_CHUNK_SIZE,
-    ) -> Dataset:
         image_column: str = "",
+    ) -> Dataset:
         return self._run(
             self._client.upload_dataset(
                 path,
@@ -182,8 +182,8 @@ class Client:
                 text_column=text_column,
                 label_column=label_column,
                 chunk_size=chunk_size,
-            )
                 image_column=image_column,
+            )
         )
 
     def upload_dataset_bytes(
@@ -195,8 +195,8 @@ class Client:
         text_column: str = "",
         label_column: str = "",
         chunk_size: int = DEFAULT_CHUNK_SIZE,
-    ) -> Dataset:
         image_column: str = "",
+    ) -> Dataset:
         return self._run(
             self._client.upload_dataset_bytes(
                 data,
@@ -205,8 +205,8 @@ class Client:
                 text_column=text_column,
                 label_column=label_column,
                 chunk_size=chunk_size,
-            )
                 image_column=image_column,
+            )
         )
 
     def get_dataset(self, id: str) -> Dataset:
@@ -293,6 +293,7 @@ class Client:
         model_id: str,
         texts: Sequence[str] = (),
         *,
+        images: Sequence[bytes] = (),
         version: int = 0,
         top_k: int = 0,
         alias: str = "",
@@ -309,4 +310,3 @@ class Client:
     ) -> Iterator[PredictStreamResponse]:
         """`requests` is consumed on a worker thread as the stream needs it (it may be a blocking generator)."""
         return self._iterate(self._client.predict_stream(_from_thread(requests), timeout=timeout))
-        images: Sequence[bytes] = (),

@@ -99,6 +99,9 @@ class JobManager:
         backbone = resolve_backbone(
             params.backbone, allowed_dirs=self._backbone_dirs(), allow_hub=self._settings.allow_hub
         )
+        _check_modality(train, backbone)
+        if params.validation_dataset_id:
+            _check_modality(validation, backbone)
         _check_export(params.export, backbone)
         hyperparameters.check_layers(hp, num_layers(backbone))
         job_id = new_id("job")
@@ -106,9 +109,6 @@ class JobManager:
             model = await self._registry.get(params.model_id)
             if model.labels != train.labels:
                 raise InvalidArgument(
-        _check_modality(train, backbone)
-        if params.validation_dataset_id:
-            _check_modality(validation, backbone)
                     f"dataset labels {train.labels} differ from model {model.id!r} labels {model.labels}; "
                     "leave model_id empty to create a new model"
                 )
@@ -285,13 +285,6 @@ def _check_validation_labels(train: DatasetRecord, validation: DatasetRecord) ->
         )
 
 
-def _check_export(export: ExportSpec, backbone: BackboneRef) -> None:
-    if not 0.0 <= export.int8_max_f1_drop <= 1.0:  # NOTE: also rejects NaN
-        raise InvalidArgument(
-            f"export.int8_max_f1_drop = {export.int8_max_f1_drop} is out of range [0, 1] "
-            "(a macro F1 difference: 0.01 = 1 point)"
-        )
-    if export.int8 and backbone.modality != "text":
 def _check_modality(dataset: DatasetRecord, backbone: BackboneRef) -> None:
     if dataset.modality != backbone.modality:
         raise InvalidArgument(
@@ -300,6 +293,13 @@ def _check_modality(dataset: DatasetRecord, backbone: BackboneRef) -> None:
         )
 
 
+def _check_export(export: ExportSpec, backbone: BackboneRef) -> None:
+    if not 0.0 <= export.int8_max_f1_drop <= 1.0:  # NOTE: also rejects NaN
+        raise InvalidArgument(
+            f"export.int8_max_f1_drop = {export.int8_max_f1_drop} is out of range [0, 1] "
+            "(a macro F1 difference: 0.01 = 1 point)"
+        )
+    if export.int8 and backbone.modality != "text":
         # NOTE: dynamic int8 slows CNNs down; their int8 path is static calibration, which does not exist yet.
         raise InvalidArgument(
             f"export.int8 is dynamic quantisation for text backbones; {backbone.name!r} is an {backbone.modality} "

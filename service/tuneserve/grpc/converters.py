@@ -33,8 +33,8 @@ _FORMATS = {
     datasets_pb2.DATASET_FORMAT_UNSPECIFIED: "",
     datasets_pb2.DATASET_FORMAT_CSV: "csv",
     datasets_pb2.DATASET_FORMAT_JSONL: "jsonl",
-}
     datasets_pb2.DATASET_FORMAT_ZIP: "zip",
+}
 _MODALITIES = {"text": common_pb2.MODALITY_TEXT, "image": common_pb2.MODALITY_IMAGE}
 _EVENT_MESSAGES: dict[str, type[Message]] = {
     "state_changed": training_pb2.StateChanged,
