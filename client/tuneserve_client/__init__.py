@@ -53,7 +53,9 @@ from ._proto.tuneserve.v1.prediction_pb2 import (
 )
 from ._proto.tuneserve.v1.training_pb2 import (
     Backbone,
+    BackboneScore,
     BaselineResult,
+    CandidateStatus,
     CheckpointSaved,
     EarlyStopped,
     EvaluationDone,
@@ -69,6 +71,7 @@ from ._proto.tuneserve.v1.training_pb2 import (
     LearningCurvePoint,
     ListBackbonesResponse,
     ListJobsResponse,
+    RecommendBackboneResponse,
     StateChanged,
     TrainingProgress,
 )
@@ -80,8 +83,10 @@ __all__ = [
     "AlreadyExists",
     "AsyncClient",
     "Backbone",
+    "BackboneScore",
     "BaselineResult",
     "Cancelled",
+    "CandidateStatus",
     "CheckpointSaved",
     "ClassMetrics",
     "ClassScore",
@@ -128,6 +133,7 @@ __all__ = [
     "PredictResponse",
     "PredictStreamRequest",
     "PredictStreamResponse",
+    "RecommendBackboneResponse",
     "ResourceExhausted",
     "StateChanged",
     "TrainingProgress",

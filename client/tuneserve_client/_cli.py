@@ -21,6 +21,7 @@ from google.protobuf.message import Message
 from rich.console import Console
 
 from . import _cli_report as report_cli
+from . import _cli_recommend as recommend
 from . import _cli_transfer as transfer
 from . import _render as render
 from ._client import DEFAULT_TARGET
@@ -431,6 +432,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_finetune(commands)
     _add_jobs(commands)
     _add_models(commands)
+    recommend.add_command(commands)
     return parser
 
 

@@ -59,6 +59,8 @@ from ._proto.tuneserve.v1.training_pb2 import (
     ListBackbonesResponse,
     ListJobsRequest,
     ListJobsResponse,
+    RecommendBackboneRequest,
+    RecommendBackboneResponse,
     WatchJobRequest,
 )
 from ._security import PemSource, Security
@@ -75,6 +77,10 @@ TERMINAL_JOB_STATES = frozenset({JobState.JOB_STATE_SUCCEEDED, JobState.JOB_STAT
 # wait_for_job: reconnects after a broken event stream, backing off 0.5, 1, 2, 4, 5, 5... s, and gives up after this
 # many consecutive attempts that deliver no event (about 40 s: long enough for a server restart).
 _MAX_RECONNECTS = 10
+# recommend_backbone: the call's deadline is its time budget (the server's default when 0) plus this margin, unless
+# the client's own timeout is longer; the server keeps within the deadline and reports unscored candidates as such.
+_RECOMMEND_DEFAULT_BUDGET = 300.0
+_RECOMMEND_DEADLINE_MARGIN = 60.0
 
 
 def job_state(value: JobState | str) -> JobState:
@@ -380,6 +386,30 @@ class AsyncClient:
 
     async def list_backbones(self) -> ListBackbonesResponse:
         return await self._unary(self._training.ListBackbones, ListBackbonesRequest(), ListBackbonesResponse)
+
+    async def recommend_backbone(
+        self,
+        dataset_id: str,
+        *,
+        backbones: Sequence[str] = (),
+        max_examples: int = 0,
+        time_budget_seconds: float = 0.0,
+        max_seq_length: int = 0,
+        timeout: float | None = None,
+    ) -> RecommendBackboneResponse:
+        """Rank `backbones` (default: every catalog backbone of the dataset's modality) by LogME on a stratified
+        sample of at most `max_examples` rows, within `time_budget_seconds` (0: the server's defaults). `timeout`
+        defaults to the budget plus a minute, or the client's timeout if that is longer."""
+        request = RecommendBackboneRequest(
+            dataset_id=dataset_id, backbones=list(backbones), max_examples=max_examples,
+            time_budget_seconds=time_budget_seconds, max_seq_length=max_seq_length,
+        )
+        if timeout is None and self._timeout is not None:
+            budget = time_budget_seconds if time_budget_seconds > 0 else _RECOMMEND_DEFAULT_BUDGET
+            timeout = max(self._timeout, budget + _RECOMMEND_DEADLINE_MARGIN)
+        with map_rpc_errors():
+            response = await self._training.RecommendBackbone(request, timeout=timeout, metadata=self._metadata)
+        return cast(RecommendBackboneResponse, response)
 
     # ModelService and PredictionService
 

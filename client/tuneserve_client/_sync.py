@@ -28,6 +28,7 @@ from ._proto.tuneserve.v1.training_pb2 import (
     JobState,
     ListBackbonesResponse,
     ListJobsResponse,
+    RecommendBackboneResponse,
 )
 from ._security import PemSource, Security
 
@@ -264,6 +265,23 @@ class Client:
 
     def list_backbones(self) -> ListBackbonesResponse:
         return self._run(self._client.list_backbones())
+
+    def recommend_backbone(
+        self,
+        dataset_id: str,
+        *,
+        backbones: Sequence[str] = (),
+        max_examples: int = 0,
+        time_budget_seconds: float = 0.0,
+        max_seq_length: int = 0,
+        timeout: float | None = None,
+    ) -> RecommendBackboneResponse:
+        return self._run(
+            self._client.recommend_backbone(
+                dataset_id, backbones=backbones, max_examples=max_examples, time_budget_seconds=time_budget_seconds,
+                max_seq_length=max_seq_length, timeout=timeout,
+            )
+        )
 
     def list_models(self, *, page_size: int = 0, page_token: str = "") -> ListModelsResponse:
         return self._run(self._client.list_models(page_size=page_size, page_token=page_token))

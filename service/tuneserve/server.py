@@ -28,6 +28,7 @@ from tuneserve.core.evaluation import Evaluator
 from tuneserve.core.inference import InferenceService
 from tuneserve.core.jobs import JobManager
 from tuneserve.core.models_cache import ModelCache
+from tuneserve.core.recommend import Recommender
 from tuneserve.core.registry import ModelRegistry
 from tuneserve.core.runner import LocalProcessRunner
 from tuneserve.cpus import available_cpus
@@ -136,7 +137,8 @@ async def create_server(settings: Settings) -> App:
         options=[("grpc.max_receive_message_length", limit), ("grpc.max_send_message_length", limit)],
     )
     datasets_pb2_grpc.add_DatasetServiceServicer_to_server(DatasetServicer(datasets), server)
-    training_pb2_grpc.add_TrainingServiceServicer_to_server(TrainingServicer(jobs), server)
+    recommender = Recommender(settings, datasets, artifacts)
+    training_pb2_grpc.add_TrainingServiceServicer_to_server(TrainingServicer(jobs, recommender), server)
     models_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(registry, inference, evaluator), server)
     prediction_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionServicer(inference), server)
     open_inference = kserve.InferenceServicer(registry, inference, settings.limits, settings.batching.max_queue_size)

@@ -65,6 +65,22 @@ class TrainingSettings(_Section):
     """torch threads per training worker; 0 = the CPUs available to the container."""
 
 
+class RecommendSettings(_Section):
+    default_time_budget_seconds: float = 300.0
+    """RecommendBackbone's time budget when the request leaves time_budget_seconds at 0."""
+    max_time_budget_seconds: float = 1800.0
+    """Largest time_budget_seconds a RecommendBackbone request may ask for."""
+    default_examples: int = 1000
+    """Rows of the stratified dataset sample each candidate embeds when the request leaves max_examples at 0."""
+    max_examples: int = 10000
+    """Largest max_examples a RecommendBackbone request may ask for."""
+    max_candidates: int = 8
+    """Most backbones one RecommendBackbone request may rank."""
+    linear_probe: bool = True
+    """Also report a cross-validated logistic-regression probe accuracy beside each LogME score (the ranking always
+    follows LogME)."""
+
+
 class InferenceSettings(_Section):
     intra_op_threads: int = 0
     """ONNX Runtime intra-op threads per session; 0 = the CPUs available to the container (cgroup quota)."""
@@ -136,6 +152,7 @@ class Settings(BaseSettings):
     server: ServerSettings = Field(default_factory=ServerSettings)
     storage: StorageSettings = Field(default_factory=StorageSettings)
     training: TrainingSettings = Field(default_factory=TrainingSettings)
+    recommend: RecommendSettings = Field(default_factory=RecommendSettings)
     inference: InferenceSettings = Field(default_factory=InferenceSettings)
     batching: BatchingSettings = Field(default_factory=BatchingSettings)
     limits: LimitSettings = Field(default_factory=LimitSettings)

@@ -58,6 +58,8 @@ _INFERENCE = (grpc_service_pb2, "GRPCInferenceService")
 REQUIRED_ROLE: dict[str, str] = {
     **dict.fromkeys(_rpcs(datasets_pb2, "DatasetService"), ADMIN),
     **dict.fromkeys(_rpcs(training_pb2, "TrainingService"), ADMIN),
+    # NOTE: RecommendBackbone runs feature workers for minutes: admin, like FineTune (listed for the reader)
+    **dict.fromkeys(_rpcs(training_pb2, "TrainingService", ["RecommendBackbone"]), ADMIN),
     **dict.fromkeys(_rpcs(models_pb2, "ModelService"), ADMIN),
     **dict.fromkeys(_rpcs(training_pb2, "TrainingService", ["ListBackbones"]), PREDICT),
     **dict.fromkeys(_rpcs(models_pb2, "ModelService", ["GetModel", "ListModels"]), PREDICT),

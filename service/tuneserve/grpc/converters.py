@@ -14,6 +14,7 @@ from tuneserve.core.datasets import UploadMetadata
 from tuneserve.core.evaluation import ComparisonResult, EvaluationReport, ModelRef
 from tuneserve.core.inference import PredictParams, PredictResult, VersionServing
 from tuneserve.core.jobs import FineTuneParams
+from tuneserve.core.recommend import CandidateScore, Recommendation, RecommendParams
 from tuneserve.engines.backbones import BackboneInfo
 from tuneserve.engines.training.spec import ExportSpec
 from tuneserve.errors import InvalidArgument
@@ -257,4 +258,28 @@ def backbone_to_pb(b: BackboneInfo) -> training_pb2.Backbone:
         name=b.name, modality=_MODALITIES[b.modality], description=b.description, parameter_count=b.parameter_count,
         hidden_size=b.hidden_size, max_sequence_length=b.max_sequence_length, license=b.license, source=b.source,
         available=b.available, is_default=b.is_default,
+    )
+
+
+# -- backbone recommendation ---------------------------------------------------------------------------------------
+
+def recommend_from_pb(pb: training_pb2.RecommendBackboneRequest) -> RecommendParams:
+    return RecommendParams(
+        dataset_id=pb.dataset_id, backbones=tuple(pb.backbones), max_examples=pb.max_examples,
+        time_budget_seconds=pb.time_budget_seconds, max_seq_length=pb.max_seq_length,
+    )
+
+
+def recommendation_to_pb(r: Recommendation) -> training_pb2.RecommendBackboneResponse:
+    return training_pb2.RecommendBackboneResponse(
+        dataset_id=r.dataset_id, method=r.method, ranking=map(_candidate_to_pb, r.ranking), examples=r.examples,
+        time_budget_seconds=r.time_budget_seconds, seconds_total=r.seconds_total,
+    )
+
+
+def _candidate_to_pb(c: CandidateScore) -> training_pb2.BackboneScore:
+    return training_pb2.BackboneScore(
+        backbone=c.backbone, rank=c.rank, status=f"CANDIDATE_STATUS_{c.status.name}", reason=c.reason, score=c.score,
+        probe_accuracy=c.probe_accuracy, examples=c.examples, feature_dim=c.feature_dim, seconds=c.seconds,
+        modality=_MODALITIES.get(c.modality, common_pb2.MODALITY_UNSPECIFIED),
     )

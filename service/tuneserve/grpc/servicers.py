@@ -11,6 +11,7 @@ from tuneserve.core.datasets import DatasetManager
 from tuneserve.core.evaluation import Evaluator
 from tuneserve.core.inference import InferenceService, StreamRequest
 from tuneserve.core.jobs import JobManager
+from tuneserve.core.recommend import Recommender
 from tuneserve.core.registry import ModelRegistry
 from tuneserve.engines.backbones import list_backbones
 from tuneserve.errors import InvalidArgument
@@ -70,8 +71,9 @@ async def _chunks(requests: AsyncIterator[datasets_pb2.UploadDatasetRequest]) ->
 
 
 class TrainingServicer(training_pb2_grpc.TrainingServiceServicer):
-    def __init__(self, jobs: JobManager) -> None:
+    def __init__(self, jobs: JobManager, recommender: Recommender) -> None:
         self._jobs = jobs
+        self._recommender = recommender
 
     async def FineTune(self, request: training_pb2.FineTuneRequest, context: Context) -> training_pb2.Job:
         return cv.job_to_pb(await self._jobs.submit(cv.fine_tune_from_pb(request)))
@@ -99,6 +101,12 @@ class TrainingServicer(training_pb2_grpc.TrainingServiceServicer):
         self, request: training_pb2.ListBackbonesRequest, context: Context
     ) -> training_pb2.ListBackbonesResponse:
         return training_pb2.ListBackbonesResponse(backbones=map(cv.backbone_to_pb, list_backbones()))
+
+    async def RecommendBackbone(
+        self, request: training_pb2.RecommendBackboneRequest, context: Context
+    ) -> training_pb2.RecommendBackboneResponse:
+        recommendation = await self._recommender.recommend(cv.recommend_from_pb(request), context.time_remaining())
+        return cv.recommendation_to_pb(recommendation)
 
 
 class ModelServicer(models_pb2_grpc.ModelServiceServicer):

@@ -20,12 +20,27 @@ class JobState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     JOB_STATE_SUCCEEDED: _ClassVar[JobState]
     JOB_STATE_FAILED: _ClassVar[JobState]
     JOB_STATE_CANCELLED: _ClassVar[JobState]
+
+class CandidateStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    CANDIDATE_STATUS_UNSPECIFIED: _ClassVar[CandidateStatus]
+    CANDIDATE_STATUS_SCORED: _ClassVar[CandidateStatus]
+    CANDIDATE_STATUS_BUDGET_EXHAUSTED: _ClassVar[CandidateStatus]
+    CANDIDATE_STATUS_INCOMPATIBLE: _ClassVar[CandidateStatus]
+    CANDIDATE_STATUS_NOT_INSTALLED: _ClassVar[CandidateStatus]
+    CANDIDATE_STATUS_FAILED: _ClassVar[CandidateStatus]
 JOB_STATE_UNSPECIFIED: JobState
 JOB_STATE_QUEUED: JobState
 JOB_STATE_RUNNING: JobState
 JOB_STATE_SUCCEEDED: JobState
 JOB_STATE_FAILED: JobState
 JOB_STATE_CANCELLED: JobState
+CANDIDATE_STATUS_UNSPECIFIED: CandidateStatus
+CANDIDATE_STATUS_SCORED: CandidateStatus
+CANDIDATE_STATUS_BUDGET_EXHAUSTED: CandidateStatus
+CANDIDATE_STATUS_INCOMPATIBLE: CandidateStatus
+CANDIDATE_STATUS_NOT_INSTALLED: CandidateStatus
+CANDIDATE_STATUS_FAILED: CandidateStatus
 
 class Hyperparameters(_message.Message):
     __slots__ = ("epochs", "max_steps", "batch_size", "learning_rate", "head_learning_rate", "weight_decay", "warmup_ratio", "max_seq_length", "early_stopping_patience", "metric_for_best_model", "class_weighting", "seed", "validation_fraction", "label_smoothing", "head_dropout", "eval_steps", "freeze", "trainable_layers", "layer_lr_decay", "gradual_unfreezing", "gradient_accumulation_steps", "lr_scheduler")
@@ -431,3 +446,57 @@ class ListBackbonesResponse(_message.Message):
     BACKBONES_FIELD_NUMBER: _ClassVar[int]
     backbones: _containers.RepeatedCompositeFieldContainer[Backbone]
     def __init__(self, backbones: _Optional[_Iterable[_Union[Backbone, _Mapping]]] = ...) -> None: ...
+
+class RecommendBackboneRequest(_message.Message):
+    __slots__ = ("dataset_id", "backbones", "max_examples", "time_budget_seconds", "max_seq_length")
+    DATASET_ID_FIELD_NUMBER: _ClassVar[int]
+    BACKBONES_FIELD_NUMBER: _ClassVar[int]
+    MAX_EXAMPLES_FIELD_NUMBER: _ClassVar[int]
+    TIME_BUDGET_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    MAX_SEQ_LENGTH_FIELD_NUMBER: _ClassVar[int]
+    dataset_id: str
+    backbones: _containers.RepeatedScalarFieldContainer[str]
+    max_examples: int
+    time_budget_seconds: float
+    max_seq_length: int
+    def __init__(self, dataset_id: _Optional[str] = ..., backbones: _Optional[_Iterable[str]] = ..., max_examples: _Optional[int] = ..., time_budget_seconds: _Optional[float] = ..., max_seq_length: _Optional[int] = ...) -> None: ...
+
+class BackboneScore(_message.Message):
+    __slots__ = ("backbone", "rank", "status", "reason", "score", "probe_accuracy", "examples", "feature_dim", "seconds", "modality")
+    BACKBONE_FIELD_NUMBER: _ClassVar[int]
+    RANK_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    PROBE_ACCURACY_FIELD_NUMBER: _ClassVar[int]
+    EXAMPLES_FIELD_NUMBER: _ClassVar[int]
+    FEATURE_DIM_FIELD_NUMBER: _ClassVar[int]
+    SECONDS_FIELD_NUMBER: _ClassVar[int]
+    MODALITY_FIELD_NUMBER: _ClassVar[int]
+    backbone: str
+    rank: int
+    status: CandidateStatus
+    reason: str
+    score: float
+    probe_accuracy: float
+    examples: int
+    feature_dim: int
+    seconds: float
+    modality: _common_pb2.Modality
+    def __init__(self, backbone: _Optional[str] = ..., rank: _Optional[int] = ..., status: _Optional[_Union[CandidateStatus, str]] = ..., reason: _Optional[str] = ..., score: _Optional[float] = ..., probe_accuracy: _Optional[float] = ..., examples: _Optional[int] = ..., feature_dim: _Optional[int] = ..., seconds: _Optional[float] = ..., modality: _Optional[_Union[_common_pb2.Modality, str]] = ...) -> None: ...
+
+class RecommendBackboneResponse(_message.Message):
+    __slots__ = ("dataset_id", "method", "ranking", "examples", "time_budget_seconds", "seconds_total")
+    DATASET_ID_FIELD_NUMBER: _ClassVar[int]
+    METHOD_FIELD_NUMBER: _ClassVar[int]
+    RANKING_FIELD_NUMBER: _ClassVar[int]
+    EXAMPLES_FIELD_NUMBER: _ClassVar[int]
+    TIME_BUDGET_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    SECONDS_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    dataset_id: str
+    method: str
+    ranking: _containers.RepeatedCompositeFieldContainer[BackboneScore]
+    examples: int
+    time_budget_seconds: float
+    seconds_total: float
+    def __init__(self, dataset_id: _Optional[str] = ..., method: _Optional[str] = ..., ranking: _Optional[_Iterable[_Union[BackboneScore, _Mapping]]] = ..., examples: _Optional[int] = ..., time_budget_seconds: _Optional[float] = ..., seconds_total: _Optional[float] = ...) -> None: ...

@@ -65,6 +65,11 @@ class TrainingServiceStub:
                 request_serializer=tuneserve_dot_v1_dot_training__pb2.ListBackbonesRequest.SerializeToString,
                 response_deserializer=tuneserve_dot_v1_dot_training__pb2.ListBackbonesResponse.FromString,
                 _registered_method=True)
+        self.RecommendBackbone = channel.unary_unary(
+                '/tuneserve.v1.TrainingService/RecommendBackbone',
+                request_serializer=tuneserve_dot_v1_dot_training__pb2.RecommendBackboneRequest.SerializeToString,
+                response_deserializer=tuneserve_dot_v1_dot_training__pb2.RecommendBackboneResponse.FromString,
+                _registered_method=True)
 
 
 class TrainingServiceServicer:
@@ -109,6 +114,14 @@ class TrainingServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RecommendBackbone(self, request, context):
+        """Ranks candidate backbones for a dataset by a transferability estimate (LogME) from their frozen features,
+        within a time budget, without fine-tuning any of them. Answers when every candidate is scored or skipped.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TrainingServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -141,6 +154,11 @@ def add_TrainingServiceServicer_to_server(servicer, server):
                     servicer.ListBackbones,
                     request_deserializer=tuneserve_dot_v1_dot_training__pb2.ListBackbonesRequest.FromString,
                     response_serializer=tuneserve_dot_v1_dot_training__pb2.ListBackbonesResponse.SerializeToString,
+            ),
+            'RecommendBackbone': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecommendBackbone,
+                    request_deserializer=tuneserve_dot_v1_dot_training__pb2.RecommendBackboneRequest.FromString,
+                    response_serializer=tuneserve_dot_v1_dot_training__pb2.RecommendBackboneResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -306,6 +324,33 @@ class TrainingService:
             '/tuneserve.v1.TrainingService/ListBackbones',
             tuneserve_dot_v1_dot_training__pb2.ListBackbonesRequest.SerializeToString,
             tuneserve_dot_v1_dot_training__pb2.ListBackbonesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecommendBackbone(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tuneserve.v1.TrainingService/RecommendBackbone',
+            tuneserve_dot_v1_dot_training__pb2.RecommendBackboneRequest.SerializeToString,
+            tuneserve_dot_v1_dot_training__pb2.RecommendBackboneResponse.FromString,
             options,
             channel_credentials,
             insecure,
