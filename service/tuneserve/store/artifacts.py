@@ -1,7 +1,8 @@
 """The artifact directory: datasets, model versions and job working directories under one root.
 
     <root>/datasets/<dataset_id>/data.jsonl          normalised rows {"text": ..., "label": ...}
-    <root>/models/<model_id>/<version>/              model.onnx, labels.json, preprocessing.json, tokenizer/, ...
+    <root>/models/<model_id>/<version>/              model.onnx, labels.json, preprocessing.json, tokenizer/, ...,
+                                                     checksums.json (sha256 of each file, see `store.checksums`)
     <root>/jobs/<job_id>/                            spec.json, worker.log, output/ (moved into models/ on success)
 
 Writes are atomic: files are written to a temporary name in the same directory and renamed; whole directories are
@@ -14,6 +15,8 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+
+from tuneserve.store import checksums
 
 
 class ArtifactStore:
@@ -42,8 +45,11 @@ class ArtifactStore:
         return Path(tempfile.mkdtemp(dir=self.root / "tmp"))
 
     def publish_dir(self, staged: Path, final: Path) -> None:
-        """Move a fully written directory into place atomically; fails if `final` already exists."""
+        """Move a fully written directory into place atomically; fails if `final` already exists. A model version
+        gets its checksums.json first, so that what is served can be checked against what was published."""
         final.parent.mkdir(parents=True, exist_ok=True)
+        if final.is_relative_to(self.root / "models"):
+            checksums.write_manifest(staged)
         _fsync_tree(staged)
         os.rename(staged, final)
 
