@@ -348,13 +348,20 @@ def predictions(console: Console, response: PredictResponse, texts: Sequence[str
 
 def backbones(console: Console, response: ListBackbonesResponse) -> None:
     # hidden size and weight source are in --json
-    table = _table("NAME", "MODALITY", "PARAMS", "MAX LEN", "AVAILABLE", "DESCRIPTION")
+    table = _table("NAME", "MODALITY", "PARAMS", "MAX LEN", "CPU MS", "AVAILABLE", "DESCRIPTION")
     for b in response.backbones:
         name = b.name + (" *" if b.is_default else "")
         modality = _enum(Modality.Name(b.modality), "MODALITY_")
         available = "yes" if b.available else "no"
         params, max_len = _count(b.parameter_count), str(b.max_sequence_length)
-        table.add_row(name, modality, params, max_len, available, b.description)
+        latency = f"{b.cpu_latency_ms:.1f}" if b.cpu_latency_ms else "-"
+        table.add_row(name, modality, params, max_len, latency, available, b.description)
     table.columns[-1].max_width = 60
     _print_table(console, table)
     console.print("* the default backbone", soft_wrap=True)
+    if any(b.cpu_latency_ms for b in response.backbones):
+        console.print(
+            "CPU MS: median forward of the backbone alone, batch 1, at its input size (--json latency_measured_on "
+            "says on what)",
+            soft_wrap=True,
+        )

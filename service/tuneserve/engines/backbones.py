@@ -27,6 +27,9 @@ Modality = Literal["text", "image"]
 DEFAULT_BACKBONE = "minilm-l6"
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+# NOTE: written by bench/backbone_latency.py and shipped with the package: the serving process must neither import
+# torch nor spend start-up time measuring.
+LATENCY_FILE = Path(__file__).with_name("backbone_latency.json")
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,8 @@ class BackboneInfo:
     source: str  # package:NAME, dir:PATH or hub:ID
     available: bool  # its weights can be loaded on this server
     is_default: bool
+    cpu_latency_ms: float = 0.0  # measured by bench/backbone_latency.py (LATENCY_FILE); 0 = not measured
+    latency_measured_on: str = ""  # batch, input, threads, runtime, machine and date of that figure
 
 
 @dataclass(frozen=True)
@@ -223,7 +228,27 @@ def _describe(entry: _CatalogEntry) -> BackboneInfo:
         source=f"package:{entry.package}",
         available=path is not None,
         is_default=entry.name == DEFAULT_BACKBONE,
+        **_measured_latency(entry.name),
     )
+
+
+def _measured_latency(name: str) -> dict[str, Any]:
+    entry = _latency_figures().get(name)
+    if not entry:
+        return {}
+    measured_on = (
+        f"{entry['runtime']}, batch {entry['batch']}, {entry['input']}, {entry['threads']} thread(s), median "
+        f"{entry['clock']} of {entry['runs']} runs; {entry['machine']}; {entry['date']}"
+    )
+    return {"cpu_latency_ms": float(entry["p50_ms"]), "latency_measured_on": measured_on}
+
+
+@functools.cache
+def _latency_figures() -> dict[str, dict[str, Any]]:
+    if not LATENCY_FILE.is_file():
+        return {}
+    figures: dict[str, dict[str, Any]] = _read_json(LATENCY_FILE).get("backbones", {})
+    return figures
 
 
 def _read_sizes(path: Path) -> tuple[int, int]:

@@ -257,7 +257,8 @@ def backbone_to_pb(b: BackboneInfo) -> training_pb2.Backbone:
     return training_pb2.Backbone(
         name=b.name, modality=_MODALITIES[b.modality], description=b.description, parameter_count=b.parameter_count,
         hidden_size=b.hidden_size, max_sequence_length=b.max_sequence_length, license=b.license, source=b.source,
-        available=b.available, is_default=b.is_default,
+        available=b.available, is_default=b.is_default, cpu_latency_ms=b.cpu_latency_ms,
+        latency_measured_on=b.latency_measured_on,
     )
 
 
