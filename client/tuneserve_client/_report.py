@@ -217,7 +217,7 @@ def _backbone(data: ReportInput) -> str:
             ("description", b.description),
             ("parameters", f"{b.parameter_count:,}"),
             ("hidden size", b.hidden_size),
-            ("input", b.max_sequence_length),
+            ("longest input", f"{b.max_sequence_length} tokens" if b.max_sequence_length else "see the description"),
             ("licence", b.license),
             ("source", b.source),
         ]
