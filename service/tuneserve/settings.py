@@ -62,7 +62,18 @@ class TrainingSettings(_Section):
     cancel_grace_seconds: float = 10.0
     """After CancelJob the worker gets this long to stop cleanly before it is killed."""
     worker_threads: int = 0
-    """torch threads per training worker; 0 = the CPUs available to the container."""
+    """torch threads per training worker; 0 = the CPUs available to the container. With several processes per job
+    they share them (threads // processes each, at least 1)."""
+    runner: Literal["local", "kubernetes"] = "local"
+    """Where fine-tunes run: local = worker processes on the server's machine; kubernetes = one Kubernetes Job per
+    fine-tune (and per baseline), configured in the kubernetes section (needs the [kubernetes] extra and RBAC)."""
+    processes_per_job: int = Field(default=1, ge=1)
+    """Training processes per fine-tune (per node with the kubernetes runner). 1 = one plain worker process; more =
+    the worker under torchrun --nproc_per_node=N: DDP through the Trainer (gloo on CPU; nccl and one GPU per process
+    on GPU), each process taking batch_size rows per step, so a step sees N x batch_size rows."""
+    nodes_per_job: int = Field(default=1, ge=1)
+    """Nodes (pods) per fine-tune with the kubernetes runner: an Indexed Job of this many pods rendezvousing through
+    a headless Service (the data volume must then be ReadWriteMany). The local runner needs 1."""
 
 
 class RecommendSettings(_Section):
@@ -144,6 +155,36 @@ class SecuritySettings(_Section):
     """A JSON or YAML file mapping more tokens to roles, read at start-up (e.g. a mounted Kubernetes Secret)."""
 
 
+class KubernetesSettings(_Section):
+    """The Jobs of `training.runner = kubernetes` (see README, Scale-out training)."""
+
+    namespace: str = ""
+    """Namespace of the training Jobs; empty = the server pod's own namespace."""
+    image: str = ""
+    """Image of the training pods, normally the server's own (e.g. registry/tuneserve:0.1.0, -gpu for GPU Jobs);
+    required with the kubernetes runner."""
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
+    """imagePullPolicy of the training pods."""
+    data_claim_name: str = "tuneserve-data"
+    """The PersistentVolumeClaim the server mounts at storage.data_dir; training pods mount it at the same path (specs
+    and artifacts use absolute paths). ReadWriteMany unless every training pod can share the server's node."""
+    gpu: bool = False
+    """GPU Jobs: each pod requests processes_per_job nvidia.com/gpu (one per process, nccl) and tolerates the
+    nvidia.com/gpu taint; set training.device = cuda with it."""
+    cpu: str = "2"
+    """CPU request = limit of each training pod (Kubernetes quantity)."""
+    memory: str = "8Gi"
+    """Memory request = limit of each training pod; a pod that exceeds it is OOMKilled and the job FAILED says so."""
+    node_selector: dict[str, str] = Field(default_factory=dict)
+    """nodeSelector of the training pods (e.g. a GPU node pool)."""
+    ttl_seconds_after_finished: int = 3600
+    """Kubernetes deletes a finished training Job (and its pods and logs) this long after it ends."""
+    active_deadline_seconds: int = 86400
+    """A training Job still running after this long is stopped by Kubernetes and the job FAILED (deadline)."""
+    rendezvous_port: int = 29500
+    """torchrun's rendezvous port on the rank-0 pod of a multi-node Job."""
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="TUNESERVE_", env_nested_delimiter="__", extra="ignore", use_attribute_docstrings=True
@@ -157,5 +198,6 @@ class Settings(BaseSettings):
     batching: BatchingSettings = Field(default_factory=BatchingSettings)
     limits: LimitSettings = Field(default_factory=LimitSettings)
     security: SecuritySettings = Field(default_factory=SecuritySettings)
+    kubernetes: KubernetesSettings = Field(default_factory=KubernetesSettings)
     log_level: str = "INFO"
     """Python logging level of the server."""

@@ -13,6 +13,8 @@ from tuneserve.types import JobEventRecord, JobState
 
 # A watcher that falls this far behind is dropped; it reconnects with after_sequence and replays from the store.
 _WATCHER_QUEUE = 1000
+# A quiet watcher reads the store this often: another server sharing the database may be running the job.
+_POLL_SECONDS = 1.0
 
 
 class EventBus:
@@ -51,7 +53,15 @@ class EventBus:
             if is_terminal:
                 return
             while True:
-                live = await queue.get()
+                try:
+                    live = await asyncio.wait_for(queue.get(), _POLL_SECONDS)
+                except TimeoutError:
+                    for event in await self._store.job_events(job_id, last):
+                        last = event.sequence
+                        yield event
+                        if _ends_job(event):
+                            return
+                    continue
                 if live is None:
                     return  # too slow: the client resumes from its last sequence
                 if live.sequence <= last:

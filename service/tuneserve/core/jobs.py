@@ -18,7 +18,7 @@ from tuneserve.core.datasets import DatasetManager
 from tuneserve.core.events import EventBus
 from tuneserve.core.ids import new_id
 from tuneserve.core.registry import ModelRegistry
-from tuneserve.core.runner import LocalProcessRunner, WorkerOutcome
+from tuneserve.core.runner import Runner, WorkerOutcome
 from tuneserve.cpus import available_cpus
 from tuneserve.engines.backbones import num_layers, resolve_backbone
 from tuneserve.engines.training.spec import BackboneRef, ExportSpec, TrainingSpec
@@ -46,7 +46,7 @@ class FineTuneParams:
 class JobManager:
     def __init__(
         self, settings: Settings, store: MetadataStore, artifacts: ArtifactStore, datasets: DatasetManager,
-        registry: ModelRegistry, runner: LocalProcessRunner, metrics: Metrics,
+        registry: ModelRegistry, runner: Runner, metrics: Metrics,
     ) -> None:
         self._settings = settings.training
         self._storage_root = settings.storage.data_dir
@@ -89,6 +89,13 @@ class JobManager:
         if self._queue.qsize() >= self._settings.max_queued_jobs:
             raise ResourceExhausted(f"{self._queue.qsize()} jobs are already queued (limit max_queued_jobs)")
         hp = hyperparameters.resolve(params.hyperparameters)
+        if hp.gradual_unfreezing and self._settings.processes_per_job * self._settings.nodes_per_job > 1:
+            # NOTE: DDP fixes the parameters it synchronises when it wraps the model; ones unfrozen later would
+            # train apart on each process.
+            raise InvalidArgument(
+                "gradual_unfreezing cannot run with several training processes (training.processes_per_job or "
+                "nodes_per_job > 1): DDP would not synchronise the layers it unfreezes; use freeze=top_k instead"
+            )
         baseline_kinds = baselines.validate(params.baselines, hp)
         train = await self._datasets.get(params.dataset_id)
         if params.validation_dataset_id:

@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
 from tuneserve.engines.training.events import (
@@ -153,10 +154,20 @@ class EventReporter(TrainerCallback):
 
 
 class CancellationCallback(TrainerCallback):
-    """Stops training at the next (sub)step once `cancel` is set (the worker sets it on SIGTERM)."""
+    """Stops training at the next (sub)step once `cancel` is set (the worker sets it on SIGTERM). Under DDP the ranks
+    agree first (an all-reduce of the flag), so that all of them leave the loop at the same step: a rank that went on
+    alone would wait in its next gradient all-reduce for ranks that are gone."""
 
     def __init__(self, cancel: threading.Event) -> None:
         self._cancel = cancel
+        self._group: Any = None
+
+    def on_train_begin(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            # NOTE: a gloo group even beside nccl: the flag stays on the CPU, so checking it never waits for the GPU.
+            self._group = torch.distributed.new_group(backend="gloo")
 
     def on_substep_end(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
@@ -172,6 +183,11 @@ class CancellationCallback(TrainerCallback):
         self._stop_if_cancelled(control)
 
     def _stop_if_cancelled(self, control: TrainerControl) -> None:
+        if self._group is not None:
+            flag = torch.tensor([int(self._cancel.is_set())])
+            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX, group=self._group)
+            if flag.item():
+                self._cancel.set()
         if self._cancel.is_set():
             control.should_training_stop = True
             # NOTE: an evaluation or a checkpoint of a job being cancelled is wasted time before the manager's kill.
