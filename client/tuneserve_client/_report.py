@@ -32,12 +32,14 @@ MATPLOTLIB_MISSING = (
 # NOTE: the events of a job's baseline runs start with this prefix (core/jobs.py); the rest are the fine-tune's own.
 _BASELINE_PREFIX = "[baseline "
 _LABEL_CHARS = 24  # class names on a picture's axes are cut to this; the tables beside them show them whole
+_MAX_WIDTH = 24  # inches: many classes make narrower bars, not an endless picture
+_ANNOTATED_CLASSES = 30  # beyond this, confusion-matrix cells are too small for their counts (the table has them)
 _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 72em; color: #222; }
 h1 { font-size: 1.5em; } h2 { font-size: 1.2em; border-bottom: 1px solid #ccc; margin-top: 2em; }
 table { border-collapse: collapse; margin: 0.5em 0 1em; } th, td { padding: 0.2em 0.8em; text-align: left; }
 th { background: #f2f2f2; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
-img { max-width: 100%; } .verdict { font-weight: bold; } .note { color: #666; }
+img { max-width: 100%; } .note { color: #666; }
 """
 
 
@@ -152,14 +154,14 @@ def _confusion_figure(matrix: ConfusionMatrix, title: str) -> Figure:
     axes.set_yticks(ticks, labels)
     axes.set(xlabel="predicted label", ylabel="true label", title=title)
     highest = max((max(row, default=0) for row in counts), default=0)
-    for i, row in enumerate(counts):
+    for i, row in enumerate(counts if len(labels) <= _ANNOTATED_CLASSES else []):
         for j, count in enumerate(row):
             axes.text(j, i, str(count), ha="center", va="center", color="white" if count > highest / 2 else "black")
     return figure
 
 
 def _per_class_figure(per_class: Sequence[ClassMetrics], title: str) -> Figure:
-    figure, axes = _figure(max(6, 1.2 * len(per_class)), 3.6)
+    figure, axes = _figure(min(max(6, 1.2 * len(per_class)), _MAX_WIDTH), 3.6)
     width = 0.27
     positions = range(len(per_class))
     for offset, name in zip((-width, 0.0, width), ("precision", "recall", "f1"), strict=True):
@@ -171,7 +173,7 @@ def _per_class_figure(per_class: Sequence[ClassMetrics], title: str) -> Figure:
 
 
 def _bars_figure(names: Sequence[str], series: Mapping[str, Sequence[float]], title: str) -> Figure:
-    figure, axes = _figure(max(6, 2 * len(names)), 3.6)
+    figure, axes = _figure(min(max(6, 2 * len(names)), _MAX_WIDTH), 3.6)
     width = 0.8 / max(len(series), 1)
     for k, (metric, values) in enumerate(series.items()):
         positions = [x + (k - (len(series) - 1) / 2) * width for x in range(len(names))]
@@ -356,7 +358,7 @@ def _verdicts(job: Job) -> str:
 
 def _hyperparameters(job: Job) -> str:
     rows = [(f.name, f"{v:g}" if isinstance(v, float) else v) for f, v in job.hyperparameters.ListFields()]
-    return _section("hyperparameters", "Hyperparameters", _table(["name", "value"], rows or [("-", "server defaults")]))
+    return _section("hyperparameters", "Hyperparameters", _table(["name", "value"], rows or [("-", "server defaults")], numeric_from=2))
 
 
 def _export(data: ReportInput) -> str:
@@ -393,8 +395,8 @@ def render_html(data: ReportInput) -> str:
     # NOTE: labels are user data: "$x$" must not become mathtext (or fail to parse as it).
     with rc_context({"text.parse_math": False}):
         sections = [
-            _summary(data), _learning_curves(job), _validation(job), _test_evaluation(data), _baselines(data),
-            _verdicts(job), _hyperparameters(job), _backbone(data), _export(data),
+            _summary(data), _verdicts(job), _learning_curves(job), _validation(job), _baselines(data),
+            _test_evaluation(data), _hyperparameters(job), _backbone(data), _export(data),
         ]  # fmt: skip
     generated = data.generated.strftime("%Y-%m-%d %H:%M UTC")
     title = f"tuneserve job {job.id}"
