@@ -30,7 +30,7 @@ from tuneserve.core.jobs import JobManager
 from tuneserve.core.models_cache import ModelCache
 from tuneserve.core.recommend import Recommender
 from tuneserve.core.registry import ModelRegistry
-from tuneserve.core.runner import LocalProcessRunner
+from tuneserve.core.runner import build_runner
 from tuneserve.cpus import available_cpus
 from tuneserve.engines.runtime import RuntimeOptions, open_runtime
 from tuneserve.errors import ConfigError
@@ -98,9 +98,10 @@ class App:
 
 async def create_server(settings: Settings) -> App:
     """Open the store, wire the services and start serving; the port in `App.port` is the one bound (port 0 works).
-    Raises ConfigError for unusable security settings, before anything is opened or bound."""
+    Raises ConfigError for unusable security or runner settings, before anything is opened or bound."""
     credentials = tls.server_credentials(settings.security)
     tokens = auth.load_tokens(settings.security)
+    runner = build_runner(settings)
     asyncio.get_running_loop().set_default_executor(
         ThreadPoolExecutor(settings.server.rpc_workers, thread_name_prefix="tuneserve")
     )
@@ -116,7 +117,6 @@ async def create_server(settings: Settings) -> App:
 
     datasets = DatasetManager(store, artifacts, settings.limits)
     registry = ModelRegistry(store, artifacts)
-    runner = LocalProcessRunner(settings.training.cancel_grace_seconds)
     jobs = JobManager(settings, store, artifacts, datasets, registry, runner, metrics)
     options = RuntimeOptions(
         intra_op_threads=settings.inference.intra_op_threads or available_cpus(),

@@ -7,7 +7,6 @@ are shared."""
 from __future__ import annotations
 
 import dataclasses
-import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +31,13 @@ from tuneserve.engines.training.diagnostics import FitDiagnosis, diagnose, train
 from tuneserve.engines.training.events import CancelledEvent, EventWriter, ExportEvent, ResultEvent
 from tuneserve.engines.training.model import TextClassifier
 from tuneserve.engines.training.spec import ARTIFACTS, TrainingSpec
-from tuneserve.engines.training.trainer import DeviceChoice, build_trainer, choose_device, class_weights
+from tuneserve.engines.training.trainer import (
+    DeviceChoice,
+    build_trainer,
+    choose_device,
+    class_weights,
+    shared_checkpoint_dir,
+)
 from tuneserve.engines.training.variants import export_variants
 from tuneserve.engines.training.vision_pipeline import PreparedImages, prepare_images
 
@@ -84,9 +89,12 @@ class _Prepared:
 
 def run_training(
     spec: TrainingSpec, writer: EventWriter, cancel: threading.Event, *, scratch_dir: Path
-) -> ResultEvent | CancelledEvent:
+) -> ResultEvent | CancelledEvent | None:
     """Train, export and write spec.output_dir; return the last event to report. Intermediate checkpoints live in a
-    temporary directory under scratch_dir (the job directory) and are gone when this returns."""
+    temporary directory under scratch_dir (the job directory) and are gone when this returns.
+
+    Under torchrun every rank trains (the Trainer runs DDP); only rank 0 exports and writes artifacts, and the other
+    ranks return None once the last collective step (the fit diagnosis) is done."""
     hp = spec.hyperparameters
     if spec.threads > 0:
         torch.set_num_threads(spec.threads)
@@ -96,7 +104,7 @@ def run_training(
     reporter = EventReporter(
         writer, cancel, metric_name=hp.metric_for_best_model, early_stopping_patience=hp.early_stopping_patience
     )
-    with tempfile.TemporaryDirectory(prefix="trainer_checkpoints-", dir=scratch_dir) as checkpoints:
+    with shared_checkpoint_dir(scratch_dir) as checkpoints:
         trainer = build_trainer(
             prepared.model,
             prepared.tokenizer,
@@ -109,10 +117,14 @@ def run_training(
             report=writer.write,
         )
         summary = trainer.train().metrics
-    if cancel.is_set():
-        return CancelledEvent(step=trainer.state.global_step, message="cancelled")
-    fit = _diagnose_fit(trainer, prepared, reporter, spec)
-    figures = validation_figures(trainer, prepared.validation_set, spec.labels)
+        if cancel.is_set():
+            return CancelledEvent(step=trainer.state.global_step, message="cancelled")
+        # NOTE: inside the checkpoint directory's scope: under DDP, rank 0 must not delete it while another rank is
+        # still loading the best checkpoint, and the fit diagnosis is a collective step every rank reaches.
+        fit = _diagnose_fit(trainer, prepared, reporter, spec)
+        figures = validation_figures(trainer, prepared.validation_set, spec.labels)
+    if not trainer.is_world_process_zero():
+        return None
     output_dir = Path(spec.output_dir)
     prepared.write_artifacts(output_dir)
     parity_max_abs_diff = prepared.export(output_dir, writer)

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -51,6 +55,30 @@ def choose_device(requested: Literal["auto", "cpu", "cuda"]) -> DeviceChoice:
     if requested == "cpu" or not has_cuda:
         return DeviceChoice("cpu", "fp32")
     return DeviceChoice("cuda", "bf16" if torch.cuda.is_bf16_supported() else "fp16")
+
+
+@contextmanager
+def shared_checkpoint_dir(scratch_dir: Path) -> Iterator[Path]:
+    """The Trainer's checkpoint directory, removed afterwards. One process: a fresh temporary directory. Under torchrun:
+    one path every rank agrees on, since rank 0 saves the checkpoints and every rank loads the best one at the end
+    (multi-node jobs keep scratch_dir, the job directory, on the shared ReadWriteMany volume)."""
+    if int(os.environ.get("WORLD_SIZE", "1")) == 1:
+        with tempfile.TemporaryDirectory(prefix="trainer_checkpoints-", dir=scratch_dir) as path:
+            yield Path(path)
+        return
+    path = scratch_dir / "trainer_checkpoints"
+    rank_zero = int(os.environ.get("RANK", "0")) == 0
+    if rank_zero:
+        shutil.rmtree(path, ignore_errors=True)  # left over from a run that was killed
+    try:
+        yield path
+        # NOTE: no rank may still be reading the best checkpoint when rank 0 deletes it (only on the normal path: after
+        # a crash the other ranks may never reach the barrier).
+        if torch.distributed.is_initialized():
+            torch.distributed.barrier()
+    finally:
+        if rank_zero:
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def class_weights(counts: list[int]) -> torch.Tensor:
@@ -102,7 +130,9 @@ def training_arguments(
     hp: Hyperparameters, *, checkpoint_dir: Path, device: DeviceChoice, train_examples: int
 ) -> TrainingArguments:
     strategy = "steps" if hp.eval_steps > 0 else "epoch"
-    steps_per_epoch = math.ceil(train_examples / (hp.batch_size * hp.gradient_accumulation_steps))
+    # NOTE: under torchrun (DDP) each step takes a batch on every process, so an epoch has 1/WORLD_SIZE the steps.
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    steps_per_epoch = math.ceil(train_examples / (hp.batch_size * hp.gradient_accumulation_steps * world_size))
     total_steps = hp.max_steps if hp.max_steps > 0 else steps_per_epoch * hp.epochs
     return TrainingArguments(
         output_dir=str(checkpoint_dir),
