@@ -20,7 +20,14 @@ from tests.conftest import ServerThread, make_settings
 from tests.fixtures import IMAGE_LABELS, make_image, write_text_dataset
 from tests.integration.conftest import TRAIN_COUNTS
 from tuneserve.grpc.auth import required_role
-from tuneserve_client import CandidateStatus, Client, InvalidArgument, NotFound, ResourceExhausted
+from tuneserve_client import (
+    CandidateStatus,
+    Client,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    ResourceExhausted,
+)
 from tuneserve_client._cli import main
 
 _TOKENIZER_FILES = ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
@@ -178,6 +185,20 @@ def test_one_recommendation_at_a_time(
             with pytest.raises(ResourceExhausted, match="already running"):
                 second.recommend_backbone(dataset.id, backbones=[str(narrow_bert)])
             slow.join(60)
+    finally:
+        server.close()
+
+
+def test_a_server_that_runs_no_workers_refuses(
+    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory, train_file: Path, tiny_bert: Path
+) -> None:
+    settings = make_settings(tmp_path / "data", tmp_path_factory.getbasetemp(), max_concurrent_jobs=0)
+    server = ServerThread(settings).start()
+    try:
+        with Client(server.target, timeout=60) as client:
+            dataset = client.upload_dataset(train_file)
+            with pytest.raises(FailedPrecondition, match="max_concurrent_jobs is 0"):
+                client.recommend_backbone(dataset.id, backbones=[str(tiny_bert)])
     finally:
         server.close()
 

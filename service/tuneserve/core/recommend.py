@@ -119,6 +119,11 @@ class Recommender:
                 f"2 examples per label, i.e. max_examples >= {2 * len(dataset.labels)}"
             )
         candidates = self._candidates(params.backbones, dataset.modality)
+        if self._training.max_concurrent_jobs == 0:
+            raise FailedPrecondition(
+                "this server runs no worker processes (training.max_concurrent_jobs is 0), so it cannot embed the "
+                "dataset; ask a server that trains"
+            )
         if self._busy.locked():
             raise ResourceExhausted("a backbone recommendation is already running; retry when it has finished")
         async with self._busy:
