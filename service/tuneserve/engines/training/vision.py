@@ -31,7 +31,14 @@ MODEL_TYPE = "efficientnet_lite"
 WEIGHTS_FILE = "model.safetensors"
 CLASSIFIER_FILE = "classifier.json"
 INPUT_NAME = "pixel_values"
-_OVERRIDES = ("image_size", "width_coefficient", "depth_coefficient", "dropout_rate", "drop_connect_rate", "fix_head_stem")
+_OVERRIDES = (
+    "image_size",
+    "width_coefficient",
+    "depth_coefficient",
+    "dropout_rate",
+    "drop_connect_rate",
+    "fix_head_stem",
+)
 _PACKAGED = re.compile(r"^(efficientnet-lite\d)-[0-9a-f]+\.pth$")
 
 
@@ -170,7 +177,7 @@ class ImageClassifier(nn.Module):
         for name, _ in self.named_parameters():
             if not name.startswith("backbone."):
                 continue
-            local = name[len("backbone."):]
+            local = name[len("backbone.") :]
             if local.startswith("_blocks."):
                 depth[name] = num_stages - 1 - stages[int(local.split(".")[1])]
             elif local.startswith(("_conv_stem.", "_bn0.")):

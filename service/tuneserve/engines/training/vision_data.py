@@ -88,10 +88,7 @@ class ImageDataset(Dataset[dict[str, torch.Tensor | int]]):
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor | int]:
         image = self._resized(i)
-        if self._augment is None:
-            pixels = preprocess(image, self._prep)
-        else:
-            pixels = self._augmented(image, self._augment)
+        pixels = preprocess(image, self._prep) if self._augment is None else self._augmented(image, self._augment)
         return {"pixel_values": torch.from_numpy(pixels), "labels": self._targets[i]}
 
     def _resized(self, i: int) -> Image.Image:

@@ -64,7 +64,9 @@ class PreparedImages:
         )
         return export.parity.max_abs_diff
 
-    def export_variants(self, spec: TrainingSpec, output_dir: Path, writer: EventWriter, fp32_macro_f1: float) -> dict[str, float]:
+    def export_variants(
+        self, spec: TrainingSpec, output_dir: Path, writer: EventWriter, fp32_macro_f1: float
+    ) -> dict[str, float]:
         # NOTE: no int8 variant for CNNs: dynamic int8 makes them slower, and the job manager refuses export.int8
         # for image backbones before a job starts.
         write_variants(output_dir, {"fp32": {"macro_f1": fp32_macro_f1, "served": True}})
@@ -75,7 +77,11 @@ def prepare_images(spec: TrainingSpec) -> PreparedImages:
     hp = spec.hyperparameters
     validation = read_image_examples(Path(spec.validation_path)) if spec.validation_path else None
     splits = make_splits(
-        read_image_examples(Path(spec.train_path)), validation, spec.labels, fraction=hp.validation_fraction, seed=hp.seed
+        read_image_examples(Path(spec.train_path)),
+        validation,
+        spec.labels,
+        fraction=hp.validation_fraction,
+        seed=hp.seed,
     )
     # NOTE: seeded before the head is created, so that its initial weights repeat too.
     set_seed(hp.seed)
