@@ -30,6 +30,7 @@ from grpc_health.v1 import health_pb2
 from grpc_reflection.v1alpha import reflection_pb2
 
 from tuneserve.errors import ConfigError
+from tuneserve.grpc.handlers import Behavior, wrap_handler
 from tuneserve.metrics import Metrics
 from tuneserve.settings import SecuritySettings
 from tuneserve_client._proto.inference import grpc_service_pb2
@@ -140,12 +141,6 @@ def _reason(exc: Exception) -> str:
 # -- the interceptor -----------------------------------------------------------------------------------------------
 
 Continuation = Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]]
-_HANDLER_KINDS = (
-    ("unary_unary", grpc.unary_unary_rpc_method_handler),
-    ("unary_stream", grpc.unary_stream_rpc_method_handler),
-    ("stream_unary", grpc.stream_unary_rpc_method_handler),
-    ("stream_stream", grpc.stream_stream_rpc_method_handler),
-)
 
 
 class AuthInterceptor(grpc.aio.ServerInterceptor):
@@ -208,10 +203,7 @@ def _refusal(handler: grpc.RpcMethodHandler, code: grpc.StatusCode, message: str
     async def refuse(request: Any, context: grpc.aio.ServicerContext) -> None:
         await context.abort(code, message)
 
-    for kind, factory in _HANDLER_KINDS:
-        if getattr(handler, kind) is not None:
-            return factory(
-                refuse, request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-    return handler
+    def instead(behavior: Behavior) -> Behavior:
+        return refuse
+
+    return wrap_handler(handler, unary=instead, stream=instead)
