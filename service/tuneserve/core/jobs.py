@@ -237,7 +237,13 @@ class JobManager:
             job.progress = {k: event.get(k, 0) for k in ("step", "total_steps", "epoch", "eta_seconds", "train_loss")}
             await self._store.update_job(job)
         self._metrics.job_event(job.id, kind, event)
-        await self.events.publish(job.id, kind, event, message)
+        try:
+            if kind == "progress":
+                job.progress = {k: event.get(k, 0) for k in ("step", "total_steps", "epoch", "eta_seconds", "train_loss")}
+                await self._store.update_job(job)
+            await self.events.publish(job.id, kind, event, message)
+        except Unavailable as exc:  # NOTE: training goes on through a database outage; only this event is lost
+            log.warning("job %s: %s event not stored: %s", job.id, kind, exc.message)
 
     async def _finish(self, job: JobRecord, outcome: WorkerOutcome) -> None:
         job_dir = self._artifacts.job_dir(job.id)

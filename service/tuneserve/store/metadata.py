@@ -164,7 +164,8 @@ class MetadataStore(abc.ABC):
         return _job(rows[0]) if rows else None
 
     async def list_jobs(self, page: Page, states: list[JobState] | None = None) -> list[JobRecord]:
-        where, params = "", ()
+        where = ""
+        params: tuple[str, ...] = ()
         if states:
             where = f"WHERE state IN ({','.join('?' * len(states))})"
             params = tuple(s.value for s in states)

@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import psycopg
-from psycopg.conninfo import conninfo_to_dict
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.pq import TransactionStatus
 from psycopg.rows import dict_row
 
@@ -33,9 +33,9 @@ MAX_BACKOFF_SECONDS = 5.0
 
 class PostgresMetadataStore(MetadataStore):
     def __init__(self, url: str, *, pool_size: int = 4, connect_timeout: int = 5) -> None:
-        self._url = url
         self._params = conninfo_to_dict(url)
-        self._params.setdefault("connect_timeout", str(connect_timeout))
+        timeout = {} if "connect_timeout" in self._params else {"connect_timeout": connect_timeout}
+        self._conninfo = make_conninfo(url, **timeout)
         self._pool_size = pool_size
         self._idle: list[psycopg.AsyncConnection[Row]] = []
         self._slots: asyncio.Semaphore | None = None
@@ -116,7 +116,7 @@ class PostgresMetadataStore(MetadataStore):
         if fail_fast and time.monotonic() < self._retry_at:
             raise self._unavailable(self._last_error)
         try:
-            conn = await psycopg.AsyncConnection.connect(autocommit=True, row_factory=dict_row, **self._params)
+            conn = await psycopg.AsyncConnection.connect(self._conninfo, autocommit=True, row_factory=dict_row)
         except psycopg.OperationalError as exc:
             self._backoff = min(max(2 * self._backoff, 0.25), MAX_BACKOFF_SECONDS)
             self._retry_at = time.monotonic() + self._backoff

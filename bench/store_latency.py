@@ -1,0 +1,139 @@
+"""Metadata store latency per operation, SQLite vs PostgreSQL, measured through the MetadataStore interface the server
+uses (so PostgreSQL's figures include the pool, the network round trip on loopback and psycopg).
+
+    .venv/bin/python bench/store_latency.py [--iterations 1000] [--postgres-url postgresql://...]
+
+Without --postgres-url a throw-away PostgreSQL is started with the tests' helper (tests/postgres.py: initdb +
+postgres on 127.0.0.1; fsync off, as the test server runs). The two backends are interleaved operation by operation
+(the order alternating), so a load change on the machine hits both alike. Prints a Markdown table: median and p99 in
+milliseconds per operation and backend.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for tests.postgres
+
+from tests.postgres import running_postgres
+from tuneserve.settings import StorageSettings
+from tuneserve.store import MetadataStore, metadata_store
+from tuneserve.types import (
+    DatasetRecord,
+    JobEventRecord,
+    JobRecord,
+    JobState,
+    ModelRecord,
+    ModelVersionRecord,
+    Page,
+    VersionState,
+)
+
+MODELS = 200
+PAGE = 20
+OPERATIONS = ["add dataset", "get model", f"list models (page of {PAGE})", "append job event", "claim job"]
+
+
+async def populate(store: MetadataStore, iterations: int) -> None:
+    now = time.time()
+    for n in range(MODELS):
+        await store.add_model(ModelRecord(f"model-{n}", f"model {n}", "text", "minilm-l6", ["a", "b", "c"], now + n))
+        for version in (1, 2):
+            await store.put_model_version(ModelVersionRecord(
+                f"model-{n}", version, VersionState.READY, f"job-{n}-{version}", {"macro_f1": 0.9}, 90_000_000, now))
+        await store.set_model_alias(f"model-{n}", "prod", 2)
+    for n in range(iterations):
+        await store.add_job(JobRecord(id=f"queued-{n}", state=JobState.QUEUED, dataset_id="ds", validation_dataset_id="",
+                                      backbone="minilm-l6", hyperparameters={"epochs": 3}, model_id="model-0",
+                                      model_version=1, create_time=now + n))
+
+
+def operations(store: MetadataStore, i: int) -> dict[str, Callable[[], Awaitable[object]]]:
+    now = time.time()
+    return {
+        OPERATIONS[0]: lambda: store.add_dataset(DatasetRecord(
+            f"ds-{i}", "news.csv", "csv", "text", 2225, ["a", "b", "c"], {"a": 700, "b": 800, "c": 725}, 3,
+            5_000_000, "0" * 64, now)),
+        OPERATIONS[1]: lambda: store.get_model(f"model-{i % MODELS}"),
+        OPERATIONS[2]: lambda: store.list_models(Page(PAGE, (i * PAGE) % MODELS)),
+        OPERATIONS[3]: lambda: store.add_job_event(JobEventRecord(
+            "job-events", i + 1, now, "progress", {"step": i, "train_loss": 0.5}, f"step {i}")),
+        OPERATIONS[4]: lambda: store.claim_job(f"queued-{i}", now),
+    }
+
+
+async def measure(stores: dict[str, MetadataStore], iterations: int) -> dict[tuple[str, str], list[float]]:
+    samples: dict[tuple[str, str], list[float]] = {(op, name): [] for op in OPERATIONS for name in stores}
+    names = list(stores)
+    for i in range(iterations):
+        order = names if i % 2 == 0 else names[::-1]
+        for op in OPERATIONS:
+            for name in order:
+                call = operations(stores[name], i)[op]
+                start = time.perf_counter()
+                await call()
+                samples[(op, name)].append((time.perf_counter() - start) * 1000)
+    return samples
+
+
+def p99(values: list[float]) -> float:
+    return statistics.quantiles(values, n=100, method="inclusive")[98]
+
+
+async def run(iterations: int, postgres_url: str, workdir: Path) -> None:
+    stores = {
+        "SQLite": metadata_store(StorageSettings(database_url=f"sqlite:///{workdir}/bench.db")),
+        "PostgreSQL": metadata_store(StorageSettings(database_url=postgres_url)),
+    }
+    for store in stores.values():
+        await store.open()
+        await populate(store, iterations)
+    try:
+        for i in range(50):  # warm-up: connections opened, statements prepared, pages cached
+            for store in stores.values():
+                await store.get_model(f"model-{i}")
+        samples = await measure(stores, iterations)
+    finally:
+        for store in stores.values():
+            await store.close()
+    print(f"{iterations} interleaved iterations per operation; {platform.processor() or platform.machine()}, "
+          f"Python {platform.python_version()}\n")
+    print("| operation | SQLite median | SQLite p99 | PostgreSQL median | PostgreSQL p99 |")
+    print("|---|---:|---:|---:|---:|")
+    for op in OPERATIONS:
+        cells = []
+        for name in stores:
+            values = samples[(op, name)]
+            cells += [f"{statistics.median(values):.3f}", f"{p99(values):.3f}"]
+        print(f"| {op} | " + " | ".join(cells) + " |")
+    print("\n(milliseconds)")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--iterations", type=int, default=1000)
+    parser.add_argument("--postgres-url", help="an empty database to use instead of a throw-away local server")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as workdir, contextlib.ExitStack() as stack:
+        url = args.postgres_url
+        if not url:
+            server = stack.enter_context(running_postgres())
+            if server is None:
+                print("PostgreSQL is not installed: pass --postgres-url", file=sys.stderr)
+                return 2
+            url = server.create_database()
+        asyncio.run(run(args.iterations, url, Path(workdir)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
