@@ -121,6 +121,7 @@ async def create_server(settings: Settings) -> App:
     options = RuntimeOptions(
         intra_op_threads=settings.inference.intra_op_threads or available_cpus(),
         providers=tuple(settings.inference.providers),
+        max_image_pixels=settings.limits.max_image_pixels,
     )
     cache = ModelCache(functools.partial(open_runtime, options=options), settings.inference, settings.batching, metrics)
     registry.on_delete(cache.unload_model)

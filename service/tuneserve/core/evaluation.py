@@ -132,8 +132,8 @@ class Evaluator:
         model = servable.model
         if dataset.modality != model.modality:
             raise InvalidArgument(
-                f"dataset {dataset.id!r} holds {dataset.modality} rows but model {model.id!r} is a {model.modality} "
-                f"model (backbone {model.backbone!r}); evaluate it on a {model.modality} dataset"
+                f"dataset {dataset.id!r} holds {dataset.modality} rows but model {model.id!r} (backbone "
+                f"{model.backbone!r}) is for {model.modality} inputs; evaluate it on a dataset of {model.modality} rows"
             )
 
 

@@ -237,7 +237,7 @@ def _inputs_for(model: ModelRecord, params: PredictParams) -> Sequence[str] | Se
             raise InvalidArgument(f"model {model.id!r} is an image model: send images, not texts")
         return params.images
     if params.images:
-        raise InvalidArgument(f"model {model.id!r} is a {model.modality} model: send texts, not images")
+        raise InvalidArgument(f"model {model.id!r} is a text model: send texts, not images")
     return params.texts
 
 

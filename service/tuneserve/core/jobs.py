@@ -302,7 +302,7 @@ def _check_modality(dataset: DatasetRecord, backbone: BackboneRef) -> None:
     if dataset.modality != backbone.modality:
         raise InvalidArgument(
             f"dataset {dataset.id!r} ({dataset.name!r}) holds {dataset.modality} rows but backbone {backbone.name!r} "
-            f"is a {backbone.modality} backbone; choose a {dataset.modality} backbone (see `tuneserve backbones`)"
+            f"is for {backbone.modality} inputs; choose a backbone for {dataset.modality} (see `tuneserve backbones`)"
         )
 
 
