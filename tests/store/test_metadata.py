@@ -163,3 +163,14 @@ async def test_replicas_starting_together_create_the_schema_once(database_url: s
     finally:
         for s in stores:
             await s.close()
+
+
+async def test_orphaned_jobs(store: MetadataStore) -> None:
+    for n in (1, 2, 3):
+        await store.add_job(job(n))
+    await store.claim_job("job-1", T0)
+    await store.claim_job("job-2", T0)
+    await store.beat_jobs(["job-2"], T0 + 100)  # job-2's server is alive; job-1's stopped beating at T0
+    orphans = {j.id for j in await store.orphaned_jobs(stale_before=T0 + 50)}
+    # on a server's own SQLite file every RUNNING job at start-up is an orphan; on a shared database only stale ones
+    assert orphans == ({"job-1"} if store.shared else {"job-1", "job-2"})

@@ -1,6 +1,6 @@
-"""Real servers on a real PostgreSQL: upload -> fine-tune -> predict, a second server on the same database and data
-volume seeing (and serving) the first one's model, and the database going away and coming back under a running
-server (health NOT_SERVING and UNAVAILABLE while it is gone, SERVING again after, no crash)."""
+"""Two real servers on one real PostgreSQL and one data volume: upload -> fine-tune -> predict, each seeing and serving
+what the other wrote; then the database goes away and comes back under them (health NOT_SERVING and UNAVAILABLE
+while it is gone, loaded models still answering, SERVING again after, no crash)."""
 
 from __future__ import annotations
 
@@ -45,25 +45,6 @@ def start(tmp_path: Path, tiny_bert: Path) -> Iterator[Callable[[str], ServerThr
         thread.close()
 
 
-def test_two_servers_share_models_through_postgres(
-    postgres: PostgresServer, start: Callable[[str], ServerThread], tiny_bert: Path, tmp_path: Path
-) -> None:
-    url = postgres.create_database()
-    first, second = start(url), start(url)
-    with Client(first.target, timeout=60) as a, Client(second.target, timeout=60) as b:
-        train = a.upload_dataset(write_text_dataset(tmp_path / "train.jsonl", TRAIN_COUNTS, seed=1))
-        assert b.get_dataset(train.id).num_rows == sum(TRAIN_COUNTS.values())  # the second server sees it
-        job = b.fine_tune(train.id, backbone=str(tiny_bert), model_name="topics", hyperparameters=QUICK)
-        done = a.wait_for_job(job.id, timeout=300)  # submitted to one server, watched through the other
-        assert done.state == JobState.JOB_STATE_SUCCEEDED, done.error
-        texts = ["the match ended with a late goal", "parliament votes on the new bill"]
-        for client in (a, b):
-            assert [m.id for m in client.list_models().models] == [done.model_id]
-            prediction = client.predict(done.model_id, texts)
-            assert [p.label in TRAIN_COUNTS for p in prediction.predictions] == [True, True]
-            assert prediction.model_version == 1
-
-
 def _health(channel: grpc.Channel, service: str = "") -> int:
     return health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=service), timeout=10).status
 
@@ -89,29 +70,42 @@ def own_postgres() -> Iterator[PostgresServer]:
         server.close()
 
 
-def test_database_outage_is_reported_through_health_and_recovers(
-    own_postgres: PostgresServer, start: Callable[[str], ServerThread], tmp_path: Path
+def test_replicas_share_models_and_ride_out_a_database_outage(
+    own_postgres: PostgresServer, start: Callable[[str], ServerThread], tiny_bert: Path, tmp_path: Path
 ) -> None:
-    server = start(own_postgres.create_database())
+    url = own_postgres.create_database()
+    first, second = start(url), start(url)
     dataset_file = write_text_dataset(tmp_path / "train.jsonl", TRAIN_COUNTS, seed=1)
-    with Client(server.target, timeout=30) as client, grpc.insecure_channel(server.target) as channel:
-        before = client.upload_dataset(dataset_file)
+    texts = ["the match ended with a late goal", "parliament votes on the new bill"]
+    with Client(first.target, timeout=60) as a, Client(second.target, timeout=60) as b, \
+            grpc.insecure_channel(first.target) as channel:
+        train = a.upload_dataset(dataset_file)
+        assert b.get_dataset(train.id).num_rows == sum(TRAIN_COUNTS.values())  # the second server sees it
+        job = b.fine_tune(train.id, backbone=str(tiny_bert), model_name="topics", hyperparameters=QUICK)
+        done = a.wait_for_job(job.id, timeout=300)  # submitted to one server, followed through the other
+        assert done.state == JobState.JOB_STATE_SUCCEEDED, done.error
+        for client in (a, b):
+            assert [m.id for m in client.list_models().models] == [done.model_id]
+            prediction = client.predict(done.model_id, texts)
+            assert [p.label in TRAIN_COUNTS for p in prediction.predictions] == [True, True]
+            assert prediction.model_version == 1
         assert _health(channel) == SERVING
 
         own_postgres.stop()
         _wait_for(lambda: _health(channel) == NOT_SERVING)
         assert _health(channel, DATASETS) == NOT_SERVING
-        assert _health(channel, PREDICTION) == SERVING  # loaded models would keep answering
+        assert _health(channel, PREDICTION) == SERVING
+        assert len(a.predict(done.model_id, texts).predictions) == 2  # a loaded model keeps answering
         started = time.monotonic()
         with pytest.raises(Unavailable, match="metadata database postgresql://tuneserve@127.0.0.1:.* is unreachable"):
-            client.list_datasets()
+            a.list_datasets()
         with pytest.raises(Unavailable, match="is unreachable"):
-            client.upload_dataset(dataset_file)
+            a.upload_dataset(dataset_file)
         assert time.monotonic() - started < 10  # answered at once, not after waiting out the outage
 
         own_postgres.start()
         _wait_for(lambda: _health(channel) == SERVING)
         assert _health(channel, DATASETS) == SERVING
-        after = client.upload_dataset(dataset_file)
-        assert {d.id for d in client.list_datasets().datasets} == {before.id, after.id}
-    assert server.app is not None  # the server never stopped: it stops cleanly now
+        again = a.upload_dataset(dataset_file)
+        assert {d.id for d in b.list_datasets().datasets} == {train.id, again.id}
+    assert first.app is not None and second.app is not None  # neither server stopped; both close cleanly now

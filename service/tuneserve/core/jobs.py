@@ -30,6 +30,10 @@ from tuneserve.types import DatasetRecord, JobEventRecord, JobRecord, JobState, 
 
 log = logging.getLogger(__name__)
 
+# The server running a job marks it alive this often; a RUNNING job not marked for ORPHAN_AFTER_SECONDS lost its server.
+HEARTBEAT_SECONDS = 10.0
+ORPHAN_AFTER_SECONDS = 60.0
+
 
 @dataclass(frozen=True)
 class FineTuneParams:
@@ -66,12 +70,14 @@ class JobManager:
 
     async def start(self) -> None:
         """Recover after a restart, then start the dispatch loops."""
-        for job in await self._store.list_jobs(Page(10**9, 0), [JobState.RUNNING]):
+        # NOTE: on a database shared by several servers, a RUNNING job whose server still beats is not an orphan
+        for job in await self._store.orphaned_jobs(time.time() - ORPHAN_AFTER_SECONDS):
             await self._finish(job, WorkerOutcome("failed", reason="the server stopped while the job was running"))
         for job in reversed(await self._store.list_jobs(Page(10**9, 0), [JobState.QUEUED])):
             self._queue.put_nowait(job.id)
         self._metrics.job_counts = await self._store.count_jobs_by_state()
         self._workers = [asyncio.create_task(self._dispatch()) for _ in range(self._settings.max_concurrent_jobs)]
+        self._workers.append(asyncio.create_task(self._heartbeat()))
 
     async def stop(self) -> None:
         """Stop running workers; their jobs go back to QUEUED and run again after the restart."""
@@ -189,6 +195,14 @@ class JobManager:
         await self._publish_state(job, "job started")
         job_dir = self._artifacts.job_dir(job.id)
         self._artifacts.remove(job_dir / "output")  # left over from a run interrupted by a shutdown
+    async def _heartbeat(self) -> None:
+        while True:
+            await asyncio.sleep(HEARTBEAT_SECONDS)
+            try:
+                await self._store.beat_jobs(sorted(self._running), time.time())
+            except Unavailable as exc:
+                log.warning("job heartbeat not stored: %s", exc.message)
+
         try:
             outcome = await self._run_worker(job, job_dir / "spec.json", cancel)
             outcome = await self._run_baselines(job, outcome, cancel)

@@ -64,6 +64,8 @@ CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs (state);
 # Columns added after the first release: ADD COLUMN with a default upgrades an existing database in place.
 ADDED_COLUMNS: dict[str, list[tuple[str, str]]] = {
     "models": [("kind", "TEXT NOT NULL DEFAULT 'finetuned'"), ("source_job_id", "TEXT NOT NULL DEFAULT ''")],
+    # the last time the server running a job said it still does (servers sharing a database tell orphans apart)
+    "jobs": [("heartbeat_time", "DOUBLE PRECISION NOT NULL DEFAULT 0")],
 }
 
 
@@ -85,6 +87,9 @@ def _marks(columns: str) -> str:
 
 class MetadataStore(abc.ABC):
     """The metadata interface. Backends implement `open`, `close`, `describe` and the three statement runners."""
+
+    shared = False
+    """Whether several servers may use this database at once (then a RUNNING job may be another server's)."""
 
     @abc.abstractmethod
     async def open(self) -> None:
@@ -154,10 +159,28 @@ class MetadataStore(abc.ABC):
         """QUEUED -> RUNNING in one statement; None when the job is no longer QUEUED (cancelled, or claimed by
         another server on the same database). Of several servers claiming one job, exactly one gets it."""
         rows = await self._fetch(
-            "UPDATE jobs SET state=?, start_time=? WHERE id=? AND state=? RETURNING *",
-            (JobState.RUNNING.value, start_time, job_id, JobState.QUEUED.value),
+            "UPDATE jobs SET state=?, start_time=?, heartbeat_time=? WHERE id=? AND state=? RETURNING *",
+            (JobState.RUNNING.value, start_time, start_time, job_id, JobState.QUEUED.value),
         )
         return _job(rows[0]) if rows else None
+
+    async def beat_jobs(self, job_ids: Sequence[str], now: float) -> None:
+        """The server running these jobs still does."""
+        if job_ids:
+            await self._execute(
+                f"UPDATE jobs SET heartbeat_time=? WHERE id IN ({','.join('?' * len(job_ids))})", (now, *job_ids)
+            )
+
+    async def orphaned_jobs(self, stale_before: float) -> list[JobRecord]:
+        """RUNNING jobs no server runs any more: on a shared database those whose heartbeat is older than
+        `stale_before`; on one server's own database, all of them (it is the only server, and it is starting)."""
+        if not self.shared:
+            return await self.list_jobs(Page(10**9, 0), [JobState.RUNNING])
+        rows = await self._fetch(
+            "SELECT * FROM jobs WHERE state = ? AND heartbeat_time < ? ORDER BY create_time, id",
+            (JobState.RUNNING.value, stale_before),
+        )
+        return [_job(r) for r in rows]
 
     async def get_job(self, job_id: str) -> JobRecord | None:
         rows = await self._fetch("SELECT * FROM jobs WHERE id = ?", (job_id,))

@@ -32,6 +32,8 @@ MAX_BACKOFF_SECONDS = 5.0
 
 
 class PostgresMetadataStore(MetadataStore):
+    shared = True
+
     def __init__(self, url: str, *, pool_size: int = 4, connect_timeout: int = 5) -> None:
         self._params = conninfo_to_dict(url)
         timeout = {} if "connect_timeout" in self._params else {"connect_timeout": connect_timeout}
