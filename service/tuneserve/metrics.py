@@ -14,6 +14,7 @@ Every label has a bounded set of values:
 | tuneserve_models_loaded | gauge | | ONNX Runtime sessions open in the model cache |
 | tuneserve_model_load_seconds | histogram | outcome | time to load a model version (session + tokenizer + warm-up); outcome ok/error |
 | tuneserve_model_evictions_total | counter | | versions closed because the cache was full (least recently used first) |
+| tuneserve_artifact_checksum_failures_total | counter | | loads refused because a served file differs from its published sha256 |
 | tuneserve_model_size_bytes | gauge | model, version, provider | ONNX graph + weights on disk of each loaded version |
 | tuneserve_model_load_rss_bytes | gauge | model, version, provider | server resident memory growth while each loaded version loaded |
 | tuneserve_jobs | gauge | state | fine-tuning jobs in each state (all five states, 0 when none) |
@@ -98,6 +99,10 @@ class Metrics:
         )
         self.model_evictions = Counter(
             "tuneserve_model_evictions", "Model versions closed because the cache was full.", registry=r
+        )
+        self.artifact_checksum_failures = Counter(
+            "tuneserve_artifact_checksum_failures", "Model loads refused: a served file differs from the sha256 "
+            "recorded when the version was published (the version is marked FAILED).", registry=r,
         )
         self.model_size_bytes = Gauge(
             "tuneserve_model_size_bytes", "ONNX graph and weights on disk of each loaded model version.",

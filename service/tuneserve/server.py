@@ -125,6 +125,7 @@ async def create_server(settings: Settings) -> App:
     )
     cache = ModelCache(functools.partial(open_runtime, options=options), settings.inference, settings.batching, metrics)
     registry.on_delete(cache.unload_model)
+    cache.on_corrupt(registry.mark_corrupt)
     inference = InferenceService(registry, cache, settings.limits, settings.batching, metrics)
     evaluator = Evaluator(registry, datasets, inference)
 
@@ -136,6 +137,7 @@ async def create_server(settings: Settings) -> App:
             RequestValidationInterceptor(settings.limits.max_name_chars),
         ],
         options=[("grpc.max_receive_message_length", limit), ("grpc.max_send_message_length", limit)],
+        maximum_concurrent_rpcs=settings.server.max_concurrent_rpcs or None,
     )
     datasets_pb2_grpc.add_DatasetServiceServicer_to_server(DatasetServicer(datasets), server)
     recommender = Recommender(settings, datasets, artifacts)

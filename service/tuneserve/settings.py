@@ -31,6 +31,9 @@ class ServerSettings(_Section):
     """Largest gRPC message accepted or sent, both directions (gRPC's own default of 4 MiB rejects real batches)."""
     grace_seconds: float = 10.0
     """On SIGTERM: health turns NOT_SERVING, new RPCs are refused and in-flight ones get this long to finish."""
+    max_concurrent_rpcs: int = 0
+    """RPCs (streams included) handled at once; beyond it new RPCs are refused at once with RESOURCE_EXHAUSTED
+    ("Concurrent RPC limit exceeded"), health checks too. 0 = no limit."""
     rpc_workers: int = 8
     """Threads for blocking work the event loop hands off (dataset parsing, SQLite, ONNX Runtime)."""
 

@@ -5,6 +5,10 @@ Loading follows MLServer's order: a version is registered as loading, loaded (an
 only then served; a failed load leaves nothing behind. Concurrent first requests for one version share a single load.
 Requests hold a lease while they use a model: an unloaded (retired) model stops taking new requests at once, but its
 session is closed only when the last lease is released, so nothing is closed under a running request.
+
+Before a version is loaded, the files it serves are checked against the sha256 manifest written when it was published
+(`store.checksums`): a corrupt version is never served; the load answers FAILED_PRECONDITION naming the file, and the
+corruption listeners are told (the server marks the version FAILED, so "latest" falls back to an intact version).
 """
 
 from __future__ import annotations
@@ -14,21 +18,25 @@ import contextlib
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from tuneserve.core.batching import Batcher
 from tuneserve.core.registry import ServableVersion
-from tuneserve.engines.runtime import Runtime
+from tuneserve.engines.runtime import VARIANT_FILES, Runtime
+from tuneserve.engines.training.spec import ARTIFACTS
 from tuneserve.errors import FailedPrecondition
 from tuneserve.metrics import Metrics, process_rss_bytes
 from tuneserve.settings import BatchingSettings, InferenceSettings
+from tuneserve.store.checksums import ChecksumMismatch, verify
 
 log = logging.getLogger(__name__)
 
 Loader = Callable[[Path, str], Runtime]
 """`loader(version_dir, variant)` -> a warmed-up runtime (blocking; run off the event loop)."""
+CorruptionListener = Callable[[str, int, str], Awaitable[None]]
+"""`listener(model_id, version, problem)` after a version failed its checksum check."""
 
 
 @dataclass(frozen=True)
@@ -67,6 +75,11 @@ class ModelCache:
         self._waiters: dict[ModelKey, int] = {}       # leases to hand out when a load finishes
         self._closing: set[asyncio.Task[None]] = set()
         self._draining: set[LoadedModel] = set()      # retired, still leased by running requests
+        self._corruption_listeners: list[CorruptionListener] = []
+
+    def on_corrupt(self, listener: CorruptionListener) -> None:
+        """Call `listener(model_id, version, problem)` when a version's served files fail their checksum check."""
+        self._corruption_listeners.append(listener)
 
     async def load(self, servable: ServableVersion, variant: str = "fp32") -> LoadedModel:
         """Load (or find) and mark as most recently used, without taking a lease."""
@@ -154,7 +167,11 @@ class ModelCache:
     async def _load(self, key: ModelKey, path: Path) -> LoadedModel:
         started, rss_before = time.perf_counter(), process_rss_bytes()
         try:
-            runtime = await asyncio.to_thread(self._loader, path, key.variant)
+            runtime = await asyncio.to_thread(self._verified_load, path, key.variant)
+        except ChecksumMismatch as exc:
+            self._observe_load("error", started)
+            self._waiters.pop(key, None)
+            raise await self._corrupt(key, exc) from exc
         except Exception as exc:
             log.exception("loading %s failed", key)
             self._observe_load("error", started)
@@ -171,6 +188,26 @@ class ModelCache:
         self._record_loaded(entry, rss_before)
         self._evict(keep=key)
         return entry
+
+    def _verified_load(self, path: Path, variant: str) -> Runtime:
+        served = {VARIANT_FILES.get(variant, ""), ARTIFACTS["labels"], ARTIFACTS["preprocessing"]}
+        verify(path, lambda relative: relative in served or relative.startswith(ARTIFACTS["tokenizer"] + "/"))
+        return self._loader(path, variant)
+
+    async def _corrupt(self, key: ModelKey, exc: ChecksumMismatch) -> FailedPrecondition:
+        problem = f"{exc.relative} {exc.problem}"
+        log.error("model %s is corrupt and will not be served: %s (in %s)", key, problem, exc.directory)
+        if self._metrics is not None:
+            self._metrics.artifact_checksum_failures.inc()
+        for listener in self._corruption_listeners:
+            try:
+                await listener(key.model_id, key.version, problem)
+            except Exception:  # NOTE: the request still gets the real reason
+                log.exception("corruption listener failed for %s", key)
+        return FailedPrecondition(
+            f"model {key.model_id!r} version {key.version} failed its checksum check and is not served: {problem}; "
+            "the version is marked FAILED: train it again or use another version"
+        )
 
     def _evict(self, keep: ModelKey) -> None:
         while len(self._entries) > self._max_loaded or (self._max_bytes and self._bytes() > self._max_bytes):

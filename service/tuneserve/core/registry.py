@@ -103,6 +103,11 @@ class ModelRegistry:
         await self._store.put_model_version(version)
         await self._changed(model_id, notify=False)
 
+    async def mark_corrupt(self, model_id: str, number: int, problem: str) -> None:
+        """A READY version whose files fail their checksum check: FAILED from now on, never served again."""
+        log.error("model %s version %d marked FAILED: %s", model_id, number, problem)
+        await self.mark_failed(model_id, number)
+
     async def get(self, model_id: str) -> ModelRecord:
         model = await self._store.get_model(model_id)
         if model is None:
