@@ -50,12 +50,19 @@ def validate(names: Sequence[str], hp: Hyperparameters) -> list[str]:
 
 
 async def register(
-    registry: ModelRegistry, kinds: list[str], *, name: str, backbone: str, labels: list[str], job_id: str
+    registry: ModelRegistry,
+    kinds: list[str],
+    *,
+    name: str,
+    backbone: str,
+    labels: list[str],
+    job_id: str,
+    modality: str = "text",
 ) -> None:
-    """A model with one TRAINING version for each baseline (READY once the job succeeds)."""
+    """A model with one TRAINING version for each baseline (READY once the job succeeds), of the job's modality."""
     for kind in kinds:
         model = await registry.create(
-            f"{name} ({kind} baseline)", backbone, labels, "text", kind=kind, source_job_id=job_id
+            f"{name} ({kind} baseline)", backbone, labels, modality, kind=kind, source_job_id=job_id
         )
         await registry.add_version(model, job_id)
 

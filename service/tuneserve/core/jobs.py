@@ -131,7 +131,13 @@ class JobManager:
             )
         version = await self._registry.add_version(model, job_id)
         await baselines.register(
-            self._registry, baseline_kinds, name=model.name, backbone=backbone.name, labels=train.labels, job_id=job_id
+            self._registry,
+            baseline_kinds,
+            name=model.name,
+            backbone=backbone.name,
+            labels=train.labels,
+            job_id=job_id,
+            modality=backbone.modality,
         )
         job = JobRecord(
             id=job_id, state=JobState.QUEUED, dataset_id=train.id, validation_dataset_id=params.validation_dataset_id,
