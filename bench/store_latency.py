@@ -4,7 +4,8 @@ uses (so PostgreSQL's figures include the pool, the network round trip on loopba
     .venv/bin/python bench/store_latency.py [--iterations 1000] [--postgres-url postgresql://...]
 
 Without --postgres-url a throw-away PostgreSQL is started with the tests' helper (tests/postgres.py: initdb +
-postgres on 127.0.0.1; fsync off, as the test server runs). The two backends are interleaved operation by operation
+postgres on 127.0.0.1) with fsync on and synchronous_commit=off: the durability of the server's SQLite (WAL,
+synchronous=NORMAL: the last commits may be lost on power loss, nothing is corrupted). The two backends are interleaved operation by operation
 (the order alternating), so a load change on the machine hits both alike. Prints a Markdown table: median and p99 in
 milliseconds per operation and backend.
 """
@@ -126,7 +127,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as workdir, contextlib.ExitStack() as stack:
         url = args.postgres_url
         if not url:
-            server = stack.enter_context(running_postgres())
+            server = stack.enter_context(running_postgres(durable=True))
             if server is None:
                 print("PostgreSQL is not installed: pass --postgres-url", file=sys.stderr)
                 return 2

@@ -14,6 +14,7 @@ import subprocess
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 # Where the binaries are: PATH (/usr/local/bin here), then the Debian package's versioned directory.
@@ -31,8 +32,11 @@ def find_binaries() -> Path | None:
 
 
 class PostgresServer:
-    def __init__(self, bin_dir: Path) -> None:
+    def __init__(self, bin_dir: Path, *, durable: bool = False) -> None:
         self.bin_dir = bin_dir
+        # NOTE: tests run without fsync; a benchmark keeps it (and, like SQLite's WAL with synchronous=NORMAL, may
+        # lose the last commits on power loss but never corrupt: synchronous_commit=off)
+        self._speed = [] if durable else ["-c", "fsync=off", "-c", "full_page_writes=off"]
         self.root = Path(tempfile.mkdtemp(prefix="tuneserve-pg-"))
         self.data_dir = self.root / "data"
         self.port = _free_port()
@@ -50,7 +54,7 @@ class PostgresServer:
         log = open(self.root / "postgres.log", "ab")  # noqa: SIM115 - the server process holds it
         self._proc = self._run(
             [str(self.bin_dir / "postgres"), "-D", str(self.data_dir), "-h", "127.0.0.1", "-p", str(self.port),
-             "-k", str(self.root), "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
+             "-k", str(self.root), "-c", "synchronous_commit=off", *self._speed,
              "-c", "max_connections=200", "-c", "shared_buffers=32MB"],
             stdout=log, stderr=subprocess.STDOUT,
         )
@@ -101,13 +105,13 @@ class PostgresServer:
 
 
 @contextlib.contextmanager
-def running_postgres() -> object:
+def running_postgres(durable: bool = False) -> Iterator[PostgresServer | None]:
     """A started PostgresServer, closed afterwards; None when no binaries are installed."""
     bin_dir = find_binaries()
     if bin_dir is None:
         yield None
         return
-    server = PostgresServer(bin_dir)
+    server = PostgresServer(bin_dir, durable=durable)
     try:
         server.start()
         yield server
