@@ -37,6 +37,11 @@ def _flipped(draw: st.DrawFn) -> bytes:
     return bytes(data)
 
 
+def accepted_images() -> st.SearchStrategy[bytes]:
+    """Images the service accepts (JPEG, PNG, WEBP, BMP; at most 20x20 pixels)."""
+    return _ACCEPTED
+
+
 def image_bytes() -> st.SearchStrategy[bytes]:
     """Mostly images, some truncated or with bytes changed, some random bytes."""
     truncated = st.tuples(_VALID, st.integers(0, 200)).map(lambda t: t[0][: max(0, len(t[0]) - t[1])])
