@@ -15,6 +15,7 @@ from transformers import AutoTokenizer, DistilBertConfig, DistilBertModel, PreTr
 
 from tests.fixtures import MINILM_VOCAB_SIZE, build_tiny_bert, make_texts
 from tuneserve.engines.export import ParityCheckFailed, check_parity, export_onnx
+from tuneserve.engines.quantize import onnx_logits, quantize_int8
 from tuneserve.engines.training.model import TextClassifier
 
 TEXTS = [text for text, _ in make_texts({"sport": 30, "business": 20, "tech": 14})]
@@ -101,6 +102,20 @@ def test_session_optimisations_at_load_keep_the_fused_ops(tmp_path: Path) -> Non
     ort.InferenceSession(str(tmp_path / "model.onnx"), options, providers=["CPUExecutionProvider"])
     loaded = ops(tmp_path / "loaded.onnx")
     assert {op: loaded[(MS, op)] for op in FUSED_TINY_BERT} == FUSED_TINY_BERT
+
+
+def test_the_int8_variant_quantises_the_fused_graph(tmp_path: Path) -> None:
+    model, tokenizer = tiny_classifier(tmp_path)
+    export_onnx(model, tokenizer, tmp_path / "model.onnx", example_texts=TEXTS, max_seq_length=32)
+    quantize_int8(tmp_path / "model.onnx", tmp_path / "model.int8.onnx", modality="text")
+    graph = ops(tmp_path / "model.int8.onnx")
+    # every projection is int8: Q/K/V inside QAttention; the attention output and the two FFN MatMuls of each layer,
+    # and the head (the quantiser rewrites its Gemm as a MatMul), as MatMulInteger
+    assert graph[(MS, "QAttention")] == 2 and graph[(MS, "Attention")] == 0
+    assert graph[("", "MatMulInteger")] == 3 * 2 + 1 and graph[("", "MatMul")] == 0
+    assert graph[(MS, "SkipLayerNormalization")] == 4 and graph[(MS, "BiasGelu")] == 2
+    logits = onnx_logits(tmp_path / "model.int8.onnx", tokenizer, TEXTS, max_seq_length=32)
+    assert logits.shape == (len(TEXTS), 3)
 
 
 def test_fuse_false_writes_the_plain_graph(tmp_path: Path) -> None:
