@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 from onnxruntime.quantization import QuantType, quantize_dynamic
 from sklearn.metrics import f1_score
@@ -21,8 +22,9 @@ from transformers import PreTrainedTokenizerBase
 
 # NOTE: MatMul holds a transformer's compute; Gather holds its word embeddings, about half of MiniLM's bytes
 # (90 MB -> 23 MB with both, 59 MB with MatMul alone; the same BBC News macro F1 either way). Gemm (the classifier
-# head) has no dynamic int8 kernel in ONNX Runtime, and it is tiny.
-INT8_OP_TYPES = ("MatMul", "Gather")
+# head) has no dynamic int8 kernel in ONNX Runtime, and it is tiny. Attention is the fused graph's Q/K/V projection
+# (engines/export.py), a quarter of each encoder layer's weights: it becomes QAttention.
+INT8_OP_TYPES = ("MatMul", "Attention", "Gather")
 # NOTE: per-channel weight scales keep MiniLM's logits 4x closer to fp32 (mean |diff| 0.05 vs 0.19 on BBC News) at the
 # same speed. ORT's quant_pre_process is not run: it changed no prediction there, and its symbolic shape inference
 # fails on our exported graph (and leaves temporary files in the working directory when it does).
@@ -72,6 +74,9 @@ def quantize_int8(fp32_path: Path, int8_path: Path, *, modality: str) -> int:
             op_types_to_quantize=list(INT8_OP_TYPES),
             per_channel=INT8_PER_CHANNEL,
             weight_type=QuantType.QInt8,
+            # NOTE: ONNX's shape inference cannot type the outputs of com.microsoft ops (the fused graph's
+            # SkipLayerNormalization, BiasGelu, Attention), and the quantiser must know the MatMuls after them are fp32
+            extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
         )
     return int8_path.stat().st_size
 
