@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import random
 import statistics
@@ -23,6 +24,8 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # NOTE: the test fixtures build the tiny backbone
 
@@ -64,7 +67,8 @@ class SoakReport:
     rss_peak_mib: float
     rss_growth: float            # (end - start) / start
     job_running_throughout: bool
-    job_steps_during_soak: int
+    job_steps_during_soak: int   # as of the job's progress events (one every max_steps / 100 steps)
+    worker_cpu_seconds: float    # CPU time the training worker used during the soak
 
 
 async def drive(server: ServerProcess, model_id: str, seconds: float, callers: int, *, seed: int = 0) -> Load:
@@ -107,10 +111,12 @@ def soak(server: ServerProcess, model_id: str, dataset_id: str, backbone: str, *
             time.sleep(0.2)
         asyncio.run(drive(server, model_id, warmup, callers, seed=1))
         rss_start, steps_start = server.rss_bytes(), client.get_job(job.id).progress.step
+        workers = server.workers()
+        cpu_start = _cpu_seconds(workers)
         started = time.monotonic()
         load = asyncio.run(drive(server, model_id, seconds, callers, seed=2))
         elapsed = time.monotonic() - started
-        rss_end, during = server.rss_bytes(), client.get_job(job.id)
+        rss_end, during, cpu_end = server.rss_bytes(), client.get_job(job.id), _cpu_seconds(workers)
         client.cancel_job(job.id)
         client.wait_for_job(job.id, timeout=60)
     latencies = sorted(load.latencies_ms)
@@ -126,7 +132,17 @@ def soak(server: ServerProcess, model_id: str, dataset_id: str, backbone: str, *
         rss_growth=round((rss_end - rss_start) / rss_start, 4),
         job_running_throughout=during.state == JobState.JOB_STATE_RUNNING,
         job_steps_during_soak=during.progress.step - steps_start,
+        worker_cpu_seconds=round(cpu_end - cpu_start, 1),
     )
+
+
+def _cpu_seconds(processes: list[psutil.Process]) -> float:
+    total = 0.0
+    for process in processes:
+        with contextlib.suppress(psutil.Error):
+            times = process.cpu_times()
+            total += times.user + times.system
+    return total
 
 
 def train_ready_model(server: ServerProcess, train_file: Path, backbone: Path) -> tuple[str, str]:
