@@ -174,3 +174,15 @@ async def test_orphaned_jobs(store: MetadataStore) -> None:
     orphans = {j.id for j in await store.orphaned_jobs(stale_before=T0 + 50)}
     # on a server's own SQLite file every RUNNING job at start-up is an orphan; on a shared database only stale ones
     assert orphans == ({"job-1"} if store.shared else {"job-1", "job-2"})
+
+
+async def test_cancel_through_another_server(store: MetadataStore) -> None:
+    for n in (1, 2, 3):
+        await store.add_job(job(n))
+    await store.claim_job("job-1", T0)
+    await store.claim_job("job-2", T0)
+    assert await store.beat_jobs(["job-1", "job-2"], T0 + 1) == []
+    assert await store.request_cancel("job-2") is True
+    assert await store.request_cancel("job-3") is False  # QUEUED: the server that has it cancels it itself
+    assert await store.beat_jobs(["job-1", "job-2"], T0 + 2) == ["job-2"]
+    assert await store.beat_jobs([], T0 + 3) == []

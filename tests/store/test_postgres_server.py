@@ -109,3 +109,17 @@ def test_replicas_share_models_and_ride_out_a_database_outage(
         again = a.upload_dataset(dataset_file)
         assert {d.id for d in b.list_datasets().datasets} == {train.id, again.id}
     assert first.app is not None and second.app is not None  # neither server stopped; both close cleanly now
+
+
+def test_a_job_cancelled_through_another_server_stops(
+    postgres: PostgresServer, start: Callable[[str], ServerThread], tiny_bert: Path, tmp_path: Path
+) -> None:
+    url = postgres.create_database()
+    runs, other = start(url), start(url)
+    with Client(runs.target, timeout=60) as a, Client(other.target, timeout=60) as b:
+        train = a.upload_dataset(write_text_dataset(tmp_path / "train.jsonl", TRAIN_COUNTS, seed=1))
+        job = a.fine_tune(train.id, backbone=str(tiny_bert), hyperparameters={**QUICK, "max_steps": 100_000})
+        _wait_for(lambda: b.get_job(job.id).state == JobState.JOB_STATE_RUNNING, timeout=120)
+        assert b.cancel_job(job.id).state == JobState.JOB_STATE_RUNNING  # it is the other server's to stop
+        done = b.wait_for_job(job.id, timeout=120)
+        assert done.state == JobState.JOB_STATE_CANCELLED and done.error == "cancelled by request"

@@ -31,7 +31,7 @@ from tuneserve.types import DatasetRecord, JobEventRecord, JobRecord, JobState, 
 log = logging.getLogger(__name__)
 
 # The server running a job marks it alive this often; a RUNNING job not marked for ORPHAN_AFTER_SECONDS lost its server.
-HEARTBEAT_SECONDS = 10.0
+HEARTBEAT_SECONDS = 2.0
 ORPHAN_AFTER_SECONDS = 60.0
 
 
@@ -167,6 +167,9 @@ class JobManager:
         if job.id in self._running:
             self._cancels[job.id].set()
             return job  # the dispatch loop records CANCELLED once the worker has stopped
+        if job.state is JobState.RUNNING and self._store.shared:
+            await self._store.request_cancel(job.id)  # NOTE: another server runs it: its heartbeat picks this up
+            return job
         await self._finish(job, WorkerOutcome("cancelled", reason="cancelled by request"))
         return await self.get(job_id)
 
@@ -205,7 +208,9 @@ class JobManager:
         while True:
             await asyncio.sleep(HEARTBEAT_SECONDS)
             try:
-                await self._store.beat_jobs(sorted(self._running), time.time())
+                for job_id in await self._store.beat_jobs(sorted(self._running), time.time()):
+                    if job_id in self._cancels:  # cancelled through another server sharing the database
+                        self._cancels[job_id].set()
             except Unavailable as exc:
                 log.warning("job heartbeat not stored: %s", exc.message)
 

@@ -64,8 +64,10 @@ CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs (state);
 # Columns added after the first release: ADD COLUMN with a default upgrades an existing database in place.
 ADDED_COLUMNS: dict[str, list[tuple[str, str]]] = {
     "models": [("kind", "TEXT NOT NULL DEFAULT 'finetuned'"), ("source_job_id", "TEXT NOT NULL DEFAULT ''")],
-    # the last time the server running a job said it still does (servers sharing a database tell orphans apart)
-    "jobs": [("heartbeat_time", "DOUBLE PRECISION NOT NULL DEFAULT 0")],
+    "jobs": [
+        ("heartbeat_time", "DOUBLE PRECISION NOT NULL DEFAULT 0"),  # the running server's last "still running"
+        ("cancel_requested", "INTEGER NOT NULL DEFAULT 0"),  # CancelJob arrived at another server
+    ],
 }
 
 
@@ -164,12 +166,23 @@ class MetadataStore(abc.ABC):
         )
         return _job(rows[0]) if rows else None
 
-    async def beat_jobs(self, job_ids: Sequence[str], now: float) -> None:
-        """The server running these jobs still does."""
-        if job_ids:
-            await self._execute(
-                f"UPDATE jobs SET heartbeat_time=? WHERE id IN ({','.join('?' * len(job_ids))})", (now, *job_ids)
-            )
+    async def beat_jobs(self, job_ids: Sequence[str], now: float) -> list[str]:
+        """The server running these jobs still does; returns those of them whose cancel was requested meanwhile."""
+        if not job_ids:
+            return []
+        rows = await self._fetch(
+            f"UPDATE jobs SET heartbeat_time=? WHERE id IN ({','.join('?' * len(job_ids))}) "
+            "RETURNING id, cancel_requested",
+            (now, *job_ids),
+        )
+        return sorted(r["id"] for r in rows if r["cancel_requested"])
+
+    async def request_cancel(self, job_id: str) -> bool:
+        """Ask the server running this job to cancel it (the next `beat_jobs` of that server returns it)."""
+        rows = await self._fetch(
+            "UPDATE jobs SET cancel_requested=1 WHERE id=? AND state=? RETURNING id", (job_id, JobState.RUNNING.value)
+        )
+        return bool(rows)
 
     async def orphaned_jobs(self, stale_before: float) -> list[JobRecord]:
         """RUNNING jobs no server runs any more: on a shared database those whose heartbeat is older than
