@@ -83,3 +83,11 @@ def test_report_of_a_finished_job_with_baselines(
     assert f"{evaluation.report.macro_f1:.4f}" in parsed.text and f"{sum(TEST_COUNTS.values())} examples" in parsed.text
     assert r.fit.rule in parsed.text and r.transfer_verdict in parsed.text
     assert f"{r.parity_max_abs_diff:.3g}" in parsed.text
+
+    # a baseline model deleted since: the report still comes, with the fine-tuned model's own test figures
+    client.delete_model(r.baselines[0].model_id)
+    code = main(["--target", server.target, "jobs", "report", job.id, "--out", str(out_file), "--dataset", test.id])
+    assert (code, capsys.readouterr().err) == (0, "")
+    parsed = parse_report(out_file.read_text())
+    assert "test-evaluation" in parsed.sections and "could not be evaluated on" in parsed.text
+    assert not [t for t in parsed.tables if t[0][0] == "compared model"]
