@@ -20,8 +20,8 @@ from typing import TypeAlias, TypeVar
 from google.protobuf.message import Message
 from rich.console import Console
 
-from . import _cli_report as report_cli
 from . import _cli_recommend as recommend
+from . import _cli_report as report_cli
 from . import _cli_transfer as transfer
 from . import _render as render
 from ._client import DEFAULT_TARGET

@@ -57,7 +57,7 @@ def jobs_report(client: Client, args: argparse.Namespace, out: Output) -> int:
             f"(follow it with: tuneserve jobs watch {job.id})"
         )
         return 2
-    data = report.ReportInput(job=job, events=list(client.watch_job(job.id)), dataset_id=args.dataset)
+    data = report.ReportInput(job=job, events=list(client.watch_job(job.id)))
     data.backbone = _catalog_entry(client, job)
     if args.dataset:
         data.evaluation = _evaluate(client, job, args.dataset, data.notes)

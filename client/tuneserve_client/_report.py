@@ -57,7 +57,6 @@ class ReportInput:
     events: Sequence[JobEvent] = ()
     backbone: Backbone | None = None          # the catalog entry of job.backbone, when it is one
     evaluation: EvaluateResponse | None = None  # Evaluate of the model (and its baselines) on `dataset_id`
-    dataset_id: str = ""
     notes: list[str] = field(default_factory=list)  # what the report had to leave out, and why
     generated: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
 
@@ -207,7 +206,7 @@ def _summary(data: ReportInput) -> str:
         ("ended", _time(job.end_time)),
     ]
     if job.HasField("start_time") and job.HasField("end_time"):
-        rows.append(("wall time", f"{(job.end_time.ToNanoseconds() - job.start_time.ToNanoseconds()) / 1e9:.1f} s"))
+        rows.append(("job wall time", f"{(job.end_time.ToNanoseconds() - job.start_time.ToNanoseconds()) / 1e9:.1f} s (training, export, baselines)"))
     return _section("summary", "Summary", _fields(rows), *(_note(n) for n in data.notes))
 
 

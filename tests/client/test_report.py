@@ -165,8 +165,7 @@ def test_report_sections_pictures_escaping_and_numbers() -> None:
               JobEvent(message="[baseline frozen] exported", export={"format": "onnx", "size_bytes": 1})]  # fmt: skip
     backbone = Backbone(name="minilm-l6", parameter_count=22_713_216, hidden_size=384, cpu_latency_ms=9.5,
                         latency_measured_on="batch 1, 128 tokens, 2 threads")  # fmt: skip
-    page = render_html(ReportInput(job=job, events=events, backbone=backbone, evaluation=evaluation(labels),
-                                   dataset_id="ds-test"))  # fmt: skip
+    page = render_html(ReportInput(job=job, events=events, backbone=backbone, evaluation=evaluation(labels)))
     parsed = parse_report(page)
 
     assert set(parsed.sections) == SECTIONS | {"test-evaluation"}
@@ -202,7 +201,7 @@ def test_report_sections_pictures_escaping_and_numbers() -> None:
     assert ["learning_rate", "3e-05"] in table_with(parsed, "name") and ["freeze", "top_k"] in table_with(parsed, "name")
     assert "3.0 MiB" in parsed.text and "2.5e-06" in parsed.text  # the fine-tune's export, not the baseline's
     assert "9.5 ms (batch 1, 128 tokens, 2 threads)" in parsed.text and "22,713,216" in parsed.text
-    assert "wall time" in parsed.text and "60.0 s" in parsed.text
+    assert "job wall time" in parsed.text and "60.0 s (training, export, baselines)" in parsed.text
 
 
 def test_report_of_a_minimal_result_says_what_is_missing() -> None:
