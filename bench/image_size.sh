@@ -13,7 +13,9 @@ rm -rf "$VENV"
 "$PYTHON" -m venv "$VENV"
 # --no-cache-dir: the image's layer holds no pip cache either (its cache is a BuildKit mount).
 start=$(date +%s)
-"$VENV/bin/pip" install --quiet --no-cache-dir -c "$ROOT/constraints-cpu.txt" "$ROOT[server,cpu]"
+# (This machine's pip config lists local indexes that may be missing; their warnings are dropped.)
+"$VENV/bin/pip" install --quiet --no-cache-dir -c "$ROOT/constraints-cpu.txt" "$ROOT[server,cpu]" 2>&1 \
+    | { grep -v "^WARNING: Location 'file://" || true; }
 end=$(date +%s)
 # Byte-compiled files count too: the Dockerfile's `python -c "import ..."` check writes some of them.
 "$VENV/bin/python" -c "import onnxruntime, torch, tuneserve.server" >/dev/null

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -147,7 +148,11 @@ class KubernetesJobRunner:
         self, spec_path: Path, log_path: Path, on_event: EventHandler, cancel: asyncio.Event
     ) -> WorkerOutcome:
         name = job_name(spec_path)
-        await asyncio.to_thread(self._create, spec_path)
+        try:
+            await asyncio.to_thread(self._create, spec_path)
+        except Exception as exc:  # NOTE: API errors (RBAC, quota, admission) are this job's failure, not the server's
+            log.warning("could not create Kubernetes Job %s: %s", name, exc)
+            return WorkerOutcome("failed", reason=f"could not create the Kubernetes Job {name}: {_api_error(exc)}")
         loop = asyncio.get_running_loop()
         lines: asyncio.Queue[str | None] = asyncio.Queue()
         stop = threading.Event()
@@ -166,6 +171,12 @@ class KubernetesJobRunner:
                 else:
                     await on_event(event)
             failure, log_lines = await follower
+        except Exception as exc:
+            stop.set()
+            log.warning("lost track of Kubernetes Job %s: %s", name, exc)
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(self._delete, name)
+            return WorkerOutcome("failed", reason=f"lost track of the Kubernetes Job {name}: {_api_error(exc)}")
         except BaseException:
             # NOTE: the server is stopping (or this task was cancelled): the Job must not run on unobserved.
             stop.set()
@@ -277,12 +288,13 @@ class KubernetesJobRunner:
                 raise
             try:
                 # NOTE: the API server may end a long follow; on reconnect the log starts over, so skip what we saw.
-                for number, raw in enumerate(stream):
+                for number, raw in enumerate(_lines(stream)):
                     if number < seen:
                         continue
                     seen += 1
-                    line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
+                    line = raw.decode("utf-8", errors="replace").rstrip("\r")
                     log_file.write(line + "\n")
+                    log_file.flush()  # NOTE: live, like the local worker's stderr
                     emit(line)
             finally:
                 stream.release_conn()
@@ -317,6 +329,28 @@ class KubernetesJobRunner:
                                                       tail_lines=_LOG_TAIL_LINES)
             return [line for line in str(text).splitlines() if line.strip()]
         return []
+
+
+def _lines(stream: Any) -> Iterator[bytes]:
+    """The lines of a followed log as its chunks arrive (iterating the response itself waits for 64 KiB)."""
+    pending = b""
+    for chunk in stream.stream(amt=None, decode_content=False):
+        pending += chunk
+        *lines, pending = pending.split(b"\n")
+        yield from lines
+    if pending:
+        yield pending
+
+
+def _api_error(exc: Exception) -> str:
+    """One line for an API error: the API server's own message where it sent a Status."""
+    status, body = getattr(exc, "status", None), getattr(exc, "body", None)
+    if status is not None:
+        message = ""
+        with contextlib.suppress(ValueError, TypeError):
+            message = json.loads(body).get("message", "") if body else ""
+        return f"HTTP {status} {getattr(exc, 'reason', '')}: {message}".strip().rstrip(":")
+    return " ".join(f"{type(exc).__name__}: {exc}".split())[:500]
 
 
 def _condition(job: dict[str, Any], kind: str) -> bool:

@@ -150,7 +150,9 @@ def outcome_of(
     if root is not None:
         rank, how = root
         # NOTE: the failing rank's own exception says most; the others only saw their peer vanish.
-        own = [reason for reason in failures if reason.startswith(f"rank {rank}:")]
+        own = [reason for reason in failures if reason.startswith(f"rank {rank}:")] or [
+            reason for reason in failures if not reason.startswith("rank ")  # a single-process torchrun
+        ]
         return WorkerOutcome("failed", reason=own[0] if own else f"training rank {rank} {how}")
     if failures:
         return WorkerOutcome("failed", reason=failures[0])

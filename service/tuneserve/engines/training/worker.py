@@ -9,8 +9,8 @@ prefixed with its rank). Exit codes: 0 after "result" or "cancelled", 1 after "f
 
 from __future__ import annotations
 
-import dataclasses
 import ctypes
+import dataclasses
 import errno
 import os
 import signal
