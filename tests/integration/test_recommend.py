@@ -99,12 +99,13 @@ def test_budget_exhaustion_is_reported_per_candidate(
 def test_the_call_deadline_caps_the_budget(client: Client, train_file: Path, tiny_bert: Path) -> None:
     dataset = client.upload_dataset(train_file)
 
-    response = client.recommend_backbone(
-        dataset.id, backbones=[str(tiny_bert)], time_budget_seconds=600, timeout=2.5
-    )
+    # NOTE: an answer at all (not DEADLINE_EXCEEDED) is the point: the server fits the budget into the deadline
+    response = client.recommend_backbone(dataset.id, backbones=[str(tiny_bert)], time_budget_seconds=600, timeout=4)
 
-    assert response.time_budget_seconds < 1.0  # the 2.5 s deadline less the server's margin for answering
-    assert response.ranking[0].status == CandidateStatus.CANDIDATE_STATUS_BUDGET_EXHAUSTED
+    assert 1.0 < response.time_budget_seconds < 2.1  # the 4 s deadline less the server's 2 s margin for answering
+    assert response.ranking[0].status in (
+        CandidateStatus.CANDIDATE_STATUS_BUDGET_EXHAUSTED, CandidateStatus.CANDIDATE_STATUS_SCORED
+    )
 
 
 def test_real_minilm_is_scored_by_default(client: Client, tmp_path: Path) -> None:
