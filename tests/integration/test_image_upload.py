@@ -16,8 +16,9 @@ import pytest
 from PIL import Image
 
 from tests.conftest import ServerThread, make_settings
-from tests.fixtures import IMAGE_LABELS, make_image
+from tests.fixtures import IMAGE_LABELS, make_image, write_text_dataset
 from tuneserve_client import Client, DatasetFormat, InvalidArgument, Modality, ResourceExhausted
+from tuneserve_client._cli import main
 
 COUNTS = {label: 4 for label in IMAGE_LABELS}
 MAX_PIXELS = 100 * 100
@@ -150,3 +151,31 @@ def test_symlink_entries_and_bad_archives(client: Client) -> None:
 def test_the_upload_itself_is_bounded(client: Client) -> None:
     with pytest.raises(ResourceExhausted, match="max_dataset_bytes"):
         client.upload_dataset_bytes(os.urandom(300 * 1024), name="big.zip")
+
+
+def test_cli_uploads_a_zip_and_image_jsonl(
+    client: Client, server: ServerThread, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    archive = tmp_path / "shapes.zip"
+    archive.write_bytes(zip_bytes(class_folders({"red_square": 2, "blue_bar": 2})))
+    assert main(["--target", server.target, "--json", "datasets", "upload", str(archive)]) == 0
+    uploaded = json.loads(capsys.readouterr().out)
+    assert [uploaded[k] for k in ("modality", "format", "num_rows")] == ["MODALITY_IMAGE", "DATASET_FORMAT_ZIP", "4"]
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text("".join(
+        json.dumps({"img": base64.b64encode(make_image(label)).decode(), "label": label}) + "\n"
+        for label in ("red_square", "blue_bar")
+    ))
+    assert main(["--target", server.target, "datasets", "upload", str(rows), "--image-column", "img"]) == 0
+    assert main(["--target", server.target, "datasets", "upload", str(rows)]) == 2     # read as text: no 'text'
+    assert "missing field 'text'" in capsys.readouterr().err
+
+
+def test_fine_tune_refuses_a_validation_dataset_of_the_other_modality(
+    client: Client, tiny_efficientnet: Path, tmp_path: Path
+) -> None:
+    train = client.upload_dataset_bytes(zip_bytes(class_folders()), name="train.zip")
+    text = client.upload_dataset(write_text_dataset(tmp_path / "val.jsonl", COUNTS, seed=4))
+    with pytest.raises(InvalidArgument, match=f"dataset '{text.id}' .* holds text rows but backbone .* image inputs"):
+        client.fine_tune(train.id, validation_dataset_id=text.id, backbone=str(tiny_efficientnet))
+    assert client.list_jobs().jobs == []
