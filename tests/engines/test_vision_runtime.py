@@ -33,7 +33,8 @@ def _png(image: Image.Image) -> bytes:
 
 def test_preprocessing_matches_efficientnet_lite_pretraining() -> None:
     prep = Preprocessing.for_input_size(224)
-    assert (prep.resize, prep.crop) == (256, 224)  # TF EfficientNet's eval crop: 224 / (224 + 32) of the shorter side
+    assert (prep.resize, prep.crop) == (256, 224)  # TF EfficientNet's eval crop at 224: 224 / 256 of the shorter side
+    assert Preprocessing.for_input_size(64).resize == 73  # the same fraction at any size
     assert prep.mean == LITE_MEAN and prep.std == LITE_STD
     assert Preprocessing.from_json(json.loads(json.dumps(prep.to_json()))) == prep
 
