@@ -29,9 +29,9 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # NOTE: the test fixtures build the tiny backbone
 
-from tests.fixtures import build_tiny_bert, make_texts, write_text_dataset  # noqa: E402
-from tests.integration.server_process import ServerProcess  # noqa: E402
-from tuneserve_client import AsyncClient, Client, JobState, TuneServeError  # noqa: E402
+from tests.fixtures import build_tiny_bert, make_texts, write_text_dataset
+from tests.integration.server_process import ServerProcess
+from tuneserve_client import AsyncClient, Client, JobState, TuneServeError
 
 COUNTS = {"sport": 40, "politics": 24, "tech": 12}
 QUICK = {"max_steps": 24, "batch_size": 8, "eval_steps": 8, "max_seq_length": 32, "learning_rate": 1e-3,

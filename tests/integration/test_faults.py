@@ -142,7 +142,7 @@ def test_sigterm_drains_inflight_predicts_requeues_the_job_and_exits_within_grac
             try:  # a new connection, as a new caller would open
                 async with AsyncClient(running.server.target, timeout=5) as late:
                     await late.predict(running.model_id, TEXTS[:1])
-            except Exception as exc:  # noqa: BLE001 (asserted below)
+            except Exception as exc:
                 refused = exc
             results = await asyncio.gather(*inflight, return_exceptions=True)
             code = await asyncio.to_thread(running.server.wait, grace + 30)

@@ -68,6 +68,7 @@ def verify(directory: Path, wanted: Callable[[str], bool] = lambda relative: Tru
         except FileNotFoundError:
             raise ChecksumMismatch(directory, relative, "missing") from None
         if actual != expected:
-            raise ChecksumMismatch(directory, relative, f"sha256 {actual[:12]}... differs from the published {expected[:12]}...")
+            problem = f"sha256 {actual[:12]}... differs from the published {expected[:12]}..."
+            raise ChecksumMismatch(directory, relative, problem)
         checked += 1
     return checked
