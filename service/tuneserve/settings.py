@@ -136,7 +136,7 @@ class LimitSettings(_Section):
     """Largest image (width x height) accepted in a dataset, Predict or the Open Inference Protocol; checked from the
     header before decoding, so a decompression bomb is refused without allocating it."""
     max_predict_batch: int = 256
-    """Most texts in one Predict request."""
+    """Most texts (or images, for an image model) in one Predict request or Open Inference Protocol ModelInfer."""
     max_name_chars: int = 256
     """Longest name or id in a request (every string field of a tuneserve.v1 request except Predict texts: ids,
     names, aliases, backbone, columns, page tokens) and longest label in a dataset; longer -> INVALID_ARGUMENT."""
