@@ -41,9 +41,6 @@ class ServerSettings(_Section):
 class StorageSettings(_Section):
     data_dir: Path = Path("./data")
     """Root of everything stored: the SQLite metadata (tuneserve.db), datasets/, models/, jobs/."""
-
-
-class TrainingSettings(_Section):
     database_url: str = ""
     """Where the metadata lives. Empty: SQLite at data_dir/tuneserve.db. `sqlite:///RELATIVE/PATH` or
     `sqlite:////ABSOLUTE/PATH`: another SQLite file. `postgresql://USER:PASSWORD@HOST:PORT/DATABASE`: PostgreSQL, which
@@ -51,6 +48,9 @@ class TrainingSettings(_Section):
     unreachable URL stops the server with one line; a later outage turns health NOT_SERVING until it reconnects."""
     database_pool_size: int = Field(default=4, ge=1)
     """PostgreSQL connections each server keeps open at most."""
+
+
+class TrainingSettings(_Section):
     max_concurrent_jobs: int = 1
     """Fine-tunes running at once; further jobs wait QUEUED."""
     max_queued_jobs: int = 100
