@@ -15,7 +15,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from tests.conftest import ServerThread, make_settings
 from tests.fixtures import build_tiny_bert, write_text_dataset
 from tests.postgres import PostgresServer, find_binaries
-from tuneserve_client import Client, JobState, Unavailable
+from tuneserve_client import Client, JobState, NotFound, Unavailable
 
 TRAIN_COUNTS = {"sport": 40, "politics": 24, "tech": 12}
 QUICK = {"max_steps": 16, "batch_size": 8, "eval_steps": 8, "max_seq_length": 32, "learning_rate": 1e-3,
@@ -47,6 +47,13 @@ def start(tmp_path: Path, tiny_bert: Path) -> Iterator[Callable[[str], ServerThr
 
 def _health(channel: grpc.Channel, service: str = "") -> int:
     return health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=service), timeout=10).status
+
+
+def _predicts(client: Client, model_id: str, texts: list[str], alias: str) -> bool:
+    try:
+        return len(client.predict(model_id, texts, alias=alias).predictions) == len(texts)
+    except NotFound:
+        return False
 
 
 def _wait_for(condition: Callable[[], bool], timeout: float = 30) -> None:
@@ -89,6 +96,8 @@ def test_replicas_share_models_and_ride_out_a_database_outage(
             prediction = client.predict(done.model_id, texts)
             assert [p.label in TRAIN_COUNTS for p in prediction.predictions] == [True, True]
             assert prediction.model_version == 1
+        a.set_model_alias(done.model_id, "prod", 1)  # the second server has the model cached: it notices anyway
+        _wait_for(lambda: _predicts(b, done.model_id, texts, alias="prod"), timeout=30)
         assert _health(channel) == SERVING
 
         own_postgres.stop()

@@ -18,7 +18,7 @@ from pathlib import Path
 from tuneserve.core.ids import new_id
 from tuneserve.engines.runtime import VARIANT_FILES
 from tuneserve.engines.training.spec import ARTIFACTS
-from tuneserve.errors import FailedPrecondition, InvalidArgument, NotFound
+from tuneserve.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from tuneserve.store import ArtifactStore, MetadataStore
 from tuneserve.types import ModelRecord, ModelVersionRecord, Page, VersionState
 
@@ -28,6 +28,9 @@ DeleteListener = Callable[[str], Awaitable[None]]
 ChangeListener = Callable[[str], Awaitable[None]]
 
 LATEST = "latest"
+# How long a snapshot is trusted when other servers share the database (they may make a version READY or move an
+# alias); with a database of its own a server sees every write and keeps snapshots until then.
+SHARED_SNAPSHOT_SECONDS = 2.0
 ALIAS_PATTERN = re.compile(r"[a-z][a-z0-9-]{0,62}")
 
 
@@ -55,6 +58,7 @@ class ModelRegistry:
         self._delete_listeners: list[DeleteListener] = []
         self._change_listeners: list[ChangeListener] = []
         self._snapshots: dict[str, ModelRecord] = {}
+        self._snapshot_times: dict[str, float] = {}
         self._writes = 0
         self._variants: dict[tuple[str, int], tuple[tuple[int, int], dict[str, VariantInfo]]] = {}
 
@@ -118,12 +122,22 @@ class ModelRegistry:
         """The model as `get` returns it, cached until the next write to it: the serving path reads it on every
         request, and must treat it as read-only."""
         cached = self._snapshots.get(model_id)
-        if cached is not None:
+        if cached is not None and not (
+            self._store.shared and time.monotonic() - self._snapshot_times[model_id] > SHARED_SNAPSHOT_SECONDS
+        ):
             return cached
         writes = self._writes
-        model = await self.get(model_id)
+        try:
+            model = await self.get(model_id)
+        except Unavailable:
+            if cached is None:
+                raise
+            return cached  # NOTE: the database is down: loaded models keep answering from what was last seen
+        if cached is not None and _served(model) != _served(cached):
+            await self._changed(model_id)  # another server made a version READY or moved an alias: re-route
         if writes == self._writes:  # NOTE: no write landed while we read, so this view is not already stale
             self._snapshots[model_id] = model
+            self._snapshot_times[model_id] = time.monotonic()
         return model
 
     async def list(self, page: Page) -> list[ModelRecord]:
@@ -215,6 +229,11 @@ class ModelRegistry:
                 await listener(model_id)
             except Exception:  # NOTE: a listener's failure must not fail the write (e.g. a job marking READY)
                 log.exception("change listener failed for model %s", model_id)
+
+
+def _served(model: ModelRecord) -> tuple[object, ...]:
+    """What routing depends on: the versions' states and the aliases."""
+    return tuple((v.version, v.state) for v in model.versions), tuple(sorted(model.aliases.items()))
 
 
 def target_version(model: ModelRecord, number: int = 0, alias: str = "") -> ModelVersionRecord:
