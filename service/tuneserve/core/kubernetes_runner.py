@@ -152,6 +152,8 @@ class KubernetesJobRunner:
             await asyncio.to_thread(self._create, spec_path)
         except Exception as exc:  # NOTE: API errors (RBAC, quota, admission) are this job's failure, not the server's
             log.warning("could not create Kubernetes Job %s: %s", name, exc)
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(self._delete, name)  # the Job, when only its Service was refused
             return WorkerOutcome("failed", reason=f"could not create the Kubernetes Job {name}: {_api_error(exc)}")
         loop = asyncio.get_running_loop()
         lines: asyncio.Queue[str | None] = asyncio.Queue()
