@@ -83,9 +83,9 @@ def served(tiny_bert: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
 
 
 def write_int8_variant(version_dir: Path, *, served: bool, reason: str = "") -> None:
-    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from tuneserve.engines.quantize import quantize_int8
 
-    quantize_dynamic(version_dir / "model.onnx", version_dir / "model.int8.onnx", weight_type=QuantType.QInt8)
+    quantize_int8(version_dir / "model.onnx", version_dir / "model.int8.onnx", modality="text")
     report = {"fp32": {"macro_f1": 0.9, "served": True}, "int8": {"macro_f1": 0.895, "served": served, "reason": reason}}
     (version_dir / "variants.json").write_text(json.dumps(report))
 
