@@ -115,10 +115,18 @@ class ImageClassifier(nn.Module):
         dropout: float,
         class_weights: torch.Tensor | None = None,
         label_smoothing: float = 0.0,
+        pretrained_statistics: bool = False,
     ) -> None:
         super().__init__()
         self.backbone = backbone
         self.backbone_config = config
+        self.pretrained_statistics = pretrained_statistics
+        if not pretrained_statistics:
+            # NOTE: the TF port's momentum (0.01 in PyTorch terms, TF's 0.99) needs thousands of steps before the
+            # running statistics fit the data; a fine-tune budget has tens to hundreds. PyTorch's default adapts.
+            for module in backbone.modules():
+                if isinstance(module, nn.BatchNorm2d):
+                    module.momentum = 0.1
         self.num_labels = num_labels
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.dropout = nn.Dropout(dropout)
@@ -140,7 +148,13 @@ class ImageClassifier(nn.Module):
         """A new head on the pretrained backbone; pretrained=False is the same architecture from random weights."""
         backbone, config = load_backbone(backbone_path, pretrained=pretrained)
         return cls(
-            backbone, config, num_labels, dropout=dropout, class_weights=class_weights, label_smoothing=label_smoothing
+            backbone,
+            config,
+            num_labels,
+            dropout=dropout,
+            class_weights=class_weights,
+            label_smoothing=label_smoothing,
+            pretrained_statistics=pretrained,
         )
 
     @classmethod
@@ -189,11 +203,16 @@ class ImageClassifier(nn.Module):
     def train(self, mode: bool = True) -> ImageClassifier:
         super().train(mode)
         if mode:
-            # NOTE: a frozen BatchNorm keeps its pretrained statistics (Keras' transfer-learning rule): in train mode
-            # it would renormalise with the small batches' statistics and drift its running averages, so "frozen"
-            # stages would still change and a linear probe would not be one.
+            # NOTE: pretrained BatchNorm statistics stay as they are (inference mode) while the rest trains, as Keras'
+            # transfer-learning guide prescribes: in train mode a layer normalises with each small batch's statistics
+            # but evaluates with running averages that (at the TF port's momentum) barely move in a fine-tune, so
+            # training and evaluation disagree (chance accuracy after the first epoch on digits); and a frozen stage
+            # would still drift. Its affine weights train when the stage does. From scratch there is nothing to keep:
+            # only frozen stages' layers stay in inference mode.
             for module in self.backbone.modules():
-                if isinstance(module, nn.BatchNorm2d) and not any(p.requires_grad for p in module.parameters()):
+                if isinstance(module, nn.BatchNorm2d) and (
+                    self.pretrained_statistics or not any(p.requires_grad for p in module.parameters())
+                ):
                     module.eval()
         return self
 
