@@ -1,6 +1,7 @@
 """Does RecommendBackbone's LogME ranking predict which backbone fine-tunes best, and what does it cost?
 
     nice -n 10 python bench/recommend.py [--train N] [--test N] [--epochs N] [--out results.json]
+    nice -n 10 python bench/recommend.py --images [--train N] [--test N] [--epochs N] [--out results.json]
 
 Text only (the backbones available offline): the packaged MiniLM-L6 (`minilm-l6`), the same model cut to its first 2
 layers (pretrained, `minilm-l2`), MiniLM's architecture with random weights (`minilm-random`: what a "scratch"
@@ -12,6 +13,10 @@ For each dataset: one RecommendBackbone call over the four backbones (default sa
 of each backbone with the same hyperparameters (--epochs, batch 16, the service's other defaults) and its held-out
 macro F1 from Evaluate. Reports the Spearman rank correlation between LogME and fine-tuned F1 per dataset, and the
 recommendation's wall time against one MiniLM-L6 fine-tune. Prints a JSON document (also written to --out).
+
+--images does the same for images: scikit-learn's 8x8 digits (upscaled to 32x32 PNGs, uploaded as a zip of class
+folders) with efficientnet-lite0/1/2 (ImageNet weights from their packages) and `lite0-random` (lite0's architecture
+with random weights).
 """
 
 from __future__ import annotations
@@ -89,22 +94,65 @@ def _stratified(rows: list[tuple[str, str]], n: int, rng: random.Random) -> list
     return picked
 
 
+def build_image_backbones(root: Path) -> dict[str, str]:
+    import torch
+    from safetensors.torch import save_file
+
+    from tuneserve.engines.training.vision import WEIGHTS_FILE, build_efficientnet
+
+    config = {"model_type": "efficientnet_lite", "variant": "efficientnet-lite0"}
+    torch.manual_seed(0)
+    state = {k: v.contiguous() for k, v in build_efficientnet(config).state_dict().items()}
+    (root / "lite0-random").mkdir()
+    save_file(state, root / "lite0-random" / WEIGHTS_FILE)
+    (root / "lite0-random" / "config.json").write_text(json.dumps(config))
+    names = {f"efficientnet-lite{i}": f"efficientnet-lite{i}" for i in range(3)}
+    return {**names, "lite0-random": str(root / "lite0-random")}
+
+
+def image_datasets(work: Path, n_train: int, n_test: int) -> dict[str, tuple[Path, Path, int]]:
+    import io
+    import zipfile
+
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    rows = [(i, str(label)) for i, label in enumerate(digits.target)]
+    train, test = split(rows)
+    rng = random.Random(0)
+    train, test = _stratified(train, n_train, rng), _stratified(test, n_test, rng)
+
+    def write(path: Path, part: list[tuple[int, str]]) -> Path:
+        with zipfile.ZipFile(path, "w") as archive:
+            for index, label in part:
+                pixels = (digits.images[index] * (255 / 16)).astype("uint8")
+                buffer = io.BytesIO()
+                Image.fromarray(pixels).resize((32, 32), Image.Resampling.BILINEAR).save(buffer, "PNG")
+                archive.writestr(f"{label}/{index}.png", buffer.getvalue())
+        return path
+
+    return {"digits": (write(work / "digits_train.zip", train), write(work / "digits_test.zip", test), 0)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--train", type=int, default=250, help="training rows per dataset (default 250)")
     parser.add_argument("--test", type=int, default=200, help="held-out rows per dataset (default 200)")
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--images", action="store_true", help="digits with EfficientNet-Lite instead of BBC text")
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="bench-recommend-"))
     data_dir = work / "data"
     (data_dir / "backbones").mkdir(parents=True)
-    backbones = build_backbones(data_dir / "backbones")
+    backbones = (build_image_backbones if args.images else build_backbones)(data_dir / "backbones")
+    make_datasets = image_datasets if args.images else datasets
     results: dict = {"machine": machine(), "args": vars(args) | {"out": str(args.out)}, "datasets": {}}
     print(f"machine: {results['machine']}; work dir {work}", flush=True)
     with server(data_dir) as target, Client(target, timeout=3600) as client:
-        for name, (train_path, test_path, max_len) in datasets(work, args.train, args.test).items():
+        for name, (train_path, test_path, max_len) in make_datasets(work, args.train, args.test).items():
             train, test = client.upload_dataset(train_path), client.upload_dataset(test_path)
             started = time.perf_counter()
             rec = client.recommend_backbone(
@@ -122,7 +170,7 @@ def main() -> None:
             }
             print(f"[{name}] recommendation in {rec_wall:.1f} s: {json.dumps(rows)}", flush=True)
             for short, ref in backbones.items():
-                hp = {"epochs": args.epochs, "batch_size": 16, "max_seq_length": max_len}
+                hp = {"epochs": args.epochs, "batch_size": 16} | ({"max_seq_length": max_len} if max_len else {})
                 t0 = time.perf_counter()
                 job = client.wait_for_job(client.fine_tune(train.id, backbone=ref, hyperparameters=hp).id)
                 wall = time.perf_counter() - t0
