@@ -63,12 +63,12 @@ SERVICE_NAMES = [
     prediction_pb2.DESCRIPTOR.services_by_name["PredictionService"].full_name,
     kserve.SERVICE_NAME,
 ]
-
 # NOTE: Predict and the Open Inference Protocol keep answering for loaded models while the database is down.
 NEEDS_DATABASE = [
     name for name in SERVICE_NAMES
     if name not in (prediction_pb2.DESCRIPTOR.services_by_name["PredictionService"].full_name, kserve.SERVICE_NAME)
 ]
+
 
 @dataclass
 class App:
@@ -83,14 +83,14 @@ class App:
     jobs: JobManager
     cache: ModelCache
     metrics: Metrics
-
     database_watch: DatabaseWatch | None = None
+
     async def stop(self, grace: float | None = None) -> None:
         grace = self.settings.server.grace_seconds if grace is None else grace
         await self.health.enter_graceful_shutdown()
-        await self.server.stop(grace)
         if self.database_watch is not None:
             await self.database_watch.stop()
+        await self.server.stop(grace)
         await self.jobs.stop()
         await self.cache.close()
         await self.store.close()
@@ -163,12 +163,12 @@ async def create_server(settings: Settings) -> App:
     await server.start()
     for name in ["", *SERVICE_NAMES]:
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    watch = DatabaseWatch(store, functools.partial(_database_health, health_servicer))
+    watch.start()
     log.info(
         "serving on %s:%d (%s; metrics on %s:%d), data in %s, metadata in %s", settings.server.host, port,
         tls.describe(settings.security), settings.server.metrics_host, metrics_port, data_dir, store.describe(),
     )
-    watch = DatabaseWatch(store, functools.partial(_database_health, health_servicer))
-    watch.start()
     return App(server, port, metrics_port, settings, health_servicer, store, jobs, cache, metrics, watch)
 
 

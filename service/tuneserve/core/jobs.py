@@ -198,12 +198,6 @@ class JobManager:
             except Unavailable as exc:  # the database went away mid-job: this loop must live on for the next ones
                 log.error("job %s: %s", job_id, exc.message)
 
-    async def _run(self, job: JobRecord) -> None:
-        cancel = self._cancels[job.id] = asyncio.Event()
-        self._running.add(job.id)
-        await self._publish_state(job, "job started")
-        job_dir = self._artifacts.job_dir(job.id)
-        self._artifacts.remove(job_dir / "output")  # left over from a run interrupted by a shutdown
     async def _heartbeat(self) -> None:
         while True:
             await asyncio.sleep(HEARTBEAT_SECONDS)
@@ -214,6 +208,12 @@ class JobManager:
             except Unavailable as exc:
                 log.warning("job heartbeat not stored: %s", exc.message)
 
+    async def _run(self, job: JobRecord) -> None:
+        cancel = self._cancels[job.id] = asyncio.Event()
+        self._running.add(job.id)
+        await self._publish_state(job, "job started")
+        job_dir = self._artifacts.job_dir(job.id)
+        self._artifacts.remove(job_dir / "output")  # left over from a run interrupted by a shutdown
         try:
             outcome = await self._run_worker(job, job_dir / "spec.json", cancel)
             outcome = await self._run_baselines(job, outcome, cancel)
@@ -258,9 +258,6 @@ class JobManager:
     async def _on_worker_event(self, job: JobRecord, event: dict[str, Any], prefix: str = "") -> None:
         kind = event.pop("kind")
         message = prefix + str(event.pop("message", ""))
-        if kind == "progress":
-            job.progress = {k: event.get(k, 0) for k in ("step", "total_steps", "epoch", "eta_seconds", "train_loss")}
-            await self._store.update_job(job)
         self._metrics.job_event(job.id, kind, event)
         try:
             if kind == "progress":
