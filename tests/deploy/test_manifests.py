@@ -26,6 +26,7 @@ from kubernetes_validate.utils import all_versions
 from packaging.version import Version
 
 from tuneserve.healthcheck import check
+from tuneserve.server import SERVICE_NAMES
 from tuneserve.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -39,6 +40,7 @@ K8S_VERSIONS = tuple(dict.fromkeys([next(v for v in _SHIPPED if Version(v) >= Ve
 # Kinds from CRDs: kubernetes-validate ships only core schemas, so these are checked by test_service_monitor_shape.
 CRD_KINDS = {("monitoring.coreos.com/v1", "ServiceMonitor")}
 GRPC_PORT, METRICS_PORT = 50051, 9090
+PREDICTION_SERVICE = "tuneserve.v1.PredictionService"
 
 Doc = dict[str, Any]
 
@@ -255,8 +257,12 @@ def test_probes_are_grpc_health_checks_on_the_grpc_port(overlay: tuple[str, Mani
         probe = container[name]
         handlers = {"grpc", "httpGet", "tcpSocket", "exec"} & probe.keys()
         assert handlers == {"grpc"}, f"{name} must be a native gRPC probe, has {handlers}"
-        # grpc.health.v1 Check with service "" (the whole server), which the server always registers.
-        assert probe["grpc"]["port"] == ports["grpc"] and probe["grpc"].get("service", "") == ""
+        # grpc.health.v1 Check: start-up on "" (the whole server); readiness and liveness on PredictionService,
+        # which stays SERVING through a database outage (tests/store/test_postgres_server.py) and turns NOT_SERVING
+        # on shutdown. Both names are registered by the server (tuneserve.server.SERVICE_NAMES).
+        wanted = "" if name == "startupProbe" else PREDICTION_SERVICE
+        assert PREDICTION_SERVICE in SERVICE_NAMES
+        assert probe["grpc"]["port"] == ports["grpc"] and probe["grpc"].get("service", "") == wanted
     config = manifests.config
     assert int(config["TUNESERVE_SERVER__PORT"]) == GRPC_PORT
     assert int(config["TUNESERVE_SERVER__METRICS_PORT"]) == METRICS_PORT
