@@ -45,7 +45,7 @@ FROM venv AS builder-cpu
 # constraints-cpu.txt pins torch; the CPU build of that release comes from PyTorch's CPU index (its local version,
 # +cpu, wins over PyPI's CUDA build of the same release), so no CUDA libraries end up in the CPU image.
 RUN --mount=type=cache,target=/root/.cache/pip \
-    pip install -c constraints-cpu.txt --extra-index-url https://download.pytorch.org/whl/cpu ".[server,cpu]"
+    pip install -c constraints-cpu.txt --extra-index-url https://download.pytorch.org/whl/cpu ".[server,cpu,kubernetes]"
 
 FROM venv AS builder-gpu
 # The same torch release as the CPU image (the pin in constraints-cpu.txt), here its CUDA build: +cu128 from
@@ -53,7 +53,7 @@ FROM venv AS builder-gpu
 ARG TORCH_CUDA=cu128
 RUN --mount=type=cache,target=/root/.cache/pip \
     pip install -c constraints-cpu.txt --extra-index-url "https://download.pytorch.org/whl/${TORCH_CUDA}" \
-        ".[server,gpu]"
+        ".[server,gpu,kubernetes]"
 
 # hadolint ignore=DL3006
 FROM builder-${VARIANT} AS builder

@@ -47,7 +47,8 @@ def test_both_variants_have_their_stages() -> None:
     runs = " ".join(_args("RUN"))
     # Both variants install against the torch pin; only the CPU one may add the CPU wheel index.
     assert runs.count("-c constraints-cpu.txt") == 2
-    assert '".[server,cpu]"' in runs and '".[server,gpu]"' in runs
+    # the kubernetes client: the image can run the kubernetes training runner (training.runner=kubernetes)
+    assert '".[server,cpu,kubernetes]"' in runs and '".[server,gpu,kubernetes]"' in runs
     assert "download.pytorch.org/whl/cpu" in runs
 
 
