@@ -5,6 +5,8 @@ BIN := $(VENV)/bin
 # The CPU extra; `make install EXTRAS=server,gpu,dev` on a CUDA machine (onnxruntime-gpu instead of onnxruntime).
 EXTRAS ?= server,cpu,dev
 PYTEST_ARGS ?=
+# Test files run this many at a time (pytest-xdist, whole files per worker); 0 = all in this process (to debug).
+TEST_WORKERS ?= 2
 
 .PHONY: install run test test-fast lint protos bench clean
 
@@ -20,10 +22,10 @@ run: install
 	$(BIN)/tuneserve serve
 
 test: install
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 test-fast: install
-	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile -m "not slow" $(PYTEST_ARGS)
 
 lint:
 	$(BIN)/ruff check client service tests bench tools
