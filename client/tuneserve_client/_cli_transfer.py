@@ -14,6 +14,8 @@ STRATEGY_HYPERPARAMETERS = (
     "gradual_unfreezing",
     "gradient_accumulation_steps",
     "lr_scheduler",
+    "augment_flip",
+    "augment_random_resized_crop",
 )
 
 
@@ -36,6 +38,20 @@ def add_finetune_options(finetune: argparse.ArgumentParser, hp: argparse._Argume
         "--grad-accum", dest="gradient_accumulation_steps", type=int, metavar="N", help="batches per optimizer step"
     )
     hp.add_argument("--lr-scheduler", choices=["linear", "cosine", "constant"], help="the schedule after warm-up")
+    # NOTE: default None leaves the field unset, so the server's default (on) applies; --no-... turns it off.
+    hp.add_argument(
+        "--augment-flip",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="image backbones: random horizontal flips of training images (server default: on)",
+    )
+    hp.add_argument(
+        "--augment-crop",
+        dest="augment_random_resized_crop",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="image backbones: random resized crops of training images (server default: on)",
+    )
     finetune.add_argument(
         "--baselines",
         type=_names,

@@ -42,6 +42,22 @@ def test_finetune_without_strategy_flags_leaves_them_to_the_server(
     assert not request.hyperparameters.ListFields() and not request.baselines
 
 
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [
+        (["--no-augment-flip"], {"augment_flip": False}),
+        (["--no-augment-crop", "--augment-flip"], {"augment_random_resized_crop": False, "augment_flip": True}),
+    ],
+)
+def test_finetune_augmentation_flags(
+    capsys: pytest.CaptureFixture[str], fake: FakeTuneServe, flags: list[str], expected: dict[str, bool]
+) -> None:
+    code, _, err = run(capsys, "--target", fake.target, "--json", "finetune", "--dataset", "ds-1", *flags)
+    assert code == 0, err
+    # NOTE: proto3 `optional` fields: an explicit False is sent (and turns augmentation off); an absent flag is unset.
+    assert {f.name: v for f, v in fake.requests["FineTune"][0].hyperparameters.ListFields()} == expected
+
+
 @pytest.mark.parametrize("flag", [["--freeze", "some"], ["--lr-scheduler", "step"], ["--grad-accum", "x"]])
 def test_finetune_bad_strategy_flags_are_usage_errors(
     capsys: pytest.CaptureFixture[str], fake: FakeTuneServe, flag: list[str]

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ServerThread
-from tests.fixtures import build_tiny_bert, tiny_efficientnet as build_tiny_efficientnet, write_text_dataset
+from tests.fixtures import build_tiny_bert, write_text_dataset
+from tests.fixtures import tiny_efficientnet as build_tiny_efficientnet
 from tuneserve_client import Client
 
 # Imbalanced on purpose: the defaults must cope with it.

@@ -55,8 +55,9 @@ def check_layers(hp: Hyperparameters, num_layers: int | None) -> None:
     backbone's depth is unknown until the worker loads it, which then checks)."""
     if hp.freeze == "top_k" and num_layers is not None and hp.trainable_layers > num_layers:
         raise InvalidArgument(
-            f"hyperparameters.trainable_layers = {hp.trainable_layers} but the backbone has {num_layers} transformer "
-            f"blocks; choose 1..{num_layers} (freeze=none trains them all)"
+            f"hyperparameters.trainable_layers = {hp.trainable_layers} but the backbone has {num_layers} blocks "
+            f"(transformer layers; MBConv stages for EfficientNet-Lite); choose 1..{num_layers} (freeze=none trains "
+            "them all)"
         )
 
 
