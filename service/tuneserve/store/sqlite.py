@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -29,11 +30,15 @@ class SQLiteMetadataStore(MetadataStore):
             self._path.parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
             conn.row_factory = sqlite3.Row
-            conn.execute("PRAGMA journal_mode=WAL")
+            _enable_wal(conn)
             conn.execute("PRAGMA synchronous=NORMAL")
-            for statement in schema_statements("REAL", "INTEGER"):
-                conn.execute(statement)
-            _add_columns(conn)
+            # NOTE: the schema and its upgrade in one write transaction: servers opening one file at once would
+            # otherwise both find a column missing and both add it ("duplicate column name").
+            with conn:  # commits, or rolls back on an exception
+                conn.execute("BEGIN IMMEDIATE")
+                for statement in schema_statements("REAL", "INTEGER"):
+                    conn.execute(statement)
+                _add_columns(conn)
             self._conn = conn
 
         await self._run(_open)
@@ -70,6 +75,20 @@ class SQLiteMetadataStore(MetadataStore):
         if self._conn is None:
             raise RuntimeError("MetadataStore is not open")
         return self._conn
+
+
+def _enable_wal(conn: sqlite3.Connection, wait_seconds: float = 5.0) -> None:
+    # NOTE: switching a new file to WAL needs it to itself, and SQLite answers "database is locked" at once (no busy
+    # handler) while another connection holds it: servers opening one new file together retry for a few seconds.
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 def _add_columns(conn: sqlite3.Connection) -> None:
