@@ -9,7 +9,10 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, TextIO
+from typing import TYPE_CHECKING, Any, ClassVar, TextIO
+
+if TYPE_CHECKING:
+    from tuneserve.engines.export import ExportReport
 
 
 @dataclass
@@ -67,6 +70,18 @@ class ExportEvent(WorkerEvent):
     parity_max_abs_diff: float
     parity_examples: int
     size_bytes: int
+
+    @classmethod
+    def of(cls, report: ExportReport, *, examples: str) -> ExportEvent:
+        """The fp32 ONNX export that `report` describes; `examples` names what parity was checked on ("texts")."""
+        return cls(
+            format="onnx",
+            parity_max_abs_diff=report.parity.max_abs_diff,
+            parity_examples=report.parity.examples,
+            size_bytes=report.size_bytes,
+            message=f"exported ONNX ({report.size_bytes / 1e6:.1f} MB), parity max |logit diff| "
+            f"{report.parity.max_abs_diff:.1e} on {report.parity.examples} {examples}",
+        )
 
 
 @dataclass

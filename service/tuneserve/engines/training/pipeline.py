@@ -170,16 +170,7 @@ def _export(prepared: _Prepared, output_dir: Path, writer: EventWriter) -> float
         example_texts=[example.text for example in prepared.splits.validation],
         max_seq_length=prepared.max_seq_length,
     )
-    writer.write(
-        ExportEvent(
-            format="onnx",
-            parity_max_abs_diff=export.parity.max_abs_diff,
-            parity_examples=export.parity.examples,
-            size_bytes=export.size_bytes,
-            message=f"exported ONNX ({export.size_bytes / 1e6:.1f} MB), "
-            f"parity max |logit diff| {export.parity.max_abs_diff:.1e}",
-        )
-    )
+    writer.write(ExportEvent.of(export, examples="texts"))
     return export.parity.max_abs_diff
 
 

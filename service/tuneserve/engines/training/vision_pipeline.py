@@ -52,16 +52,7 @@ class PreparedImages:
         examples = self.encode(self.splits.validation[:16])
         pixels = np.stack([examples[i]["pixel_values"].numpy() for i in range(len(examples))])  # type: ignore[union-attr]
         export = export_image_onnx(self.model, output_dir / ARTIFACTS["onnx"], examples=pixels)
-        writer.write(
-            ExportEvent(
-                format="onnx",
-                parity_max_abs_diff=export.parity.max_abs_diff,
-                parity_examples=export.parity.examples,
-                size_bytes=export.size_bytes,
-                message=f"exported ONNX ({export.size_bytes / 1e6:.1f} MB), "
-                f"parity max |logit diff| {export.parity.max_abs_diff:.1e} on {export.parity.examples} images",
-            )
-        )
+        writer.write(ExportEvent.of(export, examples="images"))
         return export.parity.max_abs_diff
 
     def export_variants(
