@@ -14,7 +14,7 @@ from ._proto.tuneserve.v1.training_pb2 import CandidateStatus, RecommendBackbone
 from ._sync import Client
 
 if TYPE_CHECKING:
-    from ._cli import Output
+    from ._cli_common import Output
 
 HELP = "rank backbones for a dataset by a transferability estimate (LogME) of their frozen features"
 

@@ -21,14 +21,14 @@ from ._proto.tuneserve.v1.models_pb2 import EvaluateResponse
 from ._proto.tuneserve.v1.training_pb2 import Backbone, Job, JobState
 
 if TYPE_CHECKING:
-    from ._cli import Output
+    from ._cli_common import Output
     from ._sync import Client
 
 
 def add_report_command(
     jobs: argparse._SubParsersAction[argparse.ArgumentParser], command: Callable[..., argparse.ArgumentParser]
 ) -> None:
-    """Adds `report` to `tuneserve jobs`; `command` is `_cli._command` (adds a parser bound to a handler)."""
+    """Adds `report` to `tuneserve jobs`; `command` is `_cli_common.command` (adds a parser bound to a handler)."""
     parser = command(
         jobs, "report", jobs_report, "write one self-contained HTML report of a succeeded fine-tune (needs matplotlib)"
     )

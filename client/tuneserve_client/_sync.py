@@ -11,7 +11,8 @@ from os import PathLike
 from types import TracebackType
 from typing import Any, TypeVar
 
-from ._client import DEFAULT_CHUNK_SIZE, DEFAULT_TARGET, AsyncClient
+from ._client import DEFAULT_TARGET, AsyncClient
+from ._client_datasets import DEFAULT_CHUNK_SIZE
 from ._proto.tuneserve.v1.datasets_pb2 import Dataset, DatasetFormat, DeleteDatasetResponse, ListDatasetsResponse
 from ._proto.tuneserve.v1.models_pb2 import (
     DeleteModelResponse,

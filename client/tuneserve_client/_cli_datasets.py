@@ -1,0 +1,51 @@
+"""`tuneserve datasets upload|list|get|delete`."""
+
+from __future__ import annotations
+
+import argparse
+
+from . import _render as render
+from ._cli_common import Output, Subcommands, command, group, paging
+from ._sync import Client
+
+
+def add_datasets(commands: Subcommands) -> None:
+    datasets = group(commands, "datasets", "upload and manage labelled datasets")
+    upload = command(
+        datasets, "upload", _upload, "upload a CSV or JSONL file, or a zip of images in class folders"
+    )
+    upload.add_argument("path", metavar="PATH")
+    upload.add_argument("--name", help="display name (default: the file name)")
+    upload.add_argument("--format", choices=["csv", "jsonl", "zip"], help="default: from the file name's extension")
+    upload.add_argument("--text-column", default="", metavar="C", help="column of the text (default text)")
+    upload.add_argument("--label-column", default="", metavar="C", help="column of the label (default label)")
+    upload.add_argument(
+        "--image-column", default="", metavar="C", help="JSONL field holding base64 images (makes it an image dataset)"
+    )
+    paging(command(datasets, "list", _list, "list datasets"))
+    command(datasets, "get", _get, "show a dataset").add_argument("id", metavar="ID")
+    command(datasets, "delete", _delete, "delete a dataset").add_argument("id", metavar="ID")
+
+
+def _upload(client: Client, args: argparse.Namespace, out: Output) -> int:
+    dataset = client.upload_dataset(
+        args.path, name=args.name, format=args.format, text_column=args.text_column, label_column=args.label_column,
+        image_column=args.image_column,
+    )
+    out.show(dataset, render.dataset)
+    return 0
+
+
+def _list(client: Client, args: argparse.Namespace, out: Output) -> int:
+    out.show(client.list_datasets(page_size=args.page_size, page_token=args.page_token), render.datasets)
+    return 0
+
+
+def _get(client: Client, args: argparse.Namespace, out: Output) -> int:
+    out.show(client.get_dataset(args.id), render.dataset)
+    return 0
+
+
+def _delete(client: Client, args: argparse.Namespace, out: Output) -> int:
+    out.done(client.delete_dataset(args.id), f"deleted dataset {args.id}")
+    return 0

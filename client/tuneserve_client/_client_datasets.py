@@ -1,0 +1,114 @@
+"""DatasetService calls of `AsyncClient`: upload (streamed in chunks), get, list, delete."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from os import PathLike
+from pathlib import Path
+from typing import IO, cast
+
+from ._client_base import ServiceCalls, enum_name
+from ._exceptions import map_rpc_errors
+from ._proto.tuneserve.v1.datasets_pb2 import (
+    Dataset,
+    DatasetFormat,
+    DatasetUploadMetadata,
+    DeleteDatasetRequest,
+    DeleteDatasetResponse,
+    GetDatasetRequest,
+    ListDatasetsRequest,
+    ListDatasetsResponse,
+    UploadDatasetRequest,
+)
+
+DEFAULT_CHUNK_SIZE = 1024 * 1024
+
+
+def dataset_format(value: DatasetFormat | str) -> DatasetFormat:
+    """`DatasetFormat.DATASET_FORMAT_CSV`, `"DATASET_FORMAT_CSV"` or `"csv"` -> the enum value."""
+    if isinstance(value, str):
+        return cast(DatasetFormat, DatasetFormat.Value(enum_name("DATASET_FORMAT_", value)))
+    return value
+
+
+async def _file_chunks(file: IO[bytes], chunk_size: int) -> AsyncIterator[bytes]:
+    while chunk := await asyncio.to_thread(file.read, chunk_size):
+        yield chunk
+
+
+async def _byte_chunks(data: bytes, chunk_size: int) -> AsyncIterator[bytes]:
+    view = memoryview(data)
+    for start in range(0, len(view), chunk_size):
+        yield bytes(view[start : start + chunk_size])
+
+
+class DatasetCalls(ServiceCalls):
+    async def upload_dataset(
+        self,
+        path: str | PathLike[str],
+        *,
+        name: str | None = None,
+        format: DatasetFormat | str | None = None,
+        text_column: str = "",
+        label_column: str = "",
+        chunk_size: int = DEFAULT_CHUNK_SIZE,
+        image_column: str = "",
+    ) -> Dataset:
+        """Streams a CSV, JSONL or zip file to the server. `name` defaults to the file name, whose extension tells
+        the server the format unless `format` ("csv", "jsonl", "zip" or a `DatasetFormat`) is given. A zip holds
+        images in class folders (`cat/001.jpg`); a JSONL file whose rows hold base64 images names that field in
+        `image_column`. Raises OSError when the file cannot be read."""
+        path = Path(path)
+        metadata = self._upload_metadata(
+            name or path.name, format, text_column, label_column, chunk_size, image_column
+        )
+        with path.open("rb") as file:  # opened before the call starts, so a missing file fails plainly
+            return await self._upload(metadata, _file_chunks(file, chunk_size))
+
+    async def upload_dataset_bytes(
+        self,
+        data: bytes,
+        *,
+        name: str,
+        format: DatasetFormat | str | None = None,
+        text_column: str = "",
+        label_column: str = "",
+        chunk_size: int = DEFAULT_CHUNK_SIZE,
+        image_column: str = "",
+    ) -> Dataset:
+        """Like `upload_dataset`, from bytes in memory; `name` (e.g. "train.csv") gives the format by default."""
+        metadata = self._upload_metadata(name, format, text_column, label_column, chunk_size, image_column)
+        return await self._upload(metadata, _byte_chunks(data, chunk_size))
+
+    @staticmethod
+    def _upload_metadata(
+        name: str, format: DatasetFormat | str | None, text_column: str, label_column: str, chunk_size: int,
+        image_column: str = "",
+    ) -> DatasetUploadMetadata:
+        if chunk_size <= 0:
+            raise ValueError(f"chunk_size must be positive, got {chunk_size}")
+        fmt = DatasetFormat.DATASET_FORMAT_UNSPECIFIED if format is None else dataset_format(format)
+        return DatasetUploadMetadata(
+            name=name, format=fmt, text_column=text_column, label_column=label_column, image_column=image_column
+        )
+
+    async def _upload(self, metadata: DatasetUploadMetadata, chunks: AsyncIterator[bytes]) -> Dataset:
+        async def requests() -> AsyncIterator[UploadDatasetRequest]:
+            yield UploadDatasetRequest(metadata=metadata)
+            async for chunk in chunks:
+                yield UploadDatasetRequest(chunk=chunk)
+
+        with map_rpc_errors():
+            dataset: Dataset = await self._datasets.UploadDataset(requests(), metadata=self._metadata)
+            return dataset
+
+    async def get_dataset(self, id: str) -> Dataset:
+        return await self._unary(self._datasets.GetDataset, GetDatasetRequest(id=id), Dataset)
+
+    async def list_datasets(self, *, page_size: int = 0, page_token: str = "") -> ListDatasetsResponse:
+        request = ListDatasetsRequest(page_size=page_size, page_token=page_token)
+        return await self._unary(self._datasets.ListDatasets, request, ListDatasetsResponse)
+
+    async def delete_dataset(self, id: str) -> DeleteDatasetResponse:
+        return await self._unary(self._datasets.DeleteDataset, DeleteDatasetRequest(id=id), DeleteDatasetResponse)

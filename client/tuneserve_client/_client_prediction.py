@@ -1,0 +1,67 @@
+"""PredictionService calls of `AsyncClient`: Predict (one batch) and PredictStream (many requests on one stream)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Sequence
+from typing import TypeVar
+
+from ._client_base import ServiceCalls
+from ._exceptions import map_rpc_errors
+from ._proto.tuneserve.v1.prediction_pb2 import (
+    PredictRequest,
+    PredictResponse,
+    PredictStreamRequest,
+    PredictStreamResponse,
+)
+
+_T = TypeVar("_T")
+
+
+async def _as_async(items: AsyncIterable[_T] | Iterable[_T]) -> AsyncIterator[_T]:
+    if isinstance(items, AsyncIterable):
+        async for item in items:
+            yield item
+    else:
+        for item in items:
+            yield item
+
+
+class PredictionCalls(ServiceCalls):
+    async def predict(
+        self,
+        model_id: str,
+        texts: Sequence[str] = (),
+        *,
+        images: Sequence[bytes] = (),
+        version: int = 0,
+        top_k: int = 0,
+        alias: str = "",
+        variant: str = "",
+    ) -> PredictResponse:
+        """Classifies `texts` for a text model, or `images` (encoded JPEG/PNG/WEBP/BMP files' bytes) for an image
+        model: one prediction each, in order. `top_k` limits the class scores (0: all classes). `alias` ("latest",
+        "production"...) overrides `version`; `variant` "int8" asks for the quantised graph."""
+        if isinstance(texts, str) or isinstance(images, bytes):
+            raise TypeError("texts is a sequence of strings and images a sequence of bytes objects, one per input")
+        request = PredictRequest(
+            model_id=model_id, texts=list(texts), images=list(images), version=version, top_k=top_k, alias=alias,
+            variant=variant,
+        )
+        return await self._unary(self._prediction.Predict, request, PredictResponse)
+
+    async def predict_stream(
+        self,
+        requests: AsyncIterable[PredictStreamRequest] | Iterable[PredictStreamRequest],
+        *,
+        timeout: float | None = None,
+    ) -> AsyncIterator[PredictStreamResponse]:
+        """Sends `requests` on one bidirectional stream and yields the answers in completion order, each with its
+        `request_id`; a failed request is an answer with `error_code`/`error_message`, not an exception. Ends after
+        the last request is answered. `timeout` is the deadline of the whole stream (default: none)."""
+        call = self._prediction.PredictStream(_as_async(requests), timeout=timeout, metadata=self._metadata)
+        try:
+            with map_rpc_errors():
+                async for response in call:
+                    yield response
+        finally:
+            call.cancel()  # a no-op when the stream ended; stops it when the caller stopped iterating early
