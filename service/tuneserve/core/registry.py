@@ -86,9 +86,9 @@ class ModelRegistry:
         return await self._store.models_from_job(job_id)
 
     async def add_version(self, model: ModelRecord, job_id: str) -> ModelVersionRecord:
-        number = max((v.version for v in model.versions), default=0) + 1
-        version = ModelVersionRecord(model.id, number, VersionState.TRAINING, job_id, create_time=time.time())
-        await self._store.put_model_version(version)
+        """A new TRAINING version of `model`, numbered by the database (`model.versions` may be stale: another server
+        or another request on this one may have added a version since it was read)."""
+        version = await self._store.add_model_version(model.id, job_id, time.time())
         await self._changed(model.id, notify=False)
         return version
 

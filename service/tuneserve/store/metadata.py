@@ -14,6 +14,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from tuneserve.errors import Unavailable
 from tuneserve.types import (
     DatasetRecord,
     JobEventRecord,
@@ -26,6 +27,9 @@ from tuneserve.types import (
 )
 
 Row = Mapping[str, Any]
+# How many numbers `add_model_version` tries before giving up: each lost try means another server's version of the
+# same model was inserted in between, so this bounds a burst of that many concurrent FineTunes of one model.
+ADD_VERSION_ATTEMPTS = 64
 Statement = tuple[str, tuple[Any, ...]]
 
 # `{float}` and `{int}` are the dialect's types: SQLite's REAL/INTEGER are 64-bit, PostgreSQL's are 32-bit (a REAL
@@ -248,6 +252,26 @@ class MetadataStore(abc.ABC):
             "INSERT INTO models (id, name, modality, backbone, labels, create_time, kind, source_job_id) "
             "VALUES (?,?,?,?,?,?,?,?)",
             (m.id, m.name, m.modality, m.backbone, json.dumps(m.labels), m.create_time, m.kind, m.source_job_id),
+        )
+
+    async def add_model_version(self, model_id: str, job_id: str, create_time: float) -> ModelVersionRecord:
+        """A new TRAINING version numbered one past the model's highest (1 for the first), chosen and inserted in one
+        statement. Servers adding versions of one model at once each get their own number: on SQLite the statement
+        holds the write lock while it reads MAX; on PostgreSQL a concurrent insert of the same number makes this
+        one insert nothing (ON CONFLICT DO NOTHING waits for the other to commit), and it tries the next number."""
+        for _ in range(ADD_VERSION_ATTEMPTS):
+            rows = await self._fetch(
+                f"INSERT INTO model_versions ({_VERSION_COLUMNS}) "
+                "SELECT ?, COALESCE(MAX(version), 0) + 1, ?, ?, ?, 0, ? FROM model_versions WHERE model_id = ? "
+                "ON CONFLICT (model_id, version) DO NOTHING RETURNING version",
+                (model_id, VersionState.TRAINING.value, job_id, "{}", create_time, model_id),
+            )
+            if rows:
+                return ModelVersionRecord(model_id, int(rows[0]["version"]), VersionState.TRAINING, job_id,
+                                          create_time=create_time)
+        raise Unavailable(
+            f"model {model_id!r}: {ADD_VERSION_ATTEMPTS} other versions were added while this one was numbered; "
+            "retry shortly"
         )
 
     async def put_model_version(self, v: ModelVersionRecord) -> None:
