@@ -1,4 +1,5 @@
-"""The task model: a pretrained text backbone, the pooling it was pretrained with, dropout and a new linear head.
+"""The task model: a pretrained text backbone, the pooling it was pretrained with, dropout and a new linear head
+(`head.TransferClassifier`, shared with the image model).
 
 A checkpoint directory holds `model.safetensors` (the whole state dict), the backbone's `config.json` and
 `classifier.json` (pooling, labels count, dropout, backbone config), so it reloads without the original backbone.
@@ -12,15 +13,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import AutoConfig, AutoModel, PreTrainedModel, PreTrainedTokenizerBase
 from transformers.modeling_outputs import SequenceClassifierOutput
 
-Pooling = Literal["mean", "cls"]
+from tuneserve.engines.training.head import TransferClassifier
 
-WEIGHTS_FILE = "model.safetensors"
-CLASSIFIER_FILE = "classifier.json"
+Pooling = Literal["mean", "cls"]
 
 
 def read_pooling(backbone_dir: Path) -> Pooling:
@@ -37,8 +36,8 @@ def read_pooling(backbone_dir: Path) -> Pooling:
     raise ValueError(f"unsupported sentence-transformers pooling in {config_path}: {config}")
 
 
-class TextClassifier(nn.Module):
-    class_weights: torch.Tensor | None
+class TextClassifier(TransferClassifier):
+    backbone: PreTrainedModel
 
     def __init__(
         self,
@@ -50,70 +49,37 @@ class TextClassifier(nn.Module):
         class_weights: torch.Tensor | None = None,
         label_smoothing: float = 0.0,
     ) -> None:
-        super().__init__()
-        self.backbone = backbone
-        self.pooling: Pooling = pooling
-        self.num_labels = num_labels
-        self.dropout = nn.Dropout(dropout)
-        self.head = nn.Linear(backbone.config.hidden_size, num_labels)
-        self.label_smoothing = label_smoothing
-        # NOTE: a non-persistent buffer follows the model to its device but stays out of checkpoints and ONNX.
-        self.register_buffer("class_weights", class_weights, persistent=False)
-
-    @classmethod
-    def from_backbone(
-        cls,
-        backbone_dir: str,
-        num_labels: int,
-        *,
-        dropout: float,
-        class_weights: torch.Tensor | None = None,
-        label_smoothing: float = 0.0,
-        pretrained: bool = True,
-    ) -> TextClassifier:
-        """A new head on pretrained weights (a local directory, or a hub id where the deployment allows the hub).
-        pretrained=False builds the same architecture from random weights (the "scratch" baseline)."""
-        if pretrained:
-            # NOTE: transformers 5 loads weights in their stored dtype by default; training needs fp32 master weights.
-            backbone = AutoModel.from_pretrained(backbone_dir, dtype=torch.float32)
-        else:
-            config = AutoConfig.from_pretrained(backbone_dir)
-            backbone = AutoModel.from_config(config, dtype=torch.float32)  # type: ignore[no-untyped-call]
-        pooling = read_pooling(Path(backbone_dir)) if Path(backbone_dir).is_dir() else "cls"
-        return cls(
+        super().__init__(
             backbone,
+            backbone.config.hidden_size,
             num_labels,
-            pooling=pooling,
             dropout=dropout,
             class_weights=class_weights,
             label_smoothing=label_smoothing,
         )
+        self.pooling: Pooling = pooling
 
     @classmethod
-    def from_checkpoint(cls, checkpoint_dir: Path) -> TextClassifier:
-        meta = json.loads((checkpoint_dir / CLASSIFIER_FILE).read_text())
-        config = AutoConfig.from_pretrained(checkpoint_dir)
-        model = cls(
-            AutoModel.from_config(config),  # type: ignore[no-untyped-call]
-            meta["num_labels"],
-            pooling=meta["pooling"],
-            dropout=meta["dropout"],
-        )
-        model.load_state_dict(load_file(checkpoint_dir / WEIGHTS_FILE))
-        return model.eval()
+    def _load_backbone(cls, backbone_path: str, *, pretrained: bool) -> tuple[nn.Module, dict[str, Any]]:
+        """A local directory, or a hub id where the deployment allows the hub."""
+        if pretrained:
+            # NOTE: transformers 5 loads weights in their stored dtype by default; training needs fp32 master weights.
+            backbone = AutoModel.from_pretrained(backbone_path, dtype=torch.float32)
+        else:
+            config = AutoConfig.from_pretrained(backbone_path)
+            backbone = AutoModel.from_config(config, dtype=torch.float32)  # type: ignore[no-untyped-call]
+        pooling = read_pooling(Path(backbone_path)) if Path(backbone_path).is_dir() else "cls"
+        return backbone, {"pooling": pooling}
 
-    def save_checkpoint(self, checkpoint_dir: Path) -> None:
-        checkpoint_dir.mkdir(parents=True, exist_ok=True)
-        state = {name: tensor.detach().contiguous().cpu() for name, tensor in self.state_dict().items()}
-        save_file(state, checkpoint_dir / WEIGHTS_FILE, metadata={"format": "pt"})
+    @classmethod
+    def _from_meta(cls, meta: dict[str, Any], checkpoint_dir: Path) -> TextClassifier:
+        config = AutoConfig.from_pretrained(checkpoint_dir)
+        backbone = AutoModel.from_config(config)  # type: ignore[no-untyped-call]
+        return cls(backbone, meta["num_labels"], pooling=meta["pooling"], dropout=meta["dropout"])
+
+    def _save_backbone_meta(self, checkpoint_dir: Path) -> dict[str, Any]:
         self.backbone.config.save_pretrained(checkpoint_dir)
-        meta = {
-            "pooling": self.pooling,
-            "num_labels": self.num_labels,
-            "dropout": self.dropout.p,
-            "backbone_config": self.backbone.config.to_dict(),
-        }
-        (checkpoint_dir / CLASSIFIER_FILE).write_text(json.dumps(meta, indent=2))
+        return {"pooling": self.pooling, "backbone_config": self.backbone.config.to_dict()}
 
     def input_names(self, tokenizer: PreTrainedTokenizerBase) -> list[str]:
         """The inputs to feed, in forward() order; token types only where the tokenizer and the backbone use them."""
@@ -134,9 +100,7 @@ class TextClassifier(nn.Module):
         if token_type_ids is not None:
             backbone_inputs["token_type_ids"] = token_type_ids
         hidden = self.backbone(**backbone_inputs).last_hidden_state
-        logits = self.head(self.dropout(self._pool(hidden, attention_mask)))
-        loss = None if labels is None else self._loss(logits, labels)
-        return SequenceClassifierOutput(loss=loss, logits=logits)
+        return self.classify(self._pool(hidden, attention_mask), labels)
 
     def _pool(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         if self.pooling == "cls":
@@ -144,9 +108,3 @@ class TextClassifier(nn.Module):
         mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
         # NOTE: the clamp keeps an all-padding row finite, as sentence-transformers' own mean pooling does.
         return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
-
-    def _loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        # NOTE: the loss is computed in fp32 even when the forward ran under bf16/fp16 autocast.
-        return nn.functional.cross_entropy(
-            logits.float(), labels, weight=self.class_weights, label_smoothing=self.label_smoothing
-        )

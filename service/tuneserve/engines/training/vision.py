@@ -7,8 +7,9 @@ A vision backbone is one of two things on disk (`backbone_config` reads either):
   global parameters: image_size, width_coefficient, depth_coefficient, dropout_rate, drop_connect_rate,
   fix_head_stem (tests build tiny random-init backbones this way).
 
-The package's own ImageNet classifier (`_fc`) is dropped. A checkpoint directory holds `model.safetensors` (the whole
-state dict) and `classifier.json` (backbone config, labels count, dropout), so it reloads without the backbone files.
+The package's own ImageNet classifier (`_fc`) is dropped for a new head (`head.TransferClassifier`, shared with the
+text model). A checkpoint directory holds `model.safetensors` (the whole state dict) and `classifier.json` (backbone
+config, labels count, dropout), so it reloads without the backbone files.
 """
 
 from __future__ import annotations
@@ -21,15 +22,14 @@ from typing import Any
 import torch
 from efficientnet_lite_pytorch import EfficientNet
 from efficientnet_lite_pytorch.utils import efficientnet_params, round_repeats
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import nn
 from transformers.modeling_outputs import SequenceClassifierOutput
 
 from tuneserve.engines.imaging import Preprocessing
+from tuneserve.engines.training.head import WEIGHTS_FILE, TransferClassifier
 
 MODEL_TYPE = "efficientnet_lite"
-WEIGHTS_FILE = "model.safetensors"
-CLASSIFIER_FILE = "classifier.json"
 INPUT_NAME = "pixel_values"
 _OVERRIDES = (
     "image_size",
@@ -103,8 +103,8 @@ def stage_of_blocks(backbone: EfficientNet) -> list[int]:
     return stages
 
 
-class ImageClassifier(nn.Module):
-    class_weights: torch.Tensor | None
+class ImageClassifier(TransferClassifier):
+    backbone: EfficientNet
 
     def __init__(
         self,
@@ -117,8 +117,14 @@ class ImageClassifier(nn.Module):
         label_smoothing: float = 0.0,
         pretrained_statistics: bool = False,
     ) -> None:
-        super().__init__()
-        self.backbone = backbone
+        super().__init__(
+            backbone,
+            backbone._bn1.num_features,
+            num_labels,
+            dropout=dropout,
+            class_weights=class_weights,
+            label_smoothing=label_smoothing,
+        )
         self.backbone_config = config
         self.pretrained_statistics = pretrained_statistics
         if not pretrained_statistics:
@@ -127,55 +133,20 @@ class ImageClassifier(nn.Module):
             for module in backbone.modules():
                 if isinstance(module, nn.BatchNorm2d):
                     module.momentum = 0.1
-        self.num_labels = num_labels
         self.pool = nn.AdaptiveAvgPool2d(1)
-        self.dropout = nn.Dropout(dropout)
-        self.head = nn.Linear(backbone._bn1.num_features, num_labels)
-        self.label_smoothing = label_smoothing
-        self.register_buffer("class_weights", class_weights, persistent=False)
 
     @classmethod
-    def from_backbone(
-        cls,
-        backbone_path: str,
-        num_labels: int,
-        *,
-        dropout: float,
-        class_weights: torch.Tensor | None = None,
-        label_smoothing: float = 0.0,
-        pretrained: bool = True,
-    ) -> ImageClassifier:
-        """A new head on the pretrained backbone; pretrained=False is the same architecture from random weights."""
+    def _load_backbone(cls, backbone_path: str, *, pretrained: bool) -> tuple[nn.Module, dict[str, Any]]:
         backbone, config = load_backbone(backbone_path, pretrained=pretrained)
-        return cls(
-            backbone,
-            config,
-            num_labels,
-            dropout=dropout,
-            class_weights=class_weights,
-            label_smoothing=label_smoothing,
-            pretrained_statistics=pretrained,
-        )
+        return backbone, {"config": config, "pretrained_statistics": pretrained}
 
     @classmethod
-    def from_checkpoint(cls, checkpoint_dir: Path) -> ImageClassifier:
-        meta = json.loads((checkpoint_dir / CLASSIFIER_FILE).read_text())
+    def _from_meta(cls, meta: dict[str, Any], checkpoint_dir: Path) -> ImageClassifier:
         config = meta["backbone_config"]
-        model = cls(build_efficientnet(config), config, meta["num_labels"], dropout=meta["dropout"])
-        model.load_state_dict(load_file(checkpoint_dir / WEIGHTS_FILE))
-        return model.eval()
+        return cls(build_efficientnet(config), config, meta["num_labels"], dropout=meta["dropout"])
 
-    def save_checkpoint(self, checkpoint_dir: Path) -> None:
-        checkpoint_dir.mkdir(parents=True, exist_ok=True)
-        state = {name: tensor.detach().contiguous().cpu() for name, tensor in self.state_dict().items()}
-        save_file(state, checkpoint_dir / WEIGHTS_FILE, metadata={"format": "pt"})
-        meta = {
-            "architecture": "efficientnet_lite_classifier",
-            "num_labels": self.num_labels,
-            "dropout": self.dropout.p,
-            "backbone_config": self.backbone_config,
-        }
-        (checkpoint_dir / CLASSIFIER_FILE).write_text(json.dumps(meta, indent=2))
+    def _save_backbone_meta(self, checkpoint_dir: Path) -> dict[str, Any]:
+        return {"architecture": "efficientnet_lite_classifier", "backbone_config": self.backbone_config}
 
     @property
     def preprocessing(self) -> Preprocessing:
@@ -218,11 +189,4 @@ class ImageClassifier(nn.Module):
 
     def forward(self, pixel_values: torch.Tensor, labels: torch.Tensor | None = None) -> SequenceClassifierOutput:
         features = self.backbone.extract_features(pixel_values)
-        logits = self.head(self.dropout(self.pool(features).flatten(1)))
-        loss = None if labels is None else self._loss(logits, labels)
-        return SequenceClassifierOutput(loss=loss, logits=logits)
-
-    def _loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        return nn.functional.cross_entropy(
-            logits.float(), labels, weight=self.class_weights, label_smoothing=self.label_smoothing
-        )
+        return self.classify(self.pool(features).flatten(1), labels)
