@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Generic, Protocol, TypeVar
@@ -51,19 +51,28 @@ class EncodedDataset(Dataset[dict[str, list[int] | int]]):
         return self._features[index]
 
 
-def read_examples(path: Path) -> list[Example]:
+def read_rows(path: Path, field: str, make: Callable[[str, str], E], *, value: str = "str") -> list[E]:
+    """The rows {field: str, "label": ...} of a JSONL file as make(row[field], label) (`value` shows the field's shape
+    in the error message). make raises DatasetError for a value it refuses; the message gains the file and line."""
     examples = []
     with path.open(encoding="utf-8") as lines:
         for number, line in enumerate(lines, start=1):
             if not line.strip():
                 continue
             row = json.loads(line)
-            if not isinstance(row.get("text"), str) or row.get("label") is None:
-                raise DatasetError(f'{path.name} line {number}: expected {{"text": str, "label": ...}}')
-            examples.append(Example(text=row["text"], label=str(row["label"])))
+            if not isinstance(row.get(field), str) or row.get("label") is None:
+                raise DatasetError(f'{path.name} line {number}: expected {{"{field}": {value}, "label": ...}}')
+            try:
+                examples.append(make(row[field], str(row["label"])))
+            except DatasetError as error:
+                raise DatasetError(f"{path.name} line {number}: {error}") from None
     if not examples:
         raise DatasetError(f"{path.name} has no rows")
     return examples
+
+
+def read_examples(path: Path) -> list[Example]:
+    return read_rows(path, "text", Example)
 
 
 def make_splits(

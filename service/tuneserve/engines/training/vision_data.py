@@ -4,7 +4,6 @@ pretrained (`Preprocessing`), so that training, evaluation and serving see the s
 
 from __future__ import annotations
 
-import json
 import math
 import random
 from dataclasses import dataclass
@@ -16,7 +15,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from tuneserve.engines.imaging import Preprocessing, decode_image, normalize, preprocess, resize_shorter
-from tuneserve.engines.training.data import DatasetError
+from tuneserve.engines.training.data import DatasetError, read_rows
 
 # NOTE: every stored image passed the server's max_image_pixels check at upload; this bound only keeps a tampered
 # dataset directory from exhausting the worker's memory.
@@ -45,21 +44,14 @@ class Augmentation:
 def read_image_examples(path: Path) -> list[ImageExample]:
     """Rows of a stored image dataset; an image path must stay inside the dataset's directory."""
     root = path.parent.resolve()
-    examples = []
-    with path.open(encoding="utf-8") as lines:
-        for number, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            row = json.loads(line)
-            if not isinstance(row.get("image"), str) or row.get("label") is None:
-                raise DatasetError(f'{path.name} line {number}: expected {{"image": "images/NAME", "label": ...}}')
-            image = (root / row["image"]).resolve()
-            if not image.is_relative_to(root):
-                raise DatasetError(f"{path.name} line {number}: image path {row['image']!r} leaves the dataset")
-            examples.append(ImageExample(image=image, label=str(row["label"])))
-    if not examples:
-        raise DatasetError(f"{path.name} has no rows")
-    return examples
+
+    def example(image: str, label: str) -> ImageExample:
+        resolved = (root / image).resolve()
+        if not resolved.is_relative_to(root):
+            raise DatasetError(f"image path {image!r} leaves the dataset")
+        return ImageExample(image=resolved, label=label)
+
+    return read_rows(path, "image", example, value='"images/NAME"')
 
 
 class ImageDataset(Dataset[dict[str, torch.Tensor | int]]):
