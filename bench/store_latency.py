@@ -23,21 +23,13 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for tests.postgres
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for tests.postgres and tests.store.records
 
 from tests.postgres import running_postgres
+from tests.store.records import dataset, job, model, progress
 from tuneserve.settings import StorageSettings
 from tuneserve.store import MetadataStore, metadata_store
-from tuneserve.types import (
-    DatasetRecord,
-    JobEventRecord,
-    JobRecord,
-    JobState,
-    ModelRecord,
-    ModelVersionRecord,
-    Page,
-    VersionState,
-)
+from tuneserve.types import ModelVersionRecord, Page, VersionState
 
 MODELS = 200
 PAGE = 20
@@ -47,28 +39,23 @@ OPERATIONS = ["add dataset", "get model", f"list models (page of {PAGE})", "appe
 async def populate(store: MetadataStore, iterations: int) -> None:
     now = time.time()
     for n in range(MODELS):
-        await store.add_model(ModelRecord(f"model-{n}", f"model {n}", "text", "minilm-l6", ["a", "b", "c"], now + n))
+        await store.add_model(model(n, at=now))
         for version in (1, 2):
             await store.put_model_version(ModelVersionRecord(
                 f"model-{n}", version, VersionState.READY, f"job-{n}-{version}", {"macro_f1": 0.9}, 90_000_000, now))
         await store.set_model_alias(f"model-{n}", "prod", 2)
     for n in range(iterations):
-        await store.add_job(JobRecord(id=f"queued-{n}", state=JobState.QUEUED, dataset_id="ds", validation_dataset_id="",
-                                      backbone="minilm-l6", hyperparameters={"epochs": 3}, model_id="model-0",
-                                      model_version=1, create_time=now + n))
+        await store.add_job(job(n, at=now))
 
 
 def operations(store: MetadataStore, i: int) -> dict[str, Callable[[], Awaitable[object]]]:
     now = time.time()
     return {
-        OPERATIONS[0]: lambda: store.add_dataset(DatasetRecord(
-            f"ds-{i}", "news.csv", "csv", "text", 2225, ["a", "b", "c"], {"a": 700, "b": 800, "c": 725}, 3,
-            5_000_000, "0" * 64, now)),
+        OPERATIONS[0]: lambda: store.add_dataset(dataset(i, at=now)),
         OPERATIONS[1]: lambda: store.get_model(f"model-{i % MODELS}"),
         OPERATIONS[2]: lambda: store.list_models(Page(PAGE, (i * PAGE) % MODELS)),
-        OPERATIONS[3]: lambda: store.add_job_event(JobEventRecord(
-            "job-events", i + 1, now, "progress", {"step": i, "train_loss": 0.5}, f"step {i}")),
-        OPERATIONS[4]: lambda: store.claim_job(f"queued-{i}", now),
+        OPERATIONS[3]: lambda: store.add_job_event(progress("job-events", i + 1, at=now)),
+        OPERATIONS[4]: lambda: store.claim_job(f"job-{i}", now),
     }
 
 

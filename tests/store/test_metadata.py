@@ -9,20 +9,10 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from tests.store.records import T0, dataset, job, model, progress
 from tuneserve.settings import StorageSettings
 from tuneserve.store import MetadataStore, metadata_store
-from tuneserve.types import (
-    DatasetRecord,
-    JobEventRecord,
-    JobRecord,
-    JobState,
-    ModelRecord,
-    ModelVersionRecord,
-    Page,
-    VersionState,
-)
-
-T0 = 1_764_000_000.123456  # a Unix time with microseconds: a 32-bit float column would round it by a minute
+from tuneserve.types import JobEventRecord, JobState, ModelRecord, ModelVersionRecord, Page, VersionState
 
 
 def open_store(url: str) -> MetadataStore:
@@ -37,17 +27,6 @@ async def store(database_url: str) -> AsyncIterator[MetadataStore]:
         yield s
     finally:
         await s.close()
-
-
-def dataset(n: int) -> DatasetRecord:
-    return DatasetRecord(f"ds-{n}", f"news-{n}.csv", "csv", "text", 10 + n, ["a", "b"], {"a": 6, "b": 4 + n}, 1,
-                         3_000_000_000 + n, "f" * 64, T0 + n)
-
-
-def job(n: int, state: JobState = JobState.QUEUED, dataset_id: str = "ds-1") -> JobRecord:
-    return JobRecord(id=f"job-{n}", state=state, dataset_id=dataset_id, validation_dataset_id="",
-                     backbone="tiny-bert", hyperparameters={"epochs": 2, "lr": 1e-3}, model_id="model-1",
-                     model_version=n, create_time=T0 + n)
 
 
 async def test_datasets_round_trip_and_page(store: MetadataStore) -> None:
@@ -79,7 +58,7 @@ async def test_jobs_states_and_events(store: MetadataStore) -> None:
 
     assert await store.last_job_event_sequence("job-0") == 0
     for seq in (1, 2, 3):
-        await store.add_job_event(JobEventRecord("job-0", seq, T0 + seq, "progress", {"step": seq}, f"step {seq}"))
+        await store.add_job_event(progress("job-0", seq))
     await store.add_job_event(JobEventRecord("job-3", 1, T0, "state_changed", {}, "queued"))
     events = await store.job_events("job-0", after_sequence=1)
     assert [(e.sequence, e.data, e.message, e.time) for e in events] == [
@@ -108,8 +87,7 @@ async def test_claim_job_exactly_once(store: MetadataStore, database_url: str) -
 
 async def test_models_versions_aliases(store: MetadataStore) -> None:
     for n in range(3):
-        await store.add_model(ModelRecord(f"model-{n}", f"m{n}", "text", "tiny-bert", ["a", "b"], T0 + n,
-                                          kind="finetuned" if n < 2 else "scratch", source_job_id="job-7"))
+        await store.add_model(model(n, kind="finetuned" if n < 2 else "scratch", source_job_id="job-7"))
     training = ModelVersionRecord("model-1", 1, VersionState.TRAINING, "job-7", {}, 0, T0)
     await store.put_model_version(training)
     await store.put_model_version(ModelVersionRecord("model-1", 2, VersionState.TRAINING, "job-8", {}, 0, T0 + 1))
@@ -120,11 +98,11 @@ async def test_models_versions_aliases(store: MetadataStore) -> None:
     await store.set_model_alias("model-1", "prod", 2)
     await store.set_model_alias("model-1", "canary", 1)
 
-    model = await store.get_model("model-1")
-    assert model is not None
-    assert [(v.version, v.state, v.validation_metrics, v.onnx_size_bytes) for v in model.versions] == [
+    stored = await store.get_model("model-1")
+    assert stored is not None
+    assert [(v.version, v.state, v.validation_metrics, v.onnx_size_bytes) for v in stored.versions] == [
         (1, VersionState.READY, {"f1": 0.75}, 5_000_000_000), (2, VersionState.TRAINING, {}, 0)]
-    assert model.aliases == {"canary": 1, "prod": 2} and model.create_time == T0 + 1
+    assert stored.aliases == {"canary": 1, "prod": 2} and stored.create_time == T0 + 1
     await store.delete_model_alias("model-1", "canary")
     assert (await store.get_model("model-1")).aliases == {"prod": 2}  # type: ignore[union-attr]
 
