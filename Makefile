@@ -27,8 +27,9 @@ test: install
 test-fast: install
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile -m "not slow" $(PYTEST_ARGS)
 
-lint:
+lint: install
 	$(BIN)/ruff check client service tests bench tools
+	$(BIN)/mypy
 
 protos:
 	$(BIN)/python tools/gen_protos.py

@@ -86,10 +86,10 @@ class AsyncClient(DatasetCalls, TrainingCalls, ModelCalls, PredictionCalls):
         self._channel = channel
         self._timeout = timeout
         self._metadata = (*security.metadata(), *metadata)
-        self._datasets = datasets_pb2_grpc.DatasetServiceStub(channel)  # type: ignore[no-untyped-call]
-        self._training = training_pb2_grpc.TrainingServiceStub(channel)  # type: ignore[no-untyped-call]
-        self._models = models_pb2_grpc.ModelServiceStub(channel)  # type: ignore[no-untyped-call]
-        self._prediction = prediction_pb2_grpc.PredictionServiceStub(channel)  # type: ignore[no-untyped-call]
+        self._datasets = datasets_pb2_grpc.DatasetServiceStub(channel)
+        self._training = training_pb2_grpc.TrainingServiceStub(channel)
+        self._models = models_pb2_grpc.ModelServiceStub(channel)
+        self._prediction = prediction_pb2_grpc.PredictionServiceStub(channel)
 
     async def __aenter__(self) -> AsyncClient:
         return self

@@ -67,7 +67,7 @@ async def _from_thread(items: Iterable[_T]) -> AsyncIterator[_T]:
         return
     iterator, end = iter(items), object()
     while (item := await asyncio.to_thread(next, iterator, end)) is not end:
-        yield item  # type: ignore[misc]
+        yield item
 
 
 async def _shutdown(client: AsyncClient) -> None:

@@ -78,7 +78,7 @@ class App:
     port: int
     metrics_port: int
     settings: Settings
-    health: health.aio.HealthServicer
+    health: health.aio.HealthServicer  # type: ignore[name-defined]  # grpc-stubs predates grpc_health's aio
     store: MetadataStore
     jobs: JobManager
     cache: ModelCache
@@ -146,7 +146,7 @@ async def create_server(settings: Settings) -> App:
     prediction_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionServicer(inference), server)
     open_inference = kserve.InferenceServicer(registry, inference, settings.limits, settings.batching.max_queue_size)
     grpc_service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(open_inference, server)
-    health_servicer = health.aio.HealthServicer()
+    health_servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]  # grpc-stubs predates health.aio
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection([*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
 
@@ -172,7 +172,10 @@ async def create_server(settings: Settings) -> App:
     return App(server, port, metrics_port, settings, health_servicer, store, jobs, cache, metrics, watch)
 
 
-async def _database_health(servicer: health.aio.HealthServicer, available: bool, reason: str) -> None:
+async def _database_health(
+    servicer: health.aio.HealthServicer,  # type: ignore[name-defined]  # grpc-stubs predates grpc_health's aio
+    available: bool, reason: str,
+) -> None:
     status = health_pb2.HealthCheckResponse.SERVING if available else health_pb2.HealthCheckResponse.NOT_SERVING
     for name in ["", *NEEDS_DATABASE]:
         await servicer.set(name, status)

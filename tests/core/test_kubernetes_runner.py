@@ -436,6 +436,25 @@ async def test_a_job_the_api_refuses_fails_with_the_api_servers_message(fake_api
     assert 'cannot create resource "jobs"' in outcome.reason
 
 
+def test_a_multi_node_jobs_service_is_owned_by_the_job(fake_api: Any, tmp_path: Path) -> None:
+    from kubernetes import client
+
+    from tuneserve.core.kubernetes_runner import KubernetesJobRunner
+
+    spec = tmp_path / "jobs" / "job-00000000000000cc" / "spec.json"
+    spec.parent.mkdir(parents=True)
+    api = client.ApiClient(client.Configuration(host=fake_api.url))
+    runner = KubernetesJobRunner(api, KubernetesSettings(image="tuneserve:test"), namespace="tuneserve",
+                                 shape=JobShape(2, 1), data_dir=tmp_path, poll_seconds=0.2)
+    runner._create(spec)
+    name = job_name(spec)
+    (service,) = fake_api.services.values()
+    # the reference by uid is what makes Kubernetes delete the Service with its Job (cancel, ttlSecondsAfterFinished)
+    assert service["metadata"]["ownerReferences"] == [
+        {"apiVersion": "batch/v1", "kind": "Job", "name": name, "uid": fake_api.jobs[name]["metadata"]["uid"]}
+    ]
+
+
 # --- settings that cannot work: refused at start-up ---------------------------------------------------------------
 
 

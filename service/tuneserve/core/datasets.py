@@ -7,6 +7,7 @@ for images, where `image` is a path relative to the directory (`images/000017.pn
 from __future__ import annotations
 
 import asyncio
+import builtins
 import hashlib
 import json
 import time
@@ -62,7 +63,7 @@ class DatasetManager:
             )
             await asyncio.to_thread(_write_rows, staged / "data.jsonl", parsed.rows, modality)
             raw.unlink()
-            self._artifacts.publish_dir(staged, self._artifacts.dataset_dir(record.id))
+            await asyncio.to_thread(self._artifacts.publish_dir, staged, self._artifacts.dataset_dir(record.id))
         except BaseException:
             self._artifacts.remove(staged)
             raise
@@ -116,7 +117,7 @@ class DatasetManager:
     def rows_path(self, dataset_id: str) -> Path:
         return self._artifacts.dataset_rows(dataset_id)
 
-    async def read_rows(self, dataset_id: str) -> list[tuple[str, str]]:
+    async def read_rows(self, dataset_id: str) -> builtins.list[tuple[str, str]]:  # `list` is a method here
         """(text, label) rows; for an image dataset (image path relative to `dataset_dir`, label)."""
         await self.get(dataset_id)
         return await asyncio.to_thread(_read_rows, self.rows_path(dataset_id))

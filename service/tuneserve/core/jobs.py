@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import builtins
 import contextlib
 import dataclasses
 import logging
@@ -308,7 +309,7 @@ class JobManager:
         )
         spec.save(job_dir / "spec.json")
 
-    def _backbone_dirs(self) -> list:
+    def _backbone_dirs(self) -> builtins.list[Path]:  # `list` is a method here
         return [*self._settings.backbone_dirs, self._storage_root / "backbones"]
 
 

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO, cast
 
 from tuneserve.core.kubernetes_manifests import (
     CONTAINER,
@@ -33,6 +33,9 @@ from tuneserve.core.kubernetes_manifests import (
 from tuneserve.core.runner import EventHandler, WorkerOutcome, outcome_of, parse_event
 from tuneserve.errors import ConfigError
 from tuneserve.settings import KubernetesSettings, Settings
+
+if TYPE_CHECKING:
+    import urllib3
 
 log = logging.getLogger(__name__)
 
@@ -196,14 +199,16 @@ class KubernetesJobRunner:
         job_id = spec_path.parent.name
         job = job_manifest(spec_path, self._shape, self._settings, job_id=job_id, data_dir=self._data_dir)
         self._delete(job["metadata"]["name"], wait=True)  # left over from a run a restart interrupted
-        created = self._batch.create_namespaced_job(self._namespace, job)
+        # NOTE: the client serialises a dict body as it is; its annotations name only the model classes (V1Job...)
+        created = self._batch.create_namespaced_job(self._namespace, job)  # type: ignore[arg-type]
         if self._shape.nodes > 1:
             service = service_manifest(spec_path, self._settings, job_id=job_id)
             # NOTE: owned by the Job, so Kubernetes deletes it with the Job (cancel, ttlSecondsAfterFinished).
+            owner = self._dict(created)["metadata"]
             service["metadata"]["ownerReferences"] = [{
-                "apiVersion": "batch/v1", "kind": "Job", "name": created.metadata.name, "uid": created.metadata.uid,
+                "apiVersion": "batch/v1", "kind": "Job", "name": owner["name"], "uid": owner["uid"],
             }]
-            self._core.create_namespaced_service(self._namespace, service)
+            self._core.create_namespaced_service(self._namespace, service)  # type: ignore[arg-type]
         log.info("created Kubernetes Job %s/%s (%d x %d)", self._namespace, job["metadata"]["name"],
                  self._shape.nodes, self._shape.processes)
 
@@ -222,8 +227,9 @@ class KubernetesJobRunner:
 
     async def _delete_on_cancel(self, name: str, cancel: asyncio.Event) -> None:
         await cancel.wait()
-        # NOTE: Foreground: the pods get SIGTERM and their grace period; torchrun passes it to every rank, and rank 0
-        # writes "cancelled" before the log stream ends.
+        # NOTE: Foreground: the pods get SIGTERM and their grace period; torchrun passes it to every rank, which stop
+        # as if preempted, and rank 0 writes "preempted" before the log stream ends (the manager then removes the
+        # checkpoint, as it does for any job that ends).
         await asyncio.to_thread(self._delete, name)
 
     def _read_job(self, name: str) -> dict[str, Any] | None:
@@ -244,7 +250,7 @@ class KubernetesJobRunner:
         return dict(self._api.sanitize_for_serialization(obj))
 
     def _follow(
-        self, name: str, log_path: Path, emit: Callable[[str | None], None], stop: threading.Event
+        self, name: str, log_path: Path, emit: Callable[[str | None], object], stop: threading.Event
     ) -> tuple[JobFailure | None, list[str]]:
         """Wait for the rank-0 pod, copy its log into log_path and emit its lines, then return how the Job ended."""
         try:
@@ -275,15 +281,18 @@ class KubernetesJobRunner:
             stop.wait(self._poll)
         return None, None
 
-    def _stream_log(self, pod: str, log_file: TextIO, emit: Callable[[str | None], None], stop: threading.Event) -> None:
+    def _stream_log(
+        self, pod: str, log_file: TextIO, emit: Callable[[str | None], object], stop: threading.Event
+    ) -> None:
         from kubernetes.client.exceptions import ApiException
 
         seen = 0
         while not stop.is_set():
             try:
-                stream = self._core.read_namespaced_pod_log(
+                # NOTE: _preload_content=False returns the raw response; the client's annotation says str
+                stream = cast("urllib3.HTTPResponse", self._core.read_namespaced_pod_log(
                     pod, self._namespace, container=CONTAINER, follow=True, _preload_content=False
-                )
+                ))
             except ApiException as exc:
                 if exc.status in (400, 404):  # gone (deleted) or no longer has a container to read
                     return

@@ -90,7 +90,7 @@ class Preprocessing:
         resize, crop = int(data["resize"]), int(data["crop"])
         if not 0 < crop <= resize:
             raise ValueError(f"preprocessing needs 0 < crop <= resize, got crop {crop}, resize {resize}")
-        return cls(resize=resize, crop=crop, mean=mean, std=std)  # type: ignore[arg-type]
+        return cls(resize=resize, crop=crop, mean=mean, std=std)
 
 
 def resize_shorter(image: Image.Image, size: int) -> Image.Image:

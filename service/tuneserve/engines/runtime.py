@@ -58,15 +58,16 @@ class Runtime(Protocol):
     max_seq_length: int
     memory_bytes: int        # estimate of what the loaded session holds (its ONNX files' size)
 
-    def encode(self, texts: Sequence[str]) -> Sequence[Encoded]:
-        """Preprocess each text on its own (no padding). Thread-safe."""
+    # NOTE: Sequence[Any]: str or bytes is known only at run time (`modality`); each runtime's own signature is exact
+    def encode(self, inputs: Sequence[Any]) -> Sequence[Encoded]:
+        """Preprocess each input on its own (no padding). Thread-safe."""
         ...
 
     def run(self, batch: Sequence[Any]) -> np.ndarray:
         """Class probabilities of encoded inputs, shape [len(batch), len(labels)], float32. One caller at a time."""
         ...
 
-    def predict(self, texts: Sequence[str]) -> np.ndarray: ...
+    def predict(self, inputs: Sequence[Any]) -> np.ndarray: ...
 
     def close(self) -> None: ...
 
@@ -258,7 +259,8 @@ def _run_io_binding(session: ort.InferenceSession, feeds: dict[str, np.ndarray])
         binding.bind_ortvalue_input(name, ort.OrtValue.ortvalue_from_numpy(array, "cuda", 0))
     binding.bind_output("logits", "cuda")
     session.run_with_iobinding(binding)
-    return binding.copy_outputs_to_cpu()[0]
+    outputs: list[np.ndarray] = binding.copy_outputs_to_cpu()
+    return outputs[0]
 
 
 def _inside(version_dir: Path, relative: str) -> Path:
@@ -294,4 +296,5 @@ def _session_options(options: RuntimeOptions) -> ort.SessionOptions:
 def _softmax(logits: np.ndarray) -> np.ndarray:
     shifted = logits - logits.max(axis=1, keepdims=True)
     exp = np.exp(shifted, dtype=np.float32)
-    return exp / exp.sum(axis=1, keepdims=True)
+    probabilities: np.ndarray = exp / exp.sum(axis=1, keepdims=True)
+    return probabilities

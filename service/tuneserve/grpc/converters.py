@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from google.protobuf import json_format
 from google.protobuf.message import Message
@@ -30,6 +30,8 @@ from tuneserve_client._proto.tuneserve.v1 import (
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000
 
+_M = TypeVar("_M", bound=Message)
+
 _FORMATS = {
     datasets_pb2.DATASET_FORMAT_UNSPECIFIED: "",
     datasets_pb2.DATASET_FORMAT_CSV: "csv",
@@ -55,7 +57,7 @@ def timestamp(seconds: float) -> Timestamp | None:
     return ts
 
 
-def _from_dict(data: dict[str, Any], message: Message) -> Message:
+def _from_dict(data: dict[str, Any], message: _M) -> _M:
     """Fill `message` from a dict, ignoring keys it has no field for (workers may report more than the API shows)."""
     return json_format.ParseDict(data, message, ignore_unknown_fields=True)
 
@@ -116,11 +118,11 @@ def _export_from_pb(pb: training_pb2.ExportOptions) -> ExportSpec:
     return ExportSpec(int8=pb.int8)
 
 
-def job_state_to_pb(state: JobState) -> training_pb2.JobState.ValueType:
-    return training_pb2.JobState.Value(f"JOB_STATE_{state.value}")
+def job_state_to_pb(state: JobState) -> training_pb2.JobState:
+    return cast(training_pb2.JobState, training_pb2.JobState.Value(f"JOB_STATE_{state.value}"))
 
 
-def job_state_from_pb(state: training_pb2.JobState.ValueType) -> JobState | None:
+def job_state_from_pb(state: training_pb2.JobState) -> JobState | None:
     if state == training_pb2.JOB_STATE_UNSPECIFIED:
         return None
     if state not in training_pb2.JobState.values():  # NOTE: proto3 enums are open: any number can arrive
@@ -161,7 +163,7 @@ def model_to_pb(m: ModelRecord, serving: dict[int, VersionServing]) -> models_pb
         latest_version=latest.version if latest else 0, create_time=timestamp(m.create_time), aliases=m.aliases,
         versions=[
             models_pb2.ModelVersion(
-                version=v.version, state=models_pb2.ModelVersionState.Value(f"MODEL_VERSION_STATE_{v.state.value}"),
+                version=v.version, state=f"MODEL_VERSION_STATE_{v.state.value}",
                 job_id=v.job_id, validation_metrics=v.validation_metrics, onnx_size_bytes=v.onnx_size_bytes,
                 create_time=timestamp(v.create_time), **_serving_fields(serving.get(v.version)),
             )

@@ -28,8 +28,12 @@ class ChecksumMismatch(Exception):
 
 
 def sha256_of(path: Path) -> str:
+    # NOTE: read in chunks by hand: hashlib.file_digest is Python 3.11+, and the package supports 3.10
+    digest = hashlib.sha256()
     with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
+        while chunk := f.read(1024 * 1024):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def write_manifest(directory: Path) -> Path:
