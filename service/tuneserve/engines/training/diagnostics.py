@@ -20,7 +20,7 @@ import numpy as np
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
 from tuneserve.engines.training.callbacks import CurvePoint
-from tuneserve.engines.training.data import Example
+from tuneserve.engines.training.data import E
 
 if TYPE_CHECKING:
     from torch.utils.data import Dataset
@@ -43,7 +43,7 @@ class FitDiagnosis:
         return dataclasses.asdict(self)
 
 
-def train_sample(examples: list[Example], seed: int, rows: int = TRAIN_SAMPLE_ROWS) -> list[Example]:
+def train_sample(examples: list[E], seed: int, rows: int = TRAIN_SAMPLE_ROWS) -> list[E]:
     """A seeded random sample of the training rows (all of them when there are fewer)."""
     if len(examples) <= rows:
         return list(examples)

@@ -197,8 +197,8 @@ def _diagnose_fit(
 ) -> FitDiagnosis:
     """The best checkpoint's macro F1 on a sample of its own training rows, against its validation macro F1."""
     sample = train_sample(prepared.splits.train, spec.hyperparameters.seed)
-    encoded = prepared.encode(sample)  # type: ignore[arg-type]
-    metrics = trainer.predict(encoded, metric_key_prefix="train").metrics or {}  # type: ignore[arg-type]
+    encoded = prepared.encode(sample)
+    metrics = trainer.predict(encoded, metric_key_prefix="train").metrics or {}
     train_f1 = float(metrics["train_macro_f1"])
     best = _best_point(trainer.state, reporter)
     return diagnose(train_f1, best.metrics["macro_f1"], reporter.learning_curve, len(sample))
