@@ -102,6 +102,23 @@ def test_logme_does_not_reward_width_alone() -> None:
     assert logme(separating, labels) > logme(wide_random, labels)
 
 
+@pytest.mark.parametrize("dim", [20, 200])  # fewer and more features than examples
+def test_logme_does_not_depend_on_the_features_overall_scale(dim: int) -> None:
+    """The evidence is invariant to F -> cF (alpha absorbs c); the score must be too, including the 1e-9 scale of an
+    untrained network's features and large unnormalised ones (the fixed point used to drift or stall there)."""
+    rng = np.random.default_rng(dim)
+    labels = np.repeat(np.arange(3), 30)
+    features = _clusters(rng, labels, dim, spread=2.0)
+
+    reference = logme(features, labels)
+
+    for scale in (1e-12, 1e-9, 1e-3, 1e3, 1e6, 1e9):
+        assert logme(features * scale, labels) == pytest.approx(reference, rel=1e-6)
+    per_example, alpha, beta = maximised_evidence(features * 1e6, (labels == 0).astype(float))
+    assert per_example == pytest.approx(maximised_evidence(features, (labels == 0).astype(float))[0], rel=1e-6)
+    assert log_evidence(features * 1e6, (labels == 0).astype(float), alpha, beta) / 90 == pytest.approx(per_example)
+
+
 def test_logme_refuses_one_class_and_mismatched_shapes() -> None:
     with pytest.raises(ValueError, match="two classes"):
         logme(np.ones((5, 2)), np.zeros(5, dtype=int))

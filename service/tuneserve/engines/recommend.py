@@ -97,8 +97,22 @@ def log_evidence(features: FloatArray, y: FloatArray, alpha: float, beta: float)
 
 def maximised_evidence(features: FloatArray, y: FloatArray) -> tuple[float, float, float]:
     """(maximised log evidence per example, alpha, beta) of one real-valued target vector."""
-    spectrum = _spectrum(np.asarray(features, dtype=np.float64))
-    return _maximise(spectrum, np.asarray(y, dtype=np.float64))
+    features, scale = _unit_rms(np.asarray(features, dtype=np.float64))
+    evidence, alpha, beta = _maximise(_spectrum(features), np.asarray(y, dtype=np.float64))
+    return evidence, alpha * scale**2, beta  # NOTE: the prior precision of weights on the unscaled features
+
+
+def _unit_rms(features: FloatArray) -> tuple[FloatArray, float]:
+    """The features divided by their root mean square, and that divisor (1 for all-zero features).
+
+    NOTE: the maximised evidence does not depend on the features' overall scale (scaling F by c is scaling the
+    weights by 1/c, which alpha absorbs), but the fixed point starts from alpha = beta = 1 and floors its
+    denominators: features of size 1e6 (or 1e-9, as an untrained network's can be) would otherwise converge
+    elsewhere or not at all. One global factor, not a per-feature standardisation, which would change the prior."""
+    scale = float(np.sqrt(np.mean(features**2))) if features.size else 0.0
+    if not math.isfinite(scale) or scale == 0.0:
+        return features, 1.0
+    return features / scale, scale
 
 
 def logme(features: FloatArray, labels: NDArray[np.int_]) -> float:
@@ -111,7 +125,7 @@ def logme(features: FloatArray, labels: NDArray[np.int_]) -> float:
     classes = np.unique(labels)
     if classes.shape[0] < 2:
         raise ValueError("LogME needs at least two classes")
-    spectrum = _spectrum(features)
+    spectrum = _spectrum(_unit_rms(features)[0])
     return float(np.mean([_maximise(spectrum, (labels == c).astype(np.float64))[0] for c in classes]))
 
 
