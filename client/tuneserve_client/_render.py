@@ -191,6 +191,8 @@ def job(console: Console, job: Job) -> None:
         rows += _transfer_rows(job.result)
     if job.error:
         rows.append(("error", job.error))
+    if job.restarts:
+        rows.append(("restarts", f"{job.restarts} (resumed from its last checkpoint)"))
     rows += [("created", _time(job.create_time)), ("started", _time(job.start_time)), ("ended", _time(job.end_time))]
     fields(console, rows)
     if job.result.learning_curve:

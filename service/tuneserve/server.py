@@ -90,8 +90,8 @@ class App:
         await self.health.enter_graceful_shutdown()
         if self.database_watch is not None:
             await self.database_watch.stop()
-        await self.server.stop(grace)
-        await self.jobs.stop()
+        # NOTE: together: running jobs checkpoint (training.cancel_grace_seconds) while in-flight RPCs finish
+        await asyncio.gather(self.server.stop(grace), self.jobs.stop())
         await self.cache.close()
         await self.store.close()
 

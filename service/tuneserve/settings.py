@@ -63,7 +63,15 @@ class TrainingSettings(_Section):
     allow_hub: bool = False
     """Allow backbone names that are Hugging Face hub ids (needs network; off by default)."""
     cancel_grace_seconds: float = 10.0
-    """After CancelJob the worker gets this long to stop cleanly before it is killed."""
+    """After CancelJob, or on a server shutdown, the worker gets this long to stop cleanly before it is killed. On a
+    shutdown it finishes its step and saves a checkpoint in that time; the job goes back to QUEUED and resumes from it
+    after the restart. Both happen while in-flight RPCs finish (server.grace_seconds): keep the pod's
+terminationGracePeriodSeconds above the larger of the two."""
+    max_restarts: int = Field(default=0, ge=0)
+    """Times a job's worker is started again when it dies without reporting an error (killed, e.g. by the OOM killer;
+    crashed; preempted) or its server stopped without a shutdown (SIGKILL, a lost node). Each restart resumes from the
+    job's last checkpoint (one per evaluation). 0 = such a job ends FAILED with the reason. A reported error (bad data,
+    failed export parity) never restarts: it would fail again."""
     worker_threads: int = 0
     """torch threads per training worker; 0 = the CPUs available to the container. With several processes per job
     they share them (threads // processes each, at least 1)."""

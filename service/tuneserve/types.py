@@ -57,6 +57,7 @@ class JobRecord:
     create_time: float = 0.0
     start_time: float = 0.0
     end_time: float = 0.0
+    restarts: int = 0               # times the worker was started again after it died (training.max_restarts)
 
 
 @dataclass

@@ -316,6 +316,23 @@ def test_a_rank_that_stopped_without_a_cancel_request_is_a_failure() -> None:
     assert outcome_of(finals, "exited with code 1", False, TORCHRUN_SUMMARY).status == "failed"
     assert outcome_of(finals, "exited with code 1", True, TORCHRUN_SUMMARY).status == "cancelled"
     assert outcome_of(finals, "", False, []).status == "cancelled"
+    preempted = [{"kind": "preempted", "step": 3, "checkpoint": "c"}]
+    assert outcome_of(preempted, "exited with code 1", False, TORCHRUN_SUMMARY).reason == (
+        "training rank 1 killed by SIGKILL (out of memory?)"
+    )
+
+
+def test_which_failures_a_restart_may_mend() -> None:
+    """Killed, crashed or preempted workers restart from their checkpoint (training.max_restarts); reported errors,
+    which would repeat, do not."""
+    assert outcome_of([], "killed by SIGKILL (out of memory?)", False, []).retryable
+    assert outcome_of([], "exited with code -11", False, []).retryable
+    preempted = outcome_of([{"kind": "preempted", "step": 7, "checkpoint": "c"}], "", False, [])
+    assert preempted.status == "failed" and preempted.retryable
+    assert preempted.reason == "training worker preempted (SIGTERM) at step 7"
+    assert outcome_of([{"kind": "preempted", "step": 7}], "", True, []).status == "cancelled"  # asked to cancel
+    assert not outcome_of([{"kind": "failed", "reason": "ValueError: bad row"}], "exited with code 1", False, []).retryable
+    assert outcome_of([], "exited with code 1", False, TORCHRUN_SUMMARY).retryable  # rank 1 SIGKILLed, no exception
 
 
 # --- the API interaction, against a fake API server --------------------------------------------------------------
@@ -418,7 +435,8 @@ async def test_cancel_deletes_the_job_in_the_foreground(fake_api: Any, tiny_back
     assert fake_api.deletions == [(job_name(spec), "Foreground")]
     (pod,) = fake_api.pods[job_name(spec)]
     assert pod.proc.poll() is not None
-    assert '"kind": "cancelled"' in (spec.parent / "worker.log").read_text()  # rank 0 stopped cleanly on SIGTERM
+    # rank 0 stopped cleanly on SIGTERM, as on any pod deletion (a node drain, an eviction): it saved a checkpoint
+    assert '"kind": "preempted"' in (spec.parent / "worker.log").read_text()
 
 
 async def test_a_job_the_api_refuses_fails_with_the_api_servers_message(fake_api: Any, tmp_path: Path) -> None:

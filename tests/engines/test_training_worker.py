@@ -209,7 +209,7 @@ def test_early_stopping_ends_training_when_the_metric_stalls(tmp_path: Path, tin
     assert result["stopped_early"] is True and result["best_step"] == 3
 
 
-def test_sigterm_cancels_within_seconds(tmp_path: Path, tiny_bert: Path) -> None:
+def test_sigint_cancels_within_seconds(tmp_path: Path, tiny_bert: Path) -> None:
     spec_path = write_spec(tmp_path, tiny_bert, train_counts={"sport": 400, "business": 300, "tech": 300}, epochs=50)
     worker = subprocess.Popen([*WORKER, str(spec_path)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     assert worker.stdout is not None
@@ -217,7 +217,7 @@ def test_sigterm_cancels_within_seconds(tmp_path: Path, tiny_bert: Path) -> None
         first = json.loads(worker.stdout.readline())
         assert first["kind"] == "progress", first
         sent = time.monotonic()
-        worker.send_signal(signal.SIGTERM)
+        worker.send_signal(signal.SIGINT)
         events = [json.loads(line) for line in worker.stdout]
         returncode = worker.wait(timeout=30)
     finally:
@@ -228,6 +228,57 @@ def test_sigterm_cancels_within_seconds(tmp_path: Path, tiny_bert: Path) -> None
     assert events[-1]["step"] < first["total_steps"]
     assert "result" not in {event["kind"] for event in events}
     assert not (tmp_path / "output" / "model.onnx").exists()
+
+
+def preempt_at(spec_path: Path, step: int) -> WorkerRun:
+    """Run the worker and send it SIGTERM once it reports progress at `step` or later."""
+    worker = subprocess.Popen([*WORKER, str(spec_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert worker.stdout is not None and worker.stderr is not None
+    events: list[dict[str, Any]] = []
+    try:
+        for line in worker.stdout:
+            events.append(json.loads(line))
+            if events[-1]["kind"] == "progress" and events[-1]["step"] >= step:
+                worker.send_signal(signal.SIGTERM)
+                break
+        events += [json.loads(line) for line in worker.stdout]
+        returncode = worker.wait(timeout=60)
+    finally:
+        worker.kill()
+    return WorkerRun(returncode, events, worker.stderr.read(), Path(TrainingSpec.load(spec_path).output_dir))
+
+
+@pytest.mark.parametrize("strategy", [{"eval_steps": 6}, {"gradual_unfreezing": True, "freeze": "none"}])
+def test_sigterm_checkpoints_and_the_next_run_resumes(tmp_path: Path, tiny_bert: Path, strategy: dict[str, Any]) -> None:
+    # 3 epochs of 26 steps; gradual unfreezing evaluates (and checkpoints) per epoch, the other run every 6 steps.
+    spec_path = write_spec(tmp_path, tiny_bert, train_counts={"sport": 100, "business": 80, "tech": 80}, epochs=3,
+                           early_stopping_patience=0, **strategy)
+    stopped = preempt_at(spec_path, 32)
+    assert stopped.returncode == 75, stopped.stderr[-2000:]
+    preempted = stopped.events[-1]
+    assert preempted["kind"] == "preempted", stopped.kinds
+    assert 32 <= preempted["step"] < 78
+    assert Path(preempted["checkpoint"]).name == f"checkpoint-{preempted['step']}"
+    assert (Path(preempted["checkpoint"]) / "optimizer.pt").is_file()
+    assert not (tmp_path / "output" / "model.onnx").exists()
+
+    resumed = run_worker(spec_path)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    first = resumed.events[0]
+    assert first["kind"] == "progress" and first["step"] == preempted["step"], first
+    assert first["message"].startswith(f"resumed from the checkpoint at step {preempted['step']}/78")
+    steps = [event["step"] for event in resumed.events if event["kind"] == "progress"]
+    assert steps[-1] == 78 and min(steps) == preempted["step"]  # no step trained twice
+    before = [event["step"] for event in stopped.events if event["kind"] == "evaluation"]
+    after = [event["step"] for event in resumed.events if event["kind"] == "evaluation"]
+    assert before and after and max(before) <= preempted["step"] < min(after)
+    curve = [point["step"] for point in resumed.last("result")["learning_curve"]]
+    assert curve == before + after  # the curve from before the preemption is rebuilt from the checkpoint
+    if strategy.get("gradual_unfreezing"):  # each epoch opens one more block, resumed mid-epoch 1 included
+        unfrozen = [event["epoch"] for event in stopped.events + resumed.events if event["kind"] == "unfrozen"]
+        assert unfrozen == [0, 1, 1, 2]
+    assert not (tmp_path / "checkpoints").exists()  # removed once the run finished
+    assert (tmp_path / "output" / "model.onnx").is_file()
 
 
 def test_validation_label_unknown_to_training_fails(tmp_path: Path, tiny_bert: Path) -> None:

@@ -1,6 +1,6 @@
 """Faults injected for real into a `tuneserve serve` child process (issue 6): a SIGKILLed training worker, a
-SIGKILLed server, a corrupted artifact, a full disk during export, SIGTERM with Predicts in flight, and the
-concurrent-RPC cap. Each test checks the fault is reported as it should be and that serving goes on."""
+SIGKILLed server, a corrupted artifact, a full disk during export, SIGTERM with Predicts in flight and a job to
+checkpoint, restarts from the checkpoint (training.max_restarts), and the concurrent-RPC cap. Each test checks the fault is reported as it should be and that serving goes on."""
 
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ from tuneserve_client import (
     AsyncClient,
     Client,
     FailedPrecondition,
+    JobEvent,
     JobState,
     ModelVersionState,
     ResourceExhausted,
@@ -122,7 +123,7 @@ def test_a_sigkilled_server_leaves_no_running_job_nor_orphan_worker(running: Liv
         predicts(client, running.model_id)
 
 
-def test_sigterm_drains_inflight_predicts_requeues_the_job_and_exits_within_grace(running: Live) -> None:
+def test_sigterm_drains_inflight_predicts_checkpoints_the_job_and_exits_within_grace(running: Live) -> None:
     grace = 6.0
     running.server.stop()
     # NOTE: a 2 s batching delay keeps single-text Predicts in flight long enough to send SIGTERM among them
@@ -157,13 +158,62 @@ def test_sigterm_drains_inflight_predicts_requeues_the_job_and_exits_within_grac
     assert took < grace + 5, f"exit took {took:.1f}s with grace {grace}s"
     running.server.start()
     with running.client() as client:
-        # NOTE: the interrupted job was put back in the queue; it trains again from the start after the restart
-        job = client.get_job(job_id)
-        assert job.state in (JobState.JOB_STATE_QUEUED, JobState.JOB_STATE_RUNNING), job
+        # NOTE: the worker saved a checkpoint of the step it reached; the job went back to the queue and resumes there
+        checkpoint, resumed = first_progress_after(client, job_id, "server shutting down")
+        assert resumed.progress.step == checkpoint.checkpoint.step > 0
+        assert resumed.message.startswith(f"resumed from the checkpoint at step {checkpoint.checkpoint.step}/")
+        assert client.get_job(job_id).restarts == 0  # a graceful shutdown is not a restart
         client.cancel_job(job_id)
         assert client.wait_for_job(job_id, timeout=60).state == JobState.JOB_STATE_CANCELLED
         events = [e.message for e in client.watch_job(job_id) if e.message.startswith("server shutting down")]
-        assert events == ["server shutting down; the job runs again after the restart"]
+        assert events == ["server shutting down; the job resumes from its checkpoint after the restart"]
+    assert not list((running.server.data_dir / "jobs" / job_id).glob("checkpoints*"))  # gone with the job
+
+
+def first_progress_after(client: Client, job_id: str, message: str) -> tuple[JobEvent, JobEvent]:
+    """The job's last checkpoint event before the first event whose message starts with `message`, and its first
+    progress event after that one."""
+    checkpoint: JobEvent | None = None
+    seen = False
+    for event in client.watch_job(job_id):
+        kind = event.WhichOneof("kind")
+        if event.message.startswith(message):
+            seen = True
+        elif kind == "checkpoint" and not seen:
+            checkpoint = event
+        elif kind == "progress" and seen:
+            assert checkpoint is not None, "no checkpoint was saved before the interruption"
+            return checkpoint, event
+    raise AssertionError(f"the job ended without progress after {message!r}")
+
+
+def test_with_max_restarts_a_killed_worker_and_a_killed_server_resume_from_the_checkpoint(running: Live) -> None:
+    running.server.stop()
+    running.server.start(TUNESERVE_TRAINING__MAX_RESTARTS="2")
+    try:
+        with running.client() as client:
+            job = client.fine_tune(running.dataset_id, backbone=running.backbone, model_name="restarts",
+                                   hyperparameters={**LONG, "eval_steps": 4})
+            wait_until(lambda: client.get_job(job.id).progress.step >= 6, 180, "the job to pass its first checkpoint")
+            (worker,) = running.server.workers()
+            worker.kill()
+            checkpoint, resumed = first_progress_after(client, job.id, "training worker killed by SIGKILL")
+            assert resumed.progress.step == checkpoint.checkpoint.step >= 4
+            assert resumed.message.startswith(f"resumed from the checkpoint at step {checkpoint.checkpoint.step}/")
+            assert client.get_job(job.id).restarts == 1
+            wait_until(lambda: client.get_job(job.id).progress.step >= resumed.progress.step + 6, 180,
+                       "the resumed job to pass another checkpoint")
+        running.server.signal(signal.SIGKILL)
+        running.server.wait(30)
+        running.server.start(TUNESERVE_TRAINING__MAX_RESTARTS="2")
+        with running.client() as client:
+            checkpoint, resumed = first_progress_after(client, job.id, "the server stopped while the job was running")
+            assert resumed.progress.step == checkpoint.checkpoint.step > 4
+            assert client.get_job(job.id).restarts == 2
+            client.cancel_job(job.id)
+            assert client.wait_for_job(job.id, timeout=60).state == JobState.JOB_STATE_CANCELLED
+    finally:
+        running.server.stop()  # the next test gets a server with the default settings
 
 
 def test_a_corrupted_artifact_is_detected_by_checksum_reported_and_never_served(running: Live) -> None:

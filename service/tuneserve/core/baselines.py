@@ -91,6 +91,7 @@ def write_spec(job_dir: Path, kind: str) -> Path:
         spec,
         hyperparameters=hp,
         output_dir=str(output_dir(job_dir, kind)),
+        checkpoint_dir=str(job_dir / f"checkpoints-{kind}"),
         init="scratch" if kind == "scratch" else spec.init,
         # NOTE: a baseline is a yardstick: the fp32 graph serves it; no int8 variant to build and judge.
         export=ExportSpec(),

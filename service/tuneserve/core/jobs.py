@@ -73,7 +73,11 @@ class JobManager:
         """Recover after a restart, then start the dispatch loops."""
         # NOTE: on a database shared by several servers, a RUNNING job whose server still beats is not an orphan
         for job in await self._store.orphaned_jobs(time.time() - ORPHAN_AFTER_SECONDS):
-            await self._finish(job, WorkerOutcome("failed", reason="the server stopped while the job was running"))
+            reason = "the server stopped while the job was running"
+            if job.restarts < self._settings.max_restarts:
+                await self._requeue(job, f"{reason}; it resumes from its last checkpoint", restart=True)
+            else:
+                await self._finish(job, WorkerOutcome("failed", reason=reason))
         for job in reversed(await self._store.list_jobs(Page(10**9, 0), [JobState.QUEUED])):
             self._queue.put_nowait(job.id)
         self._metrics.job_counts = await self._store.count_jobs_by_state()
@@ -81,7 +85,8 @@ class JobManager:
         self._workers.append(asyncio.create_task(self._heartbeat()))
 
     async def stop(self) -> None:
-        """Stop running workers; their jobs go back to QUEUED and run again after the restart."""
+        """Preempt running workers (each saves a checkpoint); their jobs go back to QUEUED and resume after the
+        restart."""
         for task in self._workers:
             task.cancel()
         for task in self._workers:
@@ -218,10 +223,8 @@ class JobManager:
         try:
             outcome = await self._run_worker(job, job_dir / "spec.json", cancel)
             outcome = await self._run_baselines(job, outcome, cancel)
-        except asyncio.CancelledError:
-            job.state = JobState.QUEUED  # server shutting down: run it again after the restart
-            await self._store.update_job(job)
-            await self._publish_state(job, "server shutting down; the job runs again after the restart")
+        except asyncio.CancelledError:  # the server is shutting down; the runner has preempted the worker
+            await self._requeue(job, "server shutting down; the job resumes from its checkpoint after the restart")
             raise
         finally:
             self._running.discard(job.id)
@@ -230,8 +233,25 @@ class JobManager:
         await self._finish(job, outcome)
 
     async def _run_worker(self, job: JobRecord, spec: Path, cancel: asyncio.Event, prefix: str = "") -> WorkerOutcome:
+        """Run the spec's worker; one that died without reporting an error starts again, resuming from its last
+        checkpoint, while the job has restarts left (training.max_restarts)."""
         log_path = self._artifacts.job_dir(job.id) / "worker.log"
-        return await self._runner.run(spec, log_path, lambda e: self._on_worker_event(job, e, prefix), cancel)
+        while True:
+            outcome = await self._runner.run(spec, log_path, lambda e: self._on_worker_event(job, e, prefix), cancel)
+            if not outcome.retryable or cancel.is_set() or job.restarts >= self._settings.max_restarts:
+                return outcome
+            job.restarts += 1
+            await self._store.update_job(job)
+            await self._publish_state(
+                job, f"{prefix}{outcome.reason}; restarting it from its last checkpoint "
+                f"(restart {job.restarts} of {self._settings.max_restarts})"
+            )
+
+    async def _requeue(self, job: JobRecord, message: str, *, restart: bool = False) -> None:
+        job.state = JobState.QUEUED
+        job.restarts += int(restart)
+        await self._store.update_job(job)
+        await self._publish_state(job, message)
 
     async def _run_baselines(self, job: JobRecord, outcome: WorkerOutcome, cancel: asyncio.Event) -> WorkerOutcome:
         """After a successful fine-tune, train the job's baselines one after the other; the first that does not
@@ -271,6 +291,8 @@ class JobManager:
     async def _finish(self, job: JobRecord, outcome: WorkerOutcome) -> None:
         job_dir = self._artifacts.job_dir(job.id)
         output = job_dir / "output"
+        for checkpoints in job_dir.glob("checkpoints*"):  # left by a failed, cancelled or preempted run
+            self._artifacts.remove(checkpoints)
         # NOTE: a job with baselines is one unit: its models become READY together, or none does.
         baseline_models = await baselines.of_job(self._registry, job.id)
         if outcome.status == "succeeded":
@@ -306,6 +328,7 @@ class JobManager:
             validation_path=str(self._datasets.rows_path(job.validation_dataset_id))
             if job.validation_dataset_id else None,
             device=self._settings.device, threads=self._settings.worker_threads or available_cpus(), export=export,
+            checkpoint_dir=str(job_dir / "checkpoints"),
         )
         spec.save(job_dir / "spec.json")
 

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import psutil
 
+from tuneserve.engines.training.worker import EXIT_PREEMPTED
 from tuneserve.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -33,7 +34,7 @@ log = logging.getLogger(__name__)
 EventHandler = Callable[[dict[str, Any]], Awaitable[None]]
 SERVER_PID_ENV = "TUNESERVE_SERVER_PID"
 WORKER_MODULE = "tuneserve.engines.training.worker"
-_TERMINAL = ("result", "failed", "cancelled")
+_TERMINAL = ("result", "failed", "cancelled", "preempted")
 
 
 @dataclass
@@ -41,10 +42,15 @@ class WorkerOutcome:
     status: Literal["succeeded", "failed", "cancelled"]
     reason: str = ""
     result: dict[str, Any] = field(default_factory=dict)
+    retryable: bool = False
+    """A failure another run of the spec may not repeat: the worker was killed (a signal, e.g. the OOM killer),
+    crashed without reporting, or was preempted; it resumes from its last checkpoint. A reported exception is not."""
 
 
 class Runner(Protocol):
-    """Runs the worker for one spec: progress events go to on_event as they come; setting `cancel` stops it."""
+    """Runs the worker for one spec: progress events go to on_event as they come; setting `cancel` stops it. When the
+    run itself is cancelled (the server shutting down), the worker is preempted: it gets `cancel_grace_seconds` to save
+    a checkpoint, which the next run of the spec resumes from."""
 
     async def run(
         self, spec_path: Path, log_path: Path, on_event: EventHandler, cancel: asyncio.Event
@@ -105,6 +111,10 @@ class LocalProcessRunner:
                 else:
                     await on_event(event)
             returncode = await proc.wait()
+        except asyncio.CancelledError:
+            stopper.cancel()
+            await self._preempt(proc, on_event)
+            raise
         except BaseException:
             _signal_groups(_process_groups(proc.pid), signal.SIGKILL)
             raise
@@ -114,14 +124,31 @@ class LocalProcessRunner:
 
     async def _stop_on_cancel(self, proc: asyncio.subprocess.Process, cancel: asyncio.Event) -> None:
         await cancel.wait()
+        await self._stop(proc, signal.SIGINT, proc.wait())
+
+    async def _preempt(self, proc: asyncio.subprocess.Process, on_event: EventHandler) -> None:
+        """SIGTERM: the worker finishes its step, saves a checkpoint and exits; its events until then are kept."""
+
+        async def drain() -> None:
+            assert proc.stdout is not None
+            async for line in proc.stdout:
+                event = parse_event(line)
+                if event is not None and event["kind"] not in _TERMINAL:
+                    await on_event(event)
+            await proc.wait()
+
+        await self._stop(proc, signal.SIGTERM, drain())
+
+    async def _stop(self, proc: asyncio.subprocess.Process, sig: signal.Signals, stopped: Awaitable[object]) -> None:
+        """Send sig to the worker, give it cancel_grace_seconds for `stopped`, then kill it."""
         # NOTE: collected now, while torchrun is alive: it starts each rank in a session of its own, which a kill of
         # torchrun's group alone would miss, and a rank whose parent died can no longer be found.
         groups = _process_groups(proc.pid)
-        _signal_groups(groups, signal.SIGTERM)
+        _signal_groups(groups, sig)
         try:
-            await asyncio.wait_for(proc.wait(), self._grace)
+            await asyncio.wait_for(stopped, self._grace)
         except asyncio.TimeoutError:
-            log.warning("worker %d ignored SIGTERM for %.0fs; killing it", proc.pid, self._grace)
+            log.warning("worker %d ignored %s for %.0fs; killing it", proc.pid, sig.name, self._grace)
             _signal_groups(groups | _process_groups(proc.pid), signal.SIGKILL)
 
 
@@ -147,20 +174,27 @@ def outcome_of(
         return WorkerOutcome("cancelled", reason="cancelled by request")
     failures = [str(event.get("reason", "training failed")) for event in finals if event["kind"] == "failed"]
     root = _torchrun_root_cause(log_lines)
+    if "preempted" in kinds and root is None:  # NOTE: torchrun also SIGTERMs the other ranks when one dies
+        step = finals[kinds.index("preempted")].get("step", 0)
+        return WorkerOutcome("failed", reason=f"training worker preempted (SIGTERM) at step {step}", retryable=True)
     if root is not None:
         rank, how = root
         # NOTE: the failing rank's own exception says most; the others only saw their peer vanish.
         own = [reason for reason in failures if reason.startswith(f"rank {rank}:")] or [
             reason for reason in failures if not reason.startswith("rank ")  # a single-process torchrun
         ]
-        return WorkerOutcome("failed", reason=own[0] if own else f"training rank {rank} {how}")
+        if own:
+            return WorkerOutcome("failed", reason=own[0])
+        return WorkerOutcome("failed", reason=f"training rank {rank} {how}", retryable=True)
     if failures:
         return WorkerOutcome("failed", reason=failures[0])
-    return WorkerOutcome("failed", reason=f"training worker {exit_reason or 'ended without a result'}; {_tail(log_lines)}")
+    return WorkerOutcome(
+        "failed", reason=f"training worker {exit_reason or 'ended without a result'}; {_tail(log_lines)}", retryable=True
+    )
 
 
 def _exit_reason(returncode: int) -> str:
-    if returncode == 0:
+    if returncode in (0, EXIT_PREEMPTED):  # NOTE: a preempted worker's own "preempted" event says it
         return ""
     if returncode < 0:
         name = signal.Signals(-returncode).name

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any, TypeVar, cast
 
@@ -59,7 +60,19 @@ def timestamp(seconds: float) -> Timestamp | None:
 
 def _from_dict(data: dict[str, Any], message: _M) -> _M:
     """Fill `message` from a dict, ignoring keys it has no field for (workers may report more than the API shows)."""
-    return json_format.ParseDict(data, message, ignore_unknown_fields=True)
+    return json_format.ParseDict(_json_floats(data), message, ignore_unknown_fields=True)
+
+
+def _json_floats(value: Any) -> Any:
+    """NaN and infinities as the proto JSON mapping spells them ("NaN", "Infinity"): a diverged training's loss is
+    NaN, and ParseDict refuses a bare float NaN."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, dict):
+        return {k: _json_floats(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_floats(v) for v in value]
+    return value
 
 
 # -- pages ---------------------------------------------------------------------------------------------------------
@@ -140,6 +153,7 @@ def job_to_pb(j: JobRecord) -> training_pb2.Job:
         progress=_from_dict(j.progress, training_pb2.JobProgress()),
         result=_from_dict(j.result, training_pb2.JobResult()), error=j.error,
         create_time=timestamp(j.create_time), start_time=timestamp(j.start_time), end_time=timestamp(j.end_time),
+        restarts=j.restarts,
     )
 
 

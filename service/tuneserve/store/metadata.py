@@ -71,6 +71,7 @@ ADDED_COLUMNS: dict[str, list[tuple[str, str]]] = {
     "jobs": [
         ("heartbeat_time", "DOUBLE PRECISION NOT NULL DEFAULT 0"),  # the running server's last "still running"
         ("cancel_requested", "INTEGER NOT NULL DEFAULT 0"),  # CancelJob arrived at another server
+        ("restarts", "INTEGER NOT NULL DEFAULT 0"),  # times its worker was started again (training.max_restarts)
     ],
 }
 
@@ -157,8 +158,9 @@ class MetadataStore(abc.ABC):
 
     async def update_job(self, j: JobRecord) -> None:
         await self._execute(
-            "UPDATE jobs SET state=?, progress=?, result=?, error=?, start_time=?, end_time=? WHERE id=?",
-            (j.state.value, json.dumps(j.progress), json.dumps(j.result), j.error, j.start_time, j.end_time, j.id),
+            "UPDATE jobs SET state=?, progress=?, result=?, error=?, start_time=?, end_time=?, restarts=? WHERE id=?",
+            (j.state.value, json.dumps(j.progress), json.dumps(j.result), j.error, j.start_time, j.end_time,
+             j.restarts, j.id),
         )
 
     async def claim_job(self, job_id: str, start_time: float) -> JobRecord | None:
@@ -358,7 +360,7 @@ def _job(r: Row) -> JobRecord:
         validation_dataset_id=r["validation_dataset_id"], backbone=r["backbone"],
         hyperparameters=json.loads(r["hyperparameters"]), model_id=r["model_id"], model_version=r["model_version"],
         progress=json.loads(r["progress"]), result=json.loads(r["result"]), error=r["error"],
-        create_time=r["create_time"], start_time=r["start_time"], end_time=r["end_time"],
+        create_time=r["create_time"], start_time=r["start_time"], end_time=r["end_time"], restarts=r["restarts"],
     )
 
 

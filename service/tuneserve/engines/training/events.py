@@ -21,9 +21,10 @@ class WorkerEvent:
     message: str = field(default="", kw_only=True)
 
     def to_json(self) -> str:
-        body = dataclasses.asdict(self)
-        if not body["message"]:
-            del body["message"]
+        """One JSON line; fields left None and an empty message are left out."""
+        body = {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+        if not body.get("message"):
+            body.pop("message", None)
         return json.dumps({"kind": self.kind, **body})
 
 
@@ -53,7 +54,7 @@ class CheckpointEvent(WorkerEvent):
     kind: ClassVar[str] = "checkpoint"
     step: int
     is_best: bool
-    metric: float
+    metric: float | None  # the best-model metric at this step; None for a checkpoint without an evaluation (preempted)
 
 
 @dataclass
@@ -138,6 +139,15 @@ class FailedEvent(WorkerEvent):
 class CancelledEvent(WorkerEvent):
     kind: ClassVar[str] = "cancelled"
     step: int
+
+
+@dataclass
+class PreemptedEvent(WorkerEvent):
+    """Stopped by SIGTERM after saving `checkpoint`, which a worker started on the same spec resumes from."""
+
+    kind: ClassVar[str] = "preempted"
+    step: int
+    checkpoint: str
 
 
 class EventWriter:

@@ -7,7 +7,6 @@ are shared."""
 from __future__ import annotations
 
 import dataclasses
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +16,7 @@ from transformers.utils import logging as hf_logging
 
 from tuneserve.engines.export import export_onnx
 from tuneserve.engines.training.artifacts import write_metrics, write_model_artifacts
-from tuneserve.engines.training.callbacks import CancellationCallback, CurvePoint, EventReporter
+from tuneserve.engines.training.callbacks import CurvePoint, EventReporter, StopCallback
 from tuneserve.engines.training.data import (
     EncodedDataset,
     Example,
@@ -28,15 +27,16 @@ from tuneserve.engines.training.data import (
     read_examples,
 )
 from tuneserve.engines.training.diagnostics import FitDiagnosis, diagnose, train_sample, validation_figures
-from tuneserve.engines.training.events import CancelledEvent, EventWriter, ExportEvent, ResultEvent
+from tuneserve.engines.training.events import CancelledEvent, EventWriter, ExportEvent, PreemptedEvent, ResultEvent
 from tuneserve.engines.training.model import TextClassifier
-from tuneserve.engines.training.spec import ARTIFACTS, TrainingSpec
+from tuneserve.engines.training.spec import ARTIFACTS, StopRequests, TrainingSpec
 from tuneserve.engines.training.trainer import (
     DeviceChoice,
     build_trainer,
     choose_device,
     class_weights,
-    shared_checkpoint_dir,
+    remove_checkpoints,
+    resumable_checkpoint,
 )
 from tuneserve.engines.training.variants import export_variants
 from tuneserve.engines.training.vision_pipeline import PreparedImages, prepare_images
@@ -88,10 +88,11 @@ class _Prepared:
 
 
 def run_training(
-    spec: TrainingSpec, writer: EventWriter, cancel: threading.Event, *, scratch_dir: Path
-) -> ResultEvent | CancelledEvent | None:
-    """Train, export and write spec.output_dir; return the last event to report. Intermediate checkpoints live in a
-    temporary directory under scratch_dir (the job directory) and are gone when this returns.
+    spec: TrainingSpec, writer: EventWriter, stop: StopRequests, *, scratch_dir: Path
+) -> ResultEvent | CancelledEvent | PreemptedEvent | None:
+    """Train, export and write spec.output_dir; return the last event to report. Checkpoints go to the spec's
+    checkpoint directory (default: scratch_dir/checkpoints, scratch_dir being the job directory): a run finding a
+    complete checkpoint there resumes from it, a preempted run leaves its own there, a finished run removes them.
 
     Under torchrun every rank trains (the Trainer runs DDP); only rank 0 exports and writes artifacts, and the other
     ranks return None once the last collective step (the fit diagnosis) is done."""
@@ -102,27 +103,36 @@ def run_training(
     device = choose_device(spec.device)
     prepared = prepare_images(spec) if spec.backbone.modality == "image" else _prepare(spec)
     reporter = EventReporter(
-        writer, cancel, metric_name=hp.metric_for_best_model, early_stopping_patience=hp.early_stopping_patience
+        writer, stop.is_set, metric_name=hp.metric_for_best_model, early_stopping_patience=hp.early_stopping_patience
     )
-    with shared_checkpoint_dir(scratch_dir) as checkpoints:
-        trainer = build_trainer(
-            prepared.model,
-            prepared.tokenizer,
-            hp=hp,
-            train_set=prepared.train_set,
-            validation_set=prepared.validation_set,
-            checkpoint_dir=Path(checkpoints),
-            device=device,
-            callbacks=[reporter, CancellationCallback(cancel)],
-            report=writer.write,
+    checkpoints = Path(spec.checkpoint_dir) if spec.checkpoint_dir else scratch_dir / "checkpoints"
+    resume = resumable_checkpoint(checkpoints)
+    trainer = build_trainer(
+        prepared.model,
+        prepared.tokenizer,
+        hp=hp,
+        train_set=prepared.train_set,
+        validation_set=prepared.validation_set,
+        checkpoint_dir=checkpoints,
+        device=device,
+        callbacks=[reporter, StopCallback(stop.cancel, stop.preempt)],
+        report=writer.write,
+    )
+    summary = trainer.train(resume_from_checkpoint=str(resume) if resume else None).metrics
+    if stop.cancel.is_set():
+        return CancelledEvent(step=trainer.state.global_step, message="cancelled")
+    if stop.preempt.is_set():
+        saved = checkpoints / f"checkpoint-{trainer.state.global_step}"
+        return PreemptedEvent(
+            step=trainer.state.global_step, checkpoint=str(saved),
+            message=f"stopped at step {trainer.state.global_step}/{trainer.state.max_steps}; the checkpoint there "
+            "resumes it",
         )
-        summary = trainer.train().metrics
-        if cancel.is_set():
-            return CancelledEvent(step=trainer.state.global_step, message="cancelled")
-        # NOTE: inside the checkpoint directory's scope: under DDP, rank 0 must not delete it while another rank is
-        # still loading the best checkpoint, and the fit diagnosis is a collective step every rank reaches.
-        fit = _diagnose_fit(trainer, prepared, reporter, spec)
-        figures = validation_figures(trainer, prepared.validation_set, spec.labels)
+    # NOTE: before the checkpoints go: under DDP, every rank loads the best checkpoint, and the fit diagnosis is a
+    # collective step every rank reaches.
+    fit = _diagnose_fit(trainer, prepared, reporter, spec)
+    figures = validation_figures(trainer, prepared.validation_set, spec.labels)
+    remove_checkpoints(checkpoints)
     if not trainer.is_world_process_zero():
         return None
     output_dir = Path(spec.output_dir)
@@ -133,7 +143,7 @@ def run_training(
     result.variant_macro_f1 = prepared.export_variants(spec, output_dir, writer, result.validation_metrics["macro_f1"])
     write_metrics(output_dir, result, reporter.learning_curve)
     # NOTE: a cancel that arrives during export still wins: the manager has not seen a result yet.
-    if cancel.is_set():
+    if stop.cancel.is_set():
         return CancelledEvent(step=trainer.state.global_step, message="cancelled")
     return result
 

@@ -15,9 +15,18 @@ standard output (it moves everything else that would print there to stderr), one
                               (learning_curve and fit included; the manager adds baselines and transfer_verdict)
     {"kind": "failed", "reason": "ONNX parity check failed: max |logit diff| 0.02 > 1e-4"}   then exit code 1
     {"kind": "cancelled", "step": 40}                                          then exit code 0
+    {"kind": "preempted", "step": 40, "checkpoint": "JOB_DIR/checkpoints/checkpoint-40"}  then exit code 75
 
-Every event may carry "message", one human-readable line. On SIGTERM the worker stops at the next step
-(a TrainerCallback sets `control.should_training_stop`), writes "cancelled" and exits 0.
+Every event may carry "message", one human-readable line. Two signals stop the worker, each at the next step (a
+TrainerCallback sets `control.should_training_stop`):
+- SIGINT is a cancel: it stops at once, writes "cancelled" and exits 0.
+- SIGTERM is a preemption (the server shutting down, a Kubernetes eviction): it finishes the optimizer step, saves a
+  checkpoint that resumes training exactly (weights, optimizer, scheduler, RNG, early-stopping state), writes
+  "preempted" and exits 75 (EX_TEMPFAIL: run me again).
+
+Checkpoints go to `checkpoint_dir`, one per evaluation (the best and the latest kept) plus the preemption's. A worker
+started on a spec whose checkpoint_dir holds a complete checkpoint resumes from the newest one; on success it removes
+the directory.
 
 The worker writes the model version's artifacts into `output_dir` (see `ARTIFACTS`); the manager moves that directory
 into the registry only after a "result" event and exit code 0, so a failed job never leaves a servable model.
@@ -27,6 +36,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -108,6 +118,7 @@ class TrainingSpec:
     threads: int = 0                    # torch intra-op threads; 0 = leave torch's default
     export: ExportSpec = field(default_factory=ExportSpec)
     init: Literal["pretrained", "scratch"] = "pretrained"   # scratch: same architecture, random weights (baseline)
+    checkpoint_dir: str = ""            # the Trainer's resumable checkpoints; "" = <spec's directory>/checkpoints
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2)
@@ -126,3 +137,14 @@ class TrainingSpec:
     @classmethod
     def load(cls, path: Path) -> TrainingSpec:
         return cls.from_json(path.read_text())
+
+
+@dataclass(frozen=True)
+class StopRequests:
+    """What the worker's signal handlers set: `cancel` (SIGINT) ends the job, `preempt` (SIGTERM) pauses it."""
+
+    cancel: threading.Event = field(default_factory=threading.Event)
+    preempt: threading.Event = field(default_factory=threading.Event)
+
+    def is_set(self) -> bool:
+        return self.cancel.is_set() or self.preempt.is_set()

@@ -12,6 +12,7 @@ grows n by one per epoch (head only in epoch 0) up to that ceiling. The new head
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -123,7 +124,8 @@ class GradualUnfreezing(TrainerCallback):
     def on_epoch_begin(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
     ) -> None:
-        epoch = int(round(state.epoch or 0.0))
+        # NOTE: floor, not round: a run resumed mid-epoch begins its epoch with state.epoch at e.g. 1.5.
+        epoch = math.floor((state.epoch or 0.0) + 1e-6)
         levels = trainable_levels(self._hp, self._layers.num_blocks, epoch)
         if levels == self._levels:
             return

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import shutil
-import tempfile
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -26,6 +25,8 @@ from transformers import (
     TrainingArguments,
     default_data_collator,
 )
+from transformers.trainer import OPTIMIZER_NAME, TRAINER_STATE_NAME
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from tuneserve.engines.training.data import EncodedDataset
 from tuneserve.engines.training.events import UnfrozenEvent
@@ -58,28 +59,32 @@ def choose_device(requested: Literal["auto", "cpu", "cuda"]) -> DeviceChoice:
     return DeviceChoice("cuda", "bf16" if torch.cuda.is_bf16_supported() else "fp16")
 
 
-@contextmanager
-def shared_checkpoint_dir(scratch_dir: Path) -> Iterator[Path]:
-    """The Trainer's checkpoint directory, removed afterwards. One process: a fresh temporary directory. Under torchrun:
-    one path every rank agrees on, since rank 0 saves the checkpoints and every rank loads the best one at the end
-    (multi-node jobs keep scratch_dir, the job directory, on the shared ReadWriteMany volume)."""
-    if int(os.environ.get("WORLD_SIZE", "1")) == 1:
-        with tempfile.TemporaryDirectory(prefix="trainer_checkpoints-", dir=scratch_dir) as path:
-            yield Path(path)
-        return
-    path = scratch_dir / "trainer_checkpoints"
-    rank_zero = int(os.environ.get("RANK", "0")) == 0
-    if rank_zero:
-        shutil.rmtree(path, ignore_errors=True)  # left over from a run that was killed
-    try:
-        yield path
-        # NOTE: no rank may still be reading the best checkpoint when rank 0 deletes it (only on the normal path: after
-        # a crash the other ranks may never reach the barrier).
-        if torch.distributed.is_initialized():
-            torch.distributed.barrier()
-    finally:
-        if rank_zero:
-            shutil.rmtree(path, ignore_errors=True)
+def remove_checkpoints(path: Path) -> None:
+    """Remove a spec's checkpoint directory once training and the steps that read its best checkpoint are done. Until
+    then it outlives a run that is preempted or killed, and the next run of the spec resumes from it. Under torchrun
+    every rank uses the one path: rank 0 saves the checkpoints and every rank loads the best one at the end (multi-node
+    jobs keep it in the job directory on the shared ReadWriteMany volume)."""
+    # NOTE: no rank may still be reading the best checkpoint when rank 0 deletes it.
+    if torch.distributed.is_initialized():
+        torch.distributed.barrier()
+    if int(os.environ.get("RANK", "0")) == 0:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def resumable_checkpoint(path: Path) -> Path | None:
+    """The newest complete checkpoint under path: the Trainer writes trainer_state.json last, after the weights,
+    optimizer, scheduler and RNG state, so a checkpoint cut short by a kill lacks it or holds a partial one."""
+    found: list[tuple[int, Path]] = []
+    for candidate in path.glob(f"{PREFIX_CHECKPOINT_DIR}-*"):
+        step = candidate.name.rsplit("-", 1)[-1]
+        if not step.isdigit() or not (candidate / OPTIMIZER_NAME).is_file():
+            continue
+        try:
+            json.loads((candidate / TRAINER_STATE_NAME).read_text())
+        except (OSError, ValueError):
+            continue
+        found.append((int(step), candidate))
+    return max(found)[1] if found else None
 
 
 def class_weights(counts: list[int]) -> torch.Tensor:
@@ -159,9 +164,11 @@ def training_arguments(
         load_best_model_at_end=True,
         metric_for_best_model=hp.metric_for_best_model,
         greater_is_better=hp.metric_for_best_model != "loss",
-        # NOTE: the checkpoints only feed load_best_model_at_end: no optimizer state, the best and the latest kept.
-        save_only_model=True,
+        # NOTE: whole checkpoints (optimizer, scheduler, RNG too), so that a preempted or killed job resumes from its
+        # latest; the best (for load_best_model_at_end) and the latest kept.
+        save_only_model=False,
         save_total_limit=2,
+        restore_callback_states_from_checkpoint=True,  # EarlyStoppingCallback's patience counter
         seed=hp.seed,
         report_to=[],
         disable_tqdm=True,

@@ -4,7 +4,8 @@
 Events go to the original standard output, one JSON line each (see `spec.py`); everything else that would print
 there (library prints, the Trainer's log lines) goes to stderr. Under torchrun only global rank 0 reports events,
 checkpoints, exports and writes artifacts; another rank writes one line only if it fails ("failed", its reason
-prefixed with its rank). Exit codes: 0 after "result" or "cancelled", 1 after "failed".
+prefixed with its rank). Exit codes: 0 after "result" or "cancelled", 1 after "failed", 75 after "preempted"
+(SIGTERM: see spec.py).
 """
 
 from __future__ import annotations
@@ -20,9 +21,10 @@ import traceback
 from pathlib import Path
 from typing import TextIO
 
-from tuneserve.engines.training.events import EventWriter, FailedEvent
-from tuneserve.engines.training.spec import TrainingSpec
+from tuneserve.engines.training.events import EventWriter, FailedEvent, PreemptedEvent
+from tuneserve.engines.training.spec import StopRequests, TrainingSpec
 
+EXIT_PREEMPTED = 75  # EX_TEMPFAIL: stopped with a checkpoint to resume from; run the spec again
 _MAX_REASON_CHARS = 2000
 _PR_SET_PDEATHSIG = 1
 _SERVER_PID_ENV = "TUNESERVE_SERVER_PID"  # set by core.runner
@@ -33,10 +35,11 @@ def main(argv: list[str]) -> int:
     rank, world_size = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
     events = _take_event_stream()
     writer = EventWriter(events if rank == 0 else open(os.devnull, "w"))  # noqa: SIM115 (lives as long as the process)
-    cancel = threading.Event()
+    stop = StopRequests()
     _die_with_server()
-    # NOTE: the handler only sets a flag; CancellationCallback stops the Trainer at its next step (on every rank).
-    signal.signal(signal.SIGTERM, lambda signum, frame: cancel.set())
+    # NOTE: the handlers only set flags; StopCallback stops the Trainer at its next step (on every rank).
+    signal.signal(signal.SIGINT, lambda signum, frame: stop.cancel.set())
+    signal.signal(signal.SIGTERM, lambda signum, frame: stop.preempt.set())
     try:
         if len(argv) != 1:
             raise ValueError("usage: python -m tuneserve.engines.training.worker SPEC_PATH")
@@ -46,7 +49,7 @@ def main(argv: list[str]) -> int:
         # importing can land in the event stream, and a failing import is still reported as a "failed" event.
         from tuneserve.engines.training.pipeline import run_training
 
-        outcome = run_training(spec, writer, cancel, scratch_dir=spec_path.parent)
+        outcome = run_training(spec, writer, stop, scratch_dir=spec_path.parent)
     except Exception as error:
         traceback.print_exc()
         reason = _one_line(error)
@@ -54,7 +57,7 @@ def main(argv: list[str]) -> int:
         return 1
     if outcome is not None:
         writer.write(outcome)
-    return 0
+    return EXIT_PREEMPTED if isinstance(outcome, PreemptedEvent) or stop.preempt.is_set() else 0
 
 
 def _threads_per_process(spec: TrainingSpec) -> TrainingSpec:
