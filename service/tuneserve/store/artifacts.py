@@ -6,14 +6,18 @@
     <root>/jobs/<job_id>/                            spec.json, worker.log, output/ (moved into models/ on success)
 
 Writes are atomic: files are written to a temporary name in the same directory and renamed; whole directories are
-built under a temporary name and renamed into place, so a reader never sees a half-written artifact.
+built under a temporary name and renamed into place, so a reader never sees a half-written artifact. They are durable
+too: what `publish_dir` moves into place is on disk before the rename, and the rename is on disk when it returns.
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
 import shutil
+import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from tuneserve.store import checksums
@@ -50,8 +54,9 @@ class ArtifactStore:
         final.parent.mkdir(parents=True, exist_ok=True)
         if final.is_relative_to(self.root / "models"):
             checksums.write_manifest(staged)
-        _fsync_tree(staged)
+        _sync_tree(staged)
         os.rename(staged, final)
+        _fsync(final.parent)  # the rename itself (and so the metadata record written next) survives a power cut
 
     def remove(self, path: Path) -> None:
         """Delete a directory by renaming it away first, so no reader sees it half deleted."""
@@ -67,8 +72,43 @@ class ArtifactStore:
             shutil.rmtree(child, ignore_errors=True)
 
 
-def _fsync_tree(path: Path) -> None:
-    for f in path.rglob("*"):
-        if f.is_file():
-            with open(f, "rb") as fh:
-                os.fsync(fh.fileno())
+def _load_syncfs() -> Callable[[int], int] | None:
+    """libc's syncfs(2) (Linux only): flush one filesystem's dirty data and metadata, waiting until it is written."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        syncfs = ctypes.CDLL(None, use_errno=True).syncfs
+    except (OSError, AttributeError):
+        return None
+    syncfs.argtypes, syncfs.restype = [ctypes.c_int], ctypes.c_int
+    return syncfs
+
+
+_syncfs = _load_syncfs()
+
+
+def _sync_tree(path: Path) -> None:
+    """Put every file and directory under `path` on disk."""
+    # NOTE: one syncfs instead of an fsync per file: a 1,797-image dataset took ~10 s in fsyncs (each one waits for
+    # its own journal commit) and takes well under a second this way. It also flushes whatever else is pending on
+    # that filesystem, which a publish may have to wait for; elsewhere (no syncfs) every file and directory is fsynced.
+    if _syncfs is not None:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            if _syncfs(fd) != 0:
+                errno = ctypes.get_errno()
+                raise OSError(errno, f"syncfs: {os.strerror(errno)}", str(path))
+        finally:
+            os.close(fd)
+        return
+    for f in sorted(path.rglob("*"), reverse=True):  # files before the directories that hold them
+        _fsync(f)
+    _fsync(path)
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | (os.O_DIRECTORY if path.is_dir() else 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
