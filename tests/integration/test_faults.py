@@ -5,9 +5,11 @@ checkpoint, restarts from the checkpoint (training.max_restarts), and the concur
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -168,6 +170,37 @@ def test_sigterm_drains_inflight_predicts_checkpoints_the_job_and_exits_within_g
         events = [e.message for e in client.watch_job(job_id) if e.message.startswith("server shutting down")]
         assert events == ["server shutting down; the job resumes from its checkpoint after the restart"]
     assert not list((running.server.data_dir / "jobs" / job_id).glob("checkpoints*"))  # gone with the job
+
+
+def test_a_job_stopped_during_its_baseline_keeps_its_fine_tune_and_resumes_the_baseline(running: Live) -> None:
+    with running.client() as client:
+        job = client.fine_tune(running.dataset_id, backbone=running.backbone, model_name="baseline-resume",
+                               hyperparameters={**QUICK, "max_steps": 400, "eval_steps": 400}, baselines=["frozen"])
+        seen: list[str] = []
+
+        def follow() -> None:
+            with contextlib.suppress(Unavailable):  # the server stopping ends the stream
+                seen.extend(event.message for event in client.watch_job(job.id))
+
+        follower = threading.Thread(target=follow, daemon=True)
+        follower.start()
+        wait_until(lambda: any(m.startswith("[baseline frozen] step") for m in seen), 300,
+                   "the frozen baseline to make progress")
+        running.server.stop()  # SIGTERM
+        follower.join(30)
+    running.server.start()
+    with running.client() as client:
+        checkpoint, resumed = first_progress_after(client, job.id, "server shutting down")
+        assert resumed.message.startswith(f"[baseline frozen] resumed from the checkpoint at step "
+                                          f"{checkpoint.checkpoint.step}/"), resumed.message
+        done = client.wait_for_job(job.id, timeout=300)
+        assert done.state == JobState.JOB_STATE_SUCCEEDED, done.error
+        assert [b.kind for b in done.result.baselines] == ["frozen"]
+        after = [e.message for e in client.watch_job(job.id)]
+        after = after[after.index("server shutting down; the job resumes from its checkpoint after the restart"):]
+        # the fine-tune had finished: it is not trained again, only the baseline goes on
+        assert not [m for m in after if m.startswith("step ")], after
+        predicts(client, done.model_id)
 
 
 def first_progress_after(client: Client, job_id: str, message: str) -> tuple[JobEvent, JobEvent]:

@@ -12,6 +12,7 @@ READY together with the fine-tuned model when the whole job succeeds.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
@@ -133,7 +134,9 @@ async def publish(
     metrics = {e["model_id"]: e["validation_metrics"] for e in result.get("baselines", [])}
     for model in models:
         version = model.versions[-1].version
-        artifacts.publish_dir(output_dir(job_dir, model.kind), artifacts.version_dir(model.id, version))
+        await asyncio.to_thread(
+            artifacts.publish_dir, output_dir(job_dir, model.kind), artifacts.version_dir(model.id, version)
+        )
         await registry.mark_ready(model.id, version, {k: float(v) for k, v in metrics.get(model.id, {}).items()})
 
 

@@ -7,6 +7,7 @@ import asyncio
 import builtins
 import contextlib
 import dataclasses
+import json
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -22,7 +23,7 @@ from tuneserve.core.registry import ModelRegistry
 from tuneserve.core.runner import Runner, WorkerOutcome
 from tuneserve.cpus import available_cpus
 from tuneserve.engines.backbones import num_layers, resolve_backbone
-from tuneserve.engines.training.spec import BackboneRef, ExportSpec, TrainingSpec
+from tuneserve.engines.training.spec import ARTIFACTS, BackboneRef, ExportSpec, TrainingSpec
 from tuneserve.errors import FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted, Unavailable
 from tuneserve.metrics import Metrics
 from tuneserve.settings import Settings
@@ -219,9 +220,10 @@ class JobManager:
         self._running.add(job.id)
         await self._publish_state(job, "job started")
         job_dir = self._artifacts.job_dir(job.id)
-        self._artifacts.remove(job_dir / "output")  # left over from a run interrupted by a shutdown
         try:
-            outcome = await self._run_worker(job, job_dir / "spec.json", cancel)
+            outcome = self._finished_run(job_dir / "output") or await self._run_worker(
+                job, job_dir / "spec.json", cancel
+            )
             outcome = await self._run_baselines(job, outcome, cancel)
         except asyncio.CancelledError:  # the server is shutting down; the runner has preempted the worker
             await self._requeue(job, "server shutting down; the job resumes from its checkpoint after the restart")
@@ -247,6 +249,17 @@ class JobManager:
                 f"(restart {job.restarts} of {self._settings.max_restarts})"
             )
 
+    def _finished_run(self, output: Path) -> WorkerOutcome | None:
+        """The outcome of a run of this job that finished before the job was interrupted (a job with baselines is
+        several runs): its output directory is complete once it holds metrics.json, the worker's last write. Any other
+        output directory is the remains of an unfinished run and is removed."""
+        try:
+            result = json.loads((output / ARTIFACTS["metrics"]).read_text())
+        except (OSError, ValueError):
+            self._artifacts.remove(output)
+            return None
+        return WorkerOutcome("succeeded", result=result)
+
     async def _requeue(self, job: JobRecord, message: str, *, restart: bool = False) -> None:
         job.state = JobState.QUEUED
         job.restarts += int(restart)
@@ -264,12 +277,13 @@ class JobManager:
             if cancel.is_set():
                 return WorkerOutcome("cancelled", reason="cancelled by request")
             prefix = f"[baseline {model.kind}] "
-            self._artifacts.remove(baselines.output_dir(job_dir, model.kind))  # from a run cut short by a shutdown
-            spec = baselines.write_spec(job_dir, model.kind)
-            await self.events.publish(
-                job.id, "baseline", {"kind": model.kind}, prefix + baselines.DESCRIPTIONS[model.kind]
-            )
-            run = await self._run_worker(job, spec, cancel, prefix)
+            run = self._finished_run(baselines.output_dir(job_dir, model.kind))
+            if run is None:
+                spec = baselines.write_spec(job_dir, model.kind)
+                await self.events.publish(
+                    job.id, "baseline", {"kind": model.kind}, prefix + baselines.DESCRIPTIONS[model.kind]
+                )
+                run = await self._run_worker(job, spec, cancel, prefix)
             if run.status != "succeeded":
                 return WorkerOutcome(run.status, reason=prefix + run.reason if run.status == "failed" else run.reason)
             entries.append(baselines.entry(model.kind, model.id, run.result))
@@ -297,7 +311,9 @@ class JobManager:
         baseline_models = await baselines.of_job(self._registry, job.id)
         if outcome.status == "succeeded":
             try:
-                self._artifacts.publish_dir(output, self._artifacts.version_dir(job.model_id, job.model_version))
+                await asyncio.to_thread(
+                    self._artifacts.publish_dir, output, self._artifacts.version_dir(job.model_id, job.model_version)
+                )
                 metrics = {k: float(v) for k, v in outcome.result.get("validation_metrics", {}).items()}
                 await self._registry.mark_ready(job.model_id, job.model_version, metrics)
                 await baselines.publish(self._registry, self._artifacts, job_dir, baseline_models, outcome.result)
