@@ -8,6 +8,7 @@ import asyncio
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
@@ -165,7 +166,7 @@ def _check_distinct(servables: list[ServableVersion]) -> None:
         seen[key] = i
 
 
-def _metrics(y_true: list[str], y_pred: list[str], model_labels: list[str]) -> dict:
+def _metrics(y_true: list[str], y_pred: list[str], model_labels: list[str]) -> dict[str, Any]:
     unknown = sorted(set(y_true) - set(model_labels))
     labels = [*model_labels, *unknown]
     macro = precision_recall_fscore_support(y_true, y_pred, labels=labels, average="macro", zero_division=0)

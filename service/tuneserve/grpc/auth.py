@@ -22,7 +22,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, TypeAlias
 
 import grpc
 import yaml
@@ -87,7 +87,7 @@ def load_tokens(security: SecuritySettings) -> dict[str, str]:
     return tokens
 
 
-def interceptors(tokens: dict[str, str], metrics: Metrics) -> list[grpc.aio.ServerInterceptor]:
+def interceptors(tokens: dict[str, str], metrics: Metrics) -> list[grpc.aio.ServerInterceptor[Any, Any]]:
     """The auth interceptor for `load_tokens`' tokens, or none (and a warning) when there is no token."""
     if not tokens:
         log.warning(
@@ -140,17 +140,17 @@ def _reason(exc: Exception) -> str:
 
 # -- the interceptor -----------------------------------------------------------------------------------------------
 
-Continuation = Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]]
+Continuation: TypeAlias = "Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any]]]"
 
 
-class AuthInterceptor(grpc.aio.ServerInterceptor):
+class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]  # generic only in grpc-stubs
     def __init__(self, tokens: dict[str, str], metrics: Metrics) -> None:
         self._tokens = [(token.encode(), role) for token, role in tokens.items()]
         self._metrics = metrics
 
     async def intercept_service(
         self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
-    ) -> grpc.RpcMethodHandler:
+    ) -> grpc.RpcMethodHandler[Any, Any]:
         started = time.perf_counter()
         handler = await continuation(handler_call_details)
         method = handler_call_details.method
@@ -197,10 +197,10 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         return found
 
 
-def _refusal(handler: grpc.RpcMethodHandler, code: grpc.StatusCode, message: str) -> grpc.RpcMethodHandler:
+def _refusal(handler: grpc.RpcMethodHandler[Any, Any], code: grpc.StatusCode, message: str) -> grpc.RpcMethodHandler[Any, Any]:
     """A handler of the same kind as `handler` that ends the call with `code` before reading any request."""
 
-    async def refuse(request: Any, context: grpc.aio.ServicerContext) -> None:
+    async def refuse(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> None:
         await context.abort(code, message)
 
     def instead(behavior: Behavior) -> Behavior:

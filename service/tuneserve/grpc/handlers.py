@@ -32,12 +32,12 @@ _SAME: Any = object()
 
 
 def wrap_handler(
-    handler: grpc.RpcMethodHandler,
+    handler: grpc.RpcMethodHandler[Any, Any],
     *,
     unary: Wrapper,
     stream: Wrapper,
     request_deserializer: Deserializer | None = _SAME,
-) -> grpc.RpcMethodHandler:
+) -> grpc.RpcMethodHandler[Any, Any]:
     """A handler of `handler`'s kind whose behavior is `stream(behavior)` for an async generator function and
     `unary(behavior)` for a coroutine function; `request_deserializer` replaces the handler's when given."""
     for kind, factory in _KINDS:
@@ -54,23 +54,23 @@ def wrap_handler(
 
 
 def prepare_requests(
-    handler: grpc.RpcMethodHandler,
+    handler: grpc.RpcMethodHandler[Any, Any],
     prepare: Callable[[Any], Any],
     *,
     request_deserializer: Deserializer | None = _SAME,
-) -> grpc.RpcMethodHandler:
+) -> grpc.RpcMethodHandler[Any, Any]:
     """`wrap_handler` with wrappers that pass each request message through `prepare` before the behavior sees it
     (the one message, or every message of a request stream, as `handler` takes them)."""
     prepared: Callable[[Any], Any] = functools.partial(_each, prepare=prepare) if handler.request_streaming else prepare
 
     def unary(behavior: Behavior) -> Behavior:
-        async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        async def call(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             return await behavior(prepared(request), context)
 
         return call
 
     def stream(behavior: Behavior) -> Behavior:
-        async def call(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        async def call(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
             async for response in behavior(prepared(request), context):
                 yield response
 

@@ -22,15 +22,15 @@ from tuneserve.metrics import Metrics
 log = logging.getLogger(__name__)
 
 
-class StatusInterceptor(grpc.aio.ServerInterceptor):
+class StatusInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]  # generic only in grpc-stubs
     def __init__(self, metrics: Metrics) -> None:
         self._metrics = metrics
 
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any]]],
         handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
+    ) -> grpc.RpcMethodHandler[Any, Any]:
         handler = await continuation(handler_call_details)
         if handler is None:
             return None
@@ -42,7 +42,7 @@ class StatusInterceptor(grpc.aio.ServerInterceptor):
         )
 
     def _stream(self, behavior: Behavior, method: str) -> Behavior:
-        async def streaming(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        async def streaming(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
             started = time.perf_counter()
             code = grpc.StatusCode.OK
             try:
@@ -57,7 +57,7 @@ class StatusInterceptor(grpc.aio.ServerInterceptor):
         return streaming
 
     def _unary(self, behavior: Behavior, method: str) -> Behavior:
-        async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        async def unary(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             started = time.perf_counter()
             code = grpc.StatusCode.OK
             try:
@@ -84,7 +84,7 @@ def error_status(exc: Exception, method: str) -> tuple[grpc.StatusCode, str]:
     return grpc.StatusCode.INTERNAL, "internal server error (see the server log)"
 
 
-def _status_of(exc: BaseException, context: grpc.aio.ServicerContext) -> grpc.StatusCode:
+def _status_of(exc: BaseException, context: grpc.aio.ServicerContext[Any, Any]) -> grpc.StatusCode:
     if isinstance(exc, TuneServeError):
         return grpc.StatusCode[exc.code]
     if isinstance(exc, asyncio.CancelledError):
@@ -95,7 +95,7 @@ def _status_of(exc: BaseException, context: grpc.aio.ServicerContext) -> grpc.St
 
 
 async def _raise_as_status(
-    exc: BaseException, code: grpc.StatusCode, context: grpc.aio.ServicerContext, method: str
+    exc: BaseException, code: grpc.StatusCode, context: grpc.aio.ServicerContext[Any, Any], method: str
 ) -> None:
     """Abort the RPC with `code` (always raises)."""
     if isinstance(exc, TuneServeError):

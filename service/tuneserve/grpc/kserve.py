@@ -7,6 +7,7 @@ Errors are mapped to status codes by `StatusInterceptor`, never here.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any, TypeAlias
 
 import grpc
 
@@ -33,7 +34,7 @@ from tuneserve.types import ModelRecord, Page, VersionState
 from tuneserve_client._proto.inference import grpc_service_pb2 as pb
 from tuneserve_client._proto.inference import grpc_service_pb2_grpc as pb_grpc
 
-Context = grpc.aio.ServicerContext
+Context: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name
 EXTENSIONS = ["model_configuration", "model_repository"]
 _STREAM_INFER = f"/{SERVICE_NAME}/ModelStreamInfer"

@@ -4,6 +4,7 @@ Errors are mapped to status codes by `StatusInterceptor`, never here."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any, TypeAlias
 
 import grpc
 
@@ -29,7 +30,7 @@ from tuneserve_client._proto.tuneserve.v1 import (
     training_pb2_grpc,
 )
 
-Context = grpc.aio.ServicerContext
+Context: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"
 _PREDICT_STREAM = "/tuneserve.v1.PredictionService/PredictStream"
 
 

@@ -52,7 +52,7 @@ def check_names(message: Message, limit: int, prefix: str = "") -> None:
                 check_names(sub, limit, f"{name}[{index}]." if field.is_repeated else f"{name}.")
 
 
-class RequestValidationInterceptor(grpc.aio.ServerInterceptor):
+class RequestValidationInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]  # generic only in grpc-stubs
     """Refuses request messages that do not decode (every service) and applies `check_names` to tuneserve.v1 ones.
     It raises inside the call, so the status interceptor (outside this one) answers with the error's code."""
 
@@ -61,9 +61,9 @@ class RequestValidationInterceptor(grpc.aio.ServerInterceptor):
 
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any]]],
         handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
+    ) -> grpc.RpcMethodHandler[Any, Any]:
         handler = await continuation(handler_call_details)
         if handler is None:
             return None

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from transformers import AutoTokenizer, PreTrainedTokenizerBase, Trainer, TrainerState, set_seed
@@ -48,7 +49,7 @@ class _Prepared:
 
     model: TextClassifier
     tokenizer: PreTrainedTokenizerBase
-    splits: Splits
+    splits: Splits[Example]
     train_set: EncodedDataset
     validation_set: EncodedDataset
     input_names: list[str]
@@ -184,7 +185,7 @@ def _export(prepared: _Prepared, output_dir: Path, writer: EventWriter) -> float
     return export.parity.max_abs_diff
 
 
-def _load_splits(spec: TrainingSpec) -> Splits:
+def _load_splits(spec: TrainingSpec) -> Splits[Example]:
     hp = spec.hyperparameters
     validation = read_examples(Path(spec.validation_path)) if spec.validation_path else None
     return make_splits(
@@ -206,7 +207,8 @@ def _diagnose_fit(
     trainer: Trainer, prepared: _Prepared | PreparedImages, reporter: EventReporter, spec: TrainingSpec
 ) -> FitDiagnosis:
     """The best checkpoint's macro F1 on a sample of its own training rows, against its validation macro F1."""
-    sample = train_sample(prepared.splits.train, spec.hyperparameters.seed)
+    rows: list[Any] = prepared.splits.train  # text or image examples: encode() takes its own kind
+    sample = train_sample(rows, spec.hyperparameters.seed)
     encoded = prepared.encode(sample)
     metrics = trainer.predict(encoded, metric_key_prefix="train").metrics or {}
     train_f1 = float(metrics["train_macro_f1"])
@@ -223,7 +225,7 @@ def _best_point(state: TrainerState, reporter: EventReporter) -> CurvePoint:
 def _result(
     state: TrainerState,
     reporter: EventReporter,
-    splits: Splits,
+    splits: Splits[Any],
     device: DeviceChoice,
     summary: dict[str, float],
     parity_max_abs_diff: float,
