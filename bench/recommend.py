@@ -16,7 +16,12 @@ recommendation's wall time against one MiniLM-L6 fine-tune. Prints a JSON docume
 
 --images does the same for images: scikit-learn's 8x8 digits (upscaled to 32x32 PNGs, uploaded as a zip of class
 folders) with efficientnet-lite0/1/2 (ImageNet weights from their packages) and `lite0-random` (lite0's architecture
-with random weights).
+with random weights, BatchNorm statistics included: never estimated). The random candidate's fine-tuned figure is
+the `scratch` baseline of lite0's own job (same architecture from random weights, same budget): that is training
+from scratch, while fine-tuning the random checkpoint as if it were pretrained would keep its never-estimated
+BatchNorm statistics. Fine-tunes use the settings of bench/transfer_digits.py run B (no augmentation, learning rate
+1e-3, head 2e-3). --image-size N (e.g. 64) runs every candidate at N x N through local backbone directories holding
+the same weights (the cheap setting on a CPU); 0 = each catalog backbone at its own 224/240/260 px.
 """
 
 from __future__ import annotations
@@ -36,6 +41,10 @@ from tuneserve_client import Client, JobState
 
 _TOKENIZER_FILES = ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
 _DATASETS = {"bbc": (None, 64), "bbc-10w": (10, 16)}  # name: (words kept per article, max_seq_length)
+# NOTE: bench/transfer_digits.py's settings: a flipped or cropped digit is another digit or none
+_IMAGE_HYPERPARAMETERS = {
+    "learning_rate": 1e-3, "head_learning_rate": 2e-3, "augment_flip": False, "augment_random_resized_crop": False,
+}
 
 
 def build_backbones(root: Path) -> dict[str, str]:
@@ -94,20 +103,34 @@ def _stratified(rows: list[tuple[str, str]], n: int, rng: random.Random) -> list
     return picked
 
 
-def build_image_backbones(root: Path) -> dict[str, str]:
+def build_image_backbones(root: Path, size: int = 0) -> dict[str, str]:
+    """Catalog names (size 0), or local directories with the packaged ImageNet weights at size x size; and
+    lite0-random, a directory with random weights."""
     import torch
     from safetensors.torch import save_file
 
+    from tuneserve.engines.backbones import resolve_backbone
     from tuneserve.engines.training.vision import WEIGHTS_FILE, build_efficientnet
 
-    config = {"model_type": "efficientnet_lite", "variant": "efficientnet-lite0"}
+    def write(name: str, config: dict, state: dict) -> str:
+        (root / name).mkdir()
+        save_file({k: v.contiguous() for k, v in state.items() if not k.startswith("_fc.")}, root / name / WEIGHTS_FILE)
+        (root / name / "config.json").write_text(json.dumps(config))
+        return str(root / name)
+
+    sized = {"image_size": size} if size else {}
+    names = {}
+    for i in range(3):
+        name = f"efficientnet-lite{i}"
+        if not size:
+            names[name] = name
+            continue
+        weights = resolve_backbone(name, allowed_dirs=[], allow_hub=False).path
+        state = torch.load(weights, map_location="cpu", weights_only=True)
+        names[name] = write(f"{name}-{size}px", {"model_type": "efficientnet_lite", "variant": name, **sized}, state)
+    config = {"model_type": "efficientnet_lite", "variant": "efficientnet-lite0", **sized}
     torch.manual_seed(0)
-    state = {k: v.contiguous() for k, v in build_efficientnet(config).state_dict().items()}
-    (root / "lite0-random").mkdir()
-    save_file(state, root / "lite0-random" / WEIGHTS_FILE)
-    (root / "lite0-random" / "config.json").write_text(json.dumps(config))
-    names = {f"efficientnet-lite{i}": f"efficientnet-lite{i}" for i in range(3)}
-    return {**names, "lite0-random": str(root / "lite0-random")}
+    return {**names, "lite0-random": write("lite0-random", config, build_efficientnet(config).state_dict())}
 
 
 def image_datasets(work: Path, n_train: int, n_test: int) -> dict[str, tuple[Path, Path, int]]:
@@ -142,12 +165,16 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--images", action="store_true", help="digits with EfficientNet-Lite instead of BBC text")
+    parser.add_argument("--image-size", type=int, default=0, help="--images: input size of every candidate (0: own)")
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="bench-recommend-"))
     data_dir = work / "data"
     (data_dir / "backbones").mkdir(parents=True)
-    backbones = (build_image_backbones if args.images else build_backbones)(data_dir / "backbones")
+    if args.images:
+        backbones = build_image_backbones(data_dir / "backbones", args.image_size)
+    else:
+        backbones = build_backbones(data_dir / "backbones")
     make_datasets = image_datasets if args.images else datasets
     results: dict = {"machine": machine(), "args": vars(args) | {"out": str(args.out)}, "datasets": {}}
     print(f"machine: {results['machine']}; work dir {work}", flush=True)
@@ -169,10 +196,17 @@ def main() -> None:
                 for c in rec.ranking
             }
             print(f"[{name}] recommendation in {rec_wall:.1f} s: {json.dumps(rows)}", flush=True)
+            hp = {"epochs": args.epochs, "batch_size": 16} | ({"max_seq_length": max_len} if max_len else {})
+            if args.images:
+                hp |= _IMAGE_HYPERPARAMETERS
             for short, ref in backbones.items():
-                hp = {"epochs": args.epochs, "batch_size": 16} | ({"max_seq_length": max_len} if max_len else {})
+                if args.images and short == "lite0-random":
+                    continue  # NOTE: its figure is the scratch baseline of lite0's job, below
+                scratch = ["scratch"] if args.images and short == "efficientnet-lite0" else []
                 t0 = time.perf_counter()
-                job = client.wait_for_job(client.fine_tune(train.id, backbone=ref, hyperparameters=hp).id)
+                job = client.wait_for_job(
+                    client.fine_tune(train.id, backbone=ref, hyperparameters=hp, baselines=scratch).id
+                )
                 wall = time.perf_counter() - t0
                 if job.state != JobState.JOB_STATE_SUCCEEDED:
                     rows[short]["finetune_error"] = job.error
@@ -180,6 +214,13 @@ def main() -> None:
                 report = client.evaluate(job.model_id, test.id).report
                 rows[short] |= {"finetuned_macro_f1": round(report.macro_f1, 4), "finetune_seconds": round(wall, 1)}
                 print(f"[{name}] {short}: {json.dumps(rows[short])}", flush=True)
+                for baseline in job.result.baselines if scratch else []:
+                    report = client.evaluate(baseline.model_id, test.id).report
+                    rows["lite0-random"] |= {
+                        "finetuned_macro_f1": round(report.macro_f1, 4),
+                        "finetune_seconds": round(baseline.train_seconds, 1), "finetuned_as": "lite0 scratch baseline",
+                    }
+                    print(f"[{name}] lite0-random: {json.dumps(rows['lite0-random'])}", flush=True)
             scored = [r for r in rows.values() if r["logme"] is not None and "finetuned_macro_f1" in r]
             rho = spearmanr([r["logme"] for r in scored], [r["finetuned_macro_f1"] for r in scored])[0]
             rho_probe = spearmanr([r["probe_accuracy"] for r in scored], [r["finetuned_macro_f1"] for r in scored])[0]
@@ -189,7 +230,7 @@ def main() -> None:
                 "recommend_wall_seconds": round(rec_wall, 1), "spearman_logme_vs_f1": round(float(rho), 3),
                 "spearman_probe_vs_f1": round(float(rho_probe), 3), "backbones": rows,
             }
-            print(f"[{name}] Spearman(LogME, F1) = {rho:.3f}", flush=True)
+            print(f"[{name}] Spearman(LogME, F1) = {rho:.3f}, Spearman(probe, F1) = {rho_probe:.3f}", flush=True)
     text = json.dumps(results, indent=2, default=str)
     print(text)
     if args.out:

