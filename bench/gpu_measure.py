@@ -28,8 +28,9 @@ def timed(
     max_iters: int = 300,
     warmup: int = 2,
     sync: Callable[[], None] | None = None,
+    unit: str = "texts",
 ) -> dict[str, Any]:
-    """Per-call wall times (synchronised when `sync` is given) until the budget is spent: p50/p99 ms, texts/s."""
+    """Per-call wall times (synchronised when `sync` is given) until the budget is spent: p50/p99 ms, `unit`/s."""
     for _ in range(warmup):
         fn()
     if sync:
@@ -51,7 +52,7 @@ def timed(
         "p50_ms": round(p50 * 1e3, 3),
         "p99_ms": round(p99 * 1e3, 3),
         "mean_ms": round(statistics.fmean(times) * 1e3, 3),
-        "texts_per_s": round(batch / p50, 1),
+        f"{unit}_per_s": round(batch / p50, 1),
     }
 
 
