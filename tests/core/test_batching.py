@@ -77,7 +77,7 @@ async def test_a_full_queue_answers_resource_exhausted(runtime: NumpyRuntime) ->
         first = await _held(runtime, batcher)
         queued = _submit(batcher, runtime, ["a", "b", "c"])
         await asyncio.sleep(0)
-        with pytest.raises(ResourceExhausted, match=r"3 texts waiting; 2 more would exceed batching.max_queue_size = 4"):
+        with pytest.raises(ResourceExhausted, match=r"3 inputs \(texts or images\) waiting; 2 more would exceed batching.max_queue_size = 4"):
             await batcher.submit(runtime.encode(["d", "e"]))
         tail = _submit(batcher, runtime, ["d"])  # exactly at the limit is fine
         runtime.release()

@@ -90,6 +90,20 @@ def test_symlink_entries_are_refused(tmp_path: Path) -> None:
         parse_zip(archive, tmp_path / "out", LIMITS)
 
 
+def test_an_entry_with_an_empty_name_is_refused(tmp_path: Path) -> None:
+    """Found by the long fuzz profile: zipfile's own is_dir() raised IndexError on it (an INTERNAL answer)."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as archive:
+        archive.writestr("cat/1.png", b"x")
+        archive.writestr("dog/2.png", b"y")
+    # zipfile cuts a name at its first NUL; the same length keeps every offset right
+    (tmp_path / "a.zip").write_bytes(out.getvalue().replace(b"dog/2.png", b"\x00" * 9))
+    with zipfile.ZipFile(tmp_path / "a.zip") as check:
+        assert [info.filename for info in check.infolist()] == ["cat/1.png", ""]
+    with pytest.raises(InvalidArgument, match="the zip has an entry with an empty name"):
+        parse_zip(tmp_path / "a.zip", tmp_path / "out", LIMITS)
+
+
 def test_not_a_zip(tmp_path: Path) -> None:
     (tmp_path / "a.zip").write_bytes(b"PK\x03\x04 this is not really a zip")
     with pytest.raises(InvalidArgument, match="not a readable zip archive"):

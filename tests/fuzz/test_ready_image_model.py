@@ -71,6 +71,10 @@ def test_predict(ready: tuple[Target, str], images: list[bytes], texts: list[str
         _sound(response, len(images))
 
 
+PROPER_STREAM_CODES = {c.value[0] for c in (grpc.StatusCode.OK, grpc.StatusCode.INVALID_ARGUMENT,
+                                             grpc.StatusCode.RESOURCE_EXHAUSTED)}
+
+
 @given(batches=st.lists(IMAGES, max_size=5))
 def test_predict_stream(ready: tuple[Target, str], batches: list[list[bytes]]) -> None:
     target, model_id = ready
@@ -83,7 +87,8 @@ def test_predict_stream(ready: tuple[Target, str], batches: list[list[bytes]]) -
     answers = invoke(target, _PREDICTION.methods_by_name["PredictStream"], requests)
     assert sorted(a.request_id for a in answers) == sorted(r.request_id for r in requests)
     for answer in answers:
-        assert answer.error_code in (grpc.StatusCode.OK.value[0], grpc.StatusCode.INVALID_ARGUMENT.value[0])
+        # NOTE: RESOURCE_EXHAUSTED is the documented answer when a burst fills the model's batching queue
+        assert answer.error_code in PROPER_STREAM_CODES, (answer.error_code, answer.error_message)
         if not answer.error_code:
             _sound(answer.response, len(batches[int(answer.request_id)]))
 

@@ -102,8 +102,8 @@ class Batcher:
         state = self._started()
         if len(state.pending) + len(items) > self._max_queue:
             raise ResourceExhausted(
-                f"{self.name} has {len(state.pending)} texts waiting; {len(items)} more would exceed "
-                f"batching.max_queue_size = {self._max_queue}; retry with backoff"
+                f"{self.name} has {len(state.pending)} inputs (texts or images) waiting; {len(items)} more would "
+                f"exceed batching.max_queue_size = {self._max_queue}; retry with backoff"
             )
         loop = asyncio.get_running_loop()
         now = loop.time()

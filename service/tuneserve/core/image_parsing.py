@@ -110,6 +110,8 @@ def _image_entries(infos: list[zipfile.ZipInfo], limits: ParseLimits) -> list[tu
     files: list[tuple[zipfile.ZipInfo, tuple[str, ...]]] = []
     declared = 0
     for info in infos:
+        if not info.filename:  # NOTE: ZipInfo.is_dir() itself raises IndexError on an empty name
+            raise InvalidArgument("the zip has an entry with an empty name; rebuild the archive with a zip tool")
         parts = _safe_parts(info)
         if info.is_dir() or _skipped(parts):
             continue
