@@ -11,7 +11,7 @@ REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENDOR="$REPO/build/gpu_vendor"
 export PYTHONPATH="$REPO/service:$REPO/client${PYTHONPATH:+:$PYTHONPATH}"
 if [ -d "$VENDOR" ]; then
-  # NOTE: last, so that an installed copy of a package wins over the vendored one.
+  # NOTE: PYTHONPATH comes before site-packages, so the vendored copies (those tested here) win over installed ones.
   export PYTHONPATH="$PYTHONPATH:$VENDOR"
   echo "gpu_check: vendored packages from $VENDOR: $(ls "$VENDOR" | tr '\n' ' ')"
 else
