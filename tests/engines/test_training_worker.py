@@ -311,3 +311,14 @@ def test_real_minilm_fine_tunes_and_exports(tmp_path: Path) -> None:
     assert run.last("result")["best_step"] > 0
     classifier = json.loads((run.output_dir / "checkpoint" / "classifier.json").read_text())
     assert classifier["pooling"] == "mean"
+
+
+def test_a_text_worker_needs_no_image_packages() -> None:
+    """The GPU image (and a text-only install) lacks efficientnet_lite_pytorch: the image modules load on demand."""
+    code = (
+        "import sys; sys.modules['efficientnet_lite_pytorch'] = None\n"  # None in sys.modules makes an import fail
+        "import tuneserve.engines.training.pipeline, tuneserve.engines.training.worker\n"
+        "assert 'tuneserve.engines.training.vision' not in sys.modules"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]

@@ -98,3 +98,16 @@ def test_unreadable_image_fails_the_job_naming_the_file(tmp_path: Path, backbone
     assert run.returncode == 1
     reason = run.last("failed")["reason"]
     assert Path(broken).name in reason and "not a supported image" in reason
+
+
+def test_batchnorm_statistics_are_kept_only_when_the_checkpoint_has_some(tmp_path: Path, backbone: Path) -> None:
+    """A local directory of random weights has never-estimated statistics (mean 0, variance 1): kept fixed, BatchNorm
+    would stay the identity and the model learn nothing, so they train; estimated ones (ImageNet's) stay fixed."""
+    from tests.fixtures import pretrained_tiny_efficientnet
+
+    random_init = ImageClassifier.from_backbone(str(backbone), len(IMAGE_LABELS), dropout=0.0)
+    assert not random_init.pretrained_statistics
+    pretrained = pretrained_tiny_efficientnet(tmp_path / "pretrained", steps=2)
+    assert ImageClassifier.from_backbone(str(pretrained), len(IMAGE_LABELS), dropout=0.0).pretrained_statistics
+    random_init.train()
+    assert all(m.training for m in random_init.backbone.modules() if isinstance(m, torch.nn.BatchNorm2d))

@@ -163,7 +163,7 @@ def estimate_missing_statistics(model: torch.nn.Module, batches: Iterable[torch.
     import torch
     from torch.nn.modules.batchnorm import _BatchNorm
 
-    missing = [module for module in model.modules() if isinstance(module, _BatchNorm) and _never_estimated(module)]
+    missing = [module for module in model.modules() if isinstance(module, _BatchNorm) and never_estimated(module)]
     if not missing:
         return 0
     saved = [(module, module.training, module.momentum) for module in missing]
@@ -182,7 +182,8 @@ def estimate_missing_statistics(model: torch.nn.Module, batches: Iterable[torch.
     return len(missing)
 
 
-def _never_estimated(module: _BatchNorm) -> bool:
+def never_estimated(module: _BatchNorm) -> bool:
+    """Whether a BatchNorm layer still has torch's initial running statistics (mean 0, variance 1)."""
     mean, var = module.running_mean, module.running_var
     return (
         module.track_running_stats and mean is not None and var is not None

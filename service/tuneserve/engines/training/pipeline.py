@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from transformers import AutoTokenizer, PreTrainedTokenizerBase, Trainer, TrainerState, set_seed
@@ -40,8 +40,9 @@ from tuneserve.engines.training.trainer import (
     resumable_checkpoint,
 )
 from tuneserve.engines.training.variants import export_variants
-from tuneserve.engines.training.vision_pipeline import PreparedImages, prepare_images
 
+if TYPE_CHECKING:  # NOTE: imported when a job is an image one: text jobs must not need efficientnet_lite_pytorch
+    from tuneserve.engines.training.vision_pipeline import PreparedImages
 
 @dataclass(frozen=True)
 class _Prepared:
@@ -102,7 +103,13 @@ def run_training(
         torch.set_num_threads(spec.threads)
     hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
     device = choose_device(spec.device)
-    prepared = prepare_images(spec) if spec.backbone.modality == "image" else _prepare(spec)
+    prepared: _Prepared | PreparedImages
+    if spec.backbone.modality == "image":
+        from tuneserve.engines.training.vision_pipeline import prepare_images
+
+        prepared = prepare_images(spec)
+    else:
+        prepared = _prepare(spec)
     reporter = EventReporter(
         writer, stop.is_set, metric_name=hp.metric_for_best_model, early_stopping_patience=hp.early_stopping_patience
     )

@@ -9,7 +9,7 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import torch
@@ -30,11 +30,12 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from tuneserve.engines.training.data import EncodedDataset
 from tuneserve.engines.training.events import UnfrozenEvent
-from tuneserve.engines.training.model import TextClassifier
+from tuneserve.engines.training.head import TransferClassifier
 from tuneserve.engines.training.spec import Hyperparameters
 from tuneserve.engines.training.strategies import GradualUnfreezing, LayerMap, apply_freeze, parameter_groups
-from tuneserve.engines.training.vision import ImageClassifier
-from tuneserve.engines.training.vision_data import ImageDataset
+
+if TYPE_CHECKING:  # NOTE: the image modules import efficientnet_lite_pytorch, which text jobs must not need
+    from tuneserve.engines.training.vision_data import ImageDataset
 
 Precision = Literal["fp32", "bf16", "fp16"]
 
@@ -180,7 +181,7 @@ def training_arguments(
 
 
 def build_trainer(
-    model: TextClassifier | ImageClassifier,
+    model: TransferClassifier,
     tokenizer: PreTrainedTokenizerBase | None,
     *,
     hp: Hyperparameters,

@@ -26,6 +26,7 @@ from safetensors.torch import load_file
 from torch import nn
 from transformers.modeling_outputs import SequenceClassifierOutput
 
+from tuneserve.engines.features import never_estimated
 from tuneserve.engines.imaging import Preprocessing
 from tuneserve.engines.training.head import WEIGHTS_FILE, TransferClassifier
 
@@ -138,7 +139,11 @@ class ImageClassifier(TransferClassifier):
     @classmethod
     def _load_backbone(cls, backbone_path: str, *, pretrained: bool) -> tuple[nn.Module, dict[str, Any]]:
         backbone, config = load_backbone(backbone_path, pretrained=pretrained)
-        return backbone, {"config": config, "pretrained_statistics": pretrained}
+        # NOTE: a local checkpoint of random weights has statistics never estimated; kept fixed, its BatchNorm layers
+        # would stay the identity and the model learn nothing, so they train as from scratch.
+        layers = [module for module in backbone.modules() if isinstance(module, nn.BatchNorm2d)]
+        estimated = pretrained and not all(never_estimated(module) for module in layers)
+        return backbone, {"config": config, "pretrained_statistics": estimated}
 
     @classmethod
     def _from_meta(cls, meta: dict[str, Any], checkpoint_dir: Path) -> ImageClassifier:
