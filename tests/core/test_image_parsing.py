@@ -104,6 +104,19 @@ def test_an_entry_with_an_empty_name_is_refused(tmp_path: Path) -> None:
         parse_zip(tmp_path / "a.zip", tmp_path / "out", LIMITS)
 
 
+def test_an_entry_needing_a_newer_zip_version_is_refused(tmp_path: Path) -> None:
+    """Found by the long fuzz profile: ZipFile() itself raises NotImplementedError for "version needed" 6.4."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as archive:
+        archive.writestr("cat/1.png", b"x")
+    data = bytearray(out.getvalue())
+    central = data.index(b"PK\x01\x02")
+    data[central + 6] = 64  # the central directory's "version needed to extract": 6.4
+    (tmp_path / "a.zip").write_bytes(bytes(data))
+    with pytest.raises(InvalidArgument, match=r"not a readable zip archive \(zip file version 6.4\)"):
+        parse_zip(tmp_path / "a.zip", tmp_path / "out", LIMITS)
+
+
 def test_not_a_zip(tmp_path: Path) -> None:
     (tmp_path / "a.zip").write_bytes(b"PK\x03\x04 this is not really a zip")
     with pytest.raises(InvalidArgument, match="not a readable zip archive"):
