@@ -175,7 +175,7 @@ def test_sigterm_drains_inflight_predicts_checkpoints_the_job_and_exits_within_g
 def test_a_job_stopped_during_its_baseline_keeps_its_fine_tune_and_resumes_the_baseline(running: Live) -> None:
     with running.client() as client:
         job = client.fine_tune(running.dataset_id, backbone=running.backbone, model_name="baseline-resume",
-                               hyperparameters={**QUICK, "max_steps": 400, "eval_steps": 400}, baselines=["frozen"])
+                               hyperparameters={**QUICK, "max_steps": 150, "eval_steps": 150}, baselines=["frozen"])
         seen: list[str] = []
 
         def follow() -> None:
@@ -184,7 +184,7 @@ def test_a_job_stopped_during_its_baseline_keeps_its_fine_tune_and_resumes_the_b
 
         follower = threading.Thread(target=follow, daemon=True)
         follower.start()
-        wait_until(lambda: any(m.startswith("[baseline frozen] step") for m in seen), 300,
+        wait_until(lambda: any(m.startswith("[baseline frozen] step") for m in seen), 600,
                    "the frozen baseline to make progress")
         running.server.stop()  # SIGTERM
         follower.join(30)
@@ -193,7 +193,7 @@ def test_a_job_stopped_during_its_baseline_keeps_its_fine_tune_and_resumes_the_b
         checkpoint, resumed = first_progress_after(client, job.id, "server shutting down")
         assert resumed.message.startswith(f"[baseline frozen] resumed from the checkpoint at step "
                                           f"{checkpoint.checkpoint.step}/"), resumed.message
-        done = client.wait_for_job(job.id, timeout=300)
+        done = client.wait_for_job(job.id, timeout=600)
         assert done.state == JobState.JOB_STATE_SUCCEEDED, done.error
         assert [b.kind for b in done.result.baselines] == ["frozen"]
         after = [e.message for e in client.watch_job(job.id)]
@@ -201,6 +201,30 @@ def test_a_job_stopped_during_its_baseline_keeps_its_fine_tune_and_resumes_the_b
         # the fine-tune had finished: it is not trained again, only the baseline goes on
         assert not [m for m in after if m.startswith("step ")], after
         predicts(client, done.model_id)
+
+
+def test_a_cancel_still_under_way_at_shutdown_ends_the_job_cancelled(running: Live) -> None:
+    """A job whose cancel has not finished when the server stops ends CANCELLED: it is not re-queued to resume."""
+    running.server.stop()
+    running.server.start(TUNESERVE_TRAINING__CANCEL_GRACE_SECONDS="2")
+    worker_pid = 0
+    try:
+        with running.client() as client:
+            job_id, worker_pid = start_long_job(running, client)
+            os.kill(worker_pid, signal.SIGSTOP)  # NOTE: a stopped worker cannot act on the cancel before the shutdown
+            client.cancel_job(job_id)
+        running.server.stop()
+        wait_until(lambda: not pid_alive(worker_pid), 15, "the stopped worker to be killed")
+        running.server.start()
+        with running.client() as client:
+            job = client.get_job(job_id)
+            assert job.state == JobState.JOB_STATE_CANCELLED, job
+            assert job.error == "cancelled by request"
+    finally:
+        if worker_pid:  # NOTE: never os.kill(0, ...): that is this whole process group
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(worker_pid, signal.SIGKILL)
+        running.server.stop()
 
 
 def first_progress_after(client: Client, job_id: str, message: str) -> tuple[JobEvent, JobEvent]:
@@ -227,14 +251,14 @@ def test_with_max_restarts_a_killed_worker_and_a_killed_server_resume_from_the_c
         with running.client() as client:
             job = client.fine_tune(running.dataset_id, backbone=running.backbone, model_name="restarts",
                                    hyperparameters={**LONG, "eval_steps": 4})
-            wait_until(lambda: client.get_job(job.id).progress.step >= 6, 180, "the job to pass its first checkpoint")
+            wait_until(lambda: client.get_job(job.id).progress.step >= 6, 300, "the job to pass its first checkpoint")
             (worker,) = running.server.workers()
             worker.kill()
             checkpoint, resumed = first_progress_after(client, job.id, "training worker killed by SIGKILL")
             assert resumed.progress.step == checkpoint.checkpoint.step >= 4
             assert resumed.message.startswith(f"resumed from the checkpoint at step {checkpoint.checkpoint.step}/")
             assert client.get_job(job.id).restarts == 1
-            wait_until(lambda: client.get_job(job.id).progress.step >= resumed.progress.step + 6, 180,
+            wait_until(lambda: client.get_job(job.id).progress.step >= resumed.progress.step + 6, 300,
                        "the resumed job to pass another checkpoint")
         running.server.signal(signal.SIGKILL)
         running.server.wait(30)

@@ -226,7 +226,10 @@ class JobManager:
             )
             outcome = await self._run_baselines(job, outcome, cancel)
         except asyncio.CancelledError:  # the server is shutting down; the runner has preempted the worker
-            await self._requeue(job, "server shutting down; the job resumes from its checkpoint after the restart")
+            if cancel.is_set():  # NOTE: a cancel that had not finished yet still ends the job, not the shutdown
+                await self._finish(job, WorkerOutcome("cancelled", reason="cancelled by request"))
+            else:
+                await self._requeue(job, "server shutting down; the job resumes from its checkpoint after the restart")
             raise
         finally:
             self._running.discard(job.id)
