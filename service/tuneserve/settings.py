@@ -62,9 +62,9 @@ class TrainingSettings(_Section):
     A path outside all of them is refused. data_dir/backbones is always allowed."""
     allow_hub: bool = False
     """Allow backbone names that are Hugging Face hub ids (needs network; off by default)."""
-    cancel_grace_seconds: float = 10.0
+    cancel_grace_seconds: float = 25.0
     """After CancelJob, or on a server shutdown, the worker gets this long to stop cleanly before it is killed. On a
-    shutdown it finishes its step and saves a checkpoint in that time; the job goes back to QUEUED and resumes from it
+    shutdown it finishes its step and saves a checkpoint in that time (MiniLM on 2 loaded CPU cores: 12 s, 272 MB); the job goes back to QUEUED and resumes from it
     after the restart. Both happen while in-flight RPCs finish (server.grace_seconds): keep the pod's
 terminationGracePeriodSeconds above the larger of the two."""
     max_restarts: int = Field(default=0, ge=0)

@@ -51,6 +51,7 @@ class EventReporter(TrainerCallback):
         self._metric_name = metric_name
         self._patience = early_stopping_patience
         self._started = 0.0
+        self._start_step = 0
         self._last_log = (0, 0.0)
         self.last_train_loss = float("nan")
         self.learning_curve: list[CurvePoint] = []
@@ -60,6 +61,7 @@ class EventReporter(TrainerCallback):
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
     ) -> None:
         self._started = time.monotonic()
+        self._start_step = state.global_step
         self._last_log = (state.global_step, self._started)
         if state.global_step > 0:  # resumed from a checkpoint: its log history holds the curve so far
             self._replay(state.log_history)
@@ -124,7 +126,8 @@ class EventReporter(TrainerCallback):
                 step=step,
                 total_steps=state.max_steps,
                 epoch=float(state.epoch or 0.0),
-                eta_seconds=(now - self._started) / max(step, 1) * max(state.max_steps - step, 0),
+                # NOTE: the rate of this run's own steps (a resumed run started at its checkpoint's step)
+                eta_seconds=(now - self._started) / max(step - self._start_step, 1) * max(state.max_steps - step, 0),
                 train_loss=self.last_train_loss,
                 learning_rate=float(logs["learning_rate"]),
                 samples_per_second=samples * args.world_size / max(now - last_time, 1e-9),
@@ -225,6 +228,7 @@ class StopCallback(TrainerCallback):
             _stop_now(control)
         elif self._preempt.is_set():
             control.should_training_stop = True  # the evaluation and checkpoint due at this step still happen
+            args.load_best_model_at_end = False  # NOTE: the run ends here: reloading the best weights is wasted time
 
     def on_epoch_end(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
