@@ -161,6 +161,29 @@ def export_untrained(backbone: Path, version_dir: Path, labels: list[str], texts
     }
 
 
+def optimizer_step(loss_of: Callable[[], Any], optimizer: Any, *, device: str, precision: str) -> Callable[[], None]:
+    """One training step as the Trainer takes it: forward under the precision's autocast, backward (through a
+    GradScaler for fp16), optimizer step."""
+    import torch
+
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+    scaler = torch.amp.GradScaler(device) if precision == "fp16" else None  # type: ignore[attr-defined]
+
+    def step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        with torch.autocast(device_type=device, dtype=dtype or torch.float32, enabled=dtype is not None):
+            loss = loss_of()
+        if scaler:
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            loss.backward()
+            optimizer.step()
+
+    return step
+
+
 def train_step_throughput(
     backbone: Path, *, device: str, batch: int, seq: int, steps: int, warmup: int = 2
 ) -> dict[str, Any]:
@@ -178,26 +201,13 @@ def train_step_throughput(
         precision = "fp32" if device != "cuda" else ("bf16" if torch.cuda.is_bf16_supported() else "fp16")
     model = TextClassifier.from_backbone(str(backbone), 4, dropout=0.1).to(device).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
-    scaler = torch.amp.GradScaler(device) if precision == "fp16" else None  # type: ignore[attr-defined]
     generator = torch.Generator().manual_seed(0)
     ids = torch.randint(5, 1000, (batch, seq), generator=generator).to(device)
     mask = torch.ones_like(ids)
     types = torch.zeros_like(ids)
     labels = torch.randint(0, 4, (batch,), generator=generator).to(device)
-
-    def step() -> None:
-        optimizer.zero_grad(set_to_none=True)
-        with torch.autocast(device_type=device, dtype=dtype or torch.float32, enabled=dtype is not None):
-            loss = model(ids, mask, types, labels=labels).loss
-        if scaler:
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            loss.backward()
-            optimizer.step()
-
+    step = optimizer_step(lambda: model(ids, mask, types, labels=labels).loss, optimizer, device=device,
+                          precision=precision)
     sync = torch.cuda.synchronize if device == "cuda" else None
     stats = timed(step, batch=batch, budget_s=0.0, min_iters=steps, max_iters=steps, warmup=warmup, sync=sync)
     return {"precision": precision, "seq": seq, **stats, "samples_per_s": stats["texts_per_s"]}

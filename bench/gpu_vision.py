@@ -171,24 +171,11 @@ def train_step_throughput(backbone: dict[str, Any], *, device: str, batch: int, 
     model = ImageClassifier.from_backbone(backbone["path"], len(LABELS), dropout=0.1,
                                           pretrained=backbone["init"] == "pretrained").to(device).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
-    scaler = torch.amp.GradScaler(device) if precision == "fp16" else None
     generator = torch.Generator().manual_seed(0)
     pixels = torch.randn((batch, 3, IMAGE_SIZE, IMAGE_SIZE), generator=generator).to(device)
     labels = torch.randint(0, len(LABELS), (batch,), generator=generator).to(device)
-
-    def step() -> None:
-        optimizer.zero_grad(set_to_none=True)
-        with torch.autocast(device_type=device, dtype=dtype or torch.float32, enabled=dtype is not None):
-            loss = model(pixels, labels=labels).loss
-        if scaler:
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            loss.backward()
-            optimizer.step()
-
+    step = gpu_measure.optimizer_step(lambda: model(pixels, labels=labels).loss, optimizer, device=device,
+                                      precision=precision)
     sync = torch.cuda.synchronize if device == "cuda" else None
     stats = gpu_measure.timed(step, batch=batch, budget_s=0.0, min_iters=steps, max_iters=steps, warmup=warmup,
                               sync=sync, unit="images")
