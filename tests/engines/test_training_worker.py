@@ -222,7 +222,7 @@ def test_sigint_cancels_within_seconds(tmp_path: Path, tiny_bert: Path) -> None:
         returncode = worker.wait(timeout=30)
     finally:
         worker.kill()
-    assert time.monotonic() - sent < 5
+    assert time.monotonic() - sent < 10  # NOTE: seconds, not the minutes of the 50 epochs; slack for a loaded CI
     assert returncode == 0
     assert events[-1]["kind"] == "cancelled"
     assert events[-1]["step"] < first["total_steps"]
