@@ -13,8 +13,6 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 from sklearn.model_selection import train_test_split
 
 
@@ -67,6 +65,10 @@ def server(data_dir: Path, *extra: str, env: dict[str, str] | None = None) -> It
 
 
 def _wait_serving(target: str, proc: subprocess.Popen[bytes], timeout: float = 120) -> None:
+    # NOTE: imported here so that the in-process benchmarks run where grpcio-health-checking is not installed
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
     deadline = time.monotonic() + timeout
     with grpc.insecure_channel(target) as channel:
         stub = health_pb2_grpc.HealthStub(channel)

@@ -1,4 +1,4 @@
-"""Timing helpers of the in-process benchmarks: interleaved rounds, p50/p99 and ratios of medians."""
+"""Timing helpers of the in-process benchmarks: runners taking turns in blocks, p50/p99 and ratios of medians."""
 
 from __future__ import annotations
 
@@ -13,9 +13,12 @@ Feeds = dict[str, np.ndarray]
 Runner = Callable[[Feeds], object]
 
 
-def ort_session(path: str, threads: int) -> ort.InferenceSession:
+def ort_session(path: str, threads: int, spinning: bool = True) -> ort.InferenceSession:
     # NOTE: the session options the service uses (engines/runtime.py): all graph optimisations, sequential, N threads.
+    # With spinning (ORT's default) the pool's threads busy-wait after each run, taking the cores from whatever runs
+    # next: in an interleaved comparison, the next backend.
     options = ort.SessionOptions()
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
@@ -23,25 +26,35 @@ def ort_session(path: str, threads: int) -> ort.InferenceSession:
     return ort.InferenceSession(path, sess_options=options, providers=["CPUExecutionProvider"])
 
 
-def ort_runner(path: str, threads: int) -> Runner:
-    session = ort_session(path, threads)
+def ort_runner(path: str, threads: int, spinning: bool = True) -> Runner:
+    session = ort_session(path, threads, spinning)
     names = [i.name for i in session.get_inputs()]
     output = session.get_outputs()[0].name
     return lambda feeds: session.run([output], {name: feeds[name] for name in names})
 
 
-def timed(runners: dict[str, Runner], batches: list[Feeds], rounds: int) -> dict[str, list[float]]:
-    """Milliseconds per call of each runner; in every round each runner takes its turn on the same batch."""
+def timed(runners: dict[str, Runner], batches: list[Feeds], rounds: int, block: int = 10) -> dict[str, list[float]]:
+    """Milliseconds per call of each runner, `rounds` calls each. The runners take turns in blocks of `block` calls,
+    each block after one untimed call, so that load from outside falls on all of them alike.
+
+    NOTE: not call by call: a runtime's threads keep spinning for a while after a call returns (ONNX Runtime's
+    intra-op pool unless allow_spinning=0, PyTorch's OpenMP pool), which taxed whichever runner came next; in a
+    call-by-call rotation that alone made the runner after eager PyTorch look 1.3x slower than the same graph later
+    in the round (bench/RESULTS.md, 2026-11-28).
+    """
     for run in runners.values():  # warm-up: first-call allocations, ORT's kernel selection
         for feeds in batches[:3]:
             run(feeds)
     timings: dict[str, list[float]] = {name: [] for name in runners}
-    for i in range(rounds):
-        feeds = batches[i % len(batches)]
+    for start in range(0, rounds, block):
+        calls = range(start, min(start + block, rounds))
         for name, run in runners.items():
-            started = time.perf_counter()
-            run(feeds)
-            timings[name].append((time.perf_counter() - started) * 1e3)
+            run(batches[start % len(batches)])  # lets the previous runner's threads settle
+            for i in calls:
+                feeds = batches[i % len(batches)]
+                started = time.perf_counter()
+                run(feeds)
+                timings[name].append((time.perf_counter() - started) * 1e3)
     return timings
 
 

@@ -31,7 +31,9 @@ RATIOS = {
 }
 
 
-def efficientnet_lite0(work: Path, threads: int, rounds_1: int, rounds_32: int) -> dict[str, object]:
+def efficientnet_lite0(
+    work: Path, threads: int, rounds_1: int, rounds_32: int, spinning: bool = True
+) -> dict[str, object]:
     model = _load()
     fp32, int8 = work / "efficientnet_lite0.onnx", work / "efficientnet_lite0.int8.onnx"
     _export(model, fp32)
@@ -40,8 +42,8 @@ def efficientnet_lite0(work: Path, threads: int, rounds_1: int, rounds_32: int) 
         quantize_dynamic(fp32, int8, weight_type=QuantType.QUInt8)
     runners: dict[str, Runner] = {
         "eager": _eager(model),
-        "ort_fp32": ort_runner(str(fp32), threads),
-        "ort_int8_dynamic": ort_runner(str(int8), threads),
+        "ort_fp32": ort_runner(str(fp32), threads, spinning),
+        "ort_int8_dynamic": ort_runner(str(int8), threads, spinning),
     }
     figures: dict[str, object] = {
         "fp32_mb": round(fp32.stat().st_size / 1e6, 1), "int8_mb": round(int8.stat().st_size / 1e6, 1),

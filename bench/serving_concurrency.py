@@ -31,12 +31,18 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=320, help="requests per concurrency level")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument("--batching-delay-ms", type=float, default=0.0)
+    parser.add_argument("--intra-op-spinning", choices=("on", "off"), default="on",
+                        help="inference.intra_op_spinning, for the server and the in-process ceiling alike")
     args = parser.parse_args()
+    spinning = args.intra_op_spinning == "on"
 
     _, test = split(bbc_news())
     texts = [text for text, _ in test[:64]]
     print(json.dumps({"machine": machine()}))
-    env = {"TUNESERVE_BATCHING__MAX_QUEUE_DELAY_MS": str(args.batching_delay_ms)}
+    env = {
+        "TUNESERVE_BATCHING__MAX_QUEUE_DELAY_MS": str(args.batching_delay_ms),
+        "TUNESERVE_INFERENCE__INTRA_OP_SPINNING": str(spinning).lower(),
+    }
     results = {}
     with server(args.data_dir, env=env) as target:
         with Client(target) as client:
@@ -45,7 +51,7 @@ def main() -> None:
         for concurrency in args.concurrency:
             results[concurrency] = asyncio.run(_through_service(target, args.model_id, texts, concurrency, args.requests))
             print(json.dumps({"concurrency": concurrency, **results[concurrency]}))
-    ceiling = _in_process(version_dir, texts)
+    ceiling = _in_process(version_dir, texts, spinning)
     print(json.dumps({"in_process": ceiling}))
     best = max(c["texts_per_s"] for c in ceiling.values())
     top = results[max(results)]["texts_per_s"]
@@ -72,8 +78,8 @@ async def _through_service(target: str, model_id: str, texts: list[str], concurr
     return {"p50_ms": _pct(latencies, 50), "p99_ms": _pct(latencies, 99), "texts_per_s": round(n / wall, 1)}
 
 
-def _in_process(version_dir: Path, texts: list[str]) -> dict[str, dict[str, float]]:
-    runtime = OnnxTextClassifier(version_dir, RuntimeOptions(intra_op_threads=available_cpus()))
+def _in_process(version_dir: Path, texts: list[str], spinning: bool) -> dict[str, dict[str, float]]:
+    runtime = OnnxTextClassifier(version_dir, RuntimeOptions(available_cpus(), intra_op_spinning=spinning))
     figures = {}
     for batch in (1, 8, 32):
         latencies, done = [], 0

@@ -120,6 +120,7 @@ async def create_server(settings: Settings) -> App:
     jobs = JobManager(settings, store, artifacts, datasets, registry, runner, metrics)
     options = RuntimeOptions(
         intra_op_threads=settings.inference.intra_op_threads or available_cpus(),
+        intra_op_spinning=settings.inference.intra_op_spinning,
         providers=tuple(settings.inference.providers),
         max_image_pixels=settings.limits.max_image_pixels,
     )

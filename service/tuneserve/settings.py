@@ -106,6 +106,10 @@ class RecommendSettings(_Section):
 class InferenceSettings(_Section):
     intra_op_threads: int = 0
     """ONNX Runtime intra-op threads per session; 0 = the CPUs available to the container (cgroup quota)."""
+    intra_op_spinning: bool = True
+    """ONNX Runtime's intra-op threads busy-wait for the next piece of work after each run (ONNX Runtime's default)
+    instead of sleeping: a little lower latency while cores are idle, at the cost of CPU time that a training job,
+    tokenization or another model's session could use. Turn it off when the CPUs are shared (bench/RESULTS.md)."""
     providers: list[str] = Field(default_factory=lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
     """ONNX Runtime execution providers in order of preference; those not available are skipped."""
     max_loaded_models: int = 8

@@ -39,6 +39,7 @@ VARIANT_FILES = {"fp32": ARTIFACTS["onnx"], "int8": ARTIFACTS["onnx_int8"]}
 @dataclass(frozen=True)
 class RuntimeOptions:
     intra_op_threads: int
+    intra_op_spinning: bool = True  # session.intra_op.allow_spinning (inference.intra_op_spinning)
     providers: tuple[str, ...] = ("CUDAExecutionProvider", "CPUExecutionProvider")
     max_image_pixels: int = 25_000_000  # image models: larger images are refused before decoding (limits)
 
@@ -288,6 +289,7 @@ def _session_options(options: RuntimeOptions) -> ort.SessionOptions:
     # NOTE: intra-op threads come from the container's CPU quota (tuneserve.cpus.available_cpus), not the host's count;
     # one inter-op thread because the graph runs sequentially and a batcher already serialises runs per session.
     so.intra_op_num_threads = options.intra_op_threads
+    so.add_session_config_entry("session.intra_op.allow_spinning", "1" if options.intra_op_spinning else "0")
     so.inter_op_num_threads = 1
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     return so
