@@ -262,7 +262,6 @@ def torch_inference(
     (the same boundary as OnnxTextClassifier.run)."""
     import json as _json
 
-    import torch
     from transformers import AutoTokenizer
 
     from tuneserve.engines.training.model import TextClassifier
@@ -271,6 +270,33 @@ def torch_inference(
     tokenizer = AutoTokenizer.from_pretrained(str(version_dir / prep["tokenizer"]))
     model = TextClassifier.from_checkpoint(version_dir / "checkpoint").to(device).eval()
     names = prep["input_names"]
+
+    def host_inputs(batch: int) -> list[Any]:
+        encoded = tokenizer(
+            texts[:batch], padding=True, truncation=True, max_length=prep["max_seq_length"], return_tensors="np"
+        )
+        return [encoded[name] for name in names]
+
+    return eager_inference(
+        model, host_inputs, device=device, batches=batches, budget_s=budget_s, min_iters=min_iters, warmup=warmup
+    )
+
+
+def eager_inference(
+    model: Any,
+    host_inputs: Callable[[int], list[Any]],
+    *,
+    device: str,
+    batches: tuple[int, ...],
+    budget_s: float,
+    min_iters: int,
+    warmup: int,
+    unit: str = "texts",
+) -> dict[str, Any]:
+    """`model` (on `device`, in eval mode) in fp32 and in bf16 autocast at each batch size: the host arrays
+    `host_inputs(batch)` in, positional, and probabilities back on the host."""
+    import torch
+
     sync = torch.cuda.synchronize if device == "cuda" else None
     out: dict[str, Any] = {"device": device}
     for precision in ("fp32", "bf16"):
@@ -279,19 +305,17 @@ def torch_inference(
             continue
         results: dict[str, Any] = {}
         for batch in batches:
-            encoded = tokenizer(
-                texts[:batch], padding=True, truncation=True, max_length=prep["max_seq_length"], return_tensors="np"
-            )
+            host = host_inputs(batch)
 
-            def forward(encoded: Any = encoded, precision: str = precision) -> None:
+            def forward(host: list[Any] = host, precision: str = precision) -> None:
                 with torch.inference_mode(), torch.autocast(
                     device_type=device, dtype=torch.bfloat16, enabled=precision == "bf16"
                 ):
-                    feeds = [torch.from_numpy(encoded[name]).to(device) for name in names]
+                    feeds = [torch.from_numpy(array).to(device) for array in host]
                     torch.softmax(model(*feeds).logits.float(), dim=-1).cpu()
 
             results[f"b{batch}"] = timed(
-                forward, batch=batch, budget_s=budget_s, min_iters=min_iters, warmup=warmup, sync=sync
+                forward, batch=batch, budget_s=budget_s, min_iters=min_iters, warmup=warmup, sync=sync, unit=unit
             )
         out[precision] = results
     return out

@@ -226,7 +226,6 @@ def torch_inference(
     """PyTorch eager from the version's checkpoint, fp32 and bf16 autocast: preprocessed host pixels in,
     probabilities back on the host (the same boundary as OnnxImageClassifier.run)."""
     import numpy as np
-    import torch
     from PIL import Image
 
     from tuneserve.engines.imaging import Preprocessing, preprocess
@@ -235,24 +234,7 @@ def torch_inference(
     prep = Preprocessing.from_json(json.loads((version_dir / "preprocessing.json").read_text()))
     pixels = np.stack([preprocess(Image.open(io.BytesIO(data)).convert("RGB"), prep) for data in pngs[: max(batches)]])
     model = ImageClassifier.from_checkpoint(version_dir / "checkpoint").to(device).eval()
-    sync = torch.cuda.synchronize if device == "cuda" else None
-    out: dict[str, Any] = {"device": device}
-    for precision in ("fp32", "bf16"):
-        if precision == "bf16" and device == "cuda" and not torch.cuda.is_bf16_supported():
-            out[precision] = {"skipped": "GPU has no bf16"}
-            continue
-        results: dict[str, Any] = {}
-        for batch in batches:
-            host = np.ascontiguousarray(pixels[:batch])
-
-            def forward(host: Any = host, precision: str = precision) -> None:
-                with torch.inference_mode(), torch.autocast(
-                    device_type=device, dtype=torch.bfloat16, enabled=precision == "bf16"
-                ):
-                    torch.softmax(model(torch.from_numpy(host).to(device)).logits.float(), dim=-1).cpu()
-
-            results[f"b{batch}"] = gpu_measure.timed(
-                forward, batch=batch, budget_s=budget_s, min_iters=min_iters, warmup=warmup, sync=sync, unit="images"
-            )
-        out[precision] = results
-    return out
+    return gpu_measure.eager_inference(
+        model, lambda batch: [np.ascontiguousarray(pixels[:batch])], device=device, batches=batches,
+        budget_s=budget_s, min_iters=min_iters, warmup=warmup, unit="images",
+    )
