@@ -91,7 +91,8 @@ def main() -> None:
         "ort_int8": ort_runner(str(int8_path), args.threads, spinning),
     }
     figures: dict[str, object] = {
-        "source": source, "threads": args.threads, "ort_spinning": args.ort_spinning, "max_seq_length": MAX_SEQ_LENGTH, "fused_ops": fused,
+        "source": source, "threads": args.threads, "ort_spinning": args.ort_spinning,
+        "max_seq_length": MAX_SEQ_LENGTH, "fused_ops": fused,
         "fp32_mb": round(fp32_path.stat().st_size / 1e6, 1), "int8_mb": round(int8_path.stat().st_size / 1e6, 1),
         "load_average_start": _load_average(),
     }

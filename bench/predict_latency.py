@@ -54,7 +54,8 @@ def main() -> None:
             args.requests,
         )
     figures = {
-        "requests": args.requests, "provider": provider, "threads": available_cpus(), "spinning": args.intra_op_spinning,
+        "requests": args.requests, "provider": provider, "threads": available_cpus(),
+        "spinning": args.intra_op_spinning,
         "service_p50_ms": _pct(service, 50), "service_p99_ms": _pct(service, 99),
         "in_process_p50_ms": _pct(in_process, 50), "in_process_p99_ms": _pct(in_process, 99),
         "ratio_p50": round(statistics.median(service) / statistics.median(in_process), 3),
