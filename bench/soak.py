@@ -2,6 +2,7 @@
 
     python bench/soak.py                           # 32 callers for 60 s (after a 5 s warm-up)
     python bench/soak.py --seconds 20 --callers 8
+    python bench/soak.py --intra-op-threads 2 --intra-op-spinning off   # what ORT's spinning costs the fine-tune
 
 The model is the tiny text model (2-layer, hidden-32 random-init BERT with MiniLM's tokenizer, trained a few steps on
 synthetic topics), so the figures measure the serving path under load (transport, batching, the event loop beside a
@@ -161,19 +162,26 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--callers", type=int, default=32)
     parser.add_argument("--warmup", type=float, default=5.0)
+    parser.add_argument("--intra-op-threads", type=int, default=1, help="the server's ORT threads (spinning needs 2+)")
+    parser.add_argument("--intra-op-spinning", choices=("on", "off"), default="on")
     args = parser.parse_args()
+    spinning = "true" if args.intra_op_spinning == "on" else "false"
     with tempfile.TemporaryDirectory(prefix="tuneserve-soak-") as tmp:
         root = Path(tmp)
         backbone = build_tiny_bert(root / "backbones" / "tiny-bert")
         train_file = write_text_dataset(root / "train.jsonl", COUNTS, seed=1)
-        server = ServerProcess(root / "data", backbone.parent).start()
+        server = ServerProcess(
+            root / "data", backbone.parent, TUNESERVE_INFERENCE__INTRA_OP_THREADS=str(args.intra_op_threads),
+            TUNESERVE_INFERENCE__INTRA_OP_SPINNING=spinning,
+        ).start()
         try:
             model_id, dataset_id = train_ready_model(server, train_file, backbone)
             report = soak(server, model_id, dataset_id, str(backbone), seconds=args.seconds, callers=args.callers,
                           warmup=args.warmup)
         finally:
             server.stop()
-    print(json.dumps(asdict(report)))
+    settings = {"intra_op_threads": args.intra_op_threads, "intra_op_spinning": args.intra_op_spinning}
+    print(json.dumps({**settings, **asdict(report)}))
 
 
 if __name__ == "__main__":

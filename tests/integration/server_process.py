@@ -54,6 +54,10 @@ class ServerProcess:
         assert self.proc is not None
         return self.proc.pid
 
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
     def start(self, **env: str) -> ServerProcess:
         self._starts += 1
         log = open(self.data_dir.parent / f"server-{self._starts}.log", "wb")  # noqa: SIM115 (the child owns it)
