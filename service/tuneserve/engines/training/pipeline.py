@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
-from transformers import AutoTokenizer, PreTrainedTokenizerBase, Trainer, TrainerState, set_seed
+from transformers import AutoTokenizer, PreTrainedTokenizerBase, Trainer, TrainerState
 from transformers.utils import logging as hf_logging
 
 from tuneserve.engines.export import export_onnx
@@ -22,7 +22,6 @@ from tuneserve.engines.training.data import (
     EncodedDataset,
     Example,
     Splits,
-    class_counts,
     encode,
     make_splits,
     read_examples,
@@ -35,7 +34,7 @@ from tuneserve.engines.training.trainer import (
     DeviceChoice,
     build_trainer,
     choose_device,
-    class_weights,
+    new_classifier,
     remove_checkpoints,
     resumable_checkpoint,
 )
@@ -160,16 +159,7 @@ def _prepare(spec: TrainingSpec) -> _Prepared:
     hp = spec.hyperparameters
     splits = _load_splits(spec)
     tokenizer = AutoTokenizer.from_pretrained(spec.backbone.path, use_fast=True)
-    # NOTE: seeded before the head is created, so that its initial weights repeat too.
-    set_seed(hp.seed)
-    model = TextClassifier.from_backbone(
-        spec.backbone.path,
-        len(spec.labels),
-        dropout=hp.head_dropout,
-        class_weights=class_weights(class_counts(splits.train, spec.labels)) if hp.class_weighting else None,
-        label_smoothing=hp.label_smoothing,
-        pretrained=spec.init == "pretrained",
-    )
+    model = new_classifier(TextClassifier, spec, splits.train)
     max_seq_length = _max_seq_length(hp.max_seq_length, tokenizer, model)
     input_names = model.input_names(tokenizer)
     train_set, validation_set = (

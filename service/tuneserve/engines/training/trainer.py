@@ -6,7 +6,7 @@ import json
 import math
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -24,14 +24,15 @@ from transformers import (
     TrainerCallback,
     TrainingArguments,
     default_data_collator,
+    set_seed,
 )
 from transformers.trainer import OPTIMIZER_NAME, TRAINER_STATE_NAME
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
-from tuneserve.engines.training.data import EncodedDataset
+from tuneserve.engines.training.data import EncodedDataset, Labelled, class_counts
 from tuneserve.engines.training.events import UnfrozenEvent
-from tuneserve.engines.training.head import TransferClassifier
-from tuneserve.engines.training.spec import Hyperparameters
+from tuneserve.engines.training.head import C, TransferClassifier
+from tuneserve.engines.training.spec import Hyperparameters, TrainingSpec
 from tuneserve.engines.training.strategies import GradualUnfreezing, LayerMap, apply_freeze, parameter_groups
 
 if TYPE_CHECKING:  # NOTE: the image modules import efficientnet_lite_pytorch, which text jobs must not need
@@ -86,6 +87,22 @@ def resumable_checkpoint(path: Path) -> Path | None:
             continue
         found.append((int(step), candidate))
     return max(found)[1] if found else None
+
+
+def new_classifier(cls: type[C], spec: TrainingSpec, train: Sequence[Labelled]) -> C:
+    """The spec's backbone with a new head as its hyperparameters set it up (dropout, class weights from the training
+    rows, label smoothing), pretrained or, for the scratch baseline, from random weights."""
+    hp = spec.hyperparameters
+    # NOTE: seeded before the head is created, so that its initial weights repeat too.
+    set_seed(hp.seed)
+    return cls.from_backbone(
+        spec.backbone.path,
+        len(spec.labels),
+        dropout=hp.head_dropout,
+        class_weights=class_weights(class_counts(train, spec.labels)) if hp.class_weighting else None,
+        label_smoothing=hp.label_smoothing,
+        pretrained=spec.init == "pretrained",
+    )
 
 
 def class_weights(counts: list[int]) -> torch.Tensor:

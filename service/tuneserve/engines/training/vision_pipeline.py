@@ -13,13 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from transformers import set_seed
 
 from tuneserve.engines.training.artifacts import write_variants
-from tuneserve.engines.training.data import Splits, class_counts, make_splits
+from tuneserve.engines.training.data import Splits, make_splits
 from tuneserve.engines.training.events import EventWriter, ExportEvent
 from tuneserve.engines.training.spec import ARTIFACTS, TrainingSpec
-from tuneserve.engines.training.trainer import class_weights
+from tuneserve.engines.training.trainer import new_classifier
 from tuneserve.engines.training.vision import INPUT_NAME, ImageClassifier
 from tuneserve.engines.training.vision_data import Augmentation, ImageDataset, ImageExample, read_image_examples
 from tuneserve.engines.vision_export import export_image_onnx
@@ -74,16 +73,7 @@ def prepare_images(spec: TrainingSpec) -> PreparedImages:
         fraction=hp.validation_fraction,
         seed=hp.seed,
     )
-    # NOTE: seeded before the head is created, so that its initial weights repeat too.
-    set_seed(hp.seed)
-    model = ImageClassifier.from_backbone(
-        spec.backbone.path,
-        len(spec.labels),
-        dropout=hp.head_dropout,
-        class_weights=class_weights(class_counts(splits.train, spec.labels)) if hp.class_weighting else None,
-        label_smoothing=hp.label_smoothing,
-        pretrained=spec.init == "pretrained",
-    )
+    model = new_classifier(ImageClassifier, spec, splits.train)
     augment = Augmentation(flip=hp.augment_flip, random_resized_crop=hp.augment_random_resized_crop)
     prep = model.preprocessing
     train_set = ImageDataset(splits.train, spec.labels, prep, augment=augment, seed=hp.seed)
