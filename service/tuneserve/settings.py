@@ -64,9 +64,9 @@ class TrainingSettings(_Section):
     """Allow backbone names that are Hugging Face hub ids (needs network; off by default)."""
     cancel_grace_seconds: float = 25.0
     """After CancelJob, or on a server shutdown, the worker gets this long to stop cleanly before it is killed. On a
-    shutdown it finishes its step and saves a checkpoint in that time (MiniLM on 2 loaded CPU cores: 12 s, 272 MB); the job goes back to QUEUED and resumes from it
-    after the restart. Both happen while in-flight RPCs finish (server.grace_seconds): keep the pod's
-terminationGracePeriodSeconds above the larger of the two."""
+    shutdown it finishes its step and saves a checkpoint in that time (MiniLM on 2 loaded CPU cores: 12 s, 272 MB);
+    the job goes back to QUEUED and resumes from it after the restart. Both happen while in-flight RPCs finish
+    (server.grace_seconds): keep the pod's terminationGracePeriodSeconds above the larger of the two."""
     max_restarts: int = Field(default=0, ge=0)
     """Times a job's worker is started again when it dies without reporting an error (killed, e.g. by the OOM killer;
     crashed; preempted) or its server stopped without a shutdown (SIGKILL, a lost node). Each restart resumes from the
