@@ -38,18 +38,21 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
 RUN python3 -m venv /opt/venv
 WORKDIR /src
 COPY pyproject.toml README.md constraints-cpu.txt ./
+COPY requirements/lock-cpu.txt requirements/
 COPY client/ client/
 COPY service/ service/
 
 FROM venv AS builder-cpu
-# constraints-cpu.txt pins torch; the CPU build of that release comes from PyTorch's CPU index (its local version,
-# +cpu, wins over PyPI's CUDA build of the same release), so no CUDA libraries end up in the CPU image.
+# The development lock (make lock) pins every package, torch among them, so the image holds what CI tested. The CPU
+# build of that torch release comes from PyTorch's CPU index (its local version, +cpu, wins over PyPI's CUDA build of
+# the same release), so no CUDA libraries end up in the CPU image.
 RUN --mount=type=cache,target=/root/.cache/pip \
-    pip install -c constraints-cpu.txt --extra-index-url https://download.pytorch.org/whl/cpu ".[server,cpu,kubernetes]"
+    pip install -c requirements/lock-cpu.txt --extra-index-url https://download.pytorch.org/whl/cpu ".[server,cpu,kubernetes]"
 
 FROM venv AS builder-gpu
 # The same torch release as the CPU image (the pin in constraints-cpu.txt), here its CUDA build: +cu128 from
-# PyTorch's index. TORCH_CUDA must be a CUDA release that this torch release ships and CUDA_BASE's libraries match.
+# PyTorch's index. Not the lock: it was resolved against PyPI's torch, whose CUDA libraries (and the dev extra's
+# nvidia-cuda-runtime-cu12) are pinned at versions the +cu128 build does not accept. TORCH_CUDA must be a CUDA release that this torch release ships and CUDA_BASE's libraries match.
 ARG TORCH_CUDA=cu128
 RUN --mount=type=cache,target=/root/.cache/pip \
     pip install -c constraints-cpu.txt --extra-index-url "https://download.pytorch.org/whl/${TORCH_CUDA}" \

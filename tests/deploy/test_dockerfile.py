@@ -45,8 +45,9 @@ def test_both_variants_have_their_stages() -> None:
     assert {"base-cpu", "base-gpu", "builder-cpu", "builder-gpu", "builder", "runtime"} <= stages
     assert "ARG VARIANT=cpu" in DOCKERFILE.read_text()
     runs = " ".join(_args("RUN"))
-    # Both variants install against the torch pin; only the CPU one may add the CPU wheel index.
-    assert runs.count("-c constraints-cpu.txt") == 2
+    # Both variants install against the torch pin (the CPU one within the whole lock, which keeps it); only the CPU
+    # one may add the CPU wheel index.
+    assert runs.count("-c requirements/lock-cpu.txt") == 1 and runs.count("-c constraints-cpu.txt") == 1
     # the kubernetes client: the image can run the kubernetes training runner (training.runner=kubernetes)
     assert '".[server,cpu,kubernetes]"' in runs and '".[server,gpu,kubernetes]"' in runs
     assert "download.pytorch.org/whl/cpu" in runs

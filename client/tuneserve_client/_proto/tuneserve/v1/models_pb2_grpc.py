@@ -5,7 +5,7 @@ import warnings
 
 from tuneserve_client._proto.tuneserve.v1 import models_pb2 as tuneserve_dot_v1_dot_models__pb2
 
-GRPC_GENERATED_VERSION = '1.85.1'
+GRPC_GENERATED_VERSION = '1.85.4'
 GRPC_VERSION = grpc.__version__
 _version_not_supported = False
 
