@@ -143,7 +143,7 @@ def export_untrained(backbone: Path, version_dir: Path, labels: list[str], texts
 
     from transformers import AutoTokenizer
 
-    from tuneserve.engines.export import export_onnx
+    from tuneserve.engines.export.text import export_onnx
     from tuneserve.engines.training.artifacts import write_model_artifacts
     from tuneserve.engines.training.model import TextClassifier
 

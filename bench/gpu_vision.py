@@ -141,8 +141,8 @@ def export_untrained(spec: Any) -> dict[str, Any]:
 
     import numpy as np
 
+    from tuneserve.engines.export.vision import export_image_onnx
     from tuneserve.engines.training.vision_pipeline import prepare_images
-    from tuneserve.engines.vision_export import export_image_onnx
 
     version_dir = Path(spec.output_dir)
     shutil.rmtree(version_dir, ignore_errors=True)

@@ -30,8 +30,8 @@ from _common import machine, server
 from PIL import Image
 from sklearn.datasets import load_digits
 
-from tuneserve.core.image_parsing import parse_zip
-from tuneserve.core.parsing import ParseLimits
+from tuneserve.core.data.image_parsing import parse_zip
+from tuneserve.core.data.parsing import ParseLimits
 from tuneserve.settings import LimitSettings
 from tuneserve.store import ArtifactStore
 from tuneserve_client import Client, InvalidArgument

@@ -41,8 +41,8 @@ from _timing import Feeds, Runner, ort_runner, print_batch, summarize, timed
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
 from tuneserve.cpus import available_cpus
-from tuneserve.engines.export import export_onnx
-from tuneserve.engines.quantize import INT8_OP_TYPES, INT8_PER_CHANNEL, macro_f1, onnx_logits, quantize_int8
+from tuneserve.engines.export.quantize import INT8_OP_TYPES, INT8_PER_CHANNEL, macro_f1, onnx_logits, quantize_int8
+from tuneserve.engines.export.text import export_onnx
 from tuneserve.engines.training.model import TextClassifier
 
 MAX_SEQ_LENGTH = 128

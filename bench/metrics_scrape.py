@@ -116,7 +116,7 @@ async def main(models: int, seconds: int) -> None:
 
 
 def _methods():  # type: ignore[no-untyped-def]
-    from tuneserve_client._proto.tuneserve.v1 import datasets_pb2, models_pb2, prediction_pb2, training_pb2
+    from tuneserve_client.proto.tuneserve.v1 import datasets_pb2, models_pb2, prediction_pb2, training_pb2
 
     for module in (datasets_pb2, training_pb2, models_pb2, prediction_pb2):
         for service in module.DESCRIPTOR.services_by_name.values():

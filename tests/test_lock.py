@@ -4,10 +4,10 @@ version the requirement admits. A requirement added or tightened without `make l
 from __future__ import annotations
 
 import re
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 

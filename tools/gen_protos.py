@@ -1,10 +1,10 @@
-"""Generate the Python stubs in client/tuneserve_client/_proto from protos/.
+"""Generate the Python stubs in client/tuneserve_client/proto from protos/.
 
     python tools/gen_protos.py            # write the stubs
     python tools/gen_protos.py --out DIR  # write them elsewhere (the drift test compares the two)
 
 protoc writes imports between generated modules from the proto package path (`from tuneserve.v1 import ...`), which
-would collide with the server package `tuneserve`; they are rewritten to `tuneserve_client._proto.tuneserve.v1`.
+would collide with the server package `tuneserve`; they are rewritten to `tuneserve_client.proto.tuneserve.v1`.
 The descriptors keep their proto file names (`tuneserve/v1/*.proto`), as reflection clients expect.
 """
 
@@ -20,8 +20,8 @@ from grpc_tools import protoc
 
 ROOT = Path(__file__).resolve().parents[1]
 PROTOS = ROOT / "protos"
-PACKAGE = "tuneserve_client._proto"
-DEFAULT_OUT = ROOT / "client" / "tuneserve_client" / "_proto"
+PACKAGE = "tuneserve_client.proto"
+DEFAULT_OUT = ROOT / "client" / "tuneserve_client" / "proto"
 # `from tuneserve.v1 import x_pb2` and `import tuneserve.v1.x_pb2` (both forms appear in stubs and .pyi files)
 _IMPORT = re.compile(r"^(from|import) (tuneserve|inference)([. ])", re.MULTILINE)
 

@@ -27,9 +27,11 @@ from ._exceptions import (
     Unavailable,
     map_rpc_errors,
 )
-from ._proto.tuneserve.v1.common_pb2 import Modality
-from ._proto.tuneserve.v1.datasets_pb2 import Dataset, DatasetFormat, DeleteDatasetResponse, ListDatasetsResponse
-from ._proto.tuneserve.v1.models_pb2 import (
+from ._sync import Client
+from ._version import __version__
+from .proto.tuneserve.v1.common_pb2 import Modality
+from .proto.tuneserve.v1.datasets_pb2 import Dataset, DatasetFormat, DeleteDatasetResponse, ListDatasetsResponse
+from .proto.tuneserve.v1.models_pb2 import (
     ClassMetrics,
     Comparison,
     ConfusionMatrix,
@@ -43,7 +45,7 @@ from ._proto.tuneserve.v1.models_pb2 import (
     ModelVersion,
     ModelVersionState,
 )
-from ._proto.tuneserve.v1.prediction_pb2 import (
+from .proto.tuneserve.v1.prediction_pb2 import (
     ClassScore,
     Prediction,
     PredictRequest,
@@ -51,7 +53,7 @@ from ._proto.tuneserve.v1.prediction_pb2 import (
     PredictStreamRequest,
     PredictStreamResponse,
 )
-from ._proto.tuneserve.v1.training_pb2 import (
+from .proto.tuneserve.v1.training_pb2 import (
     Backbone,
     BackboneScore,
     BaselineResult,
@@ -75,8 +77,6 @@ from ._proto.tuneserve.v1.training_pb2 import (
     StateChanged,
     TrainingProgress,
 )
-from ._sync import Client
-from ._version import __version__
 
 __all__ = [
     "__version__",
@@ -133,6 +133,7 @@ __all__ = [
     "PredictResponse",
     "PredictStreamRequest",
     "PredictStreamResponse",
+    "proto",
     "RecommendBackboneResponse",
     "ResourceExhausted",
     "StateChanged",

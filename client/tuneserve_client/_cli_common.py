@@ -16,8 +16,8 @@ from google.protobuf.message import Message
 from rich.console import Console
 
 from . import _render as render
-from ._proto.tuneserve.v1.training_pb2 import JobEvent
 from ._sync import Client
+from .proto.tuneserve.v1.training_pb2 import JobEvent
 
 _M = TypeVar("_M", bound=Message)
 Handler: TypeAlias = Callable[[Client, argparse.Namespace, "Output"], int]

@@ -10,8 +10,8 @@ from . import _cli_transfer as transfer
 from . import _render as render
 from ._cli_common import Output, Subcommands, command, group, paging
 from ._progress import JobProgressView
-from ._proto.tuneserve.v1.training_pb2 import Job, JobState
 from ._sync import Client
+from .proto.tuneserve.v1.training_pb2 import Job, JobState
 
 _JOB_STATES = ["queued", "running", "succeeded", "failed", "cancelled"]
 # finetune flags that set Hyperparameters fields: the dest of each flag is the field's name

@@ -9,9 +9,9 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 
 from . import _render as render
-from ._proto.tuneserve.v1.common_pb2 import Modality
-from ._proto.tuneserve.v1.training_pb2 import CandidateStatus, RecommendBackboneResponse
 from ._sync import Client
+from .proto.tuneserve.v1.common_pb2 import Modality
+from .proto.tuneserve.v1.training_pb2 import CandidateStatus, RecommendBackboneResponse
 
 if TYPE_CHECKING:
     from ._cli_common import Output

@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING
 
 from . import _report as report
 from ._exceptions import NotFound
-from ._proto.tuneserve.v1.models_pb2 import EvaluateResponse
-from ._proto.tuneserve.v1.training_pb2 import Backbone, Job, JobState
+from .proto.tuneserve.v1.models_pb2 import EvaluateResponse
+from .proto.tuneserve.v1.training_pb2 import Backbone, Job, JobState
 
 if TYPE_CHECKING:
     from ._cli_common import Output

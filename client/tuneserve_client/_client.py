@@ -17,9 +17,9 @@ from ._client_datasets import DatasetCalls
 from ._client_models import ModelCalls
 from ._client_prediction import PredictionCalls
 from ._client_training import TrainingCalls
-from ._proto.tuneserve.v1 import datasets_pb2_grpc, models_pb2_grpc, prediction_pb2_grpc, training_pb2_grpc
 from ._security import PemSource, Security
 from ._version import __version__
+from .proto.tuneserve.v1 import datasets_pb2_grpc, models_pb2_grpc, prediction_pb2_grpc, training_pb2_grpc
 
 __all__ = ["AsyncClient"]
 

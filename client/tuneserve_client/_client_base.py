@@ -12,7 +12,7 @@ from typing import Any, TypeVar, cast
 from google.protobuf.message import Message
 
 from ._exceptions import map_rpc_errors
-from ._proto.tuneserve.v1 import datasets_pb2_grpc, models_pb2_grpc, prediction_pb2_grpc, training_pb2_grpc
+from .proto.tuneserve.v1 import datasets_pb2_grpc, models_pb2_grpc, prediction_pb2_grpc, training_pb2_grpc
 
 _R = TypeVar("_R", bound=Message)
 

@@ -10,7 +10,7 @@ from typing import IO, cast
 
 from ._client_base import ServiceCalls, enum_name
 from ._exceptions import map_rpc_errors
-from ._proto.tuneserve.v1.datasets_pb2 import (
+from .proto.tuneserve.v1.datasets_pb2 import (
     Dataset,
     DatasetFormat,
     DatasetUploadMetadata,

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from ._client_base import ServiceCalls
-from ._proto.tuneserve.v1.models_pb2 import (
+from .proto.tuneserve.v1.models_pb2 import (
     DeleteModelRequest,
     DeleteModelResponse,
     EvaluateRequest,

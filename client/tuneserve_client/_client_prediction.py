@@ -7,7 +7,7 @@ from typing import TypeVar
 
 from ._client_base import ServiceCalls
 from ._exceptions import map_rpc_errors
-from ._proto.tuneserve.v1.prediction_pb2 import (
+from .proto.tuneserve.v1.prediction_pb2 import (
     PredictRequest,
     PredictResponse,
     PredictStreamRequest,

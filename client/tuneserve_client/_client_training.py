@@ -9,7 +9,7 @@ from typing import Any, cast
 
 from ._client_base import ServiceCalls, enum_name
 from ._exceptions import DeadlineExceeded, Unavailable, map_rpc_errors
-from ._proto.tuneserve.v1.training_pb2 import (
+from .proto.tuneserve.v1.training_pb2 import (
     CancelJobRequest,
     ExportOptions,
     FineTuneRequest,

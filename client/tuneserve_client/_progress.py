@@ -10,7 +10,8 @@ from types import TracebackType
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
 
-from ._proto.tuneserve.v1.training_pb2 import (
+from ._render import size, state_name
+from .proto.tuneserve.v1.training_pb2 import (
     CheckpointSaved,
     EarlyStopped,
     EvaluationDone,
@@ -19,7 +20,6 @@ from ._proto.tuneserve.v1.training_pb2 import (
     StateChanged,
     TrainingProgress,
 )
-from ._render import size, state_name
 
 
 def _eta(seconds: float) -> str:

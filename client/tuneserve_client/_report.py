@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from . import _render as render
-from ._proto.tuneserve.v1.models_pb2 import ClassMetrics, ConfusionMatrix, EvaluateResponse
-from ._proto.tuneserve.v1.training_pb2 import Backbone, ExportDone, Job, JobEvent
+from .proto.tuneserve.v1.models_pb2 import ClassMetrics, ConfusionMatrix, EvaluateResponse
+from .proto.tuneserve.v1.training_pb2 import Backbone, ExportDone, Job, JobEvent
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -29,7 +29,7 @@ MATPLOTLIB_MISSING = (
     "error: `tuneserve jobs report` draws its pictures with matplotlib, which is not installed; "
     "install it with: pip install 'tuneserve[report]'"
 )
-# NOTE: the events of a job's baseline runs start with this prefix (core/jobs.py); the rest are the fine-tune's own.
+# NOTE: the events of a job's baseline runs start with this prefix (core/training/jobs.py); the rest are the fine-tune's own.
 _BASELINE_PREFIX = "[baseline "
 _LABEL_CHARS = 24  # class names on a picture's axes are cut to this; the tables beside them show them whole
 _MAX_WIDTH = 24  # inches: many classes make narrower bars, not an endless picture

@@ -13,15 +13,16 @@ from typing import Any, TypeVar
 
 from ._client import DEFAULT_TARGET, AsyncClient
 from ._client_datasets import DEFAULT_CHUNK_SIZE
-from ._proto.tuneserve.v1.datasets_pb2 import Dataset, DatasetFormat, DeleteDatasetResponse, ListDatasetsResponse
-from ._proto.tuneserve.v1.models_pb2 import (
+from ._security import PemSource, Security
+from .proto.tuneserve.v1.datasets_pb2 import Dataset, DatasetFormat, DeleteDatasetResponse, ListDatasetsResponse
+from .proto.tuneserve.v1.models_pb2 import (
     DeleteModelResponse,
     EvaluateResponse,
     ListModelsResponse,
     Model,
 )
-from ._proto.tuneserve.v1.prediction_pb2 import PredictResponse, PredictStreamRequest, PredictStreamResponse
-from ._proto.tuneserve.v1.training_pb2 import (
+from .proto.tuneserve.v1.prediction_pb2 import PredictResponse, PredictStreamRequest, PredictStreamResponse
+from .proto.tuneserve.v1.training_pb2 import (
     ExportOptions,
     Hyperparameters,
     Job,
@@ -31,7 +32,6 @@ from ._proto.tuneserve.v1.training_pb2 import (
     ListJobsResponse,
     RecommendBackboneResponse,
 )
-from ._security import PemSource, Security
 
 __all__ = ["Client"]
 

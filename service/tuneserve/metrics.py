@@ -73,7 +73,7 @@ class Metrics:
             "tuneserve_rpc_duration_seconds", "RPC handling time in seconds.", ["method", "code"],
             buckets=_LATENCY_BUCKETS, registry=r,
         )
-        # -- inference (core/inference.py, core/batching.py) ----------------------------------------------------
+        # -- inference (core/serving/inference.py, core/serving/batching.py) ----------------------------------------------------
         self.predictions = Counter("tuneserve_predictions", "Texts predicted, by model id.", ["model"], registry=r)
         self.inference_queue_seconds = Histogram(
             "tuneserve_inference_queue_seconds", "Seconds a Predict request waited (batcher queue) before the batch "
@@ -90,7 +90,7 @@ class Metrics:
             _INFERENCE_LABELS, buckets=_LATENCY_BUCKETS, registry=r,
         )
         """Observe once per batch run, around `runtime.predict(texts)`."""
-        # -- model cache (core/models_cache.py) -----------------------------------------------------------------
+        # -- model cache (core/serving/cache.py) -----------------------------------------------------------------
         self.models_loaded = Gauge("tuneserve_models_loaded", "ONNX Runtime sessions open in the model cache.",
                                    registry=r)
         self.model_load_seconds = Histogram(
@@ -112,7 +112,7 @@ class Metrics:
             "tuneserve_model_load_rss_bytes", "Growth of the server's resident memory while each loaded model "
             "version loaded (approximate: concurrent loads and freed memory blur it).", _INFERENCE_LABELS, registry=r,
         )
-        # -- training (core/jobs.py) ----------------------------------------------------------------------------
+        # -- training (core/training/jobs.py) ----------------------------------------------------------------------------
         self.job_states = JobStatesCollector()
         r.register(self.job_states)
         self.job_duration_seconds = Histogram(

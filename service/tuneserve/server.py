@@ -23,27 +23,28 @@ from prometheus_client import start_http_server
 from pydantic import ValidationError
 from pydantic_settings import SettingsError
 
-from tuneserve.core.datasets import DatasetManager
-from tuneserve.core.evaluation import Evaluator
-from tuneserve.core.inference import InferenceService
-from tuneserve.core.jobs import JobManager
-from tuneserve.core.models_cache import ModelCache
-from tuneserve.core.recommend import Recommender
+from tuneserve.core.data.datasets import DatasetManager
+from tuneserve.core.evaluation.evaluator import Evaluator
+from tuneserve.core.recommend.recommender import Recommender
 from tuneserve.core.registry import ModelRegistry
-from tuneserve.core.runner import build_runner
+from tuneserve.core.serving.cache import ModelCache
+from tuneserve.core.serving.inference import InferenceService
+from tuneserve.core.training.jobs import JobManager
+from tuneserve.core.training.runners.base import build_runner
 from tuneserve.cpus import available_cpus
 from tuneserve.engines.runtime import RuntimeOptions, open_runtime
 from tuneserve.errors import ConfigError
-from tuneserve.grpc import auth, kserve, tls
+from tuneserve.grpc import auth, tls
 from tuneserve.grpc.interceptors import StatusInterceptor
-from tuneserve.grpc.servicers import DatasetServicer, ModelServicer, PredictionServicer, TrainingServicer
-from tuneserve.grpc.validation import RequestValidationInterceptor
+from tuneserve.grpc.open_inference import servicer as open_inference_servicer
+from tuneserve.grpc.v1.servicers import DatasetServicer, ModelServicer, PredictionServicer, TrainingServicer
+from tuneserve.grpc.v1.validation import RequestValidationInterceptor
 from tuneserve.metrics import Metrics
 from tuneserve.settings import Settings
 from tuneserve.store import ArtifactStore, MetadataStore, open_metadata_store
 from tuneserve.store.watch import DatabaseWatch
-from tuneserve_client._proto.inference import grpc_service_pb2_grpc
-from tuneserve_client._proto.tuneserve.v1 import (
+from tuneserve_client.proto.inference import grpc_service_pb2_grpc
+from tuneserve_client.proto.tuneserve.v1 import (
     datasets_pb2,
     datasets_pb2_grpc,
     models_pb2,
@@ -61,12 +62,12 @@ SERVICE_NAMES = [
     training_pb2.DESCRIPTOR.services_by_name["TrainingService"].full_name,
     models_pb2.DESCRIPTOR.services_by_name["ModelService"].full_name,
     prediction_pb2.DESCRIPTOR.services_by_name["PredictionService"].full_name,
-    kserve.SERVICE_NAME,
+    open_inference_servicer.SERVICE_NAME,
 ]
 # NOTE: Predict and the Open Inference Protocol keep answering for loaded models while the database is down.
 NEEDS_DATABASE = [
     name for name in SERVICE_NAMES
-    if name not in (prediction_pb2.DESCRIPTOR.services_by_name["PredictionService"].full_name, kserve.SERVICE_NAME)
+    if name not in (prediction_pb2.DESCRIPTOR.services_by_name["PredictionService"].full_name, open_inference_servicer.SERVICE_NAME)
 ]
 
 
@@ -145,7 +146,7 @@ async def create_server(settings: Settings) -> App:
     training_pb2_grpc.add_TrainingServiceServicer_to_server(TrainingServicer(jobs, recommender), server)
     models_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(registry, inference, evaluator), server)
     prediction_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionServicer(inference), server)
-    open_inference = kserve.InferenceServicer(registry, inference, settings.limits, settings.batching.max_queue_size)
+    open_inference = open_inference_servicer.InferenceServicer(registry, inference, settings.limits, settings.batching.max_queue_size)
     grpc_service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(open_inference, server)
     health_servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]  # grpc-stubs predates health.aio
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

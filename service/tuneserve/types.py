@@ -1,5 +1,5 @@
 """Typed records that flow between the store, the core and the transport. Protobuf stays at the edge
-(`tuneserve.grpc.converters` turns these into messages and back)."""
+(`tuneserve.grpc.v1.converters` turns these into messages and back)."""
 
 from __future__ import annotations
 

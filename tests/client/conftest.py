@@ -39,7 +39,7 @@ from tuneserve_client import (
     Prediction,
     PredictResponse,
 )
-from tuneserve_client._proto.tuneserve.v1 import (
+from tuneserve_client.proto.tuneserve.v1 import (
     datasets_pb2_grpc,
     models_pb2_grpc,
     prediction_pb2_grpc,

@@ -25,7 +25,7 @@ from tuneserve_client import (
     Unavailable,
     map_rpc_errors,
 )
-from tuneserve_client._proto.tuneserve.v1 import datasets_pb2_grpc
+from tuneserve_client.proto.tuneserve.v1 import datasets_pb2_grpc
 
 EXPECTED: dict[grpc.StatusCode, type[TuneServeError]] = {
     grpc.StatusCode.CANCELLED: Cancelled,

@@ -13,12 +13,12 @@ import torch
 from PIL import Image
 
 from tests.fixtures import TINY_EFFICIENTNET, make_image, tiny_efficientnet
-from tuneserve.engines.export import ParityCheckFailed
+from tuneserve.engines.export.text import ParityCheckFailed
+from tuneserve.engines.export.vision import check_image_parity, export_image_onnx
 from tuneserve.engines.imaging import LITE_MEAN, LITE_STD, ImageError, Preprocessing, decode_image, preprocess
 from tuneserve.engines.runtime import OnnxImageClassifier, RuntimeOptions, open_runtime
 from tuneserve.engines.training.spec import ARTIFACTS
 from tuneserve.engines.training.vision import ImageClassifier, load_backbone
-from tuneserve.engines.vision_export import check_image_parity, export_image_onnx
 
 LABELS = ["blue_bar", "green_circle", "red_square"]
 

@@ -21,7 +21,7 @@ from hypothesis import event
 from tests.conftest import ServerThread, make_settings
 from tuneserve.settings import Settings
 from tuneserve_client import Client
-from tuneserve_client._proto.tuneserve.v1 import datasets_pb2, models_pb2, prediction_pb2, training_pb2
+from tuneserve_client.proto.tuneserve.v1 import datasets_pb2, models_pb2, prediction_pb2, training_pb2
 
 TOKEN = "fuzz-admin-token-0123456789"
 AUTH = (("authorization", f"Bearer {TOKEN}"),)

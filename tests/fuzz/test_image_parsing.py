@@ -16,10 +16,10 @@ from hypothesis import strategies as st
 from tests.fuzz.harness import Target, assert_healthy, fuzz_settings, invoke, serving
 from tests.fuzz.image_strategies import image_jsonl_files, zip_files
 from tests.fuzz.test_rpcs import UPLOAD, _chunked
-from tuneserve.core.image_parsing import ParsedImages, parse_image_jsonl, parse_zip
-from tuneserve.core.parsing import ParseLimits
+from tuneserve.core.data.image_parsing import ParsedImages, parse_image_jsonl, parse_zip
+from tuneserve.core.data.parsing import ParseLimits
 from tuneserve.errors import InvalidArgument
-from tuneserve_client._proto.tuneserve.v1 import datasets_pb2
+from tuneserve_client.proto.tuneserve.v1 import datasets_pb2
 
 LIMITS = ParseLimits(max_rows=8, max_labels=4, max_text_chars=200, max_label_chars=32, max_image_pixels=20 * 20,
                      max_bytes=64 * 1024)

@@ -11,7 +11,7 @@ from hypothesis import event, example, given
 from hypothesis import strategies as st
 
 from tests.fuzz.strategies import dataset_files
-from tuneserve.core.parsing import ParsedDataset, ParseLimits, parse_file
+from tuneserve.core.data.parsing import ParsedDataset, ParseLimits, parse_file
 from tuneserve.errors import InvalidArgument
 
 LIMITS = ParseLimits(max_rows=8, max_labels=4, max_text_chars=200, max_label_chars=32)

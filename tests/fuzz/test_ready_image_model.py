@@ -19,8 +19,8 @@ from tests.fixtures import IMAGE_LABELS, make_image, tiny_efficientnet
 from tests.fuzz.harness import Target, assert_healthy, fuzz_settings, invoke, serving
 from tests.fuzz.image_strategies import accepted_images, image_bytes
 from tuneserve_client import JobState
-from tuneserve_client._proto.inference import grpc_service_pb2 as oip_pb
-from tuneserve_client._proto.tuneserve.v1 import prediction_pb2
+from tuneserve_client.proto.inference import grpc_service_pb2 as oip_pb
+from tuneserve_client.proto.tuneserve.v1 import prediction_pb2
 
 pytestmark = pytest.mark.slow
 

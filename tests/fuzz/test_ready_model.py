@@ -20,7 +20,7 @@ from tests.fuzz.strategies import integers, names, texts
 from tests.integration.conftest import QUICK
 from tuneserve.settings import LimitSettings
 from tuneserve_client import JobState
-from tuneserve_client._proto.tuneserve.v1 import models_pb2, prediction_pb2
+from tuneserve_client.proto.tuneserve.v1 import models_pb2, prediction_pb2
 
 pytestmark = pytest.mark.slow
 

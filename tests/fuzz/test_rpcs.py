@@ -30,7 +30,7 @@ from tests.fuzz.harness import (
     serving,
 )
 from tests.fuzz.strategies import dataset_files, known_ids, messages, names, paths, texts
-from tuneserve_client._proto.tuneserve.v1 import datasets_pb2, prediction_pb2, training_pb2
+from tuneserve_client.proto.tuneserve.v1 import datasets_pb2, prediction_pb2, training_pb2
 
 UNARY_REQUEST = [m for m in METHODS if not m.client_streaming]
 # NOTE: these would change the seeded state for the examples after them (a cancelled job frees its model)

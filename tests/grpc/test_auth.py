@@ -17,8 +17,8 @@ from tests.conftest import ServerThread
 from tests.grpc.conftest import ADMIN_TOKEN, PREDICT_TOKEN, TOKENS, StartServer
 from tuneserve.grpc.auth import ADMIN, OPEN, PREDICT, REQUIRED_ROLE
 from tuneserve_client import Client, NotFound, PermissionDenied, Unauthenticated
-from tuneserve_client._proto.inference import grpc_service_pb2
-from tuneserve_client._proto.tuneserve.v1 import datasets_pb2, models_pb2, prediction_pb2, training_pb2
+from tuneserve_client.proto.inference import grpc_service_pb2
+from tuneserve_client.proto.tuneserve.v1 import datasets_pb2, models_pb2, prediction_pb2, training_pb2
 
 MISSING_MODEL = "model-0000000000000000"
 

@@ -21,8 +21,8 @@ from tests.conftest import ServerThread, make_settings
 from tests.fixtures import make_texts, write_text_dataset
 from tests.integration.conftest import QUICK, TRAIN_COUNTS
 from tuneserve_client import Client, JobState
-from tuneserve_client._proto.inference import grpc_service_pb2 as pb
-from tuneserve_client._proto.inference import grpc_service_pb2_grpc as pb_grpc
+from tuneserve_client.proto.inference import grpc_service_pb2 as pb
+from tuneserve_client.proto.inference import grpc_service_pb2_grpc as pb_grpc
 
 PROBE = Path(__file__).with_name("tritonclient_probe.py")
 TEXTS = [text for text, _ in make_texts({"sport": 3, "politics": 3, "tech": 2}, seed=7)]

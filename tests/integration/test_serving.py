@@ -83,7 +83,7 @@ def served(tiny_bert: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
 
 
 def write_int8_variant(version_dir: Path, *, served: bool, reason: str = "") -> None:
-    from tuneserve.engines.quantize import quantize_int8
+    from tuneserve.engines.export.quantize import quantize_int8
 
     quantize_int8(version_dir / "model.onnx", version_dir / "model.int8.onnx", modality="text")
     report = {"fp32": {"macro_f1": 0.9, "served": True}, "int8": {"macro_f1": 0.895, "served": served, "reason": reason}}

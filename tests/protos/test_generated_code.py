@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-CHECKED_IN = ROOT / "client" / "tuneserve_client" / "_proto"
+CHECKED_IN = ROOT / "client" / "tuneserve_client" / "proto"
 
 
 def _files(root: Path) -> set[str]:

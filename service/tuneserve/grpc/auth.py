@@ -33,8 +33,8 @@ from tuneserve.errors import ConfigError
 from tuneserve.grpc.handlers import Behavior, wrap_handler
 from tuneserve.metrics import Metrics
 from tuneserve.settings import SecuritySettings
-from tuneserve_client._proto.inference import grpc_service_pb2
-from tuneserve_client._proto.tuneserve.v1 import datasets_pb2, models_pb2, prediction_pb2, training_pb2
+from tuneserve_client.proto.inference import grpc_service_pb2
+from tuneserve_client.proto.tuneserve.v1 import datasets_pb2, models_pb2, prediction_pb2, training_pb2
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, TextIO
 
 if TYPE_CHECKING:
-    from tuneserve.engines.export import ExportReport
+    from tuneserve.engines.export.text import ExportReport
 
 
 @dataclass

@@ -15,7 +15,7 @@ import torch
 from transformers import AutoTokenizer, PreTrainedTokenizerBase, Trainer, TrainerState
 from transformers.utils import logging as hf_logging
 
-from tuneserve.engines.export import export_onnx
+from tuneserve.engines.export.text import export_onnx
 from tuneserve.engines.training.artifacts import write_metrics, write_model_artifacts
 from tuneserve.engines.training.callbacks import CurvePoint, EventReporter, StopCallback
 from tuneserve.engines.training.data import (

@@ -1,5 +1,5 @@
 """The ONNX variants of a model version after the fp32 export: variants.json always, and with `ExportSpec.int8` the
-dynamically quantised graph, judged on the validation set (see `tuneserve.engines.quantize`)."""
+dynamically quantised graph, judged on the validation set (see `tuneserve.engines.export.quantize`)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 from transformers import PreTrainedTokenizerBase
 
-from tuneserve.engines.quantize import judge_int8, quantize_int8
+from tuneserve.engines.export.quantize import judge_int8, quantize_int8
 from tuneserve.engines.training.artifacts import write_variants
 from tuneserve.engines.training.data import Example
 from tuneserve.engines.training.events import EventWriter, ExportEvent

@@ -26,8 +26,8 @@ from safetensors.torch import load_file
 from torch import nn
 from transformers.modeling_outputs import SequenceClassifierOutput
 
-from tuneserve.engines.features import never_estimated
 from tuneserve.engines.imaging import Preprocessing
+from tuneserve.engines.recommend.worker import never_estimated
 from tuneserve.engines.training.head import WEIGHTS_FILE, TransferClassifier
 
 MODEL_TYPE = "efficientnet_lite"

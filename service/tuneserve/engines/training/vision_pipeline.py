@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from tuneserve.engines.export.vision import export_image_onnx
 from tuneserve.engines.training.artifacts import write_variants
 from tuneserve.engines.training.data import Splits, make_splits
 from tuneserve.engines.training.events import EventWriter, ExportEvent
@@ -21,7 +22,6 @@ from tuneserve.engines.training.spec import ARTIFACTS, TrainingSpec
 from tuneserve.engines.training.trainer import new_classifier
 from tuneserve.engines.training.vision import INPUT_NAME, ImageClassifier
 from tuneserve.engines.training.vision_data import Augmentation, ImageDataset, ImageExample, read_image_examples
-from tuneserve.engines.vision_export import export_image_onnx
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,137 @@
+"""Datasets: stream an upload to disk, validate it, store normalised rows, list and delete.
+
+A stored dataset is a directory holding `data.jsonl`: `{"text", "label"}` rows for text, `{"image", "label"}` rows
+for images, where `image` is a path relative to the directory (`images/000017.png`, the uploaded bytes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import hashlib
+import json
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from tuneserve.core.data.image_parsing import ParsedImages, parse_image_jsonl, parse_zip
+from tuneserve.core.data.parsing import ParsedDataset, ParseLimits, infer_format, parse_file
+from tuneserve.core.ids import new_id
+from tuneserve.errors import FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
+from tuneserve.settings import LimitSettings
+from tuneserve.store import ArtifactStore, MetadataStore
+from tuneserve.types import DatasetRecord, Page
+
+
+@dataclass(frozen=True)
+class UploadMetadata:
+    name: str
+    format: str = ""          # csv | jsonl | zip | "" (from the name's extension)
+    text_column: str = "text"
+    label_column: str = "label"
+    image_column: str = ""    # jsonl only: set, the rows hold base64 images in this field (an image dataset)
+
+
+class DatasetManager:
+    def __init__(self, store: MetadataStore, artifacts: ArtifactStore, limits: LimitSettings) -> None:
+        self._store = store
+        self._artifacts = artifacts
+        self._limits = limits
+
+    async def upload(self, meta: UploadMetadata, chunks: AsyncIterator[bytes]) -> DatasetRecord:
+        if not meta.name:
+            raise InvalidArgument("metadata.name is required (usually the file name)")
+        fmt = infer_format(meta.name, meta.format)
+        if meta.image_column and fmt != "jsonl":
+            raise InvalidArgument(
+                f"image_column is for JSONL files with base64 images; a {fmt} dataset cannot use it "
+                "(a zip of class folders needs no columns)"
+            )
+        staged = self._artifacts.temp_dir()
+        try:
+            raw = staged / "upload"
+            size, digest = await self._receive(chunks, raw)
+            if size == 0:
+                raise InvalidArgument("the dataset file is empty")
+            parsed = await asyncio.to_thread(self._parse, raw, staged, fmt, meta)
+            modality = "image" if isinstance(parsed, ParsedImages) else "text"
+            record = DatasetRecord(
+                id=new_id("ds"), name=meta.name, format=fmt, modality=modality, num_rows=len(parsed.rows),
+                labels=sorted(parsed.label_counts), label_counts=parsed.label_counts,
+                num_duplicates=parsed.num_duplicates, size_bytes=size, sha256=digest, create_time=time.time(),
+            )
+            await asyncio.to_thread(_write_rows, staged / "data.jsonl", parsed.rows, modality)
+            raw.unlink()
+            await asyncio.to_thread(self._artifacts.publish_dir, staged, self._artifacts.dataset_dir(record.id))
+        except BaseException:
+            self._artifacts.remove(staged)
+            raise
+        await self._store.add_dataset(record)
+        return record
+
+    def _parse(self, raw: Path, staged: Path, fmt: str, meta: UploadMetadata) -> ParsedDataset | ParsedImages:
+        limits = ParseLimits(
+            self._limits.max_dataset_rows, self._limits.max_labels, self._limits.max_text_chars,
+            self._limits.max_name_chars, self._limits.max_image_pixels, self._limits.max_dataset_bytes,
+        )
+        label_column = meta.label_column or "label"
+        if fmt == "zip":
+            return parse_zip(raw, staged, limits)
+        if fmt == "jsonl" and meta.image_column:
+            return parse_image_jsonl(raw, staged, meta.image_column, label_column, limits)
+        return parse_file(raw, fmt, meta.text_column or "text", label_column, limits)
+
+    async def _receive(self, chunks: AsyncIterator[bytes], path: Path) -> tuple[int, str]:
+        size, digest = 0, hashlib.sha256()
+        with open(path, "wb") as out:
+            async for chunk in chunks:
+                size += len(chunk)
+                if size > self._limits.max_dataset_bytes:
+                    raise ResourceExhausted(
+                        f"dataset larger than {self._limits.max_dataset_bytes} bytes (limit max_dataset_bytes)"
+                    )
+                digest.update(chunk)
+                out.write(chunk)
+        return size, digest.hexdigest()
+
+    async def get(self, dataset_id: str) -> DatasetRecord:
+        record = await self._store.get_dataset(dataset_id)
+        if record is None:
+            raise NotFound("dataset", dataset_id)
+        return record
+
+    async def list(self, page: Page) -> list[DatasetRecord]:
+        return await self._store.list_datasets(page)
+
+    async def delete(self, dataset_id: str) -> None:
+        await self.get(dataset_id)
+        busy = await self._store.jobs_referencing_dataset(dataset_id)
+        if busy:
+            raise FailedPrecondition(
+                f"dataset {dataset_id!r} is used by job {busy[0].id!r} ({busy[0].state.value}); cancel it first"
+            )
+        await self._store.delete_dataset(dataset_id)
+        self._artifacts.remove(self._artifacts.dataset_dir(dataset_id))
+
+    def rows_path(self, dataset_id: str) -> Path:
+        return self._artifacts.dataset_rows(dataset_id)
+
+    async def read_rows(self, dataset_id: str) -> builtins.list[tuple[str, str]]:  # `list` is a method here
+        """(text, label) rows; for an image dataset (image path relative to `dataset_dir`, label)."""
+        await self.get(dataset_id)
+        return await asyncio.to_thread(_read_rows, self.rows_path(dataset_id))
+
+    def dataset_dir(self, dataset_id: str) -> Path:
+        return self._artifacts.dataset_dir(dataset_id)
+
+
+def _write_rows(path: Path, rows: list[tuple[str, str]], modality: str) -> None:
+    with open(path, "w", encoding="utf-8") as out:
+        for value, label in rows:
+            out.write(json.dumps({modality: value, "label": label}, ensure_ascii=False) + "\n")
+
+
+def _read_rows(path: Path) -> list[tuple[str, str]]:
+    with open(path, encoding="utf-8") as f:
+        return [(obj["text"] if "text" in obj else obj["image"], obj["label"]) for obj in map(json.loads, f)]
