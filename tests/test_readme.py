@@ -19,7 +19,7 @@ def test_settings_table_is_current() -> None:
 
 
 def test_every_cli_command_is_documented() -> None:
-    from tuneserve_client._cli import build_parser
+    from tuneserve_client.cli.main import build_parser
 
     parser = build_parser()
     commands = _subcommands(parser)

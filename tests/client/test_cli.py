@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tuneserve_client import JobState
-from tuneserve_client._cli import main, resolve_target
+from tuneserve_client.cli.main import main, resolve_target
 
 from .conftest import FakeTuneServe, job_events
 

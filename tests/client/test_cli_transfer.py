@@ -8,7 +8,7 @@ import json
 import pytest
 
 from tuneserve_client import JobResult
-from tuneserve_client._cli import main
+from tuneserve_client.cli.main import main
 
 from .conftest import FakeTuneServe
 

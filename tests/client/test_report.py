@@ -24,8 +24,8 @@ from tuneserve_client import (
     JobState,
     MetricDelta,
 )
-from tuneserve_client._cli import main
-from tuneserve_client._report import MATPLOTLIB_MISSING, ReportInput, render_html
+from tuneserve_client.cli.main import main
+from tuneserve_client.cli.report.html import MATPLOTLIB_MISSING, ReportInput, render_html
 
 from .conftest import FakeTuneServe, job_events
 

@@ -16,7 +16,7 @@ from tests.grpc.conftest import ADMIN_TOKEN, PREDICT_TOKEN, TOKENS, StartServer
 from tuneserve.errors import ConfigError
 from tuneserve.server import main as serve_main
 from tuneserve_client import Client, Unauthenticated, Unavailable
-from tuneserve_client._cli import main as cli_main
+from tuneserve_client.cli.main import main as cli_main
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ import pytest
 from tests.conftest import ServerThread
 from tuneserve.engines import backbones
 from tuneserve_client import Client
-from tuneserve_client._cli import main
+from tuneserve_client.cli.main import main
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ from tests.conftest import ServerThread, make_settings
 from tests.fixtures import IMAGE_LABELS, make_image, pretrained_tiny_efficientnet, write_text_dataset
 from tests.integration.conftest import QUICK
 from tuneserve_client import Client, InvalidArgument, JobState, Modality, PredictRequest, PredictStreamRequest
-from tuneserve_client._cli import main
+from tuneserve_client.cli.main import main
 
 PROBE = Path(__file__).with_name("tritonclient_image_probe.py")
 LABELS = sorted(IMAGE_LABELS)

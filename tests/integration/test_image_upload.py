@@ -18,7 +18,7 @@ from PIL import Image
 from tests.conftest import ServerThread, make_settings
 from tests.fixtures import IMAGE_LABELS, make_image, write_text_dataset
 from tuneserve_client import Client, DatasetFormat, InvalidArgument, Modality, ResourceExhausted
-from tuneserve_client._cli import main
+from tuneserve_client.cli.main import main
 
 COUNTS = {label: 4 for label in IMAGE_LABELS}
 MAX_PIXELS = 100 * 100

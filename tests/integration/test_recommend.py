@@ -28,7 +28,7 @@ from tuneserve_client import (
     NotFound,
     ResourceExhausted,
 )
-from tuneserve_client._cli import main
+from tuneserve_client.cli.main import main
 
 _TOKENIZER_FILES = ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
 

@@ -13,7 +13,7 @@ from tests.conftest import ServerThread
 from tests.fixtures import make_texts
 from tests.integration.conftest import QUICK, TEST_COUNTS, TRAIN_COUNTS
 from tuneserve_client import Client, JobState
-from tuneserve_client._cli import main
+from tuneserve_client.cli.main import main
 
 # NOTE: a label is user data that reaches the page in tables and pictures: it must arrive as text, never as markup.
 EVIL = "<script>alert('tech')</script> & $x$"

@@ -31,7 +31,7 @@ from tuneserve_client import (
     ResourceExhausted,
     TuneServeError,
 )
-from tuneserve_client._cli import main as cli
+from tuneserve_client.cli.main import main as cli
 
 FEW = {**QUICK, "max_steps": 8, "eval_steps": 8}  # later versions: only the swap matters, not their quality
 TEXTS = [text for text, _ in make_texts({"sport": 11, "politics": 11, "tech": 10}, seed=5)]  # 32, 5-12 words

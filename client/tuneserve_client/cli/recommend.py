@@ -8,13 +8,13 @@ from typing import TYPE_CHECKING
 
 from rich.console import Console
 
-from . import _render as render
-from ._sync import Client
-from .proto.tuneserve.v1.common_pb2 import Modality
-from .proto.tuneserve.v1.training_pb2 import CandidateStatus, RecommendBackboneResponse
+from tuneserve_client._sync import Client
+from tuneserve_client.cli import render
+from tuneserve_client.proto.tuneserve.v1.common_pb2 import Modality
+from tuneserve_client.proto.tuneserve.v1.training_pb2 import CandidateStatus, RecommendBackboneResponse
 
 if TYPE_CHECKING:
-    from ._cli_common import Output
+    from tuneserve_client.cli.common import Output
 
 HELP = "rank backbones for a dataset by a transferability estimate (LogME) of their frozen features"
 

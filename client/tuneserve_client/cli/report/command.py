@@ -15,14 +15,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import _report as report
-from ._exceptions import NotFound
-from .proto.tuneserve.v1.models_pb2 import EvaluateResponse
-from .proto.tuneserve.v1.training_pb2 import Backbone, Job, JobState
+from tuneserve_client._exceptions import NotFound
+from tuneserve_client.cli.report import html as report
+from tuneserve_client.proto.tuneserve.v1.models_pb2 import EvaluateResponse
+from tuneserve_client.proto.tuneserve.v1.training_pb2 import Backbone, Job, JobState
 
 if TYPE_CHECKING:
-    from ._cli_common import Output
-    from ._sync import Client
+    from tuneserve_client._sync import Client
+    from tuneserve_client.cli.common import Output
 
 
 def add_report_command(

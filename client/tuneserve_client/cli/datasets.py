@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from . import _render as render
-from ._cli_common import Output, Subcommands, command, group, paging
-from ._sync import Client
+from tuneserve_client._sync import Client
+from tuneserve_client.cli import render
+from tuneserve_client.cli.common import Output, Subcommands, command, group, paging
 
 
 def add_datasets(commands: Subcommands) -> None:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from . import _render as render
-from ._cli_common import Output, Subcommands, command
-from ._sync import Client
+from tuneserve_client._sync import Client
+from tuneserve_client.cli import render
+from tuneserve_client.cli.common import Output, Subcommands, command
 
 
 def add_command(commands: Subcommands) -> None:

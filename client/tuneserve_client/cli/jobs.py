@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import argparse
 
-from . import _cli_report as report_cli
-from . import _cli_transfer as transfer
-from . import _render as render
-from ._cli_common import Output, Subcommands, command, group, paging
-from ._progress import JobProgressView
-from ._sync import Client
-from .proto.tuneserve.v1.training_pb2 import Job, JobState
+from tuneserve_client._sync import Client
+from tuneserve_client.cli import render, transfer
+from tuneserve_client.cli.common import Output, Subcommands, command, group, paging
+from tuneserve_client.cli.progress import JobProgressView
+from tuneserve_client.cli.report import command as report_cli
+from tuneserve_client.proto.tuneserve.v1.training_pb2 import Job, JobState
 
 _JOB_STATES = ["queued", "running", "succeeded", "failed", "cancelled"]
 # finetune flags that set Hyperparameters fields: the dest of each flag is the field's name

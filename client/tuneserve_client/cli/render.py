@@ -13,17 +13,17 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from .proto.tuneserve.v1.common_pb2 import Modality
-from .proto.tuneserve.v1.datasets_pb2 import Dataset, DatasetFormat, ListDatasetsResponse
-from .proto.tuneserve.v1.models_pb2 import (
+from tuneserve_client.proto.tuneserve.v1.common_pb2 import Modality
+from tuneserve_client.proto.tuneserve.v1.datasets_pb2 import Dataset, DatasetFormat, ListDatasetsResponse
+from tuneserve_client.proto.tuneserve.v1.models_pb2 import (
     EvaluateResponse,
     EvaluationReport,
     ListModelsResponse,
     Model,
     ModelVersionState,
 )
-from .proto.tuneserve.v1.prediction_pb2 import PredictResponse
-from .proto.tuneserve.v1.training_pb2 import (
+from tuneserve_client.proto.tuneserve.v1.prediction_pb2 import PredictResponse
+from tuneserve_client.proto.tuneserve.v1.training_pb2 import (
     Hyperparameters,
     Job,
     JobResult,

@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING, Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from . import _render as render
-from .proto.tuneserve.v1.models_pb2 import ClassMetrics, ConfusionMatrix, EvaluateResponse
-from .proto.tuneserve.v1.training_pb2 import Backbone, ExportDone, Job, JobEvent
+from tuneserve_client.cli import render
+from tuneserve_client.proto.tuneserve.v1.models_pb2 import ClassMetrics, ConfusionMatrix, EvaluateResponse
+from tuneserve_client.proto.tuneserve.v1.training_pb2 import Backbone, ExportDone, Job, JobEvent
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

@@ -16,14 +16,8 @@ import os
 import sys
 from collections.abc import Callable, Mapping
 
-from . import _cli_datasets as datasets
-from . import _cli_jobs as jobs
-from . import _cli_models as models
-from . import _cli_predict as predict
-from . import _cli_recommend as recommend
-from ._cli_common import Handler, Output
-from ._client import DEFAULT_TARGET
-from ._exceptions import (
+from tuneserve_client._client import DEFAULT_TARGET
+from tuneserve_client._exceptions import (
     AlreadyExists,
     DeadlineExceeded,
     FailedPrecondition,
@@ -32,8 +26,10 @@ from ._exceptions import (
     TuneServeError,
     Unavailable,
 )
-from ._sync import Client
-from ._version import __version__
+from tuneserve_client._sync import Client
+from tuneserve_client._version import __version__
+from tuneserve_client.cli import datasets, jobs, models, predict, recommend
+from tuneserve_client.cli.common import Handler, Output
 
 _USAGE_ERRORS = (InvalidArgument, NotFound, AlreadyExists, FailedPrecondition)
 _SERVER_MISSING = (

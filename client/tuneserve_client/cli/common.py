@@ -15,9 +15,9 @@ from typing import TypeAlias, TypeVar
 from google.protobuf.message import Message
 from rich.console import Console
 
-from . import _render as render
-from ._sync import Client
-from .proto.tuneserve.v1.training_pb2 import JobEvent
+from tuneserve_client._sync import Client
+from tuneserve_client.cli import render
+from tuneserve_client.proto.tuneserve.v1.training_pb2 import JobEvent
 
 _M = TypeVar("_M", bound=Message)
 Handler: TypeAlias = Callable[[Client, argparse.Namespace, "Output"], int]

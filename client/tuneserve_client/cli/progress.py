@@ -10,8 +10,8 @@ from types import TracebackType
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
 
-from ._render import size, state_name
-from .proto.tuneserve.v1.training_pb2 import (
+from tuneserve_client.cli.render import size, state_name
+from tuneserve_client.proto.tuneserve.v1.training_pb2 import (
     CheckpointSaved,
     EarlyStopped,
     EvaluationDone,

@@ -1,0 +1,1 @@
+"""`tuneserve jobs report`: the command (`command`) and the self-contained HTML page it writes (`html`)."""
