@@ -55,8 +55,8 @@ lock-diff: install
 	done; true
 
 bench:
-	$(BIN)/python bench/finetune_bbc.py
-	$(BIN)/python bench/predict_latency.py
+	$(BIN)/python -m bench.finetune_bbc
+	$(BIN)/python -m bench.predict_latency
 
 clean:
 	rm -rf $(VENV) data .pytest_cache

@@ -2,7 +2,7 @@
 (service/tuneserve/engines/backbone_latency.json), so that the serving process neither imports torch nor spends
 start-up time measuring:
 
-    python bench/backbone_latency.py [--threads N] [--runs N] [--only NAME ...] [--dry-run]
+    python -m bench.backbone_latency [--threads N] [--runs N] [--only NAME ...] [--dry-run]
 
 What is timed: the backbone alone (no head), PyTorch eager under torch.inference_mode(), batch 1, at its own input
 size: 128 tokens for text (the padded input the tokenizer makes, capped at the backbone's longest input), the
@@ -29,8 +29,8 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
-from _common import machine
 
+from bench._common import machine
 from tuneserve.engines.backbones import LATENCY_FILE, list_backbones, resolve_backbone
 
 TEXT_TOKENS = 128

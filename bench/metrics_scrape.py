@@ -6,7 +6,7 @@ the ones 20 loaded, busy model versions create (3 inference histograms, 2 memory
 each, every histogram bucket in use) plus two running fine-tunes and every RPC method with a few status codes;
 loading 20 real ONNX sessions would change none of the scrape's work, only the memory the process uses.
 
-    python bench/metrics_scrape.py [--models 20] [--seconds 15]
+    python -m bench.metrics_scrape [--models 20] [--seconds 15]
 """
 
 from __future__ import annotations
@@ -15,19 +15,15 @@ import argparse
 import asyncio
 import platform
 import statistics
-import sys
 import tempfile
 import time
 import urllib.request
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from tests.integration.prometheus_server import PrometheusServer, prometheus_binary  # noqa: E402
-from tuneserve.metrics import Metrics  # noqa: E402
-from tuneserve.server import create_server  # noqa: E402
-from tuneserve.settings import Settings  # noqa: E402
+from tests.integration.prometheus_server import PrometheusServer, prometheus_binary
+from tuneserve.metrics import Metrics
+from tuneserve.server import create_server
+from tuneserve.settings import Settings
 
 CODES = ("OK", "INVALID_ARGUMENT", "NOT_FOUND", "INTERNAL")
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Triton's perf_analyzer against tuneserve's Open Inference Protocol endpoint, at concurrency 1, 8 and 32.
 #
-#   bench/perf_analyzer.sh                       # trains a tiny model (bench/tiny_model.py) in a temp dir first
+#   bench/perf_analyzer.sh                       # trains a tiny model (tests/tiny_model.py) in a temp dir first
 #   bench/perf_analyzer.sh DATA_DIR MODEL_ID     # a data dir holding a READY model, e.g. the one finetune_bbc.py made
 #   CONCURRENCY="1 4" WINDOW_MS=3000 bench/perf_analyzer.sh ...
 #
@@ -39,7 +39,7 @@ if [[ $# -ge 2 ]]; then
 else
   DATA_DIR="$OUT_DIR/data"
   echo "training a tiny model into $DATA_DIR ..." >&2
-  MODEL_ID="$(cd "$ROOT" && "$PYTHON" bench/tiny_model.py --data-dir "$DATA_DIR" 2>"$OUT_DIR/tiny_model.log" | tail -1)"
+  MODEL_ID="$(cd "$ROOT" && "$PYTHON" -m tests.tiny_model --data-dir "$DATA_DIR" 2>"$OUT_DIR/tiny_model.log" | tail -1)"
 fi
 
 PORT="$("$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
@@ -54,9 +54,9 @@ for _ in $(seq 120); do
 done
 
 # perf_analyzer's --input-data: one request per entry, cycled through
-(cd "$ROOT/bench" && "$PYTHON" - "$OUT_DIR/input.json" <<'EOF'
+(cd "$ROOT" && "$PYTHON" - "$OUT_DIR/input.json" <<'EOF'
 import json, sys
-from _common import bbc_news, split
+from bench._common import bbc_news, split
 _, test = split(bbc_news())
 json.dump({"data": [{"text": [text]} for text, _ in test[:64]]}, open(sys.argv[1], "w"))
 EOF

@@ -1,8 +1,8 @@
 """Batch-1 Predict latency through the service (our client, gRPC on loopback, a server process) vs the same
 tokenize + ONNX Runtime work done in-process, in the same run.
 
-    python bench/predict_latency.py                       # trains a quick MiniLM model first (a few steps)
-    python bench/predict_latency.py --data-dir DIR --model-id ID   # reuse finetune_bbc.py's model
+    python -m bench.predict_latency                       # trains a quick MiniLM model first (a few steps)
+    python -m bench.predict_latency --data-dir DIR --model-id ID   # reuse finetune_bbc.py's model
 
 Both sides use the same ONNX graph, tokenizer, max_seq_length and intra-op thread count, and their calls are
 interleaved (service, in-process, service, ...) so that load from other processes hits both alike. Prints p50/p99 in
@@ -19,8 +19,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from _common import bbc_news, machine, server, split, write_jsonl
-
+from bench._common import bbc_news, machine, server, split, write_jsonl
 from tuneserve.cpus import available_cpus
 from tuneserve.engines.runtime import OnnxTextClassifier, RuntimeOptions
 from tuneserve_client import Client, JobState

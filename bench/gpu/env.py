@@ -1,4 +1,4 @@
-"""Environment facts for gpu_check.py: package versions, what is missing, the GPU as torch sees it, and the
+"""Environment facts for bench/gpu/check.py: package versions, what is missing, the GPU as torch sees it, and the
 execution provider a real ONNX Runtime session uses (onnxruntime-gpu lists CUDA even where it falls back to CPU)."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from typing import Any
 
 # What each part of the check needs (import names). The worker imports all of TRAINING at module level, the text
-# path included: its pipeline imports the image pipeline, hence efficientnet_lite_pytorch (bench/gpu_vendor.sh carries
+# path included: its pipeline imports the image pipeline, hence efficientnet_lite_pytorch (bench/gpu/vendor.sh carries
 # it to the device, whose image lacks it) and PIL.
 TRAINING = ("torch", "transformers", "tokenizers", "safetensors", "sklearn", "accelerate", "onnx", "onnxruntime", "numpy",
             "efficientnet_lite_pytorch", "PIL")
@@ -42,7 +42,7 @@ def module_versions() -> tuple[dict[str, str], dict[str, str]]:
 
 
 def _distribution_version(module: str) -> str:
-    # NOTE: a vendored package (bench/gpu_vendor.sh) has no dist-info: its version is unknown, its place is not.
+    # NOTE: a vendored package (bench/gpu/vendor.sh) has no dist-info: its version is unknown, its place is not.
     with contextlib.suppress(importlib.metadata.PackageNotFoundError):
         return importlib.metadata.version(module.replace("_", "-"))
     return "?"

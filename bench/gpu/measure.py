@@ -1,4 +1,4 @@
-"""Measurements for gpu_check.py: timing loops, the training worker run, and the inference comparisons.
+"""Measurements for bench/gpu/check.py: timing loops, the training worker run, and the inference comparisons.
 
 Every function returns a plain dict for the JSON summary; the heavy imports happen inside them, so that a missing
 package fails one measurement (reported) rather than the whole check.

@@ -1,4 +1,5 @@
-"""The human-readable end of gpu_check.py: medians side by side, and the summary printed last (the JSON has it all)."""
+"""The human-readable end of the GPU check (check.py): medians side by side, and the summary printed last (the JSON has
+it all)."""
 
 from __future__ import annotations
 

