@@ -1,4 +1,5 @@
-"""Print the settings reference (a Markdown table) that README.md carries; tests/test_readme.py checks it is current.
+"""Print the settings reference (a Markdown table) that docs/reference/settings.md carries between its
+`<!-- settings-table:start -->` / `<!-- settings-table:end -->` markers; tests/test_docs.py checks it is current.
 
     python tools/settings_table.py
 """
