@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -19,8 +19,9 @@ if TYPE_CHECKING:
 class ServerThread:
     """Starts `create_server(settings)` on a private event loop; `restart()` reopens the same data directory."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, runtime_opener: Callable[..., Any] | None = None) -> None:
         self.settings = settings
+        self.runtime_opener = runtime_opener  # None: the real engines.runtime.open_runtime
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="tuneserve-test-server", daemon=True)
         self._thread.start()
@@ -34,7 +35,10 @@ class ServerThread:
     def start(self) -> ServerThread:
         from tuneserve.server import create_server  # NOTE: lazily, so client-only installs can run tests/client
 
-        self.app = self._call(create_server(self.settings))
+        if self.runtime_opener is None:
+            self.app = self._call(create_server(self.settings))
+        else:
+            self.app = self._call(create_server(self.settings, runtime_opener=self.runtime_opener))
         self.settings.server.port = self.app.port  # a restart binds the same port
         return self
 

@@ -12,6 +12,7 @@ import functools
 import logging
 import signal
 import sys
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,10 +30,11 @@ from tuneserve.core.recommend.recommender import Recommender
 from tuneserve.core.registry import ModelRegistry
 from tuneserve.core.serving.cache import ModelCache
 from tuneserve.core.serving.inference import InferenceService
+from tuneserve.core.serving.resolver import VersionResolver
 from tuneserve.core.training.jobs import JobManager
 from tuneserve.core.training.runners.base import build_runner
 from tuneserve.cpus import available_cpus
-from tuneserve.engines.runtime import RuntimeOptions, open_runtime
+from tuneserve.engines.runtime import Runtime, RuntimeOptions, open_runtime
 from tuneserve.errors import ConfigError
 from tuneserve.grpc import auth, tls
 from tuneserve.grpc.interceptors import StatusInterceptor
@@ -56,6 +58,9 @@ from tuneserve_client.proto.tuneserve.v1 import (
 )
 
 log = logging.getLogger("tuneserve")
+
+RuntimeOpener = Callable[..., Runtime]
+"""`opener(version_dir, variant, *, options: RuntimeOptions)` -> a warmed-up runtime (engines.runtime.open_runtime)."""
 
 SERVICE_NAMES = [
     datasets_pb2.DESCRIPTOR.services_by_name["DatasetService"].full_name,
@@ -97,9 +102,10 @@ class App:
         await self.store.close()
 
 
-async def create_server(settings: Settings) -> App:
+async def create_server(settings: Settings, *, runtime_opener: RuntimeOpener = open_runtime) -> App:
     """Open the store, wire the services and start serving; the port in `App.port` is the one bound (port 0 works).
-    Raises ConfigError for unusable security or runner settings, before anything is opened or bound."""
+    Raises ConfigError for unusable security or runner settings, before anything is opened or bound.
+    `runtime_opener(version_dir, variant, options=...)` opens a version's runtime (tests wrap it to hold a load)."""
     credentials = tls.server_credentials(settings.security)
     tokens = auth.load_tokens(settings.security)
     runner = build_runner(settings)
@@ -125,11 +131,15 @@ async def create_server(settings: Settings) -> App:
         providers=tuple(settings.inference.providers),
         max_image_pixels=settings.limits.max_image_pixels,
     )
-    cache = ModelCache(functools.partial(open_runtime, options=options), settings.inference, settings.batching, metrics)
+    cache = ModelCache(functools.partial(runtime_opener, options=options), settings.inference, settings.batching, metrics)
+    resolver = VersionResolver(registry, cache)
+    # NOTE: every catalog -> serving event is wired here, and only here; serving never writes back but through the
+    # resolver's corruption record
+    registry.on_change(resolver.refresh)
+    registry.on_delete(resolver.forget)
     registry.on_delete(cache.unload_model)
-    cache.on_corrupt(registry.mark_corrupt)
-    inference = InferenceService(registry, cache, settings.limits, settings.batching, metrics)
-    evaluator = Evaluator(registry, datasets, inference)
+    inference = InferenceService(registry, cache, resolver, settings.limits, settings.batching, metrics)
+    evaluator = Evaluator(datasets, inference)
 
     limit = settings.server.max_message_bytes
     server = grpc.aio.server(
@@ -146,7 +156,9 @@ async def create_server(settings: Settings) -> App:
     training_pb2_grpc.add_TrainingServiceServicer_to_server(TrainingServicer(jobs, recommender), server)
     models_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(registry, inference, evaluator), server)
     prediction_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionServicer(inference), server)
-    open_inference = open_inference_servicer.InferenceServicer(registry, inference, settings.limits, settings.batching.max_queue_size)
+    open_inference = open_inference_servicer.InferenceServicer(
+        registry, inference, settings.limits, settings.batching.max_queue_size
+    )
     grpc_service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(open_inference, server)
     health_servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]  # grpc-stubs predates health.aio
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

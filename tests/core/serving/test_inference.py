@@ -5,81 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-from tests.core.fakes import NumpyRuntime
+from tests.core.serving.conftest import World, until
 from tuneserve.core.registry import ModelRegistry
-from tuneserve.core.serving.cache import ModelCache
-from tuneserve.core.serving.inference import InferenceService, PredictParams, StreamRequest
+from tuneserve.core.serving.inference import PredictParams, StreamRequest
 from tuneserve.errors import FailedPrecondition, InvalidArgument, NotFound
-from tuneserve.metrics import Metrics
-from tuneserve.settings import BatchingSettings, InferenceSettings, LimitSettings
-from tuneserve.store import ArtifactStore, MetadataStore, SQLiteMetadataStore
+from tuneserve.store import SQLiteMetadataStore
 from tuneserve.types import ModelRecord
-
-
-class Loader:
-    """NumpyRuntimes keyed by (version, variant); versions in `held` wait until released."""
-
-    def __init__(self) -> None:
-        self.loads: list[tuple[int, str]] = []
-        self.runtimes: dict[tuple[int, str], NumpyRuntime] = {}
-        self.held: dict[int, threading.Event] = {}
-
-    def hold(self, version: int) -> threading.Event:
-        self.held[version] = threading.Event()
-        return self.held[version]
-
-    def __call__(self, path: Path, variant: str) -> NumpyRuntime:
-        version = int(path.name)
-        if version in self.held:
-            assert self.held[version].wait(5)
-        self.loads.append((version, variant))
-        self.runtimes[version, variant] = NumpyRuntime(variant=variant)
-        return self.runtimes[version, variant]
-
-
-class World:
-    def __init__(self, store: MetadataStore, artifacts: ArtifactStore, loader: Loader) -> None:
-        self.store, self.artifacts, self.loader = store, artifacts, loader
-        self.registry = ModelRegistry(store, artifacts)
-        self.cache = ModelCache(loader, InferenceSettings(), BatchingSettings())
-        self.inference = InferenceService(
-            self.registry, self.cache, LimitSettings(), BatchingSettings(), Metrics(gpu=False)
-        )
-
-    async def new_version(self, model: ModelRecord) -> int:
-        version = await self.registry.add_version(await self.registry.get(model.id), "job")
-        self.artifacts.version_dir(model.id, version.version).mkdir(parents=True)
-        await self.registry.mark_ready(model.id, version.version, {"macro_f1": 0.9})
-        return version.version
-
-    async def predict(self, model: ModelRecord, **params: object) -> tuple[int, str]:
-        result = await self.inference.predict(PredictParams(model.id, ["some text"], **params))  # type: ignore[arg-type]
-        return result.version, result.variant
-
-
-@pytest.fixture
-async def world(tmp_path: Path) -> AsyncIterator[World]:
-    store = SQLiteMetadataStore(tmp_path / "tuneserve.db")
-    await store.open()
-    world = World(store, ArtifactStore(tmp_path), Loader())
-    try:
-        yield world
-    finally:
-        await world.cache.close()
-        await store.close()
-
-
-@pytest.fixture
-async def model(world: World) -> ModelRecord:
-    model = await world.registry.create("topics", "tiny", NumpyRuntime.labels, "text")
-    await world.new_version(model)
-    return model
 
 
 async def test_latest_switches_only_after_the_new_version_is_loaded(world: World, model: ModelRecord) -> None:
@@ -89,9 +25,9 @@ async def test_latest_switches_only_after_the_new_version_is_loaded(world: World
     for _ in range(3):
         assert await asyncio.wait_for(world.predict(model), 1) == (1, "fp32")  # served, never waiting for v2
     release.set()
-    await _until(lambda: world.cache.is_loaded(model.id, 2))
+    await until(lambda: world.cache.is_loaded(model.id, 2))
     assert await world.predict(model) == (2, "fp32")
-    await _until(lambda: world.loader.runtimes[1, "fp32"].closed)  # the old version is unloaded after the swap
+    await until(lambda: world.loader.runtimes[1, "fp32"].closed)  # the old version is unloaded after the swap
     assert world.loader.loads == [(1, "fp32"), (2, "fp32")]
     assert await world.predict(model, version=1) == (1, "fp32")  # an explicit version still works (reloaded)
 
@@ -186,11 +122,3 @@ async def test_predict_stream_answers_every_request_and_errors_do_not_end_it(wor
     assert sorted(answers) == sorted(f"r{i}" for i in range(20))
     assert isinstance(answers.pop("r7"), InvalidArgument)
     assert all(result.version == 1 for result in answers.values())  # type: ignore[union-attr]
-
-
-async def _until(condition, seconds: float = 5.0) -> None:  # type: ignore[no-untyped-def]
-    for _ in range(int(seconds / 0.01)):
-        if condition():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("condition not met in time")

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from scipy.stats import binomtest
 
 if TYPE_CHECKING:
-    from tuneserve.core.evaluation.evaluator import EvaluationReport
+    from tuneserve.core.evaluation.reports import EvaluationReport
 
 ALPHA = 0.05
 METRICS = (

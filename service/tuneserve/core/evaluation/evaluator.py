@@ -15,49 +15,14 @@ from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_f
 
 from tuneserve.core.data.datasets import DatasetManager
 from tuneserve.core.evaluation.comparison import Comparison, compare_pair
-from tuneserve.core.registry import ModelRegistry, ServableVersion
+from tuneserve.core.evaluation.reports import ClassReport, EvaluationReport
 from tuneserve.core.serving.inference import InferenceService
+from tuneserve.core.serving.resolver import Target, VersionRef
 from tuneserve.errors import InvalidArgument
 
 _BATCH = 64
 # NOTE: each compared model is a full pass over the dataset; a handful answers "did transfer help" within a deadline.
 MAX_COMPARED = 8
-
-
-@dataclass(frozen=True)
-class ClassReport:
-    label: str
-    precision: float
-    recall: float
-    f1: float
-    support: int
-
-
-@dataclass(frozen=True)
-class EvaluationReport:
-    model_id: str
-    model_version: int
-    dataset_id: str
-    num_examples: int
-    accuracy: float
-    macro_precision: float
-    macro_recall: float
-    macro_f1: float
-    weighted_precision: float
-    weighted_recall: float
-    weighted_f1: float
-    per_class: list[ClassReport]
-    labels: list[str]                 # confusion matrix order: rows true, columns predicted
-    confusion_matrix: list[list[int]]
-    num_unknown_labels: int
-    duration_seconds: float
-    runtime: str = "onnxruntime"
-
-
-@dataclass(frozen=True)
-class ModelRef:
-    model_id: str
-    version: int = 0          # 0 = latest READY version
 
 
 @dataclass(frozen=True)
@@ -68,8 +33,7 @@ class ComparisonResult:
 
 
 class Evaluator:
-    def __init__(self, registry: ModelRegistry, datasets: DatasetManager, inference: InferenceService) -> None:
-        self._registry = registry
+    def __init__(self, datasets: DatasetManager, inference: InferenceService) -> None:
         self._datasets = datasets
         self._inference = inference
 
@@ -78,59 +42,59 @@ class Evaluator:
             raise InvalidArgument("model_id and dataset_id are required")
         if version < 0:
             raise InvalidArgument("version must be >= 0 (0 = latest READY version)")
-        servable = await self._registry.servable(model_id, version)
-        await self._check_modality(servable, dataset_id)
+        target = await self._inference.resolve(VersionRef(model_id, version))
+        await self._check_modality(target, dataset_id)
         rows = await self._datasets.read_rows(dataset_id)
-        report, _ = await self._run(servable, rows, dataset_id)
+        report, _ = await self._run(target, rows, dataset_id)
         return report
 
-    async def compare(self, first: ModelRef, others: list[ModelRef], dataset_id: str) -> ComparisonResult:
+    async def compare(self, first: VersionRef, others: list[VersionRef], dataset_id: str) -> ComparisonResult:
         """Evaluate `first` and each of `others` on the same rows; compare `first` with each (deltas, McNemar)."""
         if not others:
             raise InvalidArgument("compare is empty: name at least one model to compare with")
         if len(others) > MAX_COMPARED:
             raise InvalidArgument(f"{len(others)} models to compare, more than {MAX_COMPARED}; split the request")
         _check_refs(first, others, dataset_id)
-        servables = [await self._registry.servable(ref.model_id, ref.version) for ref in [first, *others]]
-        _check_distinct(servables)
-        for servable in servables:
-            await self._check_modality(servable, dataset_id)
+        targets = [await self._inference.resolve(ref) for ref in [first, *others]]
+        _check_distinct(targets)
+        for target in targets:
+            await self._check_modality(target, dataset_id)
         rows = await self._datasets.read_rows(dataset_id)
-        runs = [await self._run(servable, rows, dataset_id) for servable in servables]
-        (report, correct), kind = runs[0], servables[0].model.kind
+        runs = [await self._run(target, rows, dataset_id) for target in targets]
+        (report, correct), kind = runs[0], targets[0].model.kind
         comparisons = [
-            compare_pair(report, kind, correct, other, servable.model.kind, other_correct)
-            for (other, other_correct), servable in zip(runs[1:], servables[1:], strict=True)
+            compare_pair(report, kind, correct, other, target.model.kind, other_correct)
+            for (other, other_correct), target in zip(runs[1:], targets[1:], strict=True)
         ]
         return ComparisonResult(report, [other for other, _ in runs[1:]], comparisons)
 
     async def _run(
-        self, servable: ServableVersion, rows: list[tuple[str, str]], dataset_id: str
+        self, target: Target, rows: list[tuple[str, str]], dataset_id: str
     ) -> tuple[EvaluationReport, list[bool]]:
         """The report of one version on the rows, and which rows it got right (for paired tests)."""
         started = time.perf_counter()
         inputs = [value for value, _ in rows]
-        probs = [await self._batch(servable, inputs[i:i + _BATCH], dataset_id) for i in range(0, len(inputs), _BATCH)]
+        probs = [await self._batch(target, inputs[i:i + _BATCH], dataset_id) for i in range(0, len(inputs), _BATCH)]
         predicted = np.concatenate(probs).argmax(axis=1)
-        model_labels = servable.model.labels
+        model_labels = target.model.labels
         y_pred = [model_labels[i] for i in predicted]
         y_true = [label for _, label in rows]
         report = await asyncio.to_thread(_metrics, y_true, y_pred, model_labels)
         evaluation = EvaluationReport(
-            model_id=servable.model.id, model_version=servable.version.version, dataset_id=dataset_id,
+            model_id=target.model.id, model_version=target.version, dataset_id=dataset_id,
             duration_seconds=time.perf_counter() - started, **report,
         )
         return evaluation, [p == t for p, t in zip(y_pred, y_true, strict=True)]
 
-    async def _batch(self, servable: ServableVersion, values: list[str], dataset_id: str) -> np.ndarray:
-        if servable.model.modality != "image":
-            return await self._inference.probabilities(servable, values)
+    async def _batch(self, target: Target, values: list[str], dataset_id: str) -> np.ndarray:
+        if target.model.modality != "image":
+            return await self._inference.probabilities(target, values)
         images = await asyncio.to_thread(_read_images, self._datasets.dataset_dir(dataset_id), values)
-        return await self._inference.probabilities(servable, images)
+        return await self._inference.probabilities(target, images)
 
-    async def _check_modality(self, servable: ServableVersion, dataset_id: str) -> None:
+    async def _check_modality(self, target: Target, dataset_id: str) -> None:
         dataset = await self._datasets.get(dataset_id)
-        model = servable.model
+        model = target.model
         if dataset.modality != model.modality:
             raise InvalidArgument(
                 f"dataset {dataset.id!r} holds {dataset.modality} rows but model {model.id!r} (backbone "
@@ -142,7 +106,7 @@ def _read_images(root: Path, relative_paths: list[str]) -> list[bytes]:
     return [(root / relative).read_bytes() for relative in relative_paths]
 
 
-def _check_refs(first: ModelRef, others: list[ModelRef], dataset_id: str) -> None:
+def _check_refs(first: VersionRef, others: list[VersionRef], dataset_id: str) -> None:
     if not first.model_id or not dataset_id:
         raise InvalidArgument("model_id and dataset_id are required")
     if first.version < 0:
@@ -154,10 +118,10 @@ def _check_refs(first: ModelRef, others: list[ModelRef], dataset_id: str) -> Non
             raise InvalidArgument(f"compare[{i}].version must be >= 0 (0 = latest READY version)")
 
 
-def _check_distinct(servables: list[ServableVersion]) -> None:
+def _check_distinct(targets: list[Target]) -> None:
     seen: dict[tuple[str, int], int] = {}
-    for i, servable in enumerate(servables):
-        key = (servable.model.id, servable.version.version)
+    for i, target in enumerate(targets):
+        key = (target.model.id, target.version)
         if key in seen:
             first = "model_id" if seen[key] == 0 else f"compare[{seen[key] - 1}]"
             raise InvalidArgument(

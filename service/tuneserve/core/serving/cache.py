@@ -7,8 +7,9 @@ Requests hold a lease while they use a model: an unloaded (retired) model stops 
 session is closed only when the last lease is released, so nothing is closed under a running request.
 
 Before a version is loaded, the files it serves are checked against the sha256 manifest written when it was published
-(`store.checksums`): a corrupt version is never served; the load answers FAILED_PRECONDITION naming the file, and the
-corruption listeners are told (the server marks the version FAILED, so "latest" falls back to an intact version).
+(`store.checksums`): a corrupt version is never served; the load raises `CorruptVersion` (FAILED_PRECONDITION naming
+the file), and the caller (`resolver.VersionResolver`) marks the version FAILED, so "latest" falls back to an intact
+version. The cache itself never writes to the catalog.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import contextlib
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,8 +36,17 @@ log = logging.getLogger(__name__)
 
 Loader = Callable[[Path, str], Runtime]
 """`loader(version_dir, variant)` -> a warmed-up runtime (blocking; run off the event loop)."""
-CorruptionListener = Callable[[str, int, str], Awaitable[None]]
-"""`listener(model_id, version, problem)` after a version failed its checksum check."""
+
+
+class CorruptVersion(FailedPrecondition):
+    """A version's served files failed their checksum check: it is not served."""
+
+    def __init__(self, model_id: str, version: int, problem: str) -> None:
+        super().__init__(
+            f"model {model_id!r} version {version} failed its checksum check and is not served: {problem}; "
+            "the version is marked FAILED: train it again or use another version"
+        )
+        self.model_id, self.version, self.problem = model_id, version, problem
 
 
 @dataclass(frozen=True)
@@ -75,11 +85,6 @@ class ModelCache:
         self._waiters: dict[ModelKey, int] = {}       # leases to hand out when a load finishes
         self._closing: set[asyncio.Task[None]] = set()
         self._draining: set[LoadedModel] = set()      # retired, still leased by running requests
-        self._corruption_listeners: list[CorruptionListener] = []
-
-    def on_corrupt(self, listener: CorruptionListener) -> None:
-        """Call `listener(model_id, version, problem)` when a version's served files fail their checksum check."""
-        self._corruption_listeners.append(listener)
 
     async def load(self, servable: ServableVersion, variant: str = "fp32") -> LoadedModel:
         """Load (or find) and mark as most recently used, without taking a lease."""
@@ -171,7 +176,7 @@ class ModelCache:
         except ChecksumMismatch as exc:
             self._observe_load("error", started)
             self._waiters.pop(key, None)
-            raise await self._corrupt(key, exc) from exc
+            raise self._corrupt(key, exc) from exc
         except Exception as exc:
             log.exception("loading %s failed", key)
             self._observe_load("error", started)
@@ -194,20 +199,12 @@ class ModelCache:
         verify(path, lambda relative: relative in served or relative.startswith(ARTIFACTS["tokenizer"] + "/"))
         return self._loader(path, variant)
 
-    async def _corrupt(self, key: ModelKey, exc: ChecksumMismatch) -> FailedPrecondition:
+    def _corrupt(self, key: ModelKey, exc: ChecksumMismatch) -> CorruptVersion:
         problem = f"{exc.relative} {exc.problem}"
         log.error("model %s is corrupt and will not be served: %s (in %s)", key, problem, exc.directory)
         if self._metrics is not None:
             self._metrics.artifact_checksum_failures.inc()
-        for listener in self._corruption_listeners:
-            try:
-                await listener(key.model_id, key.version, problem)
-            except Exception:  # NOTE: the request still gets the real reason
-                log.exception("corruption listener failed for %s", key)
-        return FailedPrecondition(
-            f"model {key.model_id!r} version {key.version} failed its checksum check and is not served: {problem}; "
-            "the version is marked FAILED: train it again or use another version"
-        )
+        return CorruptVersion(key.model_id, key.version, problem)
 
     def _evict(self, keep: ModelKey) -> None:
         while len(self._entries) > self._max_loaded or (self._max_bytes and self._bytes() > self._max_bytes):

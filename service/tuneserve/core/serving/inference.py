@@ -1,13 +1,15 @@
-"""Predict: validate the request, pick the version (number, alias or latest) and variant, and run it through that
+"""Predict: validate the request, resolve the version (number, alias or latest) and variant, and run it through that
 model's batcher:
 
-    InferenceService -> VersionRouter (aliases, hot swap) -> ModelCache.lease -> Batcher -> Runtime
+    InferenceService -> VersionResolver.resolve (hot swap, variant) -> VersionResolver.lease (ModelCache) -> Batcher
+    -> Runtime
 
 Texts are tokenized off the event loop (short requests inline, see `_INLINE_ENCODE_CHARS`), images (encoded
 JPEG/PNG/WEBP/BMP bytes, for image models) always decoded and preprocessed off it, and batched with every other
 request for the same version and variant; the caller's deadline travels as `time_remaining` seconds.
-`probabilities(servable, inputs)` (Evaluate, the Open Inference Protocol) goes through the same batcher, so every
-caller shares one queue per model and ONNX Runtime never runs two batches of one session at once.
+`probabilities(target, inputs)` (Evaluate, the Open Inference Protocol: they resolve their own reference first) goes
+through the same batcher, so every caller shares one queue per model and ONNX Runtime never runs two batches of one
+session at once.
 """
 
 from __future__ import annotations
@@ -19,9 +21,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tuneserve.core.registry import LATEST, ModelRegistry, ServableVersion, VariantInfo
+from tuneserve.core.registry import ModelRegistry, VariantInfo
 from tuneserve.core.serving.cache import LoadedModel, ModelCache
-from tuneserve.core.serving.resolver import VersionRouter
+from tuneserve.core.serving.resolver import Target, VersionRef, VersionResolver
 from tuneserve.core.serving.streams import answer_concurrently
 from tuneserve.engines.imaging import ImageError
 from tuneserve.errors import InvalidArgument, NotFound
@@ -58,6 +60,10 @@ class PredictParams:
     variant: str = ""         # "" = fp32
     images: Sequence[bytes] = ()   # encoded images, for image models (exactly one of texts and images is non-empty)
 
+    @property
+    def ref(self) -> VersionRef:
+        return VersionRef(self.model_id, self.version, self.alias, self.variant)
+
 
 @dataclass(frozen=True)
 class PredictResult:
@@ -88,33 +94,31 @@ class InferenceService:
         self,
         registry: ModelRegistry,
         cache: ModelCache,
+        resolver: VersionResolver,
         limits: LimitSettings,
         batching: BatchingSettings,
         metrics: Metrics,
     ) -> None:
         self._registry = registry
         self._cache = cache
+        self._resolver = resolver
         self._limits = limits
         self._metrics = metrics
-        self._router = VersionRouter(registry, cache)
         # NOTE: a stream may have this many requests unanswered (or answered but not yet sent) before it stops
         # reading more; the batcher queue holds as many texts, so one stream can saturate but not bloat the server.
         self._stream_window = max(1, batching.max_queue_size)
-        registry.on_change(self._router.refresh)
-        registry.on_delete(self._router.forget)
 
     async def predict(self, params: PredictParams, time_remaining: float | None = None) -> PredictResult:
         deadline = _deadline(time_remaining)
         self._validate(params)
-        variant = params.variant or "fp32"
-        model = await self._registry.snapshot(params.model_id)
+        target = await self._resolver.resolve(params.ref)
+        model = target.model
         inputs = _inputs_for(model, params)
-        servable = self._select(model, params, variant)
-        async with self._cache.lease(servable, variant) as loaded:
+        async with self._resolver.lease(target) as loaded:
             probs = await self._run(loaded, inputs, deadline, model.modality)
         self._metrics.predictions.labels(model=model.id).inc(len(inputs))
         predictions = [_prediction(p, model.labels, params.top_k) for p in probs]
-        return PredictResult(model.id, servable.version.version, predictions, variant)
+        return PredictResult(model.id, target.version, predictions, target.variant)
 
     async def predict_stream(self, requests: AsyncIterable[StreamRequest]) -> AsyncIterator[StreamOutcome]:
         """Answer each request (a result or the error it raised) in completion order, reading ahead at most
@@ -130,12 +134,9 @@ class InferenceService:
 
     async def load_model(self, model_id: str, version: int = 0, variant: str = "") -> ModelRecord:
         """Open (and warm up) a version's session now; version 0 = the latest READY one."""
-        if version < 0:
-            raise InvalidArgument("version must be >= 0 (0 = latest READY version)")
-        servable = await self._registry.servable(model_id, version)
-        self._registry.check_variant(servable, variant or "fp32")
-        await self._cache.load(servable, variant or "fp32")
-        return servable.model
+        target = await self._resolver.named(VersionRef(model_id, version, variant=variant))
+        await self._resolver.load(target)
+        return target.model
 
     async def unload_model(self, model_id: str, version: int = 0) -> ModelRecord:
         """Close a version's sessions (every variant; version 0 = every version) once their requests finish."""
@@ -159,30 +160,25 @@ class InferenceService:
             if v.state is VersionState.READY
         }
 
+    async def resolve(self, ref: VersionRef) -> Target:
+        """The version that serves `ref` now (`VersionResolver.resolve`), for callers of `probabilities`."""
+        return await self._resolver.resolve(ref)
+
     async def probabilities(
-        self, servable: ServableVersion, inputs: Sequence[str] | Sequence[bytes], *, variant: str = "fp32",
-        time_remaining: float | None = None,
+        self, target: Target, inputs: Sequence[str] | Sequence[bytes], *, time_remaining: float | None = None,
     ) -> np.ndarray:
-        """Class probabilities [len(inputs), C] of a version from `ModelRegistry.servable`, batched with Predict;
-        `inputs` are texts for a text model, encoded images for an image model (the caller checks which)."""
+        """Class probabilities [len(inputs), C] of a resolved version, batched with Predict; `inputs` are texts for a
+        text model, encoded images for an image model (the caller checks which)."""
         deadline = _deadline(time_remaining)
-        self._registry.check_variant(servable, variant)
         # NOTE: never more texts at once than the batcher's queue holds (batching.max_queue_size), or a queue set
         # smaller than the caller's chunk (Evaluate sends 64) would refuse every call with RESOURCE_EXHAUSTED
         step = self._stream_window
-        async with self._cache.lease(servable, variant) as loaded:
+        async with self._resolver.lease(target) as loaded:
             parts = [
-                await self._run(loaded, inputs[i:i + step], deadline, servable.model.modality, offset=i)
+                await self._run(loaded, inputs[i:i + step], deadline, target.model.modality, offset=i)
                 for i in range(0, max(len(inputs), 1), step)
             ]
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
-
-    def _select(self, model: ModelRecord, params: PredictParams, variant: str) -> ServableVersion:
-        if params.alias or params.version == 0:
-            return self._router.route(model, params.alias or LATEST, variant)
-        servable = self._registry.servable_of(model, params.version)
-        self._registry.check_variant(servable, variant)
-        return servable
 
     async def _run(
         self, loaded: LoadedModel, inputs: Sequence[str] | Sequence[bytes], deadline: float | None, modality: str,
@@ -203,6 +199,7 @@ class InferenceService:
         return await loaded.batcher.submit(encoded, remaining)
 
     def _validate(self, params: PredictParams) -> None:
+        # NOTE: before the texts, as the resolver would (it runs after the cheap checks here)
         if not params.model_id:
             raise InvalidArgument("model_id is required")
         if params.version < 0:

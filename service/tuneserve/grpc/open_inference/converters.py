@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from tuneserve.core.serving.resolver import VersionRef
 from tuneserve.errors import InvalidArgument
 from tuneserve.settings import LimitSettings
 from tuneserve.types import ModelRecord, ModelVersionRecord, VersionState
@@ -34,12 +35,6 @@ BACKEND = "onnxruntime"
 _LENGTH = struct.Struct("<I")
 _TYPED_FIELDS = ("bool_contents", "int_contents", "int64_contents", "uint_contents", "uint64_contents",
                  "fp32_contents", "fp64_contents")
-
-
-@dataclass(frozen=True)
-class VersionRef:
-    model_id: str
-    version: int                  # 0 = the latest READY version
 
 
 @dataclass(frozen=True)

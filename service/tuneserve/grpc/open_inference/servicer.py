@@ -1,6 +1,7 @@
 """The Open Inference Protocol (KServe v2 / Triton gRPC, package `inference`) on tuneserve's port, so tritonclient,
 perf_analyzer and other v2 clients work unmodified. Each method converts the request (`kserve_converters`), calls the
-same core as tuneserve.v1 (registry, inference: one batcher per model version for every protocol) and converts back.
+same core as tuneserve.v1 (one `resolve` for the version, with the same hot-swap rule as Predict; one batcher per model
+version for every protocol) and converts back.
 Errors are mapped to status codes by `StatusInterceptor`, never here.
 """
 
@@ -12,7 +13,7 @@ from typing import Any, TypeAlias
 import grpc
 
 from tuneserve import __version__
-from tuneserve.core.registry import ModelRegistry, ServableVersion
+from tuneserve.core.registry import ModelRegistry
 from tuneserve.core.serving.inference import InferenceService
 from tuneserve.core.serving.streams import answer_concurrently
 from tuneserve.errors import FailedPrecondition, NotFound
@@ -25,7 +26,6 @@ from tuneserve.grpc.open_inference.converters import (
     ModelMetadataConverter,
     RepositoryIndexConverter,
     RepositoryParametersConverter,
-    VersionRef,
     VersionRefConverter,
     check_repository,
 )
@@ -64,21 +64,21 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     async def ModelReady(self, request: pb.ModelReadyRequest, context: Context) -> pb.ModelReadyResponse:
         ref = VersionRefConverter.to_types(request.name, request.version)
         try:
-            await self._servable(ref)
+            await self._inference.resolve(ref)
         except (NotFound, FailedPrecondition):  # NOTE: as Triton: an unknown or unservable model is just not ready
             return pb.ModelReadyResponse(ready=False)
         return pb.ModelReadyResponse(ready=True)
 
     async def ModelMetadata(self, request: pb.ModelMetadataRequest, context: Context) -> pb.ModelMetadataResponse:
         ref = VersionRefConverter.to_types(request.name, request.version)
-        servable = await self._servable(ref)
-        versions = [ref.version] if ref.version else _ready_versions(servable.model)
-        return ModelMetadataConverter.from_types(servable.model, versions)
+        target = await self._inference.resolve(ref)
+        versions = [ref.version] if ref.version else _ready_versions(target.model)
+        return ModelMetadataConverter.from_types(target.model, versions)
 
     async def ModelConfig(self, request: pb.ModelConfigRequest, context: Context) -> pb.ModelConfigResponse:
         ref = VersionRefConverter.to_types(request.name, request.version)
-        servable = await self._servable(ref)
-        return ModelConfigConverter.from_types(servable.model, self._limits.max_predict_batch)
+        target = await self._inference.resolve(ref)
+        return ModelConfigConverter.from_types(target.model, self._limits.max_predict_batch)
 
     async def ModelInfer(self, request: pb.ModelInferRequest, context: Context) -> pb.ModelInferResponse:
         return await self._infer(request, context)
@@ -124,18 +124,12 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         return pb.RepositoryModelUnloadResponse()
 
     async def _infer(self, request: pb.ModelInferRequest, context: Context) -> pb.ModelInferResponse:
-        servable = await self._servable(VersionRefConverter.to_types(request.model_name, request.model_version))
-        infer = InferRequestConverter.to_types(request, self._limits, servable.model.modality)
-        probs = await self._inference.probabilities(servable, infer.inputs, time_remaining=context.time_remaining())
-        model = servable.model
+        target = await self._inference.resolve(VersionRefConverter.to_types(request.model_name, request.model_version))
+        infer = InferRequestConverter.to_types(request, self._limits, target.model.modality)
+        probs = await self._inference.probabilities(target, infer.inputs, time_remaining=context.time_remaining())
         return InferResponseConverter.from_types(
-            InferResult(infer, model.id, servable.version.version, model.labels, probs)
+            InferResult(infer, target.model.id, target.version, target.model.labels, probs)
         )
-
-    async def _servable(self, ref: VersionRef) -> ServableVersion:
-        # NOTE: the registry's cached view (as Predict reads it): `servable()` reads the store, three queries each
-        # on a thread hop, which cost ModelInfer ~0.5 ms per request over Predict at batch 1
-        return self._registry.servable_of(await self._registry.snapshot(ref.model_id), ref.version)
 
     async def _all_models(self) -> list[ModelRecord]:
         models: list[ModelRecord] = []

@@ -12,9 +12,11 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from tuneserve.core.data.datasets import UploadMetadata
 from tuneserve.core.evaluation.comparison import Comparison
-from tuneserve.core.evaluation.evaluator import ComparisonResult, EvaluationReport, ModelRef
+from tuneserve.core.evaluation.evaluator import ComparisonResult
+from tuneserve.core.evaluation.reports import EvaluationReport
 from tuneserve.core.recommend.recommender import CandidateScore, Recommendation, RecommendParams
 from tuneserve.core.serving.inference import PredictParams, PredictResult, VersionServing
+from tuneserve.core.serving.resolver import VersionRef
 from tuneserve.core.training.jobs import FineTuneParams
 from tuneserve.engines.backbones import BackboneInfo
 from tuneserve.engines.training.spec import ExportSpec
@@ -196,9 +198,9 @@ def _serving_fields(s: VersionServing | None) -> dict[str, Any]:
     )
 
 
-def compare_from_pb(pb: models_pb2.EvaluateRequest) -> tuple[ModelRef, list[ModelRef]]:
+def compare_from_pb(pb: models_pb2.EvaluateRequest) -> tuple[VersionRef, list[VersionRef]]:
     """The model to evaluate and the models to compare it with."""
-    return ModelRef(pb.model_id, pb.version), [ModelRef(ref.model_id, ref.version) for ref in pb.compare]
+    return VersionRef(pb.model_id, pb.version), [VersionRef(ref.model_id, ref.version) for ref in pb.compare]
 
 
 def evaluation_to_pb(r: EvaluationReport) -> models_pb2.EvaluateResponse:
