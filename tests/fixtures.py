@@ -127,7 +127,7 @@ def pretrained_tiny_efficientnet(directory: Path, *, steps: int = 80, seed: int 
     fine-tune of "pretrained" weights keeps) shrinks its activations tenfold per stage, and with estimated statistics
     a deep random network's features are too scrambled to generalise from a few dozen images."""
     from tuneserve.engines.imaging import preprocess
-    from tuneserve.engines.recommend.worker import estimate_missing_statistics
+    from tuneserve.engines.training.batchnorm import estimate_missing_statistics
     from tuneserve.engines.training.vision import WEIGHTS_FILE, build_efficientnet, preprocessing_for
 
     labels = sorted(IMAGE_LABELS)

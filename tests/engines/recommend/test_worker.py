@@ -13,7 +13,8 @@ import pytest
 import torch
 
 from tests.fixtures import IMAGE_LABELS, TINY_EFFICIENTNET, tiny_efficientnet, write_image_dataset
-from tuneserve.engines.recommend.worker import FeatureSpec, estimate_missing_statistics, image_features, score
+from tuneserve.engines.recommend.worker import FeatureSpec, image_features, score
+from tuneserve.engines.training.batchnorm import estimate_missing_statistics
 from tuneserve.engines.training.spec import BackboneRef
 from tuneserve.engines.training.vision import build_efficientnet, load_backbone, preprocessing_for
 from tuneserve.engines.training.vision_data import ImageDataset, ImageExample

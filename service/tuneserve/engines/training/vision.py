@@ -27,7 +27,7 @@ from torch import nn
 from transformers.modeling_outputs import SequenceClassifierOutput
 
 from tuneserve.engines.imaging import Preprocessing
-from tuneserve.engines.recommend.worker import never_estimated
+from tuneserve.engines.training.batchnorm import never_estimated
 from tuneserve.engines.training.head import WEIGHTS_FILE, TransferClassifier
 
 MODEL_TYPE = "efficientnet_lite"
