@@ -103,7 +103,7 @@ def test_gpu_metrics_with_a_gpu() -> None:
             assert value > 1e9 and samples[("tuneserve_gpu_memory_used_bytes", labels)] <= value
 
 
-def test_readme_and_docstring_document_every_exposed_metric(server: ServerThread) -> None:
+def test_docs_and_docstring_document_every_exposed_metric(server: ServerThread) -> None:
     import tuneserve.metrics
 
     assert server.app is not None
@@ -113,12 +113,11 @@ def test_readme_and_docstring_document_every_exposed_metric(server: ServerThread
     # NOTE: `X_created` (the creation time of counter/histogram X) comes as a gauge family of its own
     exposed = {name for name, _ in families if not name.endswith("_created")}
     exposed |= set(NvmlCollector.METRICS)
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    section = readme[readme.index("## Metrics") : readme.index("## Deployment")]
+    section = (Path(__file__).resolve().parents[1] / "docs" / "operations" / "metrics.md").read_text()
     docstring = tuneserve.metrics.__doc__ or ""
     for name in sorted(exposed):
         if name.startswith("process_"):
             assert "`process_*`" in section and "process_*" in docstring
             continue
-        assert f"`{name}`" in section, f"README's Metrics section does not list {name}"
+        assert f"`{name}`" in section, f"docs/operations/metrics.md does not list {name}"
         assert f"| {name} |" in docstring, f"tuneserve.metrics' docstring does not list {name}"

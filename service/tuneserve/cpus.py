@@ -1,5 +1,5 @@
 """How many CPUs this process may really use. Standard library only, so that scripts running without the server's
-dependencies (bench/gpu_check on the device machine) can import it too."""
+dependencies (bench/gpu/check.py on the device machine) can import it too."""
 
 from __future__ import annotations
 

@@ -171,7 +171,7 @@ class SecuritySettings(_Section):
 
 
 class KubernetesSettings(_Section):
-    """The Jobs of `training.runner = kubernetes` (see README, Scale-out training)."""
+    """The Jobs of `training.runner = kubernetes` (docs/operations/deployment.md, "Scale-out training")."""
 
     namespace: str = ""
     """Namespace of the training Jobs; empty = the server pod's own namespace."""

@@ -64,7 +64,7 @@ Scheduler = Literal["linear", "cosine", "constant"]
 
 @dataclass
 class Hyperparameters:
-    """Defaults chosen so that a first run with no options on a small, imbalanced dataset works (README explains)."""
+    """Defaults chosen so that a first run with no options on a small, imbalanced dataset works (docs/guides/fine-tuning.md explains)."""
 
     epochs: int = 4
     max_steps: int = 0
