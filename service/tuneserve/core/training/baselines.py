@@ -8,6 +8,10 @@ epochs / max_steps, batch size, learning rates, schedule, seed and early stoppin
 fine-tune (top_k, layer-wise decay, gradual unfreezing) are dropped: they concern pretrained layers. Each baseline is a
 model of its own (kind frozen | scratch, source_job_id = the job), exported and servable like any other, and becomes
 READY together with the fine-tuned model when the whole job succeeds.
+
+The verdict follows the one rule of `tuneserve.core.evaluation.verdict` (McNemar, p < 0.05), the same as Evaluate's
+comparison. The job keeps no per-row predictions, only how many of the same validation rows each run got right
+(accuracy x validation_examples; every run scores the job's own validation split), which bound the test.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from tuneserve.core.evaluation import verdict as rule
 from tuneserve.core.registry import ModelRegistry
 from tuneserve.engines.training.spec import ExportSpec, Hyperparameters, TrainingSpec
 from tuneserve.errors import InvalidArgument
@@ -29,9 +34,6 @@ DESCRIPTIONS = {
     "frozen": "training the head on the frozen backbone (linear probe), same budget",
     "scratch": "training the same architecture from random weights, same budget",
 }
-# NOTE: validation sets are small; a difference under one macro-F1 point is reported as no clear difference.
-# Evaluate with `compare` gives a significance test on held-out data.
-MARGIN = 0.01
 
 
 def validate(names: Sequence[str], hp: Hyperparameters) -> list[str]:
@@ -112,18 +114,25 @@ def entry(kind: str, model_id: str, result: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def verdict(fine_tuned: dict[str, float], entries: list[dict[str, Any]]) -> str:
-    """Whether transfer helped, on validation macro F1: the fine-tune against scratch, and against the frozen probe."""
-    mine = fine_tuned.get("macro_f1", 0.0)
-    found = {e["kind"]: float(e["validation_metrics"].get("macro_f1", 0.0)) for e in entries}
+def verdict(fine_tuned: dict[str, Any], entries: list[dict[str, Any]]) -> str:
+    """Whether transfer helped, on the validation rows: the fine-tune (its worker result) against scratch, then against
+    the frozen probe; one sentence each (`tuneserve.core.evaluation.verdict`), joined by "; "."""
+    mine = dict(fine_tuned.get("validation_metrics", {}))
+    rows = int(fine_tuned.get("validation_examples", 0))
+    found = {e["kind"]: e for e in entries}
     parts = []
-    if "scratch" in found:
-        parts.append(_against(mine, found["scratch"], "from scratch", ("transfer helped", "transfer hurt",
-                                                                        "transfer made no clear difference")))
-    if "frozen" in found:
-        parts.append(_against(mine, found["frozen"], "with the backbone frozen", (
-            "fine-tuning the backbone helped", "the frozen backbone did better",
-            "fine-tuning the backbone made no clear difference")))
+    for kind in ("scratch", "frozen"):
+        if kind not in found:
+            continue
+        theirs = dict(found[kind]["validation_metrics"])
+        judged = rule.judge(
+            rule.Side(rule.name("finetuned"), float(mine.get("macro_f1", 0.0))),
+            rule.Side(rule.name(kind, str(found[kind].get("model_id", ""))), float(theirs.get("macro_f1", 0.0))),
+            _evidence(rows, mine, theirs),
+            asked=rule.QUESTIONS[kind],
+            metric="validation macro F1",
+        )
+        parts.append(judged.text)
     return "; ".join(parts)
 
 
@@ -147,11 +156,13 @@ async def discard(registry: ModelRegistry, artifacts: ArtifactStore, job_dir: Pa
         await registry.mark_failed(model.id, model.versions[-1].version)
 
 
-def _against(mine: float, theirs: float, how: str, says: tuple[str, str, str]) -> str:
-    delta = mine - theirs
-    figures = f"validation macro F1 {mine:.4f} fine-tuned vs {theirs:.4f} {how} ({delta * 100:+.1f} points)"
-    if delta >= MARGIN:
-        return f"{says[0]}: {figures}"
-    if delta <= -MARGIN:
-        return f"{says[1]}: {figures}"
-    return f"{says[2]}: {figures}, within {MARGIN * 100:.0f} point"
+def _evidence(rows: int, mine: dict[str, Any], theirs: dict[str, Any]) -> rule.Evidence:
+    """How many of the validation rows each run got right, from its validation accuracy."""
+    if "accuracy" not in mine or "accuracy" not in theirs:
+        return rule.NoCounts("the results do not give both runs' validation accuracy")
+    if rows <= 0:
+        return rule.NoCounts("the result does not give the number of validation rows")
+    first, second = rule.right_count(rows, float(mine["accuracy"])), rule.right_count(rows, float(theirs["accuracy"]))
+    if first is None or second is None:
+        return rule.NoCounts(f"the validation accuracies are not counts of the same {rows} rows")
+    return rule.Counts(rows, first, second)

@@ -290,7 +290,7 @@ class JobManager:
             if run.status != "succeeded":
                 return WorkerOutcome(run.status, reason=prefix + run.reason if run.status == "failed" else run.reason)
             entries.append(baselines.entry(model.kind, model.id, run.result))
-        verdict = baselines.verdict(outcome.result.get("validation_metrics", {}), entries)
+        verdict = baselines.verdict(outcome.result, entries)
         return dataclasses.replace(outcome, result={**outcome.result, "baselines": entries, "transfer_verdict": verdict})
 
     async def _on_worker_event(self, job: JobRecord, event: dict[str, Any], prefix: str = "") -> None:

@@ -1,0 +1,199 @@
+"""Did transfer help? One rule, and one sentence for it, shared by a job's `transfer_verdict` and Evaluate's comparison
+`verdict`.
+
+The rule: McNemar's exact test on the two models' correctness over the same rows. Only the discordant rows count: b
+where the first model is right and the second wrong, c the reverse. Under "both are equally accurate" each is a fair
+coin, so p is the two-sided binomial test of b out of b + c at 1/2 (exact: validation and test sets are small).
+
+- p < ALPHA (0.05) and b > c: the first model is better ("transfer helped", "fine-tuning the backbone helped");
+- p < ALPHA and c > b: the second is ("... hurt");
+- p >= ALPHA: "no significant difference", whatever the size of the gap.
+
+The test decides on correctness (accuracy); the sentence also gives the macro-F1 figures and their difference in
+points, which say how large the gap is. There is no margin of its own: a gap is a finding only when it is significant.
+
+Evaluate has each row's predictions, so b and c are known (`Paired`). A job's result has aggregate validation figures
+only: the worker records no per-row predictions, just how many of the same N validation rows each run got right
+(`Counts`; the baselines run the job's own validation split). Those fix b - c but not b + c, which is bounded: the
+smaller of b and c lies between 0 and min(fewer right, N - more right). p is computed for every pairing in that range:
+when all of them fall on the same side of ALPHA the verdict is the same whatever the pairing (and the sentence gives
+the bound), otherwise it is "undetermined", with the range of p and a pointer to Evaluate with compare. A result that
+does not give the counts at all (`NoCounts`) is also "undetermined", with the figures and why no test was possible.
+(Every run picks its best checkpoint on those same validation rows, so a job's verdict is a little optimistic for all
+of them; Evaluate on held-out rows is the clean test.)
+
+The sentence (`judge`), with the question ("transfer" against scratch, "fine-tuning the backbone" against frozen):
+
+    transfer helped: A beats B (FIGURES; TEST)
+    transfer hurt: B beats A (FIGURES; TEST)
+    transfer made no significant difference: A vs B (FIGURES; TEST)
+    whether transfer helped is undetermined: A vs B (FIGURES; TEST)
+
+and between other models "A beats B", "B beats A", "no significant difference between A and B". FIGURES is
+"macro F1 0.9200 vs 0.4000, +52.0 points" ("validation macro F1" in a job); TEST is "right on b rows the other gets
+wrong, wrong on c it gets right; McNemar p=P < 0.05" (Paired), "right on 184 vs 80 of the same 200 rows; McNemar p <=
+P < 0.05 whichever rows each gets wrong" (Counts), the range of p, or why no test was possible.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+from scipy.stats import binom
+
+ALPHA = 0.05
+TEST = "mcnemar"
+# NOTE: against scratch the question is transfer itself; against the frozen probe, fine-tuning the backbone.
+QUESTIONS = {"scratch": "transfer", "frozen": "fine-tuning the backbone"}
+_PAIR_TEST_HINT = "Evaluate with compare tests the models' paired predictions"
+
+Outcome = Literal["first", "second", "no significant difference", "undetermined"]
+
+
+@dataclass(frozen=True)
+class Side:
+    name: str                 # as the sentence names it, e.g. "the scratch baseline model-1 v1"
+    macro_f1: float
+
+
+@dataclass(frozen=True)
+class Paired:
+    """The discordant rows of paired predictions: b only the first model gets right, c only the second."""
+
+    b: int
+    c: int
+
+
+@dataclass(frozen=True)
+class Counts:
+    """Aggregates only: how many of the same `rows` each model got right."""
+
+    rows: int
+    first_right: int
+    second_right: int
+
+
+@dataclass(frozen=True)
+class NoCounts:
+    reason: str               # why no test was possible, e.g. "the result does not say how many rows each got right"
+
+
+Evidence = Paired | Counts | NoCounts
+
+
+@dataclass(frozen=True)
+class Verdict:
+    outcome: Outcome          # "first" / "second": that model is significantly better
+    p_value: float            # exact with Paired; with Counts the bound the outcome rests on (the upper end when
+                              # undetermined); 1.0 with NoCounts
+    text: str
+
+    @property
+    def significant(self) -> bool:
+        return self.outcome in ("first", "second")
+
+
+def mcnemar(first_correct: Sequence[bool], second_correct: Sequence[bool]) -> Paired:
+    """The discordant counts of paired correctness vectors of the same rows."""
+    if len(first_correct) != len(second_correct):
+        raise ValueError("McNemar needs the two models' predictions on the same rows")
+    pairs = list(zip(first_correct, second_correct, strict=True))
+    return Paired(sum(1 for x, y in pairs if x and not y), sum(1 for x, y in pairs if y and not x))
+
+
+def p_value(b: int, c: int) -> float:
+    """McNemar's exact two-sided p: the binomial test of b out of b + c at 1/2."""
+    return float(_p(np.array([min(b, c)]), abs(b - c))[0])
+
+
+def p_range(counts: Counts) -> tuple[float, float]:
+    """The lowest and highest McNemar p over every pairing of rows the counts allow."""
+    more, fewer = max(counts.first_right, counts.second_right), min(counts.first_right, counts.second_right)
+    if not 0 <= fewer <= more <= counts.rows:
+        raise ValueError(f"{counts.first_right} and {counts.second_right} right of {counts.rows} rows")
+    # NOTE: the smaller discordant count m: both-right rows = fewer - m >= 0, both-wrong rows = rows - more - m >= 0.
+    # p is not monotone in m (the binomial is discrete), hence every m.
+    p = _p(np.arange(min(fewer, counts.rows - more) + 1), more - fewer)
+    return float(p.min()), float(p.max())
+
+
+def question(first_kind: str, second_kind: str) -> str:
+    """The question a comparison answers: "transfer" for a fine-tune against scratch, "fine-tuning the backbone"
+    against the frozen probe, "" otherwise."""
+    return QUESTIONS.get(second_kind, "") if first_kind == "finetuned" else ""
+
+
+def name(kind: str, model_id: str = "", version: int = 0) -> str:
+    what = "the fine-tuned model" if kind == "finetuned" else f"the {kind} baseline"
+    return " ".join(part for part in (what, model_id, f"v{version}" if version else "") if part)
+
+
+def right_count(rows: int, accuracy: float) -> int | None:
+    """How many of `rows` an `accuracy` means were right; None when it fits no whole number of them (the figures are
+    not of those rows)."""
+    right = accuracy * rows
+    if rows <= 0 or not math.isfinite(right) or abs(right - round(right)) > 1e-6:
+        return None
+    return round(right) if 0 <= round(right) <= rows else None
+
+
+def judge(first: Side, second: Side, evidence: Evidence, *, asked: str = "", metric: str = "macro F1") -> Verdict:
+    """The verdict on `first` against `second` and its sentence. `asked` is the question (see `question`); `metric`
+    names the macro-F1 figures ("validation macro F1" in a job)."""
+    figures = (
+        f"{metric} {first.macro_f1:.4f} vs {second.macro_f1:.4f}, {(first.macro_f1 - second.macro_f1) * 100:+.1f} points"
+    )
+    outcome, p, test = _decide(evidence)
+    return Verdict(outcome, p, f"{_lead(outcome, asked, first.name, second.name)} ({figures}; {test})")
+
+
+def _decide(evidence: Evidence) -> tuple[Outcome, float, str]:
+    if isinstance(evidence, Paired):
+        b, c = evidence.b, evidence.c
+        p = p_value(b, c)
+        test = f"right on {b} rows the other gets wrong, wrong on {c} it gets right; McNemar p={p:.3g}"
+        if p >= ALPHA:
+            return "no significant difference", p, f"{test} >= {ALPHA}"
+        return ("first" if b > c else "second"), p, f"{test} < {ALPHA}"
+    if isinstance(evidence, Counts):
+        low, high = p_range(evidence)
+        right = f"right on {evidence.first_right} vs {evidence.second_right} of the same {evidence.rows} rows"
+        if high < ALPHA:
+            better: Outcome = "first" if evidence.first_right > evidence.second_right else "second"
+            return better, high, f"{right}; McNemar p <= {high:.3g} < {ALPHA} whichever rows each gets wrong"
+        if low >= ALPHA:
+            return "no significant difference", low, (
+                f"{right}; McNemar p >= {low:.3g} >= {ALPHA} whichever rows each gets wrong"
+            )
+        return "undetermined", high, (
+            f"{right}; McNemar p between {low:.3g} and {high:.3g} depending on which rows each gets wrong, which the "
+            f"job does not record: {_PAIR_TEST_HINT}"
+        )
+    return "undetermined", 1.0, f"no significance test possible: {evidence.reason}; {_PAIR_TEST_HINT}"
+
+
+def _lead(outcome: Outcome, asked: str, one: str, other: str) -> str:
+    if asked:
+        return {
+            "first": f"{asked} helped: {one} beats {other}",
+            "second": f"{asked} hurt: {other} beats {one}",
+            "no significant difference": f"{asked} made no significant difference: {one} vs {other}",
+            "undetermined": f"whether {asked} helped is undetermined: {one} vs {other}",
+        }[outcome]
+    return {
+        "first": f"{one} beats {other}",
+        "second": f"{other} beats {one}",
+        "no significant difference": f"no significant difference between {one} and {other}",
+        "undetermined": f"undetermined: {one} vs {other}",
+    }[outcome]
+
+
+def _p(smaller: np.ndarray, gap: int) -> np.ndarray:
+    """Two-sided exact p for discordant counts (m + gap, m), each m in `smaller`: at 1/2 the binomial is symmetric,
+    so p = 2 P(X <= m), X ~ Bin(2m + gap, 1/2), capped at 1 (no discordant rows: p = 1)."""
+    return np.minimum(1.0, 2.0 * np.asarray(binom.cdf(smaller, 2 * smaller + gap, 0.5), dtype=np.float64))
+
