@@ -32,7 +32,7 @@ from tuneserve.core.serving.cache import ModelCache
 from tuneserve.core.serving.inference import InferenceService
 from tuneserve.core.serving.resolver import VersionResolver
 from tuneserve.core.training.jobs import JobManager
-from tuneserve.core.training.runners.base import build_runner
+from tuneserve.core.training.runners.factory import build_runner
 from tuneserve.cpus import available_cpus
 from tuneserve.engines.runtime import Runtime, RuntimeOptions, open_runtime
 from tuneserve.errors import ConfigError

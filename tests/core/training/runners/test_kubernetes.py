@@ -485,7 +485,8 @@ def _settings(tmp_path: Path, **training: Any) -> Settings:
 
 
 def test_conflicting_runner_settings_are_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from tuneserve.core.training.runners.base import LocalProcessRunner, build_runner
+    from tuneserve.core.training.runners.factory import build_runner
+    from tuneserve.core.training.runners.local import LocalProcessRunner
     from tuneserve.errors import ConfigError
 
     assert isinstance(build_runner(_settings(tmp_path, processes_per_job=4)), LocalProcessRunner)

@@ -14,13 +14,8 @@ from typing import Any
 
 import pytest
 
-from tuneserve.core.training.runners.base import (
-    SERVER_PID_ENV,
-    WORKER_MODULE,
-    LocalProcessRunner,
-    WorkerOutcome,
-    parse_event,
-)
+from tuneserve.core.training.runners.base import SERVER_PID_ENV, WORKER_MODULE, WorkerOutcome, parse_event
+from tuneserve.core.training.runners.local import LocalProcessRunner
 from tuneserve.engines.training.worker import EXIT_PREEMPTED
 
 WAIT = 10.0
