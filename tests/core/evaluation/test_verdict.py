@@ -82,6 +82,12 @@ def test_counts_decide_when_every_pairing_agrees() -> None:
     assert same.text.endswith(f"McNemar p >= {same.p_value:.3g} >= 0.05 whichever rows each gets wrong)")
 
 
+def test_equally_many_right_is_no_difference_at_p_1() -> None:
+    tied = judge(TUNED, SCRATCH, Counts(50, 40, 40), asked="transfer")
+    assert (tied.outcome, tied.p_value) == ("no significant difference", 1.0)
+    assert tied.text.endswith("right on 40 vs 40 of the same 50 rows; McNemar p = 1)")
+
+
 def test_counts_that_pairing_could_swing_are_undetermined() -> None:
     low, high = verdict.p_range(Counts(100, 90, 84))
     assert low < ALPHA <= high

@@ -165,6 +165,8 @@ def _decide(evidence: Evidence) -> tuple[Outcome, float, str]:
         if high < ALPHA:
             better: Outcome = "first" if evidence.first_right > evidence.second_right else "second"
             return better, high, f"{right}; McNemar p <= {high:.3g} < {ALPHA} whichever rows each gets wrong"
+        if low >= 1:  # NOTE: equally many right: p = 1 for every pairing
+            return "no significant difference", low, f"{right}; McNemar p = 1"
         if low >= ALPHA:
             return "no significant difference", low, (
                 f"{right}; McNemar p >= {low:.3g} >= {ALPHA} whichever rows each gets wrong"
