@@ -11,14 +11,15 @@ from __future__ import annotations
 import base64
 import html
 import io
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from tuneserve_client.cli import render
+from tuneserve_client.cli.report import pictures
 from tuneserve_client.proto.tuneserve.v1.models_pb2 import ClassMetrics, ConfusionMatrix, EvaluateResponse
 from tuneserve_client.proto.tuneserve.v1.training_pb2 import Backbone, ExportDone, Job, JobEvent
 
@@ -31,9 +32,6 @@ MATPLOTLIB_MISSING = (
 )
 # NOTE: the events of a job's baseline runs start with this prefix (core/training/jobs.py); the rest are the fine-tune's own.
 _BASELINE_PREFIX = "[baseline "
-_LABEL_CHARS = 24  # class names on a picture's axes are cut to this; the tables beside them show them whole
-_MAX_WIDTH = 24  # inches: many classes make narrower bars, not an endless picture
-_ANNOTATED_CLASSES = 30  # beyond this, confusion-matrix cells are too small for their counts (the table has them)
 _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 72em; color: #222; }
 h1 { font-size: 1.5em; } h2 { font-size: 1.2em; border-bottom: 1px solid #ccc; margin-top: 2em; }
@@ -108,82 +106,6 @@ def _time(ts: Timestamp) -> str:
     return ts.ToDatetime(tzinfo=timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-def _short(label: str) -> str:
-    return label if len(label) <= _LABEL_CHARS else label[: _LABEL_CHARS - 1] + "…"
-
-
-# Pictures (matplotlib's object API: no pyplot, no global figure state)
-
-
-def _figure(width: float, height: float, columns: int = 1) -> tuple[Figure, Any]:
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(width, height), layout="constrained")
-    return figure, figure.subplots(1, columns)
-
-
-def _learning_curve_figure(job: Job) -> Figure:
-    curve, best = job.result.learning_curve, job.result.best_step
-    steps = [p.step for p in curve]
-    figure, (losses, metrics) = _figure(11, 3.6, 2)
-    losses.plot(steps, [p.train_loss for p in curve], marker="o", label="train loss")
-    losses.plot(steps, [p.validation_loss for p in curve], marker="o", label="validation loss")
-    losses.set(xlabel="step", ylabel="loss", title="loss")
-    names = sorted({name for p in curve for name in p.metrics} & {"macro_f1", "accuracy"})
-    for name in names:
-        metrics.plot(steps, [p.metrics.get(name, float("nan")) for p in curve], marker="o", label=f"validation {name}")
-    metrics.set(xlabel="step", ylabel="metric", title="validation metrics", ylim=(0, 1.02))
-    for axes in (losses, metrics):
-        if best:
-            axes.axvline(best, color="grey", linestyle="--", linewidth=1, label=f"best checkpoint (step {best})")
-        axes.legend(fontsize="small")
-        axes.grid(alpha=0.3)
-    return figure
-
-
-def _confusion_figure(matrix: ConfusionMatrix, title: str) -> Figure:
-    labels = [_short(label) for label in matrix.labels]
-    counts = [list(row.counts) for row in matrix.rows]
-    size = min(3 + 0.5 * len(labels), 12)
-    figure, axes = _figure(size + 1, size)
-    image = axes.imshow(counts, cmap="Blues", vmin=0)
-    figure.colorbar(image, ax=axes, shrink=0.8)
-    ticks = list(range(len(labels)))
-    axes.set_xticks(ticks, labels, rotation=45, ha="right")
-    axes.set_yticks(ticks, labels)
-    axes.set(xlabel="predicted label", ylabel="true label", title=title)
-    highest = max((max(row, default=0) for row in counts), default=0)
-    for i, row in enumerate(counts if len(labels) <= _ANNOTATED_CLASSES else []):
-        for j, count in enumerate(row):
-            axes.text(j, i, str(count), ha="center", va="center", color="white" if count > highest / 2 else "black")
-    return figure
-
-
-def _per_class_figure(per_class: Sequence[ClassMetrics], title: str) -> Figure:
-    figure, axes = _figure(min(max(6, 1.2 * len(per_class)), _MAX_WIDTH), 3.6)
-    width = 0.27
-    positions = range(len(per_class))
-    for offset, name in zip((-width, 0.0, width), ("precision", "recall", "f1"), strict=True):
-        axes.bar([x + offset for x in positions], [getattr(c, name) for c in per_class], width, label=name)
-    axes.set_xticks(list(positions), [_short(c.label) for c in per_class], rotation=30, ha="right")
-    axes.set(ylim=(0, 1.05), ylabel="score", title=title)
-    axes.legend(fontsize="small")
-    return figure
-
-
-def _bars_figure(names: Sequence[str], series: Mapping[str, Sequence[float]], title: str) -> Figure:
-    figure, axes = _figure(min(max(6, 2 * len(names)), _MAX_WIDTH), 3.6)
-    width = 0.8 / max(len(series), 1)
-    for k, (metric, values) in enumerate(series.items()):
-        positions = [x + (k - (len(series) - 1) / 2) * width for x in range(len(names))]
-        bars = axes.bar(positions, values, width, label=metric)
-        axes.bar_label(bars, fmt="%.3f", fontsize="small")
-    axes.set_xticks(list(range(len(names))), [_short(n) for n in names])
-    axes.set(ylim=(0, 1.1), ylabel="score", title=title)
-    axes.legend(fontsize="small")
-    return figure
-
-
 # Sections
 
 
@@ -240,7 +162,7 @@ def _learning_curves(job: Job) -> str:
     return _section(
         "learning-curves",
         "Learning curves",
-        _image(_learning_curve_figure(job), "train and validation loss, validation metrics per evaluation"),
+        _image(pictures.learning_curve(job), "train and validation loss, validation metrics per evaluation"),
         _note("train loss: the mean since the previous evaluation; the dashed line marks the kept checkpoint"),
         _table(["step", "epoch", "train loss", "validation loss", *(f"validation {n}" for n in names)], rows),
     )
@@ -251,12 +173,12 @@ def _class_figures(
 ) -> str:
     parts = [lead, _note(intro)]
     if matrix.labels:
-        parts.append(_image(_confusion_figure(matrix, title), f"confusion matrix: {title}"))
+        parts.append(_image(pictures.confusion(matrix, title), f"confusion matrix: {title}"))
         header = ["true \\ predicted", *matrix.labels]
         parts.append(_table(header, ([label, *row.counts] for label, row in zip(matrix.labels, matrix.rows,
                                                                                 strict=False))))
     if per_class:
-        parts.append(_image(_per_class_figure(per_class, title), f"per-class metrics: {title}"))
+        parts.append(_image(pictures.per_class(per_class, title), f"per-class metrics: {title}"))
         parts.append(_table(["label", "precision", "recall", "f1", "support"],
                             ([c.label, _num(c.precision), _num(c.recall), _num(c.f1), c.support]
                              for c in per_class)))  # fmt: skip
@@ -306,7 +228,7 @@ def _baselines(data: ReportInput) -> str:
     rows += [[b.kind, b.model_id, _num(b.validation_metrics.get("macro_f1", 0.0)),
               _num(b.validation_metrics.get("accuracy", 0.0)), f"{b.train_seconds:.1f}"] for b in r.baselines]
     parts = [
-        _image(_bars_figure(names, series, "validation: fine-tuned vs baselines"), "baseline comparison"),
+        _image(pictures.bars(names, series, "validation: fine-tuned vs baselines"), "baseline comparison"),
         _table(["run", "model", "validation macro_f1", "validation accuracy", "train seconds"], rows, numeric_from=2),
     ]
     if data.evaluation is not None and data.evaluation.comparisons:
@@ -334,7 +256,7 @@ def _comparisons(evaluation: EvaluateResponse) -> str:
     return (
         f"<h3>On dataset {_e(report.dataset_id)} ({report.num_examples} examples; McNemar's test on the paired "
         "predictions)</h3>"
-        + _image(_bars_figure(names, series, f"dataset {report.dataset_id}"), "comparison on the dataset")
+        + _image(pictures.bars(names, series, f"dataset {report.dataset_id}"), "comparison on the dataset")
         + _table(["compared model", "macro_f1", "Δ macro_f1", "accuracy", "Δ accuracy", "only fine-tuned right",
                   "only compared right", "p (McNemar)", "significant"], rows)
         + f"<ul>{verdicts}</ul>"

@@ -1,0 +1,89 @@
+"""The report's pictures, drawn with matplotlib's object API (no pyplot, no global figure state); `html` embeds them."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from tuneserve_client.proto.tuneserve.v1.models_pb2 import ClassMetrics, ConfusionMatrix
+from tuneserve_client.proto.tuneserve.v1.training_pb2 import Job
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+LABEL_CHARS = 24  # class names on a picture's axes are cut to this; the tables beside them show them whole
+_MAX_WIDTH = 24  # inches: many classes make narrower bars, not an endless picture
+_ANNOTATED_CLASSES = 30  # beyond this, confusion-matrix cells are too small for their counts (the table has them)
+
+
+def short(label: str) -> str:
+    return label if len(label) <= LABEL_CHARS else label[: LABEL_CHARS - 1] + "…"
+
+
+def _figure(width: float, height: float, columns: int = 1) -> tuple[Figure, Any]:
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(width, height), layout="constrained")
+    return figure, figure.subplots(1, columns)
+
+
+def learning_curve(job: Job) -> Figure:
+    curve, best = job.result.learning_curve, job.result.best_step
+    steps = [p.step for p in curve]
+    figure, (losses, metrics) = _figure(11, 3.6, 2)
+    losses.plot(steps, [p.train_loss for p in curve], marker="o", label="train loss")
+    losses.plot(steps, [p.validation_loss for p in curve], marker="o", label="validation loss")
+    losses.set(xlabel="step", ylabel="loss", title="loss")
+    names = sorted({name for p in curve for name in p.metrics} & {"macro_f1", "accuracy"})
+    for name in names:
+        metrics.plot(steps, [p.metrics.get(name, float("nan")) for p in curve], marker="o", label=f"validation {name}")
+    metrics.set(xlabel="step", ylabel="metric", title="validation metrics", ylim=(0, 1.02))
+    for axes in (losses, metrics):
+        if best:
+            axes.axvline(best, color="grey", linestyle="--", linewidth=1, label=f"best checkpoint (step {best})")
+        axes.legend(fontsize="small")
+        axes.grid(alpha=0.3)
+    return figure
+
+
+def confusion(matrix: ConfusionMatrix, title: str) -> Figure:
+    labels = [short(label) for label in matrix.labels]
+    counts = [list(row.counts) for row in matrix.rows]
+    size = min(3 + 0.5 * len(labels), 12)
+    figure, axes = _figure(size + 1, size)
+    image = axes.imshow(counts, cmap="Blues", vmin=0)
+    figure.colorbar(image, ax=axes, shrink=0.8)
+    ticks = list(range(len(labels)))
+    axes.set_xticks(ticks, labels, rotation=45, ha="right")
+    axes.set_yticks(ticks, labels)
+    axes.set(xlabel="predicted label", ylabel="true label", title=title)
+    highest = max((max(row, default=0) for row in counts), default=0)
+    for i, row in enumerate(counts if len(labels) <= _ANNOTATED_CLASSES else []):
+        for j, count in enumerate(row):
+            axes.text(j, i, str(count), ha="center", va="center", color="white" if count > highest / 2 else "black")
+    return figure
+
+
+def per_class(per_class: Sequence[ClassMetrics], title: str) -> Figure:
+    figure, axes = _figure(min(max(6, 1.2 * len(per_class)), _MAX_WIDTH), 3.6)
+    width = 0.27
+    positions = range(len(per_class))
+    for offset, name in zip((-width, 0.0, width), ("precision", "recall", "f1"), strict=True):
+        axes.bar([x + offset for x in positions], [getattr(c, name) for c in per_class], width, label=name)
+    axes.set_xticks(list(positions), [short(c.label) for c in per_class], rotation=30, ha="right")
+    axes.set(ylim=(0, 1.05), ylabel="score", title=title)
+    axes.legend(fontsize="small")
+    return figure
+
+
+def bars(names: Sequence[str], series: Mapping[str, Sequence[float]], title: str) -> Figure:
+    figure, axes = _figure(min(max(6, 2 * len(names)), _MAX_WIDTH), 3.6)
+    width = 0.8 / max(len(series), 1)
+    for k, (metric, values) in enumerate(series.items()):
+        positions = [x + (k - (len(series) - 1) / 2) * width for x in range(len(names))]
+        bars = axes.bar(positions, values, width, label=metric)
+        axes.bar_label(bars, fmt="%.3f", fontsize="small")
+    axes.set_xticks(list(range(len(names))), [short(n) for n in names])
+    axes.set(ylim=(0, 1.1), ylabel="score", title=title)
+    axes.legend(fontsize="small")
+    return figure
