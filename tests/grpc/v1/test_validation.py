@@ -6,10 +6,14 @@ from __future__ import annotations
 
 import grpc
 import pytest
+from google.protobuf.message import Message
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tests.conftest import ServerThread
+from tuneserve.errors import InvalidArgument as ServerInvalidArgument
+from tuneserve.grpc.v1.validation import check_names
 from tuneserve_client import Client, InvalidArgument, NotFound, PredictRequest, PredictStreamRequest
+from tuneserve_client.proto.inference import grpc_service_pb2 as pb
 
 OK_ID = "m" * 256
 LONG_ID = "m" * 257
@@ -63,3 +67,22 @@ def test_streaming_behaviors_written_as_coroutines_still_stream(server: ServerTh
         updates = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest(), timeout=10)
         assert next(updates).status == health_pb2.HealthCheckResponse.SERVING  # Watch calls context.write
         updates.cancel()
+
+
+@pytest.mark.parametrize(
+    ("message", "where"),
+    [
+        (PredictRequest(model_id="m\x1b[31m", texts=["x"]), r"^model_id holds U\+001B \(ESCAPE\) at character 1"),
+        (PredictRequest(model_id="m", alias="prod\n"), r"^alias holds U\+000A \(LINE FEED\)"),
+        (pb.ModelMetadataRequest(name="m\x9b2J"), r"^name holds U\+009B"),
+        (pb.ModelInferRequest(model_name="m", outputs=[pb.ModelInferRequest.InferRequestedOutputTensor(
+            name="label\u202e")]), r"^outputs\[0\]\.name holds U\+202E \(RIGHT-TO-LEFT OVERRIDE\)"),
+    ],
+)
+def test_control_characters_in_names_are_invalid_argument(message: Message, where: str) -> None:
+    with pytest.raises(ServerInvalidArgument, match=where):
+        check_names(message, 256)
+
+
+def test_free_text_may_hold_control_characters() -> None:
+    check_names(PredictRequest(model_id="m", texts=["line one\nline two\x1b"]), 256)

@@ -153,6 +153,7 @@ class Recommender:
         return requested or self._settings.default_examples
 
     def _candidates(self, names: Sequence[str], modality: str) -> list[_Candidate]:
+        names = [name.strip() for name in names]  # NOTE: before the duplicate check: " minilm-l6" is minilm-l6
         if len(names) > self._settings.max_candidates:
             raise InvalidArgument(
                 f"{len(names)} backbones requested, at most {self._settings.max_candidates} may be ranked at once "
@@ -165,7 +166,7 @@ class Recommender:
             names = [b.name for b in list_backbones() if b.modality == modality]
             if not names:
                 raise FailedPrecondition(f"this server's catalog has no {modality} backbone to recommend")
-        return [self._candidate(name.strip(), modality) for name in names]
+        return [self._candidate(name, modality) for name in names]
 
     def _candidate(self, name: str, modality: str) -> _Candidate:
         if not name:

@@ -283,6 +283,10 @@ def _text(element: bytes, index: int, limits: LimitSettings) -> str:
         text = element.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise InvalidArgument(f"element {index} of input {TEXT!r} is not valid UTF-8 ({exc.reason})") from None
+    if not text.strip():
+        raise InvalidArgument(
+            f"element {index} of input {TEXT!r} is empty or only whitespace; send the text to classify"
+        )
     if len(text) > limits.max_text_chars:
         raise InvalidArgument(
             f"element {index} of input {TEXT!r} has {len(text)} characters, more than {limits.max_text_chars} "
