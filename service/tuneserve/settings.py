@@ -138,7 +138,13 @@ class LimitSettings(_Section):
     max_dataset_bytes: int = 512 * 1024 * 1024
     """Largest dataset file UploadDataset accepts."""
     max_dataset_rows: int = 1_000_000
-    """Most rows in one dataset."""
+    """Most rows in one dataset. A zip's central directory may list this many entries plus twice (max_labels + 1)
+    (room for the class folders, a top folder and macOS's `__MACOSX/` copies); a zip that lists more is refused from
+    its end record, before its directory is parsed."""
+    max_line_bytes: int = 16 * 1024 * 1024
+    """Longest line of a CSV or JSONL dataset file, in bytes. A line is read up to this much, so a longer one is
+    refused (naming the line) without being held whole. A JSONL image row holds its image base64-encoded (4/3 of the
+    file's size): raise this for images over about 12 MiB, or upload them as a zip of class folders."""
     max_labels: int = 1000
     """Most distinct labels in one dataset."""
     max_text_chars: int = 100_000

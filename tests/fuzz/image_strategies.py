@@ -1,5 +1,6 @@
 """Hypothesis strategies for image datasets: encoded images (valid, truncated, bit-flipped, random bytes), zip archives
-of nearly-right class folders (hostile entry names, symlinks, damaged archives) and JSONL rows with base64 images."""
+of nearly-right class folders (hostile entry names, symlinks, damaged archives, central-directory bombs whose end
+record lies) and JSONL rows with base64 images."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from functools import cache
 
 from hypothesis import strategies as st
 from PIL import Image
+
+from tests.hostile_files import write_directory_bomb
 
 _FORMATS = ["PNG", "JPEG", "WEBP", "BMP", "GIF", "TIFF"]     # the last two are refused by the service
 
@@ -62,8 +65,26 @@ _GOOD_NAMES = st.tuples(st.sampled_from(["cat", "dog", "bird"]), st.integers(0, 
 
 
 @st.composite
+def directory_bombs(draw: st.DrawFn) -> bytes:
+    """A zip whose central directory lists 0-300 records all pointing at one PNG, its end record (zip64 or not)
+    telling the truth or lying about the count and the size, maybe after bytes prepended to the archive."""
+    out = io.BytesIO()
+    out.write(draw(st.sampled_from([b"", b"#!/bin/sh\n", b"PK\x05\x06" + b"\0" * 18])))
+    entries = draw(st.integers(0, 300))
+    lie = st.one_of(st.none(), st.integers(0, 20_000_000), st.sampled_from([0xFFFF, 0xFFFFFFFF, 2**63]))
+    write_directory_bomb(
+        out, entries, declared=draw(lie, label="declared"), declared_size=draw(lie, label="declared_size"),
+        zip64=draw(st.sampled_from([None, True, False]), label="zip64"),
+    )
+    return out.getvalue()
+
+
+@st.composite
 def zip_files(draw: st.DrawFn) -> bytes:
-    """A zip of 0-12 entries: mostly `label/file` with an image, and hostile names, symlinks, a damaged archive."""
+    """A zip of 0-12 entries: mostly `label/file` with an image, and hostile names, symlinks, a damaged archive; one
+    in eight a central-directory bomb."""
+    if draw(st.integers(0, 7)) == 0:
+        return draw(directory_bombs())
     if draw(st.booleans()):  # NOTE: half are well-formed datasets, so the accepting path is fuzzed too
         entries = draw(st.lists(st.tuples(_GOOD_NAMES, _ACCEPTED), min_size=2, max_size=8))
     else:

@@ -219,10 +219,26 @@ def _damaged(files: st.SearchStrategy[tuple[str, bytes]]) -> st.SearchStrategy[t
     )
 
 
+@st.composite
+def long_lines(draw: st.DrawFn) -> tuple[str, bytes]:
+    """(format, content): good rows with one line of 900-1200 bytes among them (around a 1 KiB max_line_bytes),
+    a whole row or one field that long, with or without its newline, multi-byte characters cut anywhere."""
+    fmt = draw(st.sampled_from(["csv", "jsonl"]))
+    rows = draw(_GOOD_ROWS)
+    size = draw(st.integers(900, 1200))
+    fill = draw(st.sampled_from(["a", "é", "🤖", '"', ","]))
+    long = (fill * size).encode()[:size]
+    line = (b'{"text": "' + long + b'", "label": "a"}') if fmt == "jsonl" and draw(st.booleans()) else long
+    content = _csv_rows(rows) if fmt == "csv" else _jsonl_rows(rows)
+    lines = content.split(b"\n")
+    lines.insert(draw(st.integers(0, len(lines))), line)
+    return fmt, b"\n".join(lines) + draw(st.sampled_from([b"", b"\n"]))
+
+
 def dataset_files() -> st.SearchStrategy[tuple[str, bytes]]:
     """(format, content): well-formed rows whose values probe the limits (most parse), nearly-right CSV/JSONL,
-    random bytes, and all of them damaged."""
+    lines around the line limit, random bytes, and all of them damaged."""
     good = st.one_of(_ROWS.map(lambda r: ("csv", _csv_rows(r))), _ROWS.map(lambda r: ("jsonl", _jsonl_rows(r))))
     odd = st.one_of(csv_bytes().map(lambda b: ("csv", b)), jsonl_bytes().map(lambda b: ("jsonl", b)))
     raw = st.tuples(st.sampled_from(["csv", "jsonl"]), st.binary(max_size=2048))
-    return st.one_of(good, good, odd, raw, _damaged(st.one_of(good, odd)))
+    return st.one_of(good, good, odd, long_lines(), raw, _damaged(st.one_of(good, odd)))

@@ -41,6 +41,12 @@ def test_control_characters_in_names_are_refused(client: Client, train_file: Pat
     assert [d.name for d in client.list_datasets().datasets] == ["train.jsonl"]
 
 
+def test_control_characters_in_labels_are_refused(client: Client) -> None:
+    content = b"text,label\nhello,sport\nworld,\x1b[31mpolitics\n"
+    with pytest.raises(InvalidArgument, match=r"^line 3: label holds U\+001B \(ESCAPE\)"):
+        client.upload_dataset_bytes(content, name="a.csv")
+
+
 def test_a_long_open_inference_model_name_is_invalid_argument(stub: pb_grpc.GRPCInferenceServiceStub) -> None:
     """Echoed into NOT_FOUND, a 20,000-character name outgrew gRPC's metadata limit (RESOURCE_EXHAUSTED: "received
     metadata size exceeds hard limit")."""

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from tuneserve.core.data.image_parsing import ParsedImages, parse_image_jsonl, parse_zip
+from tuneserve.core.data.image_parsing import parse_image_jsonl, parse_zip
 from tuneserve.core.data.parsing import ParsedDataset, ParseLimits, infer_format, parse_file
 from tuneserve.core.ids import new_id
 from tuneserve.errors import FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
@@ -54,14 +54,13 @@ class DatasetManager:
             size, digest = await self._receive(chunks, raw)
             if size == 0:
                 raise InvalidArgument("the dataset file is empty")
+            # NOTE: the parsers write the normalised rows (staged/data.jsonl) as they read them
             parsed = await asyncio.to_thread(self._parse, raw, staged, fmt, meta)
-            modality = "image" if isinstance(parsed, ParsedImages) else "text"
             record = DatasetRecord(
-                id=new_id("ds"), name=meta.name, format=fmt, modality=modality, num_rows=len(parsed.rows),
+                id=new_id("ds"), name=meta.name, format=fmt, modality=parsed.modality, num_rows=parsed.num_rows,
                 labels=sorted(parsed.label_counts), label_counts=parsed.label_counts,
                 num_duplicates=parsed.num_duplicates, size_bytes=size, sha256=digest, create_time=time.time(),
             )
-            await asyncio.to_thread(_write_rows, staged / "data.jsonl", parsed.rows, modality)
             raw.unlink()
             await asyncio.to_thread(self._artifacts.publish_dir, staged, self._artifacts.dataset_dir(record.id))
         except BaseException:
@@ -70,17 +69,18 @@ class DatasetManager:
         await self._store.add_dataset(record)
         return record
 
-    def _parse(self, raw: Path, staged: Path, fmt: str, meta: UploadMetadata) -> ParsedDataset | ParsedImages:
+    def _parse(self, raw: Path, staged: Path, fmt: str, meta: UploadMetadata) -> ParsedDataset:
         limits = ParseLimits(
             self._limits.max_dataset_rows, self._limits.max_labels, self._limits.max_text_chars,
             self._limits.max_name_chars, self._limits.max_image_pixels, self._limits.max_dataset_bytes,
+            self._limits.max_line_bytes,
         )
         label_column = meta.label_column or "label"
         if fmt == "zip":
             return parse_zip(raw, staged, limits)
         if fmt == "jsonl" and meta.image_column:
             return parse_image_jsonl(raw, staged, meta.image_column, label_column, limits)
-        return parse_file(raw, fmt, meta.text_column or "text", label_column, limits)
+        return parse_file(raw, staged, fmt, meta.text_column or "text", label_column, limits)
 
     async def _receive(self, chunks: AsyncIterator[bytes], path: Path) -> tuple[int, str]:
         size, digest = 0, hashlib.sha256()
@@ -124,12 +124,6 @@ class DatasetManager:
 
     def dataset_dir(self, dataset_id: str) -> Path:
         return self._artifacts.dataset_dir(dataset_id)
-
-
-def _write_rows(path: Path, rows: list[tuple[str, str]], modality: str) -> None:
-    with open(path, "w", encoding="utf-8") as out:
-        for value, label in rows:
-            out.write(json.dumps({modality: value, "label": label}, ensure_ascii=False) + "\n")
 
 
 def _read_rows(path: Path) -> list[tuple[str, str]]:

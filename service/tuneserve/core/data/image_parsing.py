@@ -8,9 +8,10 @@ Two upload formats:
   prefix is allowed).
 
 Every image goes through `engines.imaging.decode_image` (format, pixel limit, corruption) and is stored as its
-original bytes under `images/NNNNNN.<ext>` (extension from the detected format). A zip is read defensively: entries
-leading out of the archive (absolute paths, `..`, symlinks) are refused, and the uncompressed total is checked from
-the declared sizes before extracting and again from the bytes really read. Every problem is `InvalidArgument`
+original bytes under `images/NNNNNN.<ext>` (extension from the detected format). A zip is read defensively: its central
+directory is sized up from its end record before `zipfile` parses it (`zip_directory`), entries leading out of the
+archive (absolute paths, `..`, symlinks) are refused, and the uncompressed total is checked from the declared sizes
+before extracting and again from the bytes really read. Every problem is `InvalidArgument`
 naming the zip entry or the line.
 """
 
@@ -18,18 +19,17 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import io
 import re
 import stat
 import zipfile
 import zlib
-from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from PIL import Image
 
-from tuneserve.core.data.parsing import ParseLimits, check_label, decoded_lines, jsonl_rows, label_counts
+from tuneserve.core.data.parsing import ParsedDataset, ParseLimits, RowWriter, check_label, decoded_lines, jsonl_rows
+from tuneserve.core.data.zip_directory import check_central_directory
 from tuneserve.engines.imaging import FORMATS, ImageError, decode_image
 from tuneserve.errors import InvalidArgument
 
@@ -42,57 +42,56 @@ _RATIO_FLOOR_BYTES = 1 << 20
 _DATA_URL = re.compile(r"^data:[\w/+.-]*;base64,")
 
 
-@dataclass
-class ParsedImages:
-    rows: list[tuple[str, str]]          # (image path relative to the dataset directory, label)
-    label_counts: dict[str, int]
-    num_duplicates: int                  # images whose bytes repeat an earlier image
-
-
-@dataclass
 class _ImageWriter:
-    """Validates image bytes and writes them as `images/NNNNNN.<ext>` under `root`, counting identical bytes."""
+    """Validates image bytes and writes them as `images/NNNNNN.<ext>` under `root`, each with its row in
+    `data.jsonl` ({"image": "images/NNNNNN.<ext>", "label": ...}; duplicates counted from the image bytes)."""
 
-    root: Path
-    max_pixels: int
-    rows: list[tuple[str, str]] = field(default_factory=list)
-    _digests: set[bytes] = field(default_factory=set)
-    num_duplicates: int = 0
-
-    def __post_init__(self) -> None:
-        (self.root / IMAGES_DIR).mkdir(parents=True, exist_ok=True)
+    def __init__(self, root: Path, rows: RowWriter, max_pixels: int) -> None:
+        (root / IMAGES_DIR).mkdir(parents=True, exist_ok=True)
+        self._root = root
+        self._rows = rows
+        self._max_pixels = max_pixels
+        self._count = 0
 
     def add(self, data: bytes, label: str, where: str) -> None:
         try:
-            decode_image(data, max_pixels=self.max_pixels)
+            decode_image(data, max_pixels=self._max_pixels)
         except ImageError as exc:
             raise InvalidArgument(f"{where}: {exc}") from None
         # NOTE: decode_image returns an RGB copy, which has lost the format; reading the header again is cheap
         with Image.open(io.BytesIO(data), formats=FORMATS) as header:
             extension = _EXTENSIONS[header.format or ""]
-        relative = f"{IMAGES_DIR}/{len(self.rows):06d}.{extension}"
-        (self.root / relative).write_bytes(data)
-        digest = hashlib.sha256(data).digest()
-        self.num_duplicates += digest in self._digests
-        self._digests.add(digest)
-        self.rows.append((relative, label))
-
-    def result(self, limits: ParseLimits) -> ParsedImages:
-        counts = label_counts([label for _, label in self.rows], limits)
-        return ParsedImages(self.rows, counts, self.num_duplicates)
+        relative = f"{IMAGES_DIR}/{self._count:06d}.{extension}"
+        (self._root / relative).write_bytes(data)
+        self._count += 1
+        self._rows.add(relative, label, where, content=data)
 
 
 # -- zip of class folders ------------------------------------------------------------------------------------------
 
-def parse_zip(path: Path, out_dir: Path, limits: ParseLimits) -> ParsedImages:
-    try:
-        archive = zipfile.ZipFile(path)
-    # NOTE: NotImplementedError: an entry that needs a newer zip version than Python reads (found by the fuzzer)
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError) as exc:
-        raise InvalidArgument(f"not a readable zip archive ({exc})") from None
-    with archive:
-        entries = _image_entries(archive.infolist(), limits)
-        writer = _ImageWriter(out_dir, limits.max_image_pixels)
+def zip_entry_limit(limits: ParseLimits) -> int:
+    """Most central-directory entries a zip may list: max_rows images plus room for a folder per label and a top
+    folder, each possibly twice (macOS adds a `__MACOSX/` copy of the folders)."""
+    return limits.max_rows + 2 * (limits.max_labels + 1)
+
+
+def parse_zip(path: Path, out_dir: Path, limits: ParseLimits) -> ParsedDataset:
+    with open(path, "rb") as file:
+        # NOTE: before ZipFile, which builds an object per central-directory record before any limit is checked
+        check_central_directory(file, zip_entry_limit(limits), "limit max_dataset_rows, plus room for the folders")
+        try:
+            archive = zipfile.ZipFile(file)
+        # NOTE: NotImplementedError: an entry that needs a newer zip version than Python reads (found by the fuzzer)
+        except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError) as exc:
+            raise InvalidArgument(f"not a readable zip archive ({exc})") from None
+        with archive:
+            return _extract(archive, out_dir, limits)
+
+
+def _extract(archive: zipfile.ZipFile, out_dir: Path, limits: ParseLimits) -> ParsedDataset:
+    entries = _image_entries(archive.infolist(), limits)
+    with RowWriter(out_dir, "image", limits) as rows:
+        writer = _ImageWriter(out_dir, rows, limits.max_image_pixels)
         total = 0
         for info, label in entries:
             data = _read_entry(archive, info)
@@ -103,7 +102,7 @@ def parse_zip(path: Path, out_dir: Path, limits: ParseLimits) -> ParsedImages:
                     "(limit max_dataset_bytes)"
                 )
             writer.add(data, label, f"zip entry {info.filename!r}")
-    return writer.result(limits)
+    return rows.result()
 
 
 def _image_entries(infos: list[zipfile.ZipInfo], limits: ParseLimits) -> list[tuple[zipfile.ZipInfo, str]]:
@@ -144,6 +143,9 @@ def _image_entries(infos: list[zipfile.ZipInfo], limits: ParseLimits) -> list[tu
                 "(cat/001.jpg), optionally all under one top folder"
             )
         labelled.append((info, check_label(parts[0], f"zip entry {info.filename!r}", limits)))
+    distinct = len({label for _, label in labelled})
+    if distinct > limits.max_labels:
+        raise InvalidArgument(f"{distinct} distinct labels, more than {limits.max_labels} (limit max_labels)")
     return sorted(labelled, key=lambda item: (item[1], item[0].filename))
 
 
@@ -191,16 +193,16 @@ def _read_entry(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes:
 
 def parse_image_jsonl(
     path: Path, out_dir: Path, image_column: str, label_column: str, limits: ParseLimits
-) -> ParsedImages:
-    writer = _ImageWriter(out_dir, limits.max_image_pixels)
-    with open(path, "rb") as raw:
-        rows = jsonl_rows(decoded_lines(raw), image_column, label_column)
-        for count, (number, encoded, label) in enumerate(rows, start=1):
+) -> ParsedDataset:
+    with open(path, "rb") as raw, RowWriter(out_dir, "image", limits) as rows:
+        writer = _ImageWriter(out_dir, rows, limits.max_image_pixels)
+        lines = jsonl_rows(decoded_lines(raw, limits.max_line_bytes), image_column, label_column)
+        for count, (number, encoded, label) in enumerate(lines, start=1):
             if count > limits.max_rows:
                 raise InvalidArgument(f"line {number}: more than {limits.max_rows} rows (limit max_dataset_rows)")
             label = check_label(label, f"line {number}", limits)
             writer.add(_base64(encoded, number, image_column), label, f"line {number}")
-    return writer.result(limits)
+    return rows.result()
 
 
 def _base64(encoded: str, number: int, column: str) -> bytes:
