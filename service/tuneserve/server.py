@@ -130,6 +130,7 @@ async def create_server(settings: Settings, *, runtime_opener: RuntimeOpener = o
         intra_op_spinning=settings.inference.intra_op_spinning,
         providers=tuple(settings.inference.providers),
         max_image_pixels=settings.limits.max_image_pixels,
+        max_chars_per_token=settings.limits.max_chars_per_token,
     )
     cache = ModelCache(functools.partial(runtime_opener, options=options), settings.inference, settings.batching, metrics)
     resolver = VersionResolver(registry, cache)

@@ -150,6 +150,12 @@ class LimitSettings(_Section):
     max_text_chars: int = 100_000
     """Longest single text in a dataset row or a Predict request (texts are then truncated to the model's
     max_seq_length tokens)."""
+    max_chars_per_token: int = Field(default=32, ge=1)
+    """Predict, the Open Inference Protocol and Evaluate cut each text to this many characters per token of the
+    model's max_seq_length (32 x 128 = 4096 characters) before tokenizing it, so a long text costs what the model
+    reads, not its length (a tokenizer's truncation still tokenizes the whole text). Generous: English averages 4-6
+    characters per token; only texts averaging more (words of dozens of letters) are read shorter than truncation
+    alone would read them."""
     max_image_pixels: int = 25_000_000
     """Largest image (width x height) accepted in a dataset, Predict or the Open Inference Protocol; checked from the
     header before decoding, so a decompression bomb is refused without allocating it."""

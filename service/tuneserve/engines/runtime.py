@@ -9,6 +9,10 @@ by length before padding them:
 
 `predict(texts)` does both. Callers run these off the event loop (tokenizers and ONNX Runtime release the GIL).
 
+A text is cut to `max_chars_per_token x max_seq_length` characters (RuntimeOptions, limits.max_chars_per_token)
+before it is tokenized: the tokenizer's truncation keeps the first max_seq_length tokens but still tokenizes the whole
+text, so a 100,000-character text would cost 100,000 characters of work for the 128 tokens the model reads.
+
 Image models (preprocessing.json "modality": "image") load as `OnnxImageClassifier`, with the same contract over
 image bytes: `encode(images)` decodes (engines.imaging.decode_image, limit `max_image_pixels`) and preprocesses each
 image to float32 [3, H, W]; every image has `length` 1, so a token-budget batcher never splits a batch of images.
@@ -42,6 +46,7 @@ class RuntimeOptions:
     intra_op_spinning: bool = True  # session.intra_op.allow_spinning (inference.intra_op_spinning)
     providers: tuple[str, ...] = ("CUDAExecutionProvider", "CPUExecutionProvider")
     max_image_pixels: int = 25_000_000  # image models: larger images are refused before decoding (limits)
+    max_chars_per_token: int = 32  # text models: texts are cut to this x max_seq_length characters first (limits)
 
 
 class Encoded(Protocol):
@@ -95,7 +100,8 @@ class OnnxTextClassifier:
         self.memory_bytes: int = sum(p.stat().st_size for p in version_dir.glob(onnx_path.name + "*") if p.is_file())
         self._input_names: list[str] = list(prep["input_names"])
         tokenizer_dir = _inside(version_dir, prep.get("tokenizer", ARTIFACTS["tokenizer"]))
-        self._encoder = _TokenEncoder(tokenizer_dir, self.max_seq_length)
+        max_chars = options.max_chars_per_token * self.max_seq_length
+        self._encoder = _TokenEncoder(tokenizer_dir, self.max_seq_length, max_chars)
         self._session = ort.InferenceSession(
             str(onnx_path), sess_options=_session_options(options), providers=_usable_providers(options.providers)
         )
@@ -152,11 +158,12 @@ class _TokenEncoder:
     is read-only afterwards and safe to call from any thread.
     """
 
-    def __init__(self, tokenizer_dir: Path, max_length: int) -> None:
+    def __init__(self, tokenizer_dir: Path, max_length: int, max_chars: int) -> None:
         from transformers import AutoTokenizer
 
         tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
         self.pad_id: int = int(tokenizer.pad_token_id or 0)
+        self._max_chars = max_chars
         self._lock: threading.Lock | None = None
         backend = getattr(tokenizer, "backend_tokenizer", None)
         if backend is None:  # a tokenizer without a Rust backend: serialise calls instead
@@ -167,12 +174,16 @@ class _TokenEncoder:
         self._backend.no_padding()
 
     def encode(self, texts: Sequence[str]) -> list[TextFeatures]:
+        # NOTE: a prefix yields the same first max_length tokens as the whole text when the words before its last
+        # (possibly cut) one hold that many: only texts averaging more than max_chars / max_length characters per
+        # token (words of dozens of letters) are read shorter than the tokenizer's truncation alone would read them.
+        texts = [text[: self._max_chars] for text in texts]
         if self._lock is not None:
             with self._lock:
-                out = self._tokenizer(list(texts), truncation=True, max_length=self._max_length)
+                out = self._tokenizer(texts, truncation=True, max_length=self._max_length)
             types = out.get("token_type_ids") or [[0] * len(ids) for ids in out["input_ids"]]
             return [_features(ids, t) for ids, t in zip(out["input_ids"], types, strict=True)]
-        return [_features(e.ids, e.type_ids) for e in self._backend.encode_batch(list(texts))]
+        return [_features(e.ids, e.type_ids) for e in self._backend.encode_batch(texts)]
 
 
 def _features(ids: Sequence[int], type_ids: Sequence[int]) -> TextFeatures:

@@ -79,6 +79,11 @@ async def test_a_full_queue_answers_resource_exhausted(runtime: NumpyRuntime) ->
         await asyncio.sleep(0)
         with pytest.raises(ResourceExhausted, match=r"3 inputs \(texts or images\) waiting; 2 more would exceed batching.max_queue_size = 4"):
             await batcher.submit(runtime.encode(["d", "e"]))
+        with pytest.raises(ResourceExhausted, match="2 more would exceed"):
+            batcher.admit(2)   # what callers ask before they encode
+        with pytest.raises(DeadlineExceeded):
+            batcher.admit(1, time_remaining=0.0)
+        batcher.admit(1)
         tail = _submit(batcher, runtime, ["d"])  # exactly at the limit is fine
         runtime.release()
         assert [len(r) for r in await asyncio.gather(first, queued, tail)] == [1, 3, 1]

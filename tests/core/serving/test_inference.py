@@ -1,19 +1,24 @@
 """InferenceService over a real registry (SQLite store on disk) and numpy runtimes: `latest` and user aliases, the
-hot swap (a new version serves only once loaded; the old one is unloaded after), variants and lifecycle."""
+hot swap (a new version serves only once loaded; the old one is unloaded after), variants and lifecycle, and no work
+for a caller who is gone (cancelled, past its deadline, or refused by a full queue)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+import threading
+import time
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import pytest
 
+from tests.core.fakes import NumpyRuntime, Words
 from tests.core.serving.conftest import World, until
 from tuneserve.core.registry import ModelRegistry
 from tuneserve.core.serving.inference import PredictParams, StreamRequest
-from tuneserve.errors import FailedPrecondition, InvalidArgument, NotFound
+from tuneserve.core.serving.resolver import VersionRef
+from tuneserve.errors import DeadlineExceeded, FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
 from tuneserve.store import SQLiteMetadataStore
 from tuneserve.types import ModelRecord
 
@@ -122,3 +127,68 @@ async def test_predict_stream_answers_every_request_and_errors_do_not_end_it(wor
     assert sorted(answers) == sorted(f"r{i}" for i in range(20))
     assert isinstance(answers.pop("r7"), InvalidArgument)
     assert all(result.version == 1 for result in answers.values())  # type: ignore[union-attr]
+
+
+class SlowEncoding:
+    """Wraps a runtime's `encode`: each call takes `seconds` (on its thread) and is counted."""
+
+    def __init__(self, runtime: NumpyRuntime, seconds: float) -> None:
+        self.calls = 0
+        self.started = threading.Event()
+        self._encode, self._seconds = runtime.encode, seconds
+        runtime.encode = self  # type: ignore[method-assign]
+
+    def __call__(self, texts: Sequence[str]) -> list[Words]:
+        self.calls += 1
+        self.started.set()
+        time.sleep(self._seconds)
+        return self._encode(texts)
+
+
+LONG = ["word " * 20_000] * 256   # 256 texts of 100,000 characters: 8 pieces of 32 texts cut to 2048 characters
+
+
+async def _loaded(world: World, model: ModelRecord) -> NumpyRuntime:
+    await world.predict(model)
+    return world.loader.runtimes[1, "fp32"]
+
+
+async def test_a_cancelled_predict_stops_encoding_after_the_piece_at_hand(world: World, model: ModelRecord) -> None:
+    runtime = await _loaded(world, model)
+    slow = SlowEncoding(runtime, 0.1)
+    batches = len(runtime.batches)
+    call = asyncio.ensure_future(world.inference.predict(PredictParams(model.id, LONG)))
+    assert await asyncio.to_thread(slow.started.wait, 5)
+    call.cancel()   # what gRPC does to the handler when its caller cancels or its deadline passes
+    with pytest.raises(asyncio.CancelledError):
+        await call
+    await asyncio.sleep(0.3)
+    assert slow.calls == 1 and len(runtime.batches) == batches
+
+
+async def test_a_deadline_that_passes_while_encoding_stops_it(world: World, model: ModelRecord) -> None:
+    runtime = await _loaded(world, model)
+    slow = SlowEncoding(runtime, 0.1)
+    with pytest.raises(DeadlineExceeded, match="while the request's inputs were being encoded"):
+        await world.inference.predict(PredictParams(model.id, LONG), time_remaining=0.15)
+    assert 1 <= slow.calls <= 3   # of 8 pieces
+    slow.calls = 0
+    result = await world.inference.probabilities(await world.inference.resolve(VersionRef(model.id)), LONG[:40])
+    assert result.shape == (40, 3) and slow.calls == 2   # 40 texts: two pieces (32 + 8)
+
+
+async def test_a_full_queue_or_a_passed_deadline_is_refused_before_encoding(world: World, model: ModelRecord) -> None:
+    runtime = await _loaded(world, model)
+    runtime.hold()
+    first = asyncio.ensure_future(world.predict(model))
+    assert await asyncio.to_thread(runtime.running.wait, 5)
+    queued = [asyncio.ensure_future(world.inference.predict(PredictParams(model.id, ["w"] * 256))) for _ in range(4)]
+    await until(lambda: world.cache.loaded(model.id)[0].batcher.queued == 1024)
+    slow = SlowEncoding(runtime, 0.0)
+    with pytest.raises(ResourceExhausted, match="batching.max_queue_size = 1024"):
+        await world.inference.predict(PredictParams(model.id, LONG[:1]))
+    with pytest.raises(DeadlineExceeded):
+        await world.inference.predict(PredictParams(model.id, LONG[:1]), time_remaining=0.0)
+    assert slow.calls == 0
+    runtime.release()
+    await asyncio.gather(first, *queued)

@@ -95,16 +95,8 @@ class Batcher:
         """Probabilities of `items` in order, [len(items), C]. `time_remaining` is the caller's deadline in seconds
         (None: none). Raises ResourceExhausted when the queue is full, DeadlineExceeded when the deadline passes
         before the texts run, Unavailable when the batcher is closing, or what the runtime raised."""
-        if self._closed:
-            raise Unavailable(f"{self.name} is being unloaded; retry")
-        if time_remaining is not None and time_remaining <= 0:
-            raise DeadlineExceeded("the deadline passed before the request was queued")
+        self.admit(len(items), time_remaining)
         state = self._started()
-        if len(state.pending) + len(items) > self._max_queue:
-            raise ResourceExhausted(
-                f"{self.name} has {len(state.pending)} inputs (texts or images) waiting; {len(items)} more would "
-                f"exceed batching.max_queue_size = {self._max_queue}; retry with backoff"
-            )
         loop = asyncio.get_running_loop()
         now = loop.time()
         deadline = None if time_remaining is None else now + time_remaining
@@ -120,6 +112,19 @@ class Batcher:
             # NOTE: the caller went away (RPC cancelled): its texts leave the queue now instead of being computed
             self._forget({request})
             raise
+
+    def admit(self, count: int, time_remaining: float | None = None) -> None:
+        """Raise now what `submit` would refuse `count` more inputs with (closing, deadline passed, queue full), so a
+        caller checks before it spends time encoding them; `submit` checks again."""
+        if self._closed:
+            raise Unavailable(f"{self.name} is being unloaded; retry")
+        if time_remaining is not None and time_remaining <= 0:
+            raise DeadlineExceeded("the deadline passed before the request was queued")
+        if self.queued + count > self._max_queue:
+            raise ResourceExhausted(
+                f"{self.name} has {self.queued} inputs (texts or images) waiting; {count} more would "
+                f"exceed batching.max_queue_size = {self._max_queue}; retry with backoff"
+            )
 
     async def close(self) -> None:
         """Fails what is still queued (UNAVAILABLE), lets a running batch finish, then closes the runtime on its

@@ -7,6 +7,12 @@ model's batcher:
 Texts are tokenized off the event loop (short requests inline, see `_INLINE_ENCODE_CHARS`), images (encoded
 JPEG/PNG/WEBP/BMP bytes, for image models) always decoded and preprocessed off it, and batched with every other
 request for the same version and variant; the caller's deadline travels as `time_remaining` seconds.
+
+No work is done for a caller who is gone: queue room and the deadline are checked before any input is encoded, and
+inputs are encoded in pieces of bounded cost (`_PIECE_CHARS`, `_PIECE_IMAGES`), the deadline checked before each, so a
+cancelled call (the client cancelled, or its deadline passed: gRPC cancels the handler) stops after the piece at hand
+instead of tokenizing, then running, everything it sent. The runtime cuts each text to what the model can read
+(limits.max_chars_per_token x max_seq_length characters) before tokenizing it.
 `probabilities(target, inputs)` (Evaluate, the Open Inference Protocol: they resolve their own reference first) goes
 through the same batcher, so every caller shares one queue per model and ONNX Runtime never runs two batches of one
 session at once.
@@ -26,15 +32,19 @@ from tuneserve.core.serving.cache import LoadedModel, ModelCache
 from tuneserve.core.serving.resolver import Target, VersionRef, VersionResolver
 from tuneserve.core.serving.streams import answer_concurrently
 from tuneserve.engines.imaging import ImageError
-from tuneserve.errors import InvalidArgument, NotFound
+from tuneserve.engines.runtime import Encoded, Runtime
+from tuneserve.errors import DeadlineExceeded, InvalidArgument, NotFound
 from tuneserve.metrics import Metrics
 from tuneserve.settings import BatchingSettings, LimitSettings
 from tuneserve.types import ModelRecord, VersionState
 
 # NOTE: a thread hop costs ~0.1-0.15 ms here, as much as tokenizing ~200 characters: requests up to this size are
-# tokenized inline (blocking the loop < ~0.3 ms), longer ones (up to max_predict_batch x max_text_chars, which can
-# take seconds) on the default executor.
+# tokenized inline (blocking the loop < ~0.3 ms), longer ones on the default executor, in pieces.
 _INLINE_ENCODE_CHARS = 256
+# NOTE: the most one executor hop encodes: ~20-40 ms of tokenizing (or decoding a few images), what a cancelled call
+# may still cost; a text counts as the characters the runtime keeps of it (see `_pieces`).
+_PIECE_CHARS = 64 * 1024
+_PIECE_IMAGES = 4
 
 
 @dataclass(frozen=True)
@@ -184,19 +194,30 @@ class InferenceService:
         self, loaded: LoadedModel, inputs: Sequence[str] | Sequence[bytes], deadline: float | None, modality: str,
         offset: int = 0,
     ) -> np.ndarray:
-        runtime = loaded.runtime
-        if modality == "image":
+        loaded.batcher.admit(len(inputs), _remaining(deadline))   # before the work: the queue has room, time is left
+        encoded = await self._encode(loaded.runtime, inputs, deadline, modality, offset)
+        return await loaded.batcher.submit(encoded, _remaining(deadline))
+
+    async def _encode(
+        self, runtime: Runtime, inputs: Sequence[str] | Sequence[bytes], deadline: float | None, modality: str,
+        offset: int,
+    ) -> list[Encoded]:
+        """Encode `inputs` piece by piece off the event loop (short texts inline); stops between pieces when the call
+        is cancelled (CancelledError) or its deadline passed (DeadlineExceeded)."""
+        if modality != "image" and sum(map(len, inputs)) <= _INLINE_ENCODE_CHARS:
+            return list(runtime.encode(inputs))
+        loop = asyncio.get_running_loop()
+        limit = self._limits.max_chars_per_token * runtime.max_seq_length
+        encoded: list[Encoded] = []
+        for start, stop in _pieces(inputs, modality, limit):
+            if deadline is not None and loop.time() >= deadline:
+                raise DeadlineExceeded("the deadline passed while the request's inputs were being encoded")
             try:
-                encoded = await asyncio.get_running_loop().run_in_executor(None, runtime.encode, inputs)
+                encoded.extend(await loop.run_in_executor(None, runtime.encode, inputs[start:stop]))
             except ImageError as exc:
-                # NOTE: the runtime numbers images within this call; `offset` is where the call starts in the request
-                raise InvalidArgument(_renumbered(str(exc), offset)) from None
-        elif sum(map(len, inputs)) <= _INLINE_ENCODE_CHARS:
-            encoded = runtime.encode(inputs)
-        else:
-            encoded = await asyncio.get_running_loop().run_in_executor(None, runtime.encode, inputs)
-        remaining = None if deadline is None else deadline - asyncio.get_running_loop().time()
-        return await loaded.batcher.submit(encoded, remaining)
+                # NOTE: the runtime numbers images within this call; the piece starts at offset + start in the request
+                raise InvalidArgument(_renumbered(str(exc), offset + start)) from None
+        return encoded
 
     def _validate(self, params: PredictParams) -> None:
         # NOTE: before the texts, as the resolver would (it runs after the cheap checks here)
@@ -247,8 +268,28 @@ def _renumbered(message: str, offset: int) -> str:
     return re.sub(r"^image (\d+)", lambda m: f"image {int(m.group(1)) + offset}", message, count=1)
 
 
+def _pieces(inputs: Sequence[str] | Sequence[bytes], modality: str, limit: int) -> list[tuple[int, int]]:
+    """[start, stop) ranges of `inputs` of about `_PIECE_CHARS` characters each (a text counts as the `limit`
+    characters the runtime keeps of it at most), or `_PIECE_IMAGES` images."""
+    if modality == "image":
+        return [(i, min(i + _PIECE_IMAGES, len(inputs))) for i in range(0, len(inputs), _PIECE_IMAGES)]
+    ranges, start, chars = [], 0, 0
+    for index, text in enumerate(inputs):
+        chars += min(len(text), limit) if limit > 0 else len(text)
+        if chars >= _PIECE_CHARS:
+            ranges.append((start, index + 1))
+            start, chars = index + 1, 0
+    if start < len(inputs):
+        ranges.append((start, len(inputs)))
+    return ranges
+
+
 def _deadline(time_remaining: float | None) -> float | None:
     return None if time_remaining is None else asyncio.get_running_loop().time() + time_remaining
+
+
+def _remaining(deadline: float | None) -> float | None:
+    return None if deadline is None else deadline - asyncio.get_running_loop().time()
 
 
 def _prediction(probs: np.ndarray, labels: list[str], top_k: int) -> Prediction:
