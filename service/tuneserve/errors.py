@@ -8,7 +8,8 @@ generic message, and is logged with its traceback.
     ├── AlreadyExists
     ├── FailedPrecondition   the request is fine but the state is not (e.g. Predict on a model still training)
     ├── ResourceExhausted    a limit was reached (queue full, too many jobs, message too large)
-    ├── DeadlineExceeded     the caller's deadline passed before the work could start (dropped, not computed)
+    ├── DeadlineExceeded     the caller's deadline passed before the work was done (the rest is dropped, not
+    │                        computed), or an upload stream sent nothing for limits.upload_idle_timeout_seconds
     └── Unavailable          the server is shutting down or a dependency is down; retry later
 
 `ConfigError` is not one of them: it is raised before the server serves (unreadable certificate, bad tokens file),

@@ -137,6 +137,16 @@ class BatchingSettings(_Section):
 class LimitSettings(_Section):
     max_dataset_bytes: int = 512 * 1024 * 1024
     """Largest dataset file UploadDataset accepts."""
+    upload_idle_timeout_seconds: float = Field(default=60.0, gt=0)
+    """UploadDataset waits this long at most for the stream's next message (the metadata, then each chunk); a stream
+    silent for longer is ended with DEADLINE_EXCEEDED and what it sent is removed."""
+    max_concurrent_uploads: int = Field(default=16, ge=1)
+    """UploadDataset streams received (then validated and stored) at once per server; one more is refused with
+    RESOURCE_EXHAUSTED after its metadata."""
+    max_upload_temp_bytes: int = Field(default=4 * 1024 * 1024 * 1024, ge=1)
+    """Bytes the uploads in progress may hold in temp files (data_dir/tmp) together; the chunk that would exceed it
+    ends its upload with RESOURCE_EXHAUSTED (and removes what it sent). Keep it above max_dataset_bytes, or a dataset
+    of that size can never be uploaded."""
     max_dataset_rows: int = 1_000_000
     """Most rows in one dataset. A zip's central directory may list this many entries plus twice (max_labels + 1)
     (room for the class folders, a top folder and macOS's `__MACOSX/` copies); a zip that lists more is refused from

@@ -2,26 +2,41 @@
 
 A stored dataset is a directory holding `data.jsonl`: `{"text", "label"}` rows for text, `{"image", "label"}` rows
 for images, where `image` is a path relative to the directory (`images/000017.png`, the uploaded bytes).
+
+What uploads in progress may hold is bounded, so clients that stall or never finish cannot hold the server's disk and
+file descriptors: each stream waits at most `limits.upload_idle_timeout_seconds` for its next message (`paced`), at
+most `limits.max_concurrent_uploads` are received at once, and together they hold at most
+`limits.max_upload_temp_bytes` in temp files; beyond a cap the upload is refused (RESOURCE_EXHAUSTED) and what it
+staged removed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import builtins
+import contextlib
 import hashlib
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from tuneserve.core.data.image_parsing import parse_image_jsonl, parse_zip
 from tuneserve.core.data.parsing import ParsedDataset, ParseLimits, infer_format, parse_file
 from tuneserve.core.ids import new_id
-from tuneserve.errors import FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
+from tuneserve.errors import DeadlineExceeded, FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
 from tuneserve.settings import LimitSettings
 from tuneserve.store import ArtifactStore, MetadataStore
 from tuneserve.types import DatasetRecord, Page
+
+Message = TypeVar("Message")
+
+
+@dataclass
+class _Slot:
+    held: int = 0    # bytes the upload received, counted in DatasetManager._staged_bytes until it ends
 
 
 @dataclass(frozen=True)
@@ -38,6 +53,25 @@ class DatasetManager:
         self._store = store
         self._artifacts = artifacts
         self._limits = limits
+        self._uploads = 0            # uploads being received, parsed or published
+        self._staged_bytes = 0       # bytes they received so far, all together
+
+    async def paced(self, messages: AsyncIterable[Message]) -> AsyncIterator[Message]:
+        """`messages` (an upload's stream), refused with DeadlineExceeded when the next one takes longer than
+        limits.upload_idle_timeout_seconds to arrive."""
+        seconds = self._limits.upload_idle_timeout_seconds
+        iterator = aiter(messages)
+        while True:
+            try:
+                message = await asyncio.wait_for(anext(iterator), seconds)
+            except StopAsyncIteration:
+                return
+            except asyncio.TimeoutError:
+                raise DeadlineExceeded(
+                    f"the upload sent nothing for {seconds:g} s (limit upload_idle_timeout_seconds); "
+                    "it was ended and what it sent removed"
+                ) from None
+            yield message
 
     async def upload(self, meta: UploadMetadata, chunks: AsyncIterator[bytes]) -> DatasetRecord:
         if not meta.name:
@@ -48,10 +82,32 @@ class DatasetManager:
                 f"image_column is for JSONL files with base64 images; a {fmt} dataset cannot use it "
                 "(a zip of class folders needs no columns)"
             )
+        with self._slot() as slot:
+            return await self._stage(meta, fmt, chunks, slot)
+
+    @contextlib.contextmanager
+    def _slot(self) -> Iterator[_Slot]:
+        """One of the limits.max_concurrent_uploads; its bytes count against max_upload_temp_bytes until it ends."""
+        if self._uploads >= self._limits.max_concurrent_uploads:
+            raise ResourceExhausted(
+                f"{self._uploads} uploads are in progress (limit max_concurrent_uploads = "
+                f"{self._limits.max_concurrent_uploads}); retry when one has finished"
+            )
+        self._uploads += 1
+        slot = _Slot()
+        try:
+            yield slot
+        finally:
+            self._uploads -= 1
+            self._staged_bytes -= slot.held
+
+    async def _stage(
+        self, meta: UploadMetadata, fmt: str, chunks: AsyncIterator[bytes], slot: _Slot
+    ) -> DatasetRecord:
         staged = self._artifacts.temp_dir()
         try:
             raw = staged / "upload"
-            size, digest = await self._receive(chunks, raw)
+            size, digest = await self._receive(chunks, raw, slot)
             if size == 0:
                 raise InvalidArgument("the dataset file is empty")
             # NOTE: the parsers write the normalised rows (staged/data.jsonl) as they read them
@@ -82,8 +138,9 @@ class DatasetManager:
             return parse_image_jsonl(raw, staged, meta.image_column, label_column, limits)
         return parse_file(raw, staged, fmt, meta.text_column or "text", label_column, limits)
 
-    async def _receive(self, chunks: AsyncIterator[bytes], path: Path) -> tuple[int, str]:
+    async def _receive(self, chunks: AsyncIterator[bytes], path: Path, slot: _Slot) -> tuple[int, str]:
         size, digest = 0, hashlib.sha256()
+        cap = self._limits.max_upload_temp_bytes
         with open(path, "wb") as out:
             async for chunk in chunks:
                 size += len(chunk)
@@ -91,6 +148,13 @@ class DatasetManager:
                     raise ResourceExhausted(
                         f"dataset larger than {self._limits.max_dataset_bytes} bytes (limit max_dataset_bytes)"
                     )
+                if self._staged_bytes + len(chunk) > cap:
+                    raise ResourceExhausted(
+                        f"the uploads in progress hold {self._staged_bytes} bytes; this one's next {len(chunk)} would "
+                        f"exceed {cap} (limit max_upload_temp_bytes); retry when others have finished"
+                    )
+                self._staged_bytes += len(chunk)
+                slot.held += len(chunk)
                 digest.update(chunk)
                 out.write(chunk)
         return size, digest.hexdigest()

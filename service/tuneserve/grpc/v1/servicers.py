@@ -41,11 +41,12 @@ class DatasetServicer(datasets_pb2_grpc.DatasetServiceServicer):
     async def UploadDataset(
         self, request_iterator: AsyncIterator[datasets_pb2.UploadDatasetRequest], context: Context
     ) -> datasets_pb2.Dataset:
-        first = await anext(aiter(request_iterator), None)
+        requests = self._datasets.paced(request_iterator)   # a stalled stream is ended (upload_idle_timeout_seconds)
+        first = await anext(requests, None)
         if first is None or not first.HasField("metadata"):
             raise InvalidArgument("the first UploadDatasetRequest must carry metadata (name, format, columns)")
         meta = cv.upload_metadata_from_pb(first.metadata)
-        return cv.dataset_to_pb(await self._datasets.upload(meta, _chunks(request_iterator)))
+        return cv.dataset_to_pb(await self._datasets.upload(meta, _chunks(requests)))
 
     async def GetDataset(self, request: datasets_pb2.GetDatasetRequest, context: Context) -> datasets_pb2.Dataset:
         return cv.dataset_to_pb(await self._datasets.get(request.id))
