@@ -8,6 +8,7 @@ generic message, and is logged with its traceback.
     ├── AlreadyExists
     ├── FailedPrecondition   the request is fine but the state is not (e.g. Predict on a model still training)
     ├── ResourceExhausted    a limit was reached (queue full, too many jobs, message too large)
+    │   └── DiskFull         a write found no space left: on the data volume or in the metadata database
     ├── DeadlineExceeded     the caller's deadline passed before the work was done (the rest is dropped, not
     │                        computed), or an upload stream sent nothing for limits.upload_idle_timeout_seconds
     └── Unavailable          the server is shutting down or a dependency is down; retry later
@@ -50,6 +51,11 @@ class FailedPrecondition(TuneServeError):
 
 class ResourceExhausted(TuneServeError):
     code = "RESOURCE_EXHAUSTED"
+
+
+class DiskFull(ResourceExhausted):
+    """The message names the volume or database file that is full; the request may be retried once space is freed.
+    Raised by the stores (`store.artifacts.map_disk_full`, the SQLite backend), never from a bare OSError elsewhere."""
 
 
 class Unavailable(TuneServeError):

@@ -3,11 +3,13 @@ area, and an existing artifact is never replaced; the same with syncfs(2) and wi
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 
 import pytest
 
+from tuneserve.errors import DiskFull
 from tuneserve.store import ArtifactStore
 from tuneserve.store import artifacts as artifacts_module
 
@@ -59,3 +61,24 @@ def test_publishing_over_an_existing_artifact_fails_and_keeps_it(artifacts: Arti
 
     assert tree(final) == before
     assert again.exists()  # the caller removes what it staged (DatasetManager.upload does)
+
+
+def test_publishing_again_what_is_already_in_place_does_nothing(artifacts: ArtifactStore) -> None:
+    """A job ended again after a crash between its publish and its record finds its version in place."""
+    staged = staged_images(artifacts, 3)
+    final = artifacts.version_dir("model-1", 1)
+    artifacts.publish_dir(staged, final)
+    before = tree(final)
+
+    artifacts.publish_dir(staged, final)
+
+    assert tree(final) == before
+
+
+def test_no_space_left_is_disk_full_naming_the_volume(tmp_path: Path) -> None:
+    artifacts = ArtifactStore(tmp_path / "data")
+    message = rf"the data volume {artifacts.root} is full \(No space left on device\) while storing a dataset; free"
+    with pytest.raises(DiskFull, match=message), artifacts.map_disk_full("storing a dataset"):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), "x")
+    with pytest.raises(PermissionError), artifacts.map_disk_full("storing a dataset"):
+        raise PermissionError(errno.EACCES, "denied")

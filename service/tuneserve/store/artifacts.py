@@ -8,19 +8,28 @@
 Writes are atomic: files are written to a temporary name in the same directory and renamed; whole directories are
 built under a temporary name and renamed into place, so a reader never sees a half-written artifact. They are durable
 too: what `publish_dir` moves into place is on disk before the rename, and the rename is on disk when it returns.
+A directory is published before its metadata record is written: a crash in between leaves a directory no record
+names, which `store.sweep` removes at the next start (a model version's job completes it instead).
+
+A write that finds the volume full raises `DiskFull` naming the volume (`map_disk_full`), never a bare OSError.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
+import errno
 import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from tuneserve.errors import DiskFull
 from tuneserve.store import checksums
+
+NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT})  # no space left; disk quota exceeded
 
 
 class ArtifactStore:
@@ -48,9 +57,27 @@ class ArtifactStore:
         """A fresh directory on the same filesystem as the artifacts, so that rename() into place is atomic."""
         return Path(tempfile.mkdtemp(dir=self.root / "tmp"))
 
+    @contextlib.contextmanager
+    def map_disk_full(self, doing: str) -> Iterator[None]:
+        """Turn "no space left on device" (or "disk quota exceeded") inside the block into DiskFull naming the data
+        volume and what was being written; other OSErrors pass through."""
+        try:
+            yield
+        except OSError as exc:
+            if exc.errno not in NO_SPACE:
+                raise
+            raise DiskFull(
+                f"the data volume {self.root} is full ({exc.strerror}) while {doing}; free space on it and retry"
+            ) from exc
+
     def publish_dir(self, staged: Path, final: Path) -> None:
         """Move a fully written directory into place atomically; fails if `final` already exists. A model version
-        gets its checksums.json first, so that what is served can be checked against what was published."""
+        gets its checksums.json first, so that what is served can be checked against what was published.
+
+        Idempotent: once `staged` has been moved into place, publishing it again does nothing (a job finishing again
+        after a crash between its publish and its record)."""
+        if not staged.exists() and final.exists():
+            return
         final.parent.mkdir(parents=True, exist_ok=True)
         if final.is_relative_to(self.root / "models"):
             checksums.write_manifest(staged)
@@ -62,7 +89,11 @@ class ArtifactStore:
         """Delete a directory by renaming it away first, so no reader sees it half deleted."""
         if not path.exists():
             return
-        trash = self.temp_dir() / "trash"
+        try:
+            trash = self.temp_dir() / "trash"
+        except OSError:  # NOTE: no room for even a directory: deleting is what frees space, so delete in place
+            shutil.rmtree(path, ignore_errors=True)
+            return
         os.rename(path, trash)
         shutil.rmtree(trash.parent, ignore_errors=True)
 

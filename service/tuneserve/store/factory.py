@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
-from tuneserve.errors import ConfigError, Unavailable
+from tuneserve.errors import ConfigError, DiskFull, Unavailable
 from tuneserve.settings import StorageSettings
 from tuneserve.store.metadata import MetadataStore
 from tuneserve.store.postgres import PostgresMetadataStore
@@ -44,6 +44,8 @@ async def open_metadata_store(storage: StorageSettings) -> MetadataStore:
         await store.open()
     except Unavailable as exc:
         raise ConfigError(f"{SETTING}: {exc.message.removesuffix('; retry shortly')}") from None
+    except DiskFull as exc:
+        raise ConfigError(f"{SETTING}: cannot open {store.describe()}: {exc.message}") from None
     except psycopg.Error as exc:  # e.g. the user may not create tables
         raise ConfigError(f"{SETTING}: cannot set up the schema in {store.describe()}: {exc}") from None
     except (OSError, sqlite3.Error) as exc:

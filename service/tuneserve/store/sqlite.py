@@ -1,5 +1,10 @@
 """The embedded metadata backend: one SQLite file, every statement on one dedicated thread (one connection, WAL
-journal), so the event loop never blocks on the database and writes are serialised without extra locking."""
+journal), so the event loop never blocks on the database and writes are serialised without extra locking.
+
+A full disk ("database or disk is full") raises `DiskFull` naming the file, and a write lock held too long by another
+connection ("database is locked", after SQLite's 5 s busy timeout) raises `Unavailable`: both are outages the core
+rides out (it retries or reports them), not bugs. Reads go on while the disk is full.
+"""
 
 from __future__ import annotations
 
@@ -11,9 +16,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
+from tuneserve.errors import DiskFull, Unavailable
 from tuneserve.store.metadata import ADDED_COLUMNS, MetadataStore, Row, Statement, schema_statements
 
 T = TypeVar("T")
+# SQLite's primary result codes (the sqlite3 module has them, typeshed does not)
+SQLITE_BUSY, SQLITE_LOCKED, SQLITE_FULL = 5, 6, 13
 
 
 class SQLiteMetadataStore(MetadataStore):
@@ -53,7 +61,21 @@ class SQLiteMetadataStore(MetadataStore):
         self._executor.shutdown(wait=True)
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+        except sqlite3.OperationalError as exc:
+            code = getattr(exc, "sqlite_errorcode", 0) & 0xFF  # the primary result code
+            if code == SQLITE_FULL:
+                raise DiskFull(
+                    f"the disk holding the metadata database {self._path} is full ({exc}); free space on that volume "
+                    "and retry"
+                ) from exc
+            if code in (SQLITE_BUSY, SQLITE_LOCKED):
+                raise Unavailable(
+                    f"the metadata database {self._path} is busy ({exc}): another connection holds its write lock; "
+                    "retry shortly"
+                ) from exc
+            raise
 
     async def _execute(self, sql: str, params: tuple[Any, ...] = ()) -> None:
         await self._run(lambda: self._db.execute(sql, params))

@@ -26,7 +26,14 @@ from typing import TypeVar
 from tuneserve.core.data.image_parsing import parse_image_jsonl, parse_zip
 from tuneserve.core.data.parsing import ParsedDataset, ParseLimits, infer_format, parse_file
 from tuneserve.core.ids import new_id
-from tuneserve.errors import DeadlineExceeded, FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
+from tuneserve.errors import (
+    DeadlineExceeded,
+    DiskFull,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    ResourceExhausted,
+)
 from tuneserve.settings import LimitSettings
 from tuneserve.store import ArtifactStore, MetadataStore
 from tuneserve.types import DatasetRecord, Page
@@ -74,6 +81,10 @@ class DatasetManager:
             yield message
 
     async def upload(self, meta: UploadMetadata, chunks: AsyncIterator[bytes]) -> DatasetRecord:
+        with self._artifacts.map_disk_full("storing an uploaded dataset"):
+            return await self._upload(meta, chunks)
+
+    async def _upload(self, meta: UploadMetadata, chunks: AsyncIterator[bytes]) -> DatasetRecord:
         if not meta.name:
             raise InvalidArgument("metadata.name is required (usually the file name)")
         fmt = infer_format(meta.name, meta.format)
@@ -122,7 +133,11 @@ class DatasetManager:
         except BaseException:
             self._artifacts.remove(staged)
             raise
-        await self._store.add_dataset(record)
+        try:
+            await self._store.add_dataset(record)
+        except DiskFull:  # NOTE: nothing was recorded: take the files back (after a crash here, store.sweep does)
+            self._artifacts.remove(self._artifacts.dataset_dir(record.id))
+            raise
         return record
 
     def _parse(self, raw: Path, staged: Path, fmt: str, meta: UploadMetadata) -> ParsedDataset:
@@ -175,8 +190,9 @@ class DatasetManager:
             raise FailedPrecondition(
                 f"dataset {dataset_id!r} is used by job {busy[0].id!r} ({busy[0].state.value}); cancel it first"
             )
-        await self._store.delete_dataset(dataset_id)
-        self._artifacts.remove(self._artifacts.dataset_dir(dataset_id))
+        await self._store.delete_dataset(dataset_id)  # NOTE: the record first: a full disk keeps both (DiskFull)
+        with self._artifacts.map_disk_full(f"deleting dataset {dataset_id!r}"):
+            self._artifacts.remove(self._artifacts.dataset_dir(dataset_id))
 
     def rows_path(self, dataset_id: str) -> Path:
         return self._artifacts.dataset_rows(dataset_id)
