@@ -48,6 +48,11 @@ class StorageSettings(_Section):
     unreachable URL stops the server with one line; a later outage turns health NOT_SERVING until it reconnects."""
     database_pool_size: int = Field(default=4, ge=1)
     """PostgreSQL connections each server keeps open at most."""
+    orphan_grace_seconds: float = Field(default=600.0, ge=0)
+    """At start-up, dataset and model directories that no metadata record names (left by a crash between a publish
+    and its record, or between a delete's record and its files) are removed and logged. With PostgreSQL, which other
+    servers share, only those older than this: another server may have published one an instant ago and be writing
+    its record. A server with its own SQLite database removes them all."""
 
 
 class TrainingSettings(_Section):
@@ -72,6 +77,10 @@ class TrainingSettings(_Section):
     crashed; preempted) or its server stopped without a shutdown (SIGKILL, a lost node). Each restart resumes from the
     job's last checkpoint (one per evaluation). 0 = such a job ends FAILED with the reason. A reported error (bad data,
     failed export parity) never restarts: it would fail again."""
+    store_retry_seconds: float = Field(default=2.0, gt=0)
+    """While the metadata database takes no writes (its disk is full, PostgreSQL is unreachable), a job's start and
+    end are tried again this often: the job waits (its progress events meanwhile are lost) and is recorded this long at
+    most after the writes go through again. Later jobs run after it."""
     worker_threads: int = 0
     """torch threads per training worker; 0 = the CPUs available to the container. With several processes per job
     they share them (threads // processes each, at least 1)."""

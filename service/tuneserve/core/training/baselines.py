@@ -139,7 +139,8 @@ def verdict(fine_tuned: dict[str, Any], entries: list[dict[str, Any]]) -> str:
 async def publish(
     registry: ModelRegistry, artifacts: ArtifactStore, job_dir: Path, models: list[ModelRecord], result: dict[str, Any]
 ) -> None:
-    """Move each baseline's artifacts into the registry and mark its version READY (raises OSError)."""
+    """Move each baseline's artifacts into the registry and mark its version READY (raises OSError). Idempotent: a
+    baseline already moved into place is only marked READY."""
     metrics = {e["model_id"]: e["validation_metrics"] for e in result.get("baselines", [])}
     for model in models:
         version = model.versions[-1].version
@@ -150,10 +151,12 @@ async def publish(
 
 
 async def discard(registry: ModelRegistry, artifacts: ArtifactStore, job_dir: Path, models: list[ModelRecord]) -> None:
-    """The job did not succeed: no baseline becomes servable."""
+    """The job did not succeed: no baseline becomes servable (its files go, even those already moved into place)."""
     for model in models:
+        version = model.versions[-1].version
         artifacts.remove(output_dir(job_dir, model.kind))
-        await registry.mark_failed(model.id, model.versions[-1].version)
+        artifacts.remove(artifacts.version_dir(model.id, version))
+        await registry.mark_failed(model.id, version)
 
 
 def _evidence(rows: int, mine: dict[str, Any], theirs: dict[str, Any]) -> rule.Evidence:

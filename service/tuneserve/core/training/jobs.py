@@ -1,5 +1,12 @@
 """Fine-tuning jobs: validate and queue FineTune requests, run them one worker process each, track their lifecycle
-(QUEUED -> RUNNING -> SUCCEEDED | FAILED | CANCELLED) and publish their events."""
+(QUEUED -> RUNNING -> SUCCEEDED | FAILED | CANCELLED) and publish their events.
+
+The dispatch loops outlive every job: a store that cannot be written (its disk full, PostgreSQL unreachable) loses
+a running job's progress events, delays its start, and holds its end until the write goes through
+(training.store_retry_seconds); nothing a job does ends the loop. Ending a job is idempotent: a job whose server
+died after its training finished (even after its model was moved into place) is completed at the next start, never
+trained again.
+"""
 
 from __future__ import annotations
 
@@ -7,34 +14,45 @@ import asyncio
 import builtins
 import contextlib
 import dataclasses
-import json
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from tuneserve.core.data.datasets import DatasetManager
 from tuneserve.core.ids import new_id
 from tuneserve.core.registry import ModelRegistry
-from tuneserve.core.training import baselines, hyperparameters
+from tuneserve.core.training import baselines, checks, hyperparameters
 from tuneserve.core.training.events import EventBus
+from tuneserve.core.training.publishing import JobPublisher
 from tuneserve.core.training.runners.base import Runner, WorkerOutcome
 from tuneserve.cpus import available_cpus
 from tuneserve.engines.backbones import num_layers, resolve_backbone
-from tuneserve.engines.training.spec import ARTIFACTS, BackboneRef, ExportSpec, TrainingSpec
-from tuneserve.errors import FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted, Unavailable
+from tuneserve.engines.training.spec import BackboneRef, ExportSpec, TrainingSpec
+from tuneserve.errors import (
+    DiskFull,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    ResourceExhausted,
+    TuneServeError,
+    Unavailable,
+)
 from tuneserve.metrics import Metrics
 from tuneserve.settings import Settings
 from tuneserve.store import ArtifactStore, MetadataStore
 from tuneserve.types import DatasetRecord, JobEventRecord, JobRecord, JobState, Page
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 # The server running a job marks it alive this often; a RUNNING job not marked for ORPHAN_AFTER_SECONDS lost its server.
 HEARTBEAT_SECONDS = 2.0
 ORPHAN_AFTER_SECONDS = 60.0
+# What a store write raises while the database cannot take writes for a while: waited out, never a job's failure.
+STORE_OUTAGES = (Unavailable, DiskFull)
 
 
 @dataclass(frozen=True)
@@ -60,6 +78,7 @@ class JobManager:
         self._artifacts = artifacts
         self._datasets = datasets
         self._registry = registry
+        self._publisher = JobPublisher(artifacts, registry)
         self._runner = runner
         self._metrics = metrics
         self.events = EventBus(store)
@@ -67,6 +86,7 @@ class JobManager:
         self._cancels: dict[str, asyncio.Event] = {}
         self._workers: list[asyncio.Task[None]] = []
         self._running: set[str] = set()
+        self._admitting = 0  # FineTunes past the queue bound's check and not queued yet
 
     # -- lifecycle ------------------------------------------------------------------------------------------------
 
@@ -75,7 +95,10 @@ class JobManager:
         # NOTE: on a database shared by several servers, a RUNNING job whose server still beats is not an orphan
         for job in await self._store.orphaned_jobs(time.time() - ORPHAN_AFTER_SECONDS):
             reason = "the server stopped while the job was running"
-            if job.restarts < self._settings.max_restarts:
+            if await self._publisher.trained(job):  # NOTE: its end, or only its record, was lost: complete it, train nothing
+                await self._requeue(job, f"{reason}; its training had finished: the job completes without training "
+                                    "again")
+            elif job.restarts < self._settings.max_restarts:
                 await self._requeue(job, f"{reason}; it resumes from its last checkpoint", restart=True)
             else:
                 await self._finish(job, WorkerOutcome("failed", reason=reason))
@@ -91,16 +114,29 @@ class JobManager:
         for task in self._workers:
             task.cancel()
         for task in self._workers:
-            with contextlib.suppress(asyncio.CancelledError):
+            try:
                 await task
+            except asyncio.CancelledError:
+                pass
+            except Exception:  # NOTE: never expected (the loops catch everything); a shutdown still completes
+                log.exception("a job manager task had failed")
 
     # -- requests -------------------------------------------------------------------------------------------------
 
     async def submit(self, params: FineTuneParams) -> JobRecord:
         if not params.dataset_id:
             raise InvalidArgument("dataset_id is required")
-        if self._queue.qsize() >= self._settings.max_queued_jobs:
-            raise ResourceExhausted(f"{self._queue.qsize()} jobs are already queued (limit max_queued_jobs)")
+        # NOTE: check and reserve with no await in between: concurrent FineTunes cannot all pass the check
+        waiting = self._queue.qsize() + self._admitting
+        if waiting >= self._settings.max_queued_jobs:
+            raise ResourceExhausted(f"{waiting} jobs are already queued (limit max_queued_jobs)")
+        self._admitting += 1
+        try:
+            return await self._admit(params)
+        finally:
+            self._admitting -= 1
+
+    async def _admit(self, params: FineTuneParams) -> JobRecord:
         hp = hyperparameters.resolve(params.hyperparameters)
         if hp.gradual_unfreezing and self._settings.processes_per_job * self._settings.nodes_per_job > 1:
             # NOTE: DDP fixes the parameters it synchronises when it wraps the model; ones unfrozen later would
@@ -113,16 +149,16 @@ class JobManager:
         train = await self._datasets.get(params.dataset_id)
         if params.validation_dataset_id:
             validation = await self._datasets.get(params.validation_dataset_id)
-            _check_validation_labels(train, validation)
+            checks.check_validation_labels(train, validation)
         else:
-            _check_split(train, hp.validation_fraction)
+            checks.check_split(train, hp.validation_fraction)
         backbone = resolve_backbone(
             params.backbone, allowed_dirs=self._backbone_dirs(), allow_hub=self._settings.allow_hub
         )
-        _check_modality(train, backbone)
+        checks.check_modality(train, backbone)
         if params.validation_dataset_id:
-            _check_modality(validation, backbone)
-        _check_export(params.export, backbone)
+            checks.check_modality(validation, backbone)
+        checks.check_export(params.export, backbone)
         hyperparameters.check_layers(hp, num_layers(backbone))
         job_id = new_id("job")
         if params.model_id:
@@ -151,10 +187,18 @@ class JobManager:
             backbone=backbone.name, hyperparameters=dataclasses.asdict(hp), model_id=model.id,
             model_version=version.version, create_time=time.time(),
         )
-        await self._store.add_job(job)
-        self._artifacts.job_dir(job_id).mkdir(parents=True)
-        self._write_spec(job, train, backbone, params.export)
-        await self._publish_state(job, "job queued")
+        try:
+            with self._artifacts.map_disk_full(f"writing the spec of job {job_id!r}"):
+                self._artifacts.job_dir(job_id).mkdir(parents=True)
+                self._write_spec(job, train, backbone, params.export)
+            await self._store.add_job(job)
+        except TuneServeError:  # NOTE: e.g. DiskFull: the models it registered must not stay TRAINING for good
+            try:
+                await self._publisher.discard(job)
+            except STORE_OUTAGES as exc:
+                log.warning("job %s was not queued; its model versions stay TRAINING: %s", job_id, exc.message)
+            raise
+        await self._note(job, "job queued")
         self._queue.put_nowait(job_id)
         return job
 
@@ -193,17 +237,25 @@ class JobManager:
             try:
                 # NOTE: an atomic QUEUED -> RUNNING: servers sharing one database never both run a job
                 job = await self._store.claim_job(job_id, time.time())
-            except Unavailable as exc:
+            except STORE_OUTAGES as exc:
                 log.warning("cannot start job %s yet: %s", job_id, exc.message)
-                await asyncio.sleep(1.0)
+                await asyncio.sleep(self._settings.store_retry_seconds)
                 self._queue.put_nowait(job_id)
+                continue
+            except Exception:  # NOTE: the job stays QUEUED in the store: the next start runs it
+                log.exception("cannot start job %s", job_id)
                 continue
             if job is None:
                 continue  # cancelled while it waited, or another server runs it
             try:
                 await self._run(job)
-            except Unavailable as exc:  # the database went away mid-job: this loop must live on for the next ones
-                log.error("job %s: %s", job_id, exc.message)
+            except Exception:  # NOTE: a bug in one job must not end this loop: the jobs after it would wait forever
+                log.exception("job %s failed unexpectedly", job_id)
+                outcome = WorkerOutcome("failed", reason="internal error while running the job (see the server log)")
+                try:
+                    await self._finish(job, outcome, patient=True)
+                except Exception:
+                    log.exception("job %s: its end could not be recorded; the next start recovers it", job_id)
 
     async def _heartbeat(self) -> None:
         while True:
@@ -212,30 +264,35 @@ class JobManager:
                 for job_id in await self._store.beat_jobs(sorted(self._running), time.time()):
                     if job_id in self._cancels:  # cancelled through another server sharing the database
                         self._cancels[job_id].set()
-            except Unavailable as exc:
+            except STORE_OUTAGES as exc:
                 log.warning("job heartbeat not stored: %s", exc.message)
 
     async def _run(self, job: JobRecord) -> None:
         cancel = self._cancels[job.id] = asyncio.Event()
         self._running.add(job.id)
-        await self._publish_state(job, "job started")
         job_dir = self._artifacts.job_dir(job.id)
         try:
-            outcome = self._finished_run(job_dir / "output") or await self._run_worker(
+            await self._note(job, "job started")
+            outcome = self._publisher.finished_run(job_dir / "output", self._publisher.published(job)) or await self._run_worker(
                 job, job_dir / "spec.json", cancel
             )
             outcome = await self._run_baselines(job, outcome, cancel)
         except asyncio.CancelledError:  # the server is shutting down; the runner has preempted the worker
-            if cancel.is_set():  # NOTE: a cancel that had not finished yet still ends the job, not the shutdown
-                await self._finish(job, WorkerOutcome("cancelled", reason="cancelled by request"))
-            else:
-                await self._requeue(job, "server shutting down; the job resumes from its checkpoint after the restart")
+            try:
+                if cancel.is_set():  # NOTE: a cancel that had not finished yet still ends the job, not the shutdown
+                    await self._finish(job, WorkerOutcome("cancelled", reason="cancelled by request"))
+                else:
+                    await self._requeue(
+                        job, "server shutting down; the job resumes from its checkpoint after the restart"
+                    )
+            except STORE_OUTAGES as exc:  # NOTE: it stays RUNNING in the store: the next start recovers it
+                log.warning("job %s: its stop could not be recorded: %s", job.id, exc.message)
             raise
         finally:
             self._running.discard(job.id)
             self._cancels.pop(job.id, None)
             self._metrics.job_ended(job.id)  # its tuneserve_training_* series go with it
-        await self._finish(job, outcome)
+        await self._finish(job, outcome, patient=True)
 
     async def _run_worker(self, job: JobRecord, spec: Path, cancel: asyncio.Event, prefix: str = "") -> WorkerOutcome:
         """Run the spec's worker; one that died without reporting an error starts again, resuming from its last
@@ -246,22 +303,12 @@ class JobManager:
             if not outcome.retryable or cancel.is_set() or job.restarts >= self._settings.max_restarts:
                 return outcome
             job.restarts += 1
-            await self._store.update_job(job)
-            await self._publish_state(
+            with contextlib.suppress(*STORE_OUTAGES):  # NOTE: the count is stored with the job's next write
+                await self._store.update_job(job)
+            await self._note(
                 job, f"{prefix}{outcome.reason}; restarting it from its last checkpoint "
                 f"(restart {job.restarts} of {self._settings.max_restarts})"
             )
-
-    def _finished_run(self, output: Path) -> WorkerOutcome | None:
-        """The outcome of a run of this job that finished before the job was interrupted (a job with baselines is
-        several runs): its output directory is complete once it holds metrics.json, the worker's last write. Any other
-        output directory is the remains of an unfinished run and is removed."""
-        try:
-            result = json.loads((output / ARTIFACTS["metrics"]).read_text())
-        except (OSError, ValueError):
-            self._artifacts.remove(output)
-            return None
-        return WorkerOutcome("succeeded", result=result)
 
     async def _requeue(self, job: JobRecord, message: str, *, restart: bool = False) -> None:
         job.state = JobState.QUEUED
@@ -280,12 +327,15 @@ class JobManager:
             if cancel.is_set():
                 return WorkerOutcome("cancelled", reason="cancelled by request")
             prefix = f"[baseline {model.kind}] "
-            run = self._finished_run(baselines.output_dir(job_dir, model.kind))
+            run = self._publisher.finished_run(
+                baselines.output_dir(job_dir, model.kind), self._publisher.baseline_published(model)
+            )
             if run is None:
                 spec = baselines.write_spec(job_dir, model.kind)
-                await self.events.publish(
-                    job.id, "baseline", {"kind": model.kind}, prefix + baselines.DESCRIPTIONS[model.kind]
-                )
+                with contextlib.suppress(*STORE_OUTAGES):
+                    await self.events.publish(
+                        job.id, "baseline", {"kind": model.kind}, prefix + baselines.DESCRIPTIONS[model.kind]
+                    )
                 run = await self._run_worker(job, spec, cancel, prefix)
             if run.status != "succeeded":
                 return WorkerOutcome(run.status, reason=prefix + run.reason if run.status == "failed" else run.reason)
@@ -302,41 +352,60 @@ class JobManager:
                 job.progress = {k: event.get(k, 0) for k in ("step", "total_steps", "epoch", "eta_seconds", "train_loss")}
                 await self._store.update_job(job)
             await self.events.publish(job.id, kind, event, message)
-        except Unavailable as exc:  # NOTE: training goes on through a database outage; only this event is lost
+        except STORE_OUTAGES as exc:  # NOTE: training goes on through a database outage; only this event is lost
             log.warning("job %s: %s event not stored: %s", job.id, kind, exc.message)
 
-    async def _finish(self, job: JobRecord, outcome: WorkerOutcome) -> None:
-        job_dir = self._artifacts.job_dir(job.id)
-        output = job_dir / "output"
-        for checkpoints in job_dir.glob("checkpoints*"):  # left by a failed, cancelled or preempted run
-            self._artifacts.remove(checkpoints)
-        # NOTE: a job with baselines is one unit: its models become READY together, or none does.
-        baseline_models = await baselines.of_job(self._registry, job.id)
+    async def _finish(self, job: JobRecord, outcome: WorkerOutcome, *, patient: bool = False) -> None:
+        """Publish a succeeded job's models (or discard a failed one's), then record its end. Each step is idempotent,
+        so a job whose server died half-way is finished again at the next start. `patient` (the dispatch loop): a step
+        the store refuses (its disk full, unreachable) is tried again every training.store_retry_seconds until it
+        goes through; otherwise the error is raised (an RPC's caller gets it)."""
+        self._publisher.remove_checkpoints(job)
         if outcome.status == "succeeded":
-            try:
-                await asyncio.to_thread(
-                    self._artifacts.publish_dir, output, self._artifacts.version_dir(job.model_id, job.model_version)
-                )
-                metrics = {k: float(v) for k, v in outcome.result.get("validation_metrics", {}).items()}
-                await self._registry.mark_ready(job.model_id, job.model_version, metrics)
-                await baselines.publish(self._registry, self._artifacts, job_dir, baseline_models, outcome.result)
-            except OSError as exc:
-                outcome = WorkerOutcome("failed", reason=f"could not store the model artifacts: {exc}")
+            outcome = await self._step(job, patient, self._publisher.publish, job, outcome)
         if outcome.status != "succeeded":
-            self._artifacts.remove(output)
-            await self._registry.mark_failed(job.model_id, job.model_version)
-            await baselines.discard(self._registry, self._artifacts, job_dir, baseline_models)
+            await self._step(job, patient, self._publisher.discard, job)
+        await self._step(job, patient, self._record_end, job, outcome)
+        self._metrics.job_ended(job.id, job.state.value, job.end_time - (job.start_time or job.create_time))
+
+    async def _step(
+        self, job: JobRecord, patient: bool, step: Callable[..., Awaitable[_T]], *args: Any
+    ) -> _T:
+        waiting_since = 0.0
+        while True:
+            try:
+                result = await step(*args)
+            except STORE_OUTAGES as exc:
+                if not patient:
+                    raise
+                if not waiting_since:
+                    waiting_since = time.monotonic()
+                    log.warning("cannot record the end of job %s yet, trying again every %g s: %s", job.id,
+                                self._settings.store_retry_seconds, exc.message)
+                await asyncio.sleep(self._settings.store_retry_seconds)
+                continue
+            if waiting_since:
+                log.info("job %s: recorded after %.1f s", job.id, time.monotonic() - waiting_since)
+            return result
+
+    async def _record_end(self, job: JobRecord, outcome: WorkerOutcome) -> None:
         job.state = {"succeeded": JobState.SUCCEEDED, "failed": JobState.FAILED,
                      "cancelled": JobState.CANCELLED}[outcome.status]
-        job.result, job.error, job.end_time = outcome.result, outcome.reason, time.time()
+        job.result, job.error, job.end_time = outcome.result, outcome.reason, job.end_time or time.time()
         await self._store.update_job(job)
-        self._metrics.job_ended(job.id, job.state.value, job.end_time - (job.start_time or job.create_time))
         await self._publish_state(job, outcome.reason or f"job {outcome.status}")
 
     async def _publish_state(self, job: JobRecord, message: str) -> None:
         data = {"state": job.state.value, "reason": job.error}
         await self.events.publish(job.id, "state_changed", data, message)
         self._metrics.job_counts = await self._store.count_jobs_by_state()
+
+    async def _note(self, job: JobRecord, message: str) -> None:
+        """A state event the job can do without: while the store cannot be written, it goes on and the event is lost."""
+        try:
+            await self._publish_state(job, message)
+        except STORE_OUTAGES as exc:
+            log.warning("job %s: event %r not stored: %s", job.id, message, exc.message)
 
     def _write_spec(self, job: JobRecord, train: DatasetRecord, backbone: BackboneRef, export: ExportSpec) -> None:
         job_dir = self._artifacts.job_dir(job.id)
@@ -354,46 +423,3 @@ class JobManager:
     def _backbone_dirs(self) -> builtins.list[Path]:  # `list` is a method here
         return [*self._settings.backbone_dirs, self._storage_root / "backbones"]
 
-
-def _check_validation_labels(train: DatasetRecord, validation: DatasetRecord) -> None:
-    unknown = sorted(set(validation.labels) - set(train.labels))
-    if unknown:
-        raise InvalidArgument(
-            f"validation dataset {validation.id!r} has labels the training dataset lacks: {', '.join(unknown)}"
-        )
-
-
-def _check_modality(dataset: DatasetRecord, backbone: BackboneRef) -> None:
-    if dataset.modality != backbone.modality:
-        raise InvalidArgument(
-            f"dataset {dataset.id!r} ({dataset.name!r}) holds {dataset.modality} rows but backbone {backbone.name!r} "
-            f"is for {backbone.modality} inputs; choose a backbone for {dataset.modality} (see `tuneserve backbones`)"
-        )
-
-
-def _check_export(export: ExportSpec, backbone: BackboneRef) -> None:
-    if not 0.0 <= export.int8_max_f1_drop <= 1.0:  # NOTE: also rejects NaN
-        raise InvalidArgument(
-            f"export.int8_max_f1_drop = {export.int8_max_f1_drop} is out of range [0, 1] "
-            "(a macro F1 difference: 0.01 = 1 point)"
-        )
-    if export.int8 and backbone.modality != "text":
-        # NOTE: dynamic int8 slows CNNs down; their int8 path is static calibration, which does not exist yet.
-        raise InvalidArgument(
-            f"export.int8 is dynamic quantisation for text backbones; {backbone.name!r} is an {backbone.modality} "
-            "backbone (dynamic int8 makes CNNs slower)"
-        )
-
-
-def _check_split(train: DatasetRecord, fraction: float) -> None:
-    rare = sorted(label for label, n in train.label_counts.items() if n < 2)
-    if rare:
-        raise InvalidArgument(
-            f"label(s) {', '.join(rare)} have fewer than 2 rows, too few for a stratified validation split; "
-            "add rows or pass validation_dataset_id"
-        )
-    if round(train.num_rows * fraction) < len(train.labels):
-        raise InvalidArgument(
-            f"validation_fraction {fraction} of {train.num_rows} rows leaves fewer validation rows than the "
-            f"{len(train.labels)} labels; raise validation_fraction or pass validation_dataset_id"
-        )

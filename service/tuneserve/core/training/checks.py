@@ -1,0 +1,51 @@
+"""FineTune's checks of a request against its datasets and backbone (each raises InvalidArgument saying what to fix)."""
+
+from __future__ import annotations
+
+from tuneserve.engines.training.spec import BackboneRef, ExportSpec
+from tuneserve.errors import InvalidArgument
+from tuneserve.types import DatasetRecord
+
+
+def check_validation_labels(train: DatasetRecord, validation: DatasetRecord) -> None:
+    unknown = sorted(set(validation.labels) - set(train.labels))
+    if unknown:
+        raise InvalidArgument(
+            f"validation dataset {validation.id!r} has labels the training dataset lacks: {', '.join(unknown)}"
+        )
+
+
+def check_modality(dataset: DatasetRecord, backbone: BackboneRef) -> None:
+    if dataset.modality != backbone.modality:
+        raise InvalidArgument(
+            f"dataset {dataset.id!r} ({dataset.name!r}) holds {dataset.modality} rows but backbone {backbone.name!r} "
+            f"is for {backbone.modality} inputs; choose a backbone for {dataset.modality} (see `tuneserve backbones`)"
+        )
+
+
+def check_export(export: ExportSpec, backbone: BackboneRef) -> None:
+    if not 0.0 <= export.int8_max_f1_drop <= 1.0:  # NOTE: also rejects NaN
+        raise InvalidArgument(
+            f"export.int8_max_f1_drop = {export.int8_max_f1_drop} is out of range [0, 1] "
+            "(a macro F1 difference: 0.01 = 1 point)"
+        )
+    if export.int8 and backbone.modality != "text":
+        # NOTE: dynamic int8 slows CNNs down; their int8 path is static calibration, which does not exist yet.
+        raise InvalidArgument(
+            f"export.int8 is dynamic quantisation for text backbones; {backbone.name!r} is an {backbone.modality} "
+            "backbone (dynamic int8 makes CNNs slower)"
+        )
+
+
+def check_split(train: DatasetRecord, fraction: float) -> None:
+    rare = sorted(label for label, n in train.label_counts.items() if n < 2)
+    if rare:
+        raise InvalidArgument(
+            f"label(s) {', '.join(rare)} have fewer than 2 rows, too few for a stratified validation split; "
+            "add rows or pass validation_dataset_id"
+        )
+    if round(train.num_rows * fraction) < len(train.labels):
+        raise InvalidArgument(
+            f"validation_fraction {fraction} of {train.num_rows} rows leaves fewer validation rows than the "
+            f"{len(train.labels)} labels; raise validation_fraction or pass validation_dataset_id"
+        )
