@@ -35,7 +35,7 @@ from tuneserve.core.training.jobs import JobManager
 from tuneserve.core.training.runners.factory import build_runner
 from tuneserve.cpus import available_cpus
 from tuneserve.engines.runtime import Runtime, RuntimeOptions, open_runtime
-from tuneserve.errors import ConfigError
+from tuneserve.errors import ConfigError, TuneServeError
 from tuneserve.grpc import auth, tls
 from tuneserve.grpc.interceptors import StatusInterceptor
 from tuneserve.grpc.open_inference import servicer as open_inference_servicer
@@ -44,6 +44,7 @@ from tuneserve.grpc.v1.validation import RequestValidationInterceptor
 from tuneserve.metrics import Metrics
 from tuneserve.settings import Settings
 from tuneserve.store import ArtifactStore, MetadataStore, open_metadata_store
+from tuneserve.store.sweep import sweep_orphans
 from tuneserve.store.watch import DatabaseWatch
 from tuneserve_client.proto.inference import grpc_service_pb2_grpc
 from tuneserve_client.proto.tuneserve.v1 import (
@@ -120,6 +121,7 @@ async def create_server(settings: Settings, *, runtime_opener: RuntimeOpener = o
         raise ConfigError(f"storage.data_dir (TUNESERVE_STORAGE__DATA_DIR, --data-dir) {data_dir}: "
                           f"{exc.strerror or exc} ({exc.filename})") from None
     store = await open_metadata_store(settings.storage)
+    await _sweep(store, artifacts, settings)
     metrics = Metrics()
 
     datasets = DatasetManager(store, artifacts, settings.limits)
@@ -185,6 +187,16 @@ async def create_server(settings: Settings, *, runtime_opener: RuntimeOpener = o
         tls.describe(settings.security), settings.server.metrics_host, metrics_port, data_dir, store.describe(),
     )
     return App(server, port, metrics_port, settings, health_servicer, store, jobs, cache, metrics, watch)
+
+
+async def _sweep(store: MetadataStore, artifacts: ArtifactStore, settings: Settings) -> None:
+    """Remove what crashes left between a publish and its record (store.sweep); a server sharing its database waits
+    storage.orphan_grace_seconds before it takes a directory for an orphan."""
+    grace = settings.storage.orphan_grace_seconds if store.shared else 0.0
+    try:
+        await sweep_orphans(store, artifacts, min_age_seconds=grace)
+    except (OSError, TuneServeError) as exc:  # NOTE: a sweep that fails costs disk space, not service
+        log.warning("orphan sweep skipped: %s", exc)
 
 
 async def _database_health(

@@ -143,6 +143,9 @@ class MetadataStore(abc.ABC):
         )
         return [_dataset(r) for r in rows]
 
+    async def dataset_ids(self) -> set[str]:
+        return {r["id"] for r in await self._fetch("SELECT id FROM datasets")}
+
     async def delete_dataset(self, dataset_id: str) -> None:
         await self._execute("DELETE FROM datasets WHERE id = ?", (dataset_id,))
 
@@ -248,6 +251,13 @@ class MetadataStore(abc.ABC):
         return int(rows[0]["s"] or 0)
 
     # -- models ---------------------------------------------------------------------------------------------------
+
+    async def model_versions(self) -> dict[str, set[str]]:
+        """Every model's id and the numbers of its versions (as their directory names)."""
+        found: dict[str, set[str]] = {r["id"]: set() for r in await self._fetch("SELECT id FROM models")}
+        for r in await self._fetch("SELECT model_id, version FROM model_versions"):
+            found.setdefault(r["model_id"], set()).add(str(r["version"]))
+        return found
 
     async def add_model(self, m: ModelRecord) -> None:
         await self._execute(
