@@ -93,7 +93,7 @@ def test_uploads_finetunes_and_deletes_on_a_full_disk_answer_resource_exhausted_
             with pytest.raises(TuneServeError) as refused:
                 call()
             assert isinstance(refused.value, ResourceExhausted), f"{name}: {refused.value!r}"
-            assert "disk" in str(refused.value) and str(server.data_dir) in str(refused.value), str(refused.value)
+            assert " is full (" in str(refused.value) and str(server.data_dir) in str(refused.value), str(refused.value)
         assert [d.id for d in client.list_datasets().datasets] == [kept.id]  # reads go on
         assert not [j for j in client.list_jobs().jobs if j.state not in TERMINAL]
         filler.unlink()

@@ -95,9 +95,10 @@ class JobManager:
         # NOTE: on a database shared by several servers, a RUNNING job whose server still beats is not an orphan
         for job in await self._store.orphaned_jobs(time.time() - ORPHAN_AFTER_SECONDS):
             reason = "the server stopped while the job was running"
-            if await self._publisher.trained(job):  # NOTE: its end, or only its record, was lost: complete it, train nothing
-                await self._requeue(job, f"{reason}; its training had finished: the job completes without training "
-                                    "again")
+            if await self._publisher.trained(job):  # NOTE: only its end was lost: complete it, train nothing again
+                await self._requeue(
+                    job, f"{reason}; its training had finished: the job completes without training again"
+                )
             elif job.restarts < self._settings.max_restarts:
                 await self._requeue(job, f"{reason}; it resumes from its last checkpoint", restart=True)
             else:
@@ -193,6 +194,7 @@ class JobManager:
                 self._write_spec(job, train, backbone, params.export)
             await self._store.add_job(job)
         except TuneServeError:  # NOTE: e.g. DiskFull: the models it registered must not stay TRAINING for good
+            self._artifacts.remove(self._artifacts.job_dir(job_id))
             try:
                 await self._publisher.discard(job)
             except STORE_OUTAGES as exc:
@@ -273,9 +275,8 @@ class JobManager:
         job_dir = self._artifacts.job_dir(job.id)
         try:
             await self._note(job, "job started")
-            outcome = self._publisher.finished_run(job_dir / "output", self._publisher.published(job)) or await self._run_worker(
-                job, job_dir / "spec.json", cancel
-            )
+            outcome = self._publisher.finished_run(job_dir / "output", self._publisher.published(job))
+            outcome = outcome or await self._run_worker(job, job_dir / "spec.json", cancel)
             outcome = await self._run_baselines(job, outcome, cancel)
         except asyncio.CancelledError:  # the server is shutting down; the runner has preempted the worker
             try:
@@ -422,4 +423,3 @@ class JobManager:
 
     def _backbone_dirs(self) -> builtins.list[Path]:  # `list` is a method here
         return [*self._settings.backbone_dirs, self._storage_root / "backbones"]
-
