@@ -2,9 +2,28 @@
 
 from __future__ import annotations
 
-from tuneserve.engines.training.spec import BackboneRef, ExportSpec
+from tuneserve.engines.training.spec import BackboneRef, ExportSpec, Hyperparameters
 from tuneserve.errors import InvalidArgument
-from tuneserve.types import DatasetRecord
+from tuneserve.types import DatasetRecord, ModelRecord
+
+
+def check_processes(hp: Hyperparameters, processes: int) -> None:
+    if hp.gradual_unfreezing and processes > 1:
+        # NOTE: DDP fixes the parameters it synchronises when it wraps the model; ones unfrozen later would train
+        # apart on each process.
+        raise InvalidArgument(
+            "gradual_unfreezing cannot run with several training processes (training.processes_per_job or "
+            "nodes_per_job > 1): DDP would not synchronise the layers it unfreezes; use freeze=top_k instead"
+        )
+
+
+def check_model_labels(model: ModelRecord, train: DatasetRecord) -> None:
+    """A new version of an existing model must have its labels."""
+    if model.labels != train.labels:
+        raise InvalidArgument(
+            f"dataset labels {train.labels} differ from model {model.id!r} labels {model.labels}; "
+            "leave model_id empty to create a new model"
+        )
 
 
 def check_validation_labels(train: DatasetRecord, validation: DatasetRecord) -> None:

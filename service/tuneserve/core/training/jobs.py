@@ -139,13 +139,7 @@ class JobManager:
 
     async def _admit(self, params: FineTuneParams) -> JobRecord:
         hp = hyperparameters.resolve(params.hyperparameters)
-        if hp.gradual_unfreezing and self._settings.processes_per_job * self._settings.nodes_per_job > 1:
-            # NOTE: DDP fixes the parameters it synchronises when it wraps the model; ones unfrozen later would
-            # train apart on each process.
-            raise InvalidArgument(
-                "gradual_unfreezing cannot run with several training processes (training.processes_per_job or "
-                "nodes_per_job > 1): DDP would not synchronise the layers it unfreezes; use freeze=top_k instead"
-            )
+        checks.check_processes(hp, self._settings.processes_per_job * self._settings.nodes_per_job)
         baseline_kinds = baselines.validate(params.baselines, hp)
         train = await self._datasets.get(params.dataset_id)
         if params.validation_dataset_id:
@@ -164,11 +158,7 @@ class JobManager:
         job_id = new_id("job")
         if params.model_id:
             model = await self._registry.get(params.model_id)
-            if model.labels != train.labels:
-                raise InvalidArgument(
-                    f"dataset labels {train.labels} differ from model {model.id!r} labels {model.labels}; "
-                    "leave model_id empty to create a new model"
-                )
+            checks.check_model_labels(model, train)
         else:
             model = await self._registry.create(
                 params.model_name or train.name, backbone.name, train.labels, backbone.modality, source_job_id=job_id
