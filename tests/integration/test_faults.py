@@ -8,7 +8,6 @@ import asyncio
 import contextlib
 import os
 import signal
-import subprocess
 import threading
 import time
 import urllib.request
@@ -22,6 +21,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from tests.conftest import ServerThread, make_settings
 from tests.fixtures import make_texts, write_text_dataset
 from tests.integration.conftest import QUICK, TRAIN_COUNTS
+from tests.integration.disk import tmpfs
 from tests.integration.server_process import ServerProcess, pid_alive, wait_until
 from tuneserve_client import (
     AsyncClient,
@@ -328,16 +328,8 @@ def test_a_corrupted_artifact_is_detected_by_checksum_reported_and_never_served(
 @pytest.fixture
 def full_filesystem(tmp_path: Path) -> Iterator[Path]:
     """A real 64 KiB tmpfs (needs root and mount), to hold the export's output directory."""
-    mount_point = tmp_path / "full"
-    mount_point.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount_point)],
-                             capture_output=True, check=False)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
-    try:
+    with tmpfs(tmp_path / "full", "64k") as mount_point:
         yield mount_point
-    finally:
-        subprocess.run(["umount", "-l", str(mount_point)], check=False)
 
 
 def test_a_full_disk_during_export_fails_the_job_and_registers_nothing(running: Live, full_filesystem: Path) -> None:
