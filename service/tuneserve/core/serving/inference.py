@@ -241,7 +241,7 @@ class InferenceService:
             if not image:
                 raise InvalidArgument(f"images[{i}] is empty (0 bytes); send the encoded JPEG/PNG/WEBP/BMP file")
         for i, text in enumerate(params.texts):
-            if not text.strip():
+            if not text or text.isspace():
                 # NOTE: as an upload refuses an empty text: a model has nothing to read in it
                 raise InvalidArgument(f"texts[{i}] is empty or only whitespace; send the text to classify")
             if len(text) > self._limits.max_text_chars:

@@ -283,7 +283,7 @@ def _text(element: bytes, index: int, limits: LimitSettings) -> str:
         text = element.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise InvalidArgument(f"element {index} of input {TEXT!r} is not valid UTF-8 ({exc.reason})") from None
-    if not text.strip():
+    if not text or text.isspace():
         raise InvalidArgument(
             f"element {index} of input {TEXT!r} is empty or only whitespace; send the text to classify"
         )
