@@ -39,6 +39,11 @@ class DatasetRecord:
     size_bytes: int
     sha256: str
     create_time: float
+    task: str = "classification"    # tuneserve.tasks name: classification | multi_label | regression
+    text_pairs: bool = False        # rows carry "text_pair" beside "text"
+    stats: dict[str, Any] = field(default_factory=dict)   # multi-label {"labels_per_row": {mean, max,
+                                    # rows_without_labels}}; regression {"target": {min, max, mean, std, p05, p25,
+                                    # median, p75, p95}}
 
 
 @dataclass
@@ -58,6 +63,8 @@ class JobRecord:
     start_time: float = 0.0
     end_time: float = 0.0
     restarts: int = 0               # times the worker was started again after it died (training.max_restarts)
+    task: str = "classification"    # the dataset's
+    text_pairs: bool = False
 
 
 @dataclass
@@ -94,6 +101,8 @@ class ModelRecord:
     aliases: dict[str, int] = field(default_factory=dict)   # user aliases -> version ("latest" is implicit)
     kind: str = "finetuned"         # finetuned | frozen | scratch (a baseline trained by the same job)
     source_job_id: str = ""         # the job that created it
+    task: str = "classification"
+    text_pairs: bool = False
 
     @property
     def latest_ready(self) -> ModelVersionRecord | None:

@@ -67,11 +67,19 @@ CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs (state);
 
 # Columns added after the first release: ADD COLUMN with a default upgrades an existing database in place.
 ADDED_COLUMNS: dict[str, list[tuple[str, str]]] = {
-    "models": [("kind", "TEXT NOT NULL DEFAULT 'finetuned'"), ("source_job_id", "TEXT NOT NULL DEFAULT ''")],
+    "models": [
+        ("kind", "TEXT NOT NULL DEFAULT 'finetuned'"), ("source_job_id", "TEXT NOT NULL DEFAULT ''"),
+        ("task", "TEXT NOT NULL DEFAULT 'classification'"), ("text_pairs", "INTEGER NOT NULL DEFAULT 0"),
+    ],
+    "datasets": [
+        ("task", "TEXT NOT NULL DEFAULT 'classification'"), ("text_pairs", "INTEGER NOT NULL DEFAULT 0"),
+        ("stats", "TEXT NOT NULL DEFAULT '{}'"),
+    ],
     "jobs": [
         ("heartbeat_time", "DOUBLE PRECISION NOT NULL DEFAULT 0"),  # the running server's last "still running"
         ("cancel_requested", "INTEGER NOT NULL DEFAULT 0"),  # CancelJob arrived at another server
         ("restarts", "INTEGER NOT NULL DEFAULT 0"),  # times its worker was started again (training.max_restarts)
+        ("task", "TEXT NOT NULL DEFAULT 'classification'"), ("text_pairs", "INTEGER NOT NULL DEFAULT 0"),
     ],
 }
 
@@ -82,9 +90,9 @@ def schema_statements(float_type: str, int_type: str) -> list[str]:
 
 
 _DATASET_COLUMNS = ("id, name, format, modality, num_rows, labels, label_counts, num_duplicates, size_bytes, sha256, "
-                    "create_time")
+                    "create_time, task, text_pairs, stats")
 _JOB_COLUMNS = ("id, state, dataset_id, validation_dataset_id, backbone, hyperparameters, model_id, model_version, "
-                "progress, result, error, create_time, start_time, end_time")
+                "progress, result, error, create_time, start_time, end_time, task, text_pairs")
 _VERSION_COLUMNS = "model_id, version, state, job_id, validation_metrics, onnx_size_bytes, create_time"
 
 
@@ -130,7 +138,7 @@ class MetadataStore(abc.ABC):
         await self._execute(
             f"INSERT INTO datasets ({_DATASET_COLUMNS}) VALUES ({_marks(_DATASET_COLUMNS)})",
             (d.id, d.name, d.format, d.modality, d.num_rows, json.dumps(d.labels), json.dumps(d.label_counts),
-             d.num_duplicates, d.size_bytes, d.sha256, d.create_time),
+             d.num_duplicates, d.size_bytes, d.sha256, d.create_time, d.task, int(d.text_pairs), json.dumps(d.stats)),
         )
 
     async def get_dataset(self, dataset_id: str) -> DatasetRecord | None:
@@ -156,7 +164,7 @@ class MetadataStore(abc.ABC):
             f"INSERT INTO jobs ({_JOB_COLUMNS}) VALUES ({_marks(_JOB_COLUMNS)})",
             (j.id, j.state.value, j.dataset_id, j.validation_dataset_id, j.backbone, json.dumps(j.hyperparameters),
              j.model_id, j.model_version, json.dumps(j.progress), json.dumps(j.result), j.error,
-             j.create_time, j.start_time, j.end_time),
+             j.create_time, j.start_time, j.end_time, j.task, int(j.text_pairs)),
         )
 
     async def update_job(self, j: JobRecord) -> None:
@@ -261,9 +269,10 @@ class MetadataStore(abc.ABC):
 
     async def add_model(self, m: ModelRecord) -> None:
         await self._execute(
-            "INSERT INTO models (id, name, modality, backbone, labels, create_time, kind, source_job_id) "
-            "VALUES (?,?,?,?,?,?,?,?)",
-            (m.id, m.name, m.modality, m.backbone, json.dumps(m.labels), m.create_time, m.kind, m.source_job_id),
+            "INSERT INTO models (id, name, modality, backbone, labels, create_time, kind, source_job_id, task, "
+            "text_pairs) VALUES (?,?,?,?,?,?,?,?,?,?)",
+            (m.id, m.name, m.modality, m.backbone, json.dumps(m.labels), m.create_time, m.kind, m.source_job_id,
+             m.task, int(m.text_pairs)),
         )
 
     async def add_model_version(self, model_id: str, job_id: str, create_time: float) -> ModelVersionRecord:
@@ -361,6 +370,7 @@ def _dataset(r: Row) -> DatasetRecord:
     return DatasetRecord(
         r["id"], r["name"], r["format"], r["modality"], r["num_rows"], json.loads(r["labels"]),
         json.loads(r["label_counts"]), r["num_duplicates"], r["size_bytes"], r["sha256"], r["create_time"],
+        task=r["task"], text_pairs=bool(r["text_pairs"]), stats=json.loads(r["stats"]),
     )
 
 
@@ -371,11 +381,12 @@ def _job(r: Row) -> JobRecord:
         hyperparameters=json.loads(r["hyperparameters"]), model_id=r["model_id"], model_version=r["model_version"],
         progress=json.loads(r["progress"]), result=json.loads(r["result"]), error=r["error"],
         create_time=r["create_time"], start_time=r["start_time"], end_time=r["end_time"], restarts=r["restarts"],
+        task=r["task"], text_pairs=bool(r["text_pairs"]),
     )
 
 
 def _model(r: Row) -> ModelRecord:
     return ModelRecord(
         r["id"], r["name"], r["modality"], r["backbone"], json.loads(r["labels"]), r["create_time"],
-        kind=r["kind"], source_job_id=r["source_job_id"],
+        kind=r["kind"], source_job_id=r["source_job_id"], task=r["task"], text_pairs=bool(r["text_pairs"]),
     )

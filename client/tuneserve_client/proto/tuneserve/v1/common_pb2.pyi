@@ -9,6 +9,17 @@ class Modality(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     MODALITY_UNSPECIFIED: _ClassVar[Modality]
     MODALITY_TEXT: _ClassVar[Modality]
     MODALITY_IMAGE: _ClassVar[Modality]
+
+class Task(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    TASK_UNSPECIFIED: _ClassVar[Task]
+    TASK_CLASSIFICATION: _ClassVar[Task]
+    TASK_MULTI_LABEL: _ClassVar[Task]
+    TASK_REGRESSION: _ClassVar[Task]
 MODALITY_UNSPECIFIED: Modality
 MODALITY_TEXT: Modality
 MODALITY_IMAGE: Modality
+TASK_UNSPECIFIED: Task
+TASK_CLASSIFICATION: Task
+TASK_MULTI_LABEL: Task
+TASK_REGRESSION: Task

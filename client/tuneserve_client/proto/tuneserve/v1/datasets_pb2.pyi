@@ -23,18 +23,28 @@ DATASET_FORMAT_JSONL: DatasetFormat
 DATASET_FORMAT_ZIP: DatasetFormat
 
 class DatasetUploadMetadata(_message.Message):
-    __slots__ = ("name", "format", "text_column", "label_column", "image_column")
+    __slots__ = ("name", "format", "text_column", "label_column", "image_column", "task", "labels_column", "label_separator", "target_column", "text_pair_column")
     NAME_FIELD_NUMBER: _ClassVar[int]
     FORMAT_FIELD_NUMBER: _ClassVar[int]
     TEXT_COLUMN_FIELD_NUMBER: _ClassVar[int]
     LABEL_COLUMN_FIELD_NUMBER: _ClassVar[int]
     IMAGE_COLUMN_FIELD_NUMBER: _ClassVar[int]
+    TASK_FIELD_NUMBER: _ClassVar[int]
+    LABELS_COLUMN_FIELD_NUMBER: _ClassVar[int]
+    LABEL_SEPARATOR_FIELD_NUMBER: _ClassVar[int]
+    TARGET_COLUMN_FIELD_NUMBER: _ClassVar[int]
+    TEXT_PAIR_COLUMN_FIELD_NUMBER: _ClassVar[int]
     name: str
     format: DatasetFormat
     text_column: str
     label_column: str
     image_column: str
-    def __init__(self, name: _Optional[str] = ..., format: _Optional[_Union[DatasetFormat, str]] = ..., text_column: _Optional[str] = ..., label_column: _Optional[str] = ..., image_column: _Optional[str] = ...) -> None: ...
+    task: _common_pb2.Task
+    labels_column: str
+    label_separator: str
+    target_column: str
+    text_pair_column: str
+    def __init__(self, name: _Optional[str] = ..., format: _Optional[_Union[DatasetFormat, str]] = ..., text_column: _Optional[str] = ..., label_column: _Optional[str] = ..., image_column: _Optional[str] = ..., task: _Optional[_Union[_common_pb2.Task, str]] = ..., labels_column: _Optional[str] = ..., label_separator: _Optional[str] = ..., target_column: _Optional[str] = ..., text_pair_column: _Optional[str] = ...) -> None: ...
 
 class UploadDatasetRequest(_message.Message):
     __slots__ = ("metadata", "chunk")
@@ -45,7 +55,7 @@ class UploadDatasetRequest(_message.Message):
     def __init__(self, metadata: _Optional[_Union[DatasetUploadMetadata, _Mapping]] = ..., chunk: _Optional[bytes] = ...) -> None: ...
 
 class Dataset(_message.Message):
-    __slots__ = ("id", "name", "format", "modality", "num_rows", "labels", "label_counts", "num_duplicates", "size_bytes", "sha256", "create_time")
+    __slots__ = ("id", "name", "format", "modality", "num_rows", "labels", "label_counts", "num_duplicates", "size_bytes", "sha256", "create_time", "task", "text_pairs", "labels_per_row", "target_stats")
     class LabelCountsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -64,6 +74,10 @@ class Dataset(_message.Message):
     SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
     SHA256_FIELD_NUMBER: _ClassVar[int]
     CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    TASK_FIELD_NUMBER: _ClassVar[int]
+    TEXT_PAIRS_FIELD_NUMBER: _ClassVar[int]
+    LABELS_PER_ROW_FIELD_NUMBER: _ClassVar[int]
+    TARGET_STATS_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     format: DatasetFormat
@@ -75,7 +89,43 @@ class Dataset(_message.Message):
     size_bytes: int
     sha256: str
     create_time: _timestamp_pb2.Timestamp
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., format: _Optional[_Union[DatasetFormat, str]] = ..., modality: _Optional[_Union[_common_pb2.Modality, str]] = ..., num_rows: _Optional[int] = ..., labels: _Optional[_Iterable[str]] = ..., label_counts: _Optional[_Mapping[str, int]] = ..., num_duplicates: _Optional[int] = ..., size_bytes: _Optional[int] = ..., sha256: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    task: _common_pb2.Task
+    text_pairs: bool
+    labels_per_row: LabelsPerRow
+    target_stats: TargetStats
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., format: _Optional[_Union[DatasetFormat, str]] = ..., modality: _Optional[_Union[_common_pb2.Modality, str]] = ..., num_rows: _Optional[int] = ..., labels: _Optional[_Iterable[str]] = ..., label_counts: _Optional[_Mapping[str, int]] = ..., num_duplicates: _Optional[int] = ..., size_bytes: _Optional[int] = ..., sha256: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., task: _Optional[_Union[_common_pb2.Task, str]] = ..., text_pairs: _Optional[bool] = ..., labels_per_row: _Optional[_Union[LabelsPerRow, _Mapping]] = ..., target_stats: _Optional[_Union[TargetStats, _Mapping]] = ...) -> None: ...
+
+class LabelsPerRow(_message.Message):
+    __slots__ = ("mean", "max", "rows_without_labels")
+    MEAN_FIELD_NUMBER: _ClassVar[int]
+    MAX_FIELD_NUMBER: _ClassVar[int]
+    ROWS_WITHOUT_LABELS_FIELD_NUMBER: _ClassVar[int]
+    mean: float
+    max: int
+    rows_without_labels: int
+    def __init__(self, mean: _Optional[float] = ..., max: _Optional[int] = ..., rows_without_labels: _Optional[int] = ...) -> None: ...
+
+class TargetStats(_message.Message):
+    __slots__ = ("min", "max", "mean", "std", "p05", "p25", "median", "p75", "p95")
+    MIN_FIELD_NUMBER: _ClassVar[int]
+    MAX_FIELD_NUMBER: _ClassVar[int]
+    MEAN_FIELD_NUMBER: _ClassVar[int]
+    STD_FIELD_NUMBER: _ClassVar[int]
+    P05_FIELD_NUMBER: _ClassVar[int]
+    P25_FIELD_NUMBER: _ClassVar[int]
+    MEDIAN_FIELD_NUMBER: _ClassVar[int]
+    P75_FIELD_NUMBER: _ClassVar[int]
+    P95_FIELD_NUMBER: _ClassVar[int]
+    min: float
+    max: float
+    mean: float
+    std: float
+    p05: float
+    p25: float
+    median: float
+    p75: float
+    p95: float
+    def __init__(self, min: _Optional[float] = ..., max: _Optional[float] = ..., mean: _Optional[float] = ..., std: _Optional[float] = ..., p05: _Optional[float] = ..., p25: _Optional[float] = ..., median: _Optional[float] = ..., p75: _Optional[float] = ..., p95: _Optional[float] = ...) -> None: ...
 
 class GetDatasetRequest(_message.Message):
     __slots__ = ("id",)

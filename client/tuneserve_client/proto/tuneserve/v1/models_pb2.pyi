@@ -23,7 +23,7 @@ MODEL_VERSION_STATE_READY: ModelVersionState
 MODEL_VERSION_STATE_FAILED: ModelVersionState
 
 class ModelVersion(_message.Message):
-    __slots__ = ("version", "state", "job_id", "validation_metrics", "onnx_size_bytes", "loaded", "execution_provider", "create_time", "variants", "variant_macro_f1")
+    __slots__ = ("version", "state", "job_id", "validation_metrics", "onnx_size_bytes", "loaded", "execution_provider", "create_time", "variants", "variant_macro_f1", "variant_metric", "variant_metrics", "label_thresholds")
     class ValidationMetricsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -32,6 +32,20 @@ class ModelVersion(_message.Message):
         value: float
         def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
     class VariantMacroF1Entry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    class VariantMetricsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    class LabelThresholdsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
         VALUE_FIELD_NUMBER: _ClassVar[int]
@@ -48,6 +62,9 @@ class ModelVersion(_message.Message):
     CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
     VARIANTS_FIELD_NUMBER: _ClassVar[int]
     VARIANT_MACRO_F1_FIELD_NUMBER: _ClassVar[int]
+    VARIANT_METRIC_FIELD_NUMBER: _ClassVar[int]
+    VARIANT_METRICS_FIELD_NUMBER: _ClassVar[int]
+    LABEL_THRESHOLDS_FIELD_NUMBER: _ClassVar[int]
     version: int
     state: ModelVersionState
     job_id: str
@@ -58,10 +75,13 @@ class ModelVersion(_message.Message):
     create_time: _timestamp_pb2.Timestamp
     variants: _containers.RepeatedScalarFieldContainer[str]
     variant_macro_f1: _containers.ScalarMap[str, float]
-    def __init__(self, version: _Optional[int] = ..., state: _Optional[_Union[ModelVersionState, str]] = ..., job_id: _Optional[str] = ..., validation_metrics: _Optional[_Mapping[str, float]] = ..., onnx_size_bytes: _Optional[int] = ..., loaded: _Optional[bool] = ..., execution_provider: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., variants: _Optional[_Iterable[str]] = ..., variant_macro_f1: _Optional[_Mapping[str, float]] = ...) -> None: ...
+    variant_metric: str
+    variant_metrics: _containers.ScalarMap[str, float]
+    label_thresholds: _containers.ScalarMap[str, float]
+    def __init__(self, version: _Optional[int] = ..., state: _Optional[_Union[ModelVersionState, str]] = ..., job_id: _Optional[str] = ..., validation_metrics: _Optional[_Mapping[str, float]] = ..., onnx_size_bytes: _Optional[int] = ..., loaded: _Optional[bool] = ..., execution_provider: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., variants: _Optional[_Iterable[str]] = ..., variant_macro_f1: _Optional[_Mapping[str, float]] = ..., variant_metric: _Optional[str] = ..., variant_metrics: _Optional[_Mapping[str, float]] = ..., label_thresholds: _Optional[_Mapping[str, float]] = ...) -> None: ...
 
 class Model(_message.Message):
-    __slots__ = ("id", "name", "modality", "backbone", "labels", "latest_version", "versions", "create_time", "aliases", "kind", "source_job_id")
+    __slots__ = ("id", "name", "modality", "backbone", "labels", "latest_version", "versions", "create_time", "aliases", "kind", "source_job_id", "task", "text_pairs")
     class AliasesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -80,6 +100,8 @@ class Model(_message.Message):
     ALIASES_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     SOURCE_JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    TASK_FIELD_NUMBER: _ClassVar[int]
+    TEXT_PAIRS_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     modality: _common_pb2.Modality
@@ -91,7 +113,9 @@ class Model(_message.Message):
     aliases: _containers.ScalarMap[str, int]
     kind: str
     source_job_id: str
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., modality: _Optional[_Union[_common_pb2.Modality, str]] = ..., backbone: _Optional[str] = ..., labels: _Optional[_Iterable[str]] = ..., latest_version: _Optional[int] = ..., versions: _Optional[_Iterable[_Union[ModelVersion, _Mapping]]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., aliases: _Optional[_Mapping[str, int]] = ..., kind: _Optional[str] = ..., source_job_id: _Optional[str] = ...) -> None: ...
+    task: _common_pb2.Task
+    text_pairs: bool
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., modality: _Optional[_Union[_common_pb2.Modality, str]] = ..., backbone: _Optional[str] = ..., labels: _Optional[_Iterable[str]] = ..., latest_version: _Optional[int] = ..., versions: _Optional[_Iterable[_Union[ModelVersion, _Mapping]]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., aliases: _Optional[_Mapping[str, int]] = ..., kind: _Optional[str] = ..., source_job_id: _Optional[str] = ..., task: _Optional[_Union[_common_pb2.Task, str]] = ..., text_pairs: _Optional[bool] = ...) -> None: ...
 
 class ListModelsRequest(_message.Message):
     __slots__ = ("page_size", "page_token")
@@ -173,7 +197,14 @@ class ConfusionMatrix(_message.Message):
     def __init__(self, labels: _Optional[_Iterable[str]] = ..., rows: _Optional[_Iterable[_Union[ConfusionMatrix.Row, _Mapping]]] = ...) -> None: ...
 
 class EvaluationReport(_message.Message):
-    __slots__ = ("model_id", "model_version", "dataset_id", "num_examples", "accuracy", "macro_precision", "macro_recall", "macro_f1", "weighted_precision", "weighted_recall", "weighted_f1", "per_class", "confusion_matrix", "runtime", "duration_seconds", "num_unknown_labels")
+    __slots__ = ("model_id", "model_version", "dataset_id", "num_examples", "accuracy", "macro_precision", "macro_recall", "macro_f1", "weighted_precision", "weighted_recall", "weighted_f1", "per_class", "confusion_matrix", "runtime", "duration_seconds", "num_unknown_labels", "task", "metrics", "residuals", "points")
+    class MetricsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
     MODEL_ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     DATASET_ID_FIELD_NUMBER: _ClassVar[int]
@@ -190,6 +221,10 @@ class EvaluationReport(_message.Message):
     RUNTIME_FIELD_NUMBER: _ClassVar[int]
     DURATION_SECONDS_FIELD_NUMBER: _ClassVar[int]
     NUM_UNKNOWN_LABELS_FIELD_NUMBER: _ClassVar[int]
+    TASK_FIELD_NUMBER: _ClassVar[int]
+    METRICS_FIELD_NUMBER: _ClassVar[int]
+    RESIDUALS_FIELD_NUMBER: _ClassVar[int]
+    POINTS_FIELD_NUMBER: _ClassVar[int]
     model_id: str
     model_version: int
     dataset_id: str
@@ -206,7 +241,33 @@ class EvaluationReport(_message.Message):
     runtime: str
     duration_seconds: float
     num_unknown_labels: int
-    def __init__(self, model_id: _Optional[str] = ..., model_version: _Optional[int] = ..., dataset_id: _Optional[str] = ..., num_examples: _Optional[int] = ..., accuracy: _Optional[float] = ..., macro_precision: _Optional[float] = ..., macro_recall: _Optional[float] = ..., macro_f1: _Optional[float] = ..., weighted_precision: _Optional[float] = ..., weighted_recall: _Optional[float] = ..., weighted_f1: _Optional[float] = ..., per_class: _Optional[_Iterable[_Union[ClassMetrics, _Mapping]]] = ..., confusion_matrix: _Optional[_Union[ConfusionMatrix, _Mapping]] = ..., runtime: _Optional[str] = ..., duration_seconds: _Optional[float] = ..., num_unknown_labels: _Optional[int] = ...) -> None: ...
+    task: _common_pb2.Task
+    metrics: _containers.ScalarMap[str, float]
+    residuals: ResidualSummary
+    points: _containers.RepeatedCompositeFieldContainer[RegressionPoint]
+    def __init__(self, model_id: _Optional[str] = ..., model_version: _Optional[int] = ..., dataset_id: _Optional[str] = ..., num_examples: _Optional[int] = ..., accuracy: _Optional[float] = ..., macro_precision: _Optional[float] = ..., macro_recall: _Optional[float] = ..., macro_f1: _Optional[float] = ..., weighted_precision: _Optional[float] = ..., weighted_recall: _Optional[float] = ..., weighted_f1: _Optional[float] = ..., per_class: _Optional[_Iterable[_Union[ClassMetrics, _Mapping]]] = ..., confusion_matrix: _Optional[_Union[ConfusionMatrix, _Mapping]] = ..., runtime: _Optional[str] = ..., duration_seconds: _Optional[float] = ..., num_unknown_labels: _Optional[int] = ..., task: _Optional[_Union[_common_pb2.Task, str]] = ..., metrics: _Optional[_Mapping[str, float]] = ..., residuals: _Optional[_Union[ResidualSummary, _Mapping]] = ..., points: _Optional[_Iterable[_Union[RegressionPoint, _Mapping]]] = ...) -> None: ...
+
+class ResidualSummary(_message.Message):
+    __slots__ = ("mean", "std", "median_abs", "p90_abs", "max_abs")
+    MEAN_FIELD_NUMBER: _ClassVar[int]
+    STD_FIELD_NUMBER: _ClassVar[int]
+    MEDIAN_ABS_FIELD_NUMBER: _ClassVar[int]
+    P90_ABS_FIELD_NUMBER: _ClassVar[int]
+    MAX_ABS_FIELD_NUMBER: _ClassVar[int]
+    mean: float
+    std: float
+    median_abs: float
+    p90_abs: float
+    max_abs: float
+    def __init__(self, mean: _Optional[float] = ..., std: _Optional[float] = ..., median_abs: _Optional[float] = ..., p90_abs: _Optional[float] = ..., max_abs: _Optional[float] = ...) -> None: ...
+
+class RegressionPoint(_message.Message):
+    __slots__ = ("true_value", "predicted")
+    TRUE_VALUE_FIELD_NUMBER: _ClassVar[int]
+    PREDICTED_FIELD_NUMBER: _ClassVar[int]
+    true_value: float
+    predicted: float
+    def __init__(self, true_value: _Optional[float] = ..., predicted: _Optional[float] = ...) -> None: ...
 
 class MetricDelta(_message.Message):
     __slots__ = ("metric", "delta")

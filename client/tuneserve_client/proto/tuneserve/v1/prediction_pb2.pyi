@@ -7,7 +7,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class PredictRequest(_message.Message):
-    __slots__ = ("model_id", "version", "texts", "top_k", "alias", "variant", "images")
+    __slots__ = ("model_id", "version", "texts", "top_k", "alias", "variant", "images", "text_pairs")
     MODEL_ID_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     TEXTS_FIELD_NUMBER: _ClassVar[int]
@@ -15,6 +15,7 @@ class PredictRequest(_message.Message):
     ALIAS_FIELD_NUMBER: _ClassVar[int]
     VARIANT_FIELD_NUMBER: _ClassVar[int]
     IMAGES_FIELD_NUMBER: _ClassVar[int]
+    TEXT_PAIRS_FIELD_NUMBER: _ClassVar[int]
     model_id: str
     version: int
     texts: _containers.RepeatedScalarFieldContainer[str]
@@ -22,7 +23,8 @@ class PredictRequest(_message.Message):
     alias: str
     variant: str
     images: _containers.RepeatedScalarFieldContainer[bytes]
-    def __init__(self, model_id: _Optional[str] = ..., version: _Optional[int] = ..., texts: _Optional[_Iterable[str]] = ..., top_k: _Optional[int] = ..., alias: _Optional[str] = ..., variant: _Optional[str] = ..., images: _Optional[_Iterable[bytes]] = ...) -> None: ...
+    text_pairs: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, model_id: _Optional[str] = ..., version: _Optional[int] = ..., texts: _Optional[_Iterable[str]] = ..., top_k: _Optional[int] = ..., alias: _Optional[str] = ..., variant: _Optional[str] = ..., images: _Optional[_Iterable[bytes]] = ..., text_pairs: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ClassScore(_message.Message):
     __slots__ = ("label", "score")
@@ -33,14 +35,18 @@ class ClassScore(_message.Message):
     def __init__(self, label: _Optional[str] = ..., score: _Optional[float] = ...) -> None: ...
 
 class Prediction(_message.Message):
-    __slots__ = ("label", "score", "scores")
+    __slots__ = ("label", "score", "scores", "labels", "value")
     LABEL_FIELD_NUMBER: _ClassVar[int]
     SCORE_FIELD_NUMBER: _ClassVar[int]
     SCORES_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
     label: str
     score: float
     scores: _containers.RepeatedCompositeFieldContainer[ClassScore]
-    def __init__(self, label: _Optional[str] = ..., score: _Optional[float] = ..., scores: _Optional[_Iterable[_Union[ClassScore, _Mapping]]] = ...) -> None: ...
+    labels: _containers.RepeatedScalarFieldContainer[str]
+    value: float
+    def __init__(self, label: _Optional[str] = ..., score: _Optional[float] = ..., scores: _Optional[_Iterable[_Union[ClassScore, _Mapping]]] = ..., labels: _Optional[_Iterable[str]] = ..., value: _Optional[float] = ...) -> None: ...
 
 class PredictResponse(_message.Message):
     __slots__ = ("model_id", "model_version", "predictions", "variant")

@@ -1,0 +1,114 @@
+"""Single-label classification: one label per row, a softmax head trained with (optionally class-weighted,
+label-smoothed) cross-entropy, argmax decisions; McNemar's exact test between two models."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
+from sklearn.utils.class_weight import compute_class_weight
+
+from tuneserve.tasks.base import Decoded, LabelReport, OutputTensor, PairedTest, Target, Task, TaskParams, TaskReport
+from tuneserve.tasks.stats import mcnemar_p
+
+if TYPE_CHECKING:
+    import torch
+
+
+class Classification(Task):
+    name = "classification"
+    target_field = "label"
+    default_metric = "macro_f1"
+    metrics_for_best = ("macro_f1", "accuracy", "loss")
+    guard_metric = "macro_f1"
+    fit_metric = "macro_f1"
+
+    def label_set(self, target: Target) -> list[str]:
+        return [str(target)]
+
+    def stratify_key(self, target: Target) -> str | None:
+        return str(target)
+
+    def encode_targets(self, targets: Sequence[Target], labels: Sequence[str], params: TaskParams) -> np.ndarray:
+        index = {label: i for i, label in enumerate(labels)}
+        return np.array([index[str(t)] for t in targets], dtype=np.int64)
+
+    def decode_targets(self, encoded: np.ndarray, labels: Sequence[str], params: TaskParams) -> list[Target]:
+        return [labels[int(i)] for i in encoded]
+
+    def loss_weights(self, targets: Sequence[Target], labels: Sequence[str]) -> np.ndarray | None:
+        """Inverse-frequency ("balanced") class weights over the training rows; a label with no rows gets 0."""
+        counts = Counter(str(t) for t in targets)
+        present = np.array([i for i, label in enumerate(labels) if counts[label] > 0])
+        y = np.repeat(present, [counts[labels[i]] for i in present])
+        weights = np.zeros(len(labels), dtype=np.float32)
+        weights[present] = compute_class_weight("balanced", classes=present, y=y)
+        return weights
+
+    def loss(
+        self, logits: torch.Tensor, targets: torch.Tensor, *, weights: torch.Tensor | None, options: dict[str, Any]
+    ) -> torch.Tensor:
+        from torch.nn import functional
+
+        return functional.cross_entropy(
+            logits.float(), targets, weight=weights, label_smoothing=float(options.get("label_smoothing", 0.0))
+        )
+
+    def outputs(self, logits: np.ndarray, params: TaskParams) -> np.ndarray:
+        shifted = logits - logits.max(axis=1, keepdims=True)
+        exp = np.exp(shifted)
+        result: np.ndarray = (exp / exp.sum(axis=1, keepdims=True)).astype(np.float32)
+        return result
+
+    def decode(self, scores: np.ndarray, labels: Sequence[str], params: TaskParams, top_k: int) -> Decoded:
+        order = np.argsort(-scores, kind="stable")
+        if top_k:
+            order = order[:top_k]
+        ranked = [(labels[i], float(scores[i])) for i in order]
+        return Decoded(label=ranked[0][0], score=ranked[0][1], scores=ranked)
+
+    def output_names(self) -> list[tuple[str, str, int]]:
+        return [("probabilities", "FP32", -1), ("label", "BYTES", 1)]
+
+    def open_inference(self, scores: np.ndarray, labels: Sequence[str], params: TaskParams) -> list[OutputTensor]:
+        top = [labels[int(i)].encode() for i in scores.argmax(axis=1)]
+        return [
+            OutputTensor("probabilities", "FP32", list(scores.shape), scores.astype(np.float32)),
+            OutputTensor("label", "BYTES", [len(top), 1], top),
+        ]
+
+    def report(self, scores: np.ndarray, targets: Sequence[Target], labels: Sequence[str], params: TaskParams) -> TaskReport:
+        y_true = [str(t) for t in targets]
+        y_pred = [labels[int(i)] for i in scores.argmax(axis=1)] if len(y_true) else []
+        unknown = sorted(set(y_true) - set(labels))
+        every = [*labels, *unknown]
+        macro = precision_recall_fscore_support(y_true, y_pred, labels=every, average="macro", zero_division=0)
+        weighted = precision_recall_fscore_support(y_true, y_pred, labels=every, average="weighted", zero_division=0)
+        p, r, f, s = precision_recall_fscore_support(y_true, y_pred, labels=every, average=None, zero_division=0)
+        metrics = {
+            "accuracy": float(accuracy_score(y_true, y_pred)),
+            "macro_precision": float(macro[0]), "macro_recall": float(macro[1]), "macro_f1": float(macro[2]),
+            "weighted_precision": float(weighted[0]), "weighted_recall": float(weighted[1]),
+            "weighted_f1": float(weighted[2]),
+        }
+        return TaskReport(
+            metrics=metrics,
+            per_label=[LabelReport(lab, float(p[i]), float(r[i]), float(f[i]), int(s[i])) for i, lab in enumerate(every)],
+            confusion_labels=every,
+            confusion=confusion_matrix(y_true, y_pred, labels=every).tolist(),
+            num_unknown_labels=sum(1 for y in y_true if y in unknown),
+        )
+
+    def outcomes(
+        self, scores: np.ndarray, targets: Sequence[Target], labels: Sequence[str], params: TaskParams,
+        universe: Sequence[str],
+    ) -> np.ndarray:
+        predicted = np.array([labels[int(i)] for i in scores.argmax(axis=1)], dtype=object)
+        return np.asarray(predicted == np.array([str(t) for t in targets], dtype=object), dtype=bool)
+
+    def paired_test(self, first: np.ndarray, second: np.ndarray) -> PairedTest:
+        only_a, only_b = int(np.sum(first & ~second)), int(np.sum(second & ~first))
+        return PairedTest("mcnemar", mcnemar_p(only_a, only_b), only_a, only_b)

@@ -1,0 +1,186 @@
+"""Multi-label classification: any number of labels per row (none included). One sigmoid per label trained with
+binary cross-entropy (class weighting as `pos_weight`), a decision threshold per label tuned on the validation split
+after training, micro F1 to pick the best checkpoint, and McNemar per label with Holm's correction between models."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from sklearn.metrics import f1_score, hamming_loss, precision_recall_fscore_support
+
+from tuneserve.tasks.base import Decoded, LabelReport, OutputTensor, PairedTest, Target, Task, TaskParams, TaskReport
+from tuneserve.tasks.stats import holm, mcnemar_p
+
+if TYPE_CHECKING:
+    import torch
+
+DEFAULT_THRESHOLD = 0.5
+# Thresholds tried per label; the middle of the best-scoring run wins, so a flat optimum does not sit on its edge.
+CANDIDATES = np.round(np.linspace(0.02, 0.98, 49), 2)
+MAX_POS_WEIGHT = 50.0
+# A served score this close to a threshold may fall either side of it between PyTorch and ONNX Runtime.
+PARITY_MARGIN = 1e-4
+
+
+def _sigmoid(logits: np.ndarray) -> np.ndarray:
+    result: np.ndarray = (1.0 / (1.0 + np.exp(-np.clip(logits, -60.0, 60.0)))).astype(np.float32)
+    return result
+
+
+class MultiLabel(Task):
+    name = "multi_label"
+    target_field = "labels"
+    default_metric = "micro_f1"
+    metrics_for_best = ("micro_f1", "macro_f1", "samples_f1", "loss")
+    guard_metric = "micro_f1"
+    fit_metric = "micro_f1"
+
+    def label_set(self, target: Target) -> list[str]:
+        return [str(label) for label in target]
+
+    def encode_targets(self, targets: Sequence[Target], labels: Sequence[str], params: TaskParams) -> np.ndarray:
+        return _multi_hot(targets, labels)
+
+    def decode_targets(self, encoded: np.ndarray, labels: Sequence[str], params: TaskParams) -> list[Target]:
+        return [[labels[int(j)] for j in np.flatnonzero(row > 0.5)] for row in encoded]
+
+    def loss_weights(self, targets: Sequence[Target], labels: Sequence[str]) -> np.ndarray | None:
+        """pos_weight = negatives / positives of each label (capped at 50; 1 for a label with no positive rows)."""
+        hot = _multi_hot(targets, labels)
+        positives = hot.sum(axis=0)
+        negatives = len(hot) - positives
+        weights = np.where(positives > 0, negatives / np.maximum(positives, 1), 1.0)
+        return np.clip(weights, 1.0 / MAX_POS_WEIGHT, MAX_POS_WEIGHT).astype(np.float32)
+
+    def loss(
+        self, logits: torch.Tensor, targets: torch.Tensor, *, weights: torch.Tensor | None, options: dict[str, Any]
+    ) -> torch.Tensor:
+        from torch.nn import functional
+
+        smoothing = float(options.get("label_smoothing", 0.0))
+        soft = targets.float() * (1.0 - smoothing) + 0.5 * smoothing
+        return functional.binary_cross_entropy_with_logits(logits.float(), soft, pos_weight=weights)
+
+    def tune(self, logits: np.ndarray, targets: Sequence[Target], labels: Sequence[str], params: TaskParams) -> TaskParams:
+        """Each label's threshold maximising its F1 on the validation rows; 0.5 for a label with no positive row."""
+        probabilities = _sigmoid(logits)
+        truth = _multi_hot(targets, labels).astype(bool)
+        thresholds = []
+        for j in range(len(labels)):
+            if not truth[:, j].any():
+                thresholds.append(DEFAULT_THRESHOLD)
+                continue
+            predicted = probabilities[:, j][:, None] >= CANDIDATES[None, :]
+            tp = (predicted & truth[:, j][:, None]).sum(axis=0)
+            fp = (predicted & ~truth[:, j][:, None]).sum(axis=0)
+            fn = (~predicted & truth[:, j][:, None]).sum(axis=0)
+            f1 = 2 * tp / np.maximum(2 * tp + fp + fn, 1)
+            best = np.flatnonzero(f1 == f1.max())
+            thresholds.append(float(CANDIDATES[best[len(best) // 2]]))
+        return TaskParams(**{**params.__dict__, "thresholds": thresholds})
+
+    def outputs(self, logits: np.ndarray, params: TaskParams) -> np.ndarray:
+        return _sigmoid(logits)
+
+    def decode(self, scores: np.ndarray, labels: Sequence[str], params: TaskParams, top_k: int) -> Decoded:
+        order = np.argsort(-scores, kind="stable")
+        above = scores >= _thresholds(params, len(labels))
+        chosen = [labels[i] for i in order if above[i]]
+        shown = order[:top_k] if top_k else order
+        best = int(order[0])
+        return Decoded(
+            label=labels[best], score=float(scores[best]), scores=[(labels[i], float(scores[i])) for i in shown],
+            labels=chosen,
+        )
+
+    def output_names(self) -> list[tuple[str, str, int]]:
+        return [("probabilities", "FP32", -1), ("labels", "BYTES", 1)]
+
+    def open_inference(self, scores: np.ndarray, labels: Sequence[str], params: TaskParams) -> list[OutputTensor]:
+        chosen = [json.dumps(self.decode(row, labels, params, 0).labels).encode() for row in scores]
+        return [
+            OutputTensor("probabilities", "FP32", list(scores.shape), scores.astype(np.float32)),
+            OutputTensor("labels", "BYTES", [len(chosen), 1], chosen),
+        ]
+
+    def report(self, scores: np.ndarray, targets: Sequence[Target], labels: Sequence[str], params: TaskParams) -> TaskReport:
+        every, truth, predicted = self._decisions(scores, targets, labels, params)
+        known = set(labels)
+        micro = precision_recall_fscore_support(truth, predicted, average="micro", zero_division=0)
+        p, r, f, s = precision_recall_fscore_support(truth, predicted, average=None, zero_division=0)
+        metrics = {
+            "micro_f1": float(micro[2]), "micro_precision": float(micro[0]), "micro_recall": float(micro[1]),
+            "macro_f1": float(f1_score(truth, predicted, average="macro", zero_division=0)),
+            "samples_f1": float(f1_score(truth, predicted, average="samples", zero_division=1)),
+            "subset_accuracy": float(np.mean(np.all(truth == predicted, axis=1))) if len(truth) else 0.0,
+            "hamming_loss": float(hamming_loss(truth, predicted)) if len(truth) else 0.0,
+        }
+        return TaskReport(
+            metrics=metrics,
+            per_label=[LabelReport(lab, float(p[i]), float(r[i]), float(f[i]), int(s[i])) for i, lab in enumerate(every)],
+            num_unknown_labels=sum(1 for t in targets if set(self.label_set(t)) - known),
+        )
+
+    def outcomes(
+        self, scores: np.ndarray, targets: Sequence[Target], labels: Sequence[str], params: TaskParams,
+        universe: Sequence[str],
+    ) -> np.ndarray:
+        decided = scores >= _thresholds(params, len(labels))
+        column = {label: j for j, label in enumerate(labels)}
+        predicted = np.zeros((len(scores), len(universe)), dtype=bool)
+        for k, label in enumerate(universe):
+            if label in column:
+                predicted[:, k] = decided[:, column[label]]
+        same: np.ndarray = predicted == _multi_hot(targets, universe).astype(bool)
+        return same
+
+    def paired_test(self, first: np.ndarray, second: np.ndarray) -> PairedTest:
+        p_values = [
+            mcnemar_p(int(np.sum(first[:, k] & ~second[:, k])), int(np.sum(second[:, k] & ~first[:, k])))
+            for k in range(first.shape[1])
+        ]
+        whole_a, whole_b = first.all(axis=1), second.all(axis=1)
+        return PairedTest(
+            "mcnemar-holm", min(holm(p_values), default=1.0),
+            int(np.sum(whole_a & ~whole_b)), int(np.sum(whole_b & ~whole_a)),
+        )
+
+    def parity(self, reference: np.ndarray, exported: np.ndarray, params: TaskParams) -> tuple[float, str]:
+        diff, _ = super().parity(reference, exported, params)
+        thresholds = _thresholds(params, reference.shape[1] if reference.ndim == 2 else 0)
+        a, b = _sigmoid(reference), _sigmoid(exported)
+        clear = np.abs(a - thresholds) > PARITY_MARGIN
+        flips = int(np.sum(((a >= thresholds) != (b >= thresholds)) & clear))
+        return diff, f"{flips} label decisions differ at the tuned thresholds" if flips else ""
+
+    def _decisions(
+        self, scores: np.ndarray, targets: Sequence[Target], labels: Sequence[str], params: TaskParams
+    ) -> tuple[list[str], np.ndarray, np.ndarray]:
+        """The label columns (the model's, then labels only the rows name), true and predicted multi-hot rows."""
+        unknown = sorted({label for t in targets for label in self.label_set(t)} - set(labels))
+        every = [*labels, *unknown]
+        truth = _multi_hot(targets, every).astype(bool)
+        predicted = np.zeros_like(truth)
+        if len(scores):
+            predicted[:, : len(labels)] = scores >= _thresholds(params, len(labels))
+        return every, truth, predicted
+
+
+def _thresholds(params: TaskParams, count: int) -> np.ndarray:
+    if len(params.thresholds) == count:
+        return np.array(params.thresholds, dtype=np.float32)
+    return np.full(count, DEFAULT_THRESHOLD, dtype=np.float32)
+
+
+def _multi_hot(targets: Sequence[Target], labels: Sequence[str]) -> np.ndarray:
+    column = {label: j for j, label in enumerate(labels)}
+    hot = np.zeros((len(targets), len(labels)), dtype=np.float32)
+    for i, target in enumerate(targets):
+        for label in target:
+            j = column.get(str(label))
+            if j is not None:
+                hot[i, j] = 1.0
+    return hot
