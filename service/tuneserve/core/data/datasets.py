@@ -21,7 +21,7 @@ import time
 from collections.abc import AsyncIterable, AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from tuneserve.core.data.image_parsing import parse_image_jsonl, parse_zip
 from tuneserve.core.data.parsing import ParsedDataset, ParseLimits, infer_format, parse_file
@@ -197,8 +197,8 @@ class DatasetManager:
     def rows_path(self, dataset_id: str) -> Path:
         return self._artifacts.dataset_rows(dataset_id)
 
-    async def read_rows(self, dataset_id: str) -> builtins.list[tuple[str, str]]:  # `list` is a method here
-        """(text, label) rows; for an image dataset (image path relative to `dataset_dir`, label)."""
+    async def read_rows(self, dataset_id: str) -> builtins.list[Row]:  # `list` is a method here
+        """The dataset's rows: text (or an image path relative to `dataset_dir`), target, and the pair's second text."""
         await self.get(dataset_id)
         return await asyncio.to_thread(_read_rows, self.rows_path(dataset_id))
 
@@ -206,6 +206,20 @@ class DatasetManager:
         return self._artifacts.dataset_dir(dataset_id)
 
 
-def _read_rows(path: Path) -> list[tuple[str, str]]:
+@dataclass(frozen=True)
+class Row:
+    """One stored row. `target` is what the dataset's task reads (tuneserve.tasks: `Task.target_field`): a label,
+    a list of labels or a number."""
+
+    value: str                 # the text, or the image's path relative to the dataset directory
+    target: Any
+    text_pair: str = ""        # pair datasets: the second text
+
+
+def _read_rows(path: Path) -> list[Row]:
+    rows = []
     with open(path, encoding="utf-8") as f:
-        return [(obj["text"] if "text" in obj else obj["image"], obj["label"]) for obj in map(json.loads, f)]
+        for obj in map(json.loads, f):
+            target = obj["label"] if "label" in obj else obj["labels"] if "labels" in obj else obj["target"]
+            rows.append(Row(obj["text"] if "text" in obj else obj["image"], target, obj.get("text_pair", "")))
+    return rows

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
 
-from tuneserve.core.data.datasets import DatasetManager
+from tuneserve.core.data.datasets import DatasetManager, Row
 from tuneserve.core.evaluation.comparison import Comparison, compare_pair
 from tuneserve.core.evaluation.reports import ClassReport, EvaluationReport
 from tuneserve.core.serving.inference import InferenceService
@@ -69,16 +69,16 @@ class Evaluator:
         return ComparisonResult(report, [other for other, _ in runs[1:]], comparisons)
 
     async def _run(
-        self, target: Target, rows: list[tuple[str, str]], dataset_id: str
+        self, target: Target, rows: list[Row], dataset_id: str
     ) -> tuple[EvaluationReport, list[bool]]:
         """The report of one version on the rows, and which rows it got right (for paired tests)."""
         started = time.perf_counter()
-        inputs = [value for value, _ in rows]
+        inputs = [row.value for row in rows]
         probs = [await self._batch(target, inputs[i:i + _BATCH], dataset_id) for i in range(0, len(inputs), _BATCH)]
         predicted = np.concatenate(probs).argmax(axis=1)
         model_labels = target.model.labels
         y_pred = [model_labels[i] for i in predicted]
-        y_true = [label for _, label in rows]
+        y_true = [str(row.target) for row in rows]
         report = await asyncio.to_thread(_metrics, y_true, y_pred, model_labels)
         evaluation = EvaluationReport(
             model_id=target.model.id, model_version=target.version, dataset_id=dataset_id,
