@@ -68,14 +68,15 @@ def debtags(top: int = 20) -> tuple[list[tuple[str, list[str]]], str]:
 def vader_movies() -> list[tuple[str, float]]:
     """VADER's movie-review snippets with their human mean sentiment intensity."""
     sdist = fetch("vaderSentiment==3.3.2", "vaderSentiment-3.3.2.tar.gz", sdist=True)
-    outer = tarfile.open(sdist)
-    member = outer.extractfile("vaderSentiment-3.3.2/additional_resources/hutto_ICWSM_2014.tar.gz")
-    assert member is not None
-    inner = tarfile.open(fileobj=io.BytesIO(member.read()))
-    raw = inner.extractfile("hutto_ICWSM_2014/movieReviewSnippets_GroundTruth.txt")
-    assert raw is not None
+    with tarfile.open(sdist) as outer:
+        member = outer.extractfile("vaderSentiment-3.3.2/additional_resources/hutto_ICWSM_2014.tar.gz")
+        assert member is not None
+        with tarfile.open(fileobj=io.BytesIO(member.read())) as inner:
+            raw = inner.extractfile("hutto_ICWSM_2014/movieReviewSnippets_GroundTruth.txt")
+            assert raw is not None
+            text = raw.read().decode("utf-8", "replace")
     rows = []
-    for line in raw.read().decode("utf-8", "replace").splitlines():
+    for line in text.splitlines():
         parts = line.split("\t", 2)
         if len(parts) == 3 and parts[2].strip():
             rows.append((" ".join(parts[2].split()), float(parts[1])))
