@@ -77,7 +77,8 @@ def test_an_unknown_scheme_is_refused_clearly(bad: str) -> None:
 
 
 def test_one_sentence_may_not_mix_bioes_and_bilou() -> None:
-    with pytest.raises(InvalidArgument, match=r"^token 3: tag 'U-LOC' is BILOU or BIOES while an earlier tag"):
+    with pytest.raises(InvalidArgument, match=r"^token 3: tag 'U-LOC' is BILOU but an earlier tag of the sentence "
+                                              r"is BIOES; use one scheme"):
         sentence_scheme(["S-PER", "O", "U-LOC"])
 
 
@@ -89,6 +90,10 @@ def test_a_dataset_check_converts_counts_and_refuses_mixed_schemes() -> None:
     assert check.add(second.tags, second.where) == ["O", "B-LOC", "I-LOC"]
     assert (check.scheme, check.scheme_where, check.repaired) == ("BIOES", "line 1", 1)
     assert (check.sentences, check.tokens, check.spans_per_type) == (2, 5, {"PER": 1, "LOC": 1})
+    limited = SchemeCheck(max_types=2)
+    limited.add(["B-PER", "B-LOC", "B-PER"])
+    with pytest.raises(InvalidArgument, match=r"^token 2: 3 distinct entity types, more than 2 \(limit max_labels\)"):
+        limited.add(["O", "I-ORG"])
     bilou = Sentence(["Paris"], ["U-LOC"], [8])
     with pytest.raises(InvalidArgument, match=r"^line 8: this sentence's tags are BILOU but those at line 1 are BIOES"):
         check.add(bilou.tags, bilou.where)
@@ -131,7 +136,8 @@ def test_punctuation_is_split_off_the_conll_way() -> None:
     assert _words("O'Neil don't Franco-German COVID-19 3.5 1,000 10:30 players' 'quoted' e.g. a--b") == [
         "O'Neil", "don't", "Franco-German", "COVID-19", "3.5", "1,000", "10:30", "players", "'", "'", "quoted", "'",
         "e.g.", "a", "--", "b"]
-    assert _words("Bieber\u2019s end.Start") == ["Bieber", "\u2019s", "end", ".", "Start"]
+    assert _words("Bieber\u2019s end.Start U.S.A (U.S.) A. Smith") == [
+        "Bieber", "\u2019s", "end", ".", "Start", "U.S.A", "(", "U.S.", ")", "A", ".", "Smith"]
 
 
 def test_several_spaces_tabs_and_newlines_separate_words_and_offsets_skip_them() -> None:
@@ -156,6 +162,7 @@ def test_one_emoji_is_one_word() -> None:
     family, thumbs, flag, keycap = "👨\u200d👩\u200d👧", "👍🏽", "🇩🇪", "1\ufe0f\u20e3"
     text = f"Hi😀{family} {thumbs}{flag} {keycap} ❤\ufe0f!"
     assert _words(text) == ["Hi", "😀", family, thumbs, flag, keycap, "❤\ufe0f", "!"]
+    assert _words("😀\u200dabc") == ["😀\u200d", "abc"]
 
 
 @PROPERTY

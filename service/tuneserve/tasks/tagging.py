@@ -64,7 +64,8 @@ def sentence_scheme(tags: Sequence[str], where: Callable[[int], str] = _token_wh
         if found is not None and scheme != found:
             if scheme != "IOB2":
                 raise InvalidArgument(
-                    f"{where(index)}: tag {tag!r} is BILOU or BIOES while an earlier tag of the sentence is the other"
+                    f"{where(index)}: tag {tag!r} is {found} but an earlier tag of the sentence is {scheme}; use one "
+                    "scheme for the whole dataset"
                 )
             scheme = found
     return scheme
@@ -106,6 +107,7 @@ class SchemeCheck:
     refused, and BIOES refused beside BILOU in other sentences. `spans_per_type` counts the entities per type."""
 
     stray: Stray = "repair"
+    max_types: int = 0                # more entity types than this is refused (0: no limit)
     scheme: str = "IOB2"              # IOB2 | BIOES | BILOU: the first non-IOB2 scheme seen, if any
     scheme_where: str = ""            # where that scheme was first seen
     repaired: int = 0
@@ -127,7 +129,12 @@ class SchemeCheck:
         self.repaired += repaired
         self.sentences += 1
         self.tokens += len(tags)
-        for kind, _, _ in spans(converted):
+        for kind, start, _ in spans(converted):
+            if kind not in self.spans_per_type and 0 < self.max_types <= len(self.spans_per_type):
+                raise InvalidArgument(
+                    f"{where(start)}: {len(self.spans_per_type) + 1} distinct entity types, more than "
+                    f"{self.max_types} (limit max_labels)"
+                )
             self.spans_per_type[kind] = self.spans_per_type.get(kind, 0) + 1
         return converted
 
@@ -163,7 +170,7 @@ Word = tuple[str, int, int]   # (word, start, end): text[start:end] == word, off
 
 _APOSTROPHES = "'\u2019"
 _ZWJ = "\u200d"
-_ABBREVIATION = re.compile(r"(?:[^\W\d_]\.){2,}")   # U.S., e.g., U.S.A.
+_ABBREVIATION = re.compile(r"[^\W\d_](?:\.[^\W\d_])+\.?")   # U.S., e.g., U.S.A (single letters and dots)
 
 
 def split_words(text: str) -> list[Word]:
@@ -174,8 +181,8 @@ def split_words(text: str) -> list[Word]:
     - a word is a run of letters, digits, `_` and combining marks, joined across a hyphen between two of them
       (`Franco-German`, `COVID-19`), across `.` `,` `:` between two digits (`3.5`, `1,000`, `10:30`) and across an
       apostrophe followed by letters (`O'Neil`, `don't`), except the possessive `'s` (or `’s`) ending a word, which is
-      a word of its own (`Bieber's` -> `Bieber`, `'s`, as in CoNLL-2003). Single letters with dots are one word
-      (`U.S.`, `e.g.`);
+      a word of its own (`Bieber's` -> `Bieber`, `'s`, as in CoNLL-2003). Single letters joined by dots are one word,
+      a final dot included (`U.S.`, `e.g.`, `U.S.A`);
     - any other character (punctuation, symbol, emoji) is a word of its own, with the combining marks, variation
       selectors, skin-tone modifiers and zero-width-joined characters that follow it (one emoji is one word, a flag's
       two regional indicators too); a run of one repeated punctuation character is one word (`...`, `!!`, `--`).
@@ -254,7 +261,8 @@ def _symbol_end(text: str, index: int) -> int:
 def _attached_end(text: str, index: int) -> int:
     size = len(text)
     while index < size and _attaches(text[index]):
-        if text[index] == _ZWJ and index + 1 < size and not text[index + 1].isspace():
+        if text[index] == _ZWJ and index + 1 < size and not text[index + 1].isspace() and not _is_word_char(
+                text[index + 1]):
             index += 2                                # a zero-width-joined sequence (an emoji family)
         else:
             index += 1
