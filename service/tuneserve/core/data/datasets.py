@@ -84,8 +84,6 @@ class UploadMetadata:
             )
         if self.label_separator and fmt != "csv":
             raise InvalidArgument(f"label_separator is for multi-label CSV files; a {fmt} file holds label lists")
-        if self.label_separator in ('"', ","):
-            raise InvalidArgument(f"label_separator {self.label_separator!r} is the CSV quote or delimiter; use '|'")
         columns = {"text_column": self.text_column, "label_column": self.label_column, "image_column": self.image_column,
                    "labels_column": self.labels_column, "target_column": self.target_column,
                    "text_pair_column": self.text_pair_column}
