@@ -52,6 +52,11 @@ _EVENT_MESSAGES: dict[str, type[Message]] = {
 }
 
 
+def task_to_pb(name: str) -> common_pb2.Task:
+    """tuneserve.tasks' name of a task ("classification", "multi_label", "regression") as the Task enum."""
+    return cast(common_pb2.Task, common_pb2.Task.Value(f"TASK_{(name or 'classification').upper()}"))
+
+
 def timestamp(seconds: float) -> Timestamp | None:
     if not seconds:
         return None
@@ -236,6 +241,9 @@ def _report_to_pb(r: EvaluationReport) -> models_pb2.EvaluationReport:
             labels=r.labels, rows=[models_pb2.ConfusionMatrix.Row(counts=row) for row in r.confusion_matrix]
         ),
         runtime=r.runtime, duration_seconds=r.duration_seconds, num_unknown_labels=r.num_unknown_labels,
+        task=task_to_pb(r.task), metrics=r.metrics,
+        residuals=models_pb2.ResidualSummary(**r.residuals) if r.residuals else None,
+        points=[models_pb2.RegressionPoint(true_value=t, predicted=p) for t, p in r.points],
     )
 
 
