@@ -33,6 +33,15 @@ and between other models "A beats B", "B beats A", "no significant difference be
 "macro F1 0.9200 vs 0.4000, +52.0 points" ("validation macro F1" in a job); TEST is "right on b rows the other gets
 wrong, wrong on c it gets right; McNemar p=P < 0.05" (Paired), "right on 184 vs 80 of the same 200 rows; McNemar p <=
 P < 0.05 whichever rows each gets wrong" (Counts), the range of p, or why no test was possible.
+
+Other tasks (`tuneserve.tasks`) bring their own paired test as a `PairedTest`, the same rule applied to its p and the
+side it favours (`leader`): multi-label, McNemar on each label's decisions with Holm's correction ("every label right
+on b rows where the other gets one wrong, the reverse on c; McNemar per label, Holm-corrected p=P < 0.05"; the label
+with the smallest corrected p says which model leads); regression, Wilcoxon's signed-rank test on the paired absolute
+errors ("closer on b rows, farther on c; Wilcoxon signed-rank on absolute errors p=P < 0.05"; the signed rank sums say
+which). `judge_metric` quotes the task's headline metric by its code name: "micro F1 0.8000 vs 0.6000, +20.0 points",
+"RMSE 0.4100 vs 0.9000, -0.4900" (a gap in the target's units, not points). A single-label `PairedTest` is judged as
+`Paired`, in the same words as before.
 """
 
 from __future__ import annotations
