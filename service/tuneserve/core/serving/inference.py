@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -226,7 +226,7 @@ def _renumbered(message: str, offset: int) -> str:
     return re.sub(r"^image (\d+)", lambda m: f"image {int(m.group(1)) + offset}", message, count=1)
 
 
-def _pieces(inputs: Inputs, modality: str, limit: int) -> list[tuple[int, int]]:
+def _pieces(inputs: Sequence[str | bytes | tuple[str, str]], modality: str, limit: int) -> list[tuple[int, int]]:
     """[start, stop) ranges of `inputs` of about `_PIECE_CHARS` characters each (a text, or each side of a pair,
     counts as the `limit` characters the runtime keeps of it at most), or `_PIECE_IMAGES` images."""
     if modality == "image":
