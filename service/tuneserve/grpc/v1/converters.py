@@ -252,7 +252,7 @@ def _report_to_pb(r: EvaluationReport) -> models_pb2.EvaluationReport:
 def predict_from_pb(pb: prediction_pb2.PredictRequest) -> PredictParams:
     return PredictParams(
         model_id=pb.model_id, texts=list(pb.texts), version=pb.version, top_k=pb.top_k, alias=pb.alias,
-        variant=pb.variant, images=list(pb.images),
+        variant=pb.variant, images=list(pb.images), text_pairs=list(pb.text_pairs),
     )
 
 
@@ -263,6 +263,7 @@ def predict_to_pb(r: PredictResult) -> prediction_pb2.PredictResponse:
             prediction_pb2.Prediction(
                 label=p.label, score=p.score,
                 scores=[prediction_pb2.ClassScore(label=s.label, score=s.score) for s in p.scores],
+                labels=p.labels, value=p.value,
             )
             for p in r.predictions
         ],
