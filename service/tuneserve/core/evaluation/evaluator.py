@@ -17,18 +17,16 @@ import numpy as np
 from tuneserve.core.data.datasets import DatasetManager, Row
 from tuneserve.core.evaluation.comparison import Comparison, compare
 from tuneserve.core.evaluation.reports import EvaluationReport
-from tuneserve.core.serving.inference import InferenceService
+from tuneserve.core.serving.inference import InferenceService, Served
+from tuneserve.core.serving.requests import Inputs
 from tuneserve.core.serving.resolver import Target, VersionRef
 from tuneserve.errors import InvalidArgument
-from tuneserve.tasks import TaskParams, get_task
+from tuneserve.tasks import get_task
 from tuneserve.types import DatasetRecord
 
 _BATCH = 64
 # NOTE: each compared model is a full pass over the dataset; a handful answers "did transfer help" within a deadline.
 MAX_COMPARED = 8
-
-Inputs = Sequence[str] | Sequence[bytes] | Sequence[tuple[str, str]]
-
 
 @dataclass(frozen=True)
 class ComparisonResult:
@@ -81,31 +79,28 @@ class Evaluator:
     async def _run(self, target: Target, rows: list[Row], dataset: DatasetRecord, universe: list[str]) -> _Run:
         """The report of one version on the rows, and its per-row outcomes (for paired tests)."""
         started = time.perf_counter()
-        model, task = target.model, get_task(target.model.task)
-        params = await _params(target)
+        model = target.model
         inputs = _inputs(rows, model.text_pairs)
         batches = [await self._batch(target, inputs[i:i + _BATCH], dataset.id) for i in range(0, len(inputs), _BATCH)]
-        scores = np.concatenate(batches)
+        # NOTE: read as the version that served them reads them: its runtime's task, parameters and label columns
+        task, params, labels = batches[0].task, batches[0].params, batches[0].labels
+        scores = np.concatenate([batch.scores for batch in batches])
         targets = [row.target for row in rows]
-        figures = await asyncio.to_thread(task.report, scores, targets, model.labels, params)
-        outcomes = task.outcomes(scores, targets, model.labels, params, universe)
+        figures = await asyncio.to_thread(task.report, scores, targets, labels, params)
+        outcomes = task.outcomes(scores, targets, labels, params, universe)
         report = EvaluationReport.of(
             task.name, figures, model_id=model.id, model_version=target.version, dataset_id=dataset.id,
             num_examples=len(rows), duration_seconds=time.perf_counter() - started,
         )
         return _Run(report, outcomes)
 
-    async def _batch(self, target: Target, values: Inputs, dataset_id: str) -> np.ndarray:
+    async def _batch(self, target: Target, values: Inputs, dataset_id: str) -> Served:
+        """The served scores of a batch (Task.outputs: probabilities, or values in the target's units)."""
         if target.model.modality != "image":
-            return await self._scores(target, values)
+            return await self._inference.infer(target, values)
         paths = [str(value) for value in values]
         images = await asyncio.to_thread(_read_images, self._datasets.dataset_dir(dataset_id), paths)
-        return await self._scores(target, images)
-
-    async def _scores(self, target: Target, inputs: Inputs) -> np.ndarray:
-        """The served scores of `inputs` (Task.outputs: probabilities, or values in the target's units).
-        NOTE: InferenceService.probabilities becomes `scores` (issue 13's serving part); this is its one caller here."""
-        return await self._inference.probabilities(target, inputs)  # type: ignore[arg-type]
+        return await self._inference.infer(target, images)
 
     async def _check_dataset(self, target: Target, dataset_id: str) -> DatasetRecord:
         """The dataset, when it is of the model's modality, task and input shape; InvalidArgument naming both."""
@@ -127,12 +122,6 @@ class Evaluator:
                 f"{_shape(model.text_pairs)}; evaluate it on a dataset of {_shape(model.text_pairs)}"
             )
         return dataset
-
-
-async def _params(target: Target) -> TaskParams:
-    """What the served version decodes its outputs with (thresholds, target scaler): its task.json.
-    NOTE: the runtime holds the same (`runtime.params`); the file needs no session lease."""
-    return await asyncio.to_thread(TaskParams.load, target.servable.path)
 
 
 def _inputs(rows: list[Row], text_pairs: bool) -> Inputs:

@@ -173,9 +173,6 @@ class InferenceService:
         model, encoded images for an image model (the caller checks which)."""
         return (await self.infer(target, inputs, time_remaining=time_remaining)).scores
 
-    # NOTE: the old name, until core/evaluation (issue 13's evaluation branch) calls `scores`; remove it then
-    probabilities = scores
-
     async def infer(self, target: Target, inputs: Inputs, *, time_remaining: float | None = None) -> Served:
         """`scores`, with the task, parameters and labels of the version that produced them."""
         deadline = _deadline(time_remaining)
