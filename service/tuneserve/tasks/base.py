@@ -122,6 +122,7 @@ class Task(ABC):
     fit_metric: str                      # what the fit diagnosis compares between training and validation rows
                                          # (higher is better, at most 1: F1 or R²)
     min_labels: int = 0                  # distinct labels an uploaded dataset needs
+    stratified: bool = False             # a random validation split keeps each label's share (`stratify_key`)
 
     def greater_is_better(self, metric: str) -> bool:
         return metric not in self.lower_is_better

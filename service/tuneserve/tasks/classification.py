@@ -26,6 +26,7 @@ class Classification(Task):
     guard_metric = "macro_f1"
     fit_metric = "macro_f1"
     min_labels = 2
+    stratified = True
 
     def label_set(self, target: Target) -> list[str]:
         return [str(target)]

@@ -59,11 +59,6 @@ _EVENT_MESSAGES: dict[str, type[Message]] = {
 }
 
 
-def task_to_pb(name: str) -> common_pb2.Task:
-    """tuneserve.tasks' name of a task ("classification", "multi_label", "regression") as the Task enum."""
-    return cast(common_pb2.Task, common_pb2.Task.Value(f"TASK_{(name or 'classification').upper()}"))
-
-
 def timestamp(seconds: float) -> Timestamp | None:
     if not seconds:
         return None
@@ -110,14 +105,14 @@ def next_page_token(page: Page, rows: Sequence[Any]) -> tuple[list[Any], str]:
 
 # -- datasets ------------------------------------------------------------------------------------------------------
 
-def task_from_pb(value: int, field: str) -> str:
+def task_from_pb(value: common_pb2.Task, field: str) -> str:
     """A tuneserve.tasks name ("" for TASK_UNSPECIFIED); InvalidArgument naming `field` for an unknown value."""
     if value not in _TASKS:
-        raise InvalidArgument(f"{field} = {value} is not a known Task")
+        raise InvalidArgument(f"{field} = {int(value)} is not a known Task")
     return _TASKS[value]
 
 
-def task_to_pb(name: str) -> common_pb2.Task.ValueType:
+def task_to_pb(name: str) -> common_pb2.Task:
     return _TASK_VALUES[name or "classification"]
 
 
