@@ -200,7 +200,7 @@ def model_to_pb(m: ModelRecord, serving: dict[int, VersionServing]) -> models_pb
     latest = m.latest_ready
     return models_pb2.Model(
         id=m.id, name=m.name, modality=_MODALITIES[m.modality], backbone=m.backbone, labels=m.labels,
-        kind=m.kind, source_job_id=m.source_job_id, task=common_pb2.Task.Value(f"TASK_{m.task.upper()}"),
+        kind=m.kind, source_job_id=m.source_job_id, task=task_to_pb(m.task),
         text_pairs=m.text_pairs, latest_version=latest.version if latest else 0, create_time=timestamp(m.create_time), aliases=m.aliases,
         versions=[
             models_pb2.ModelVersion(
