@@ -56,6 +56,10 @@ class ServerThread:
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(5)
 
+    def call(self, coro):  # type: ignore[no-untyped-def]
+        """Run `coro` on the server's event loop (e.g. on `app.store`) and return its result."""
+        return self._call(coro)
+
     def _call(self, coro):  # type: ignore[no-untyped-def]
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(120)
 

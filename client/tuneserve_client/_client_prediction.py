@@ -32,20 +32,25 @@ class PredictionCalls(ServiceCalls):
         model_id: str,
         texts: Sequence[str] = (),
         *,
+        text_pairs: Sequence[str] = (),
         images: Sequence[bytes] = (),
         version: int = 0,
         top_k: int = 0,
         alias: str = "",
         variant: str = "",
     ) -> PredictResponse:
-        """Classifies `texts` for a text model, or `images` (encoded JPEG/PNG/WEBP/BMP files' bytes) for an image
-        model: one prediction each, in order. `top_k` limits the class scores (0: all classes). `alias` ("latest",
-        "production"...) overrides `version`; `variant` "int8" asks for the quantised graph."""
-        if isinstance(texts, str) or isinstance(images, bytes):
-            raise TypeError("texts is a sequence of strings and images a sequence of bytes objects, one per input")
+        """Predicts for `texts` with a text model (a pair model also takes `text_pairs`, the second text of each
+        pair, one per text), or `images` (encoded JPEG/PNG/WEBP/BMP files' bytes) with an image model: one
+        prediction each, in order. A classifier answers `label` and `scores`, a multi-label model also `labels` (those
+        over their threshold), a regression model `value`. `top_k` limits the scores (0: all labels). `alias`
+        ("latest", "production"...) overrides `version`; `variant` "int8" asks for the quantised graph."""
+        if isinstance(texts, str) or isinstance(text_pairs, str) or isinstance(images, bytes):
+            raise TypeError(
+                "texts and text_pairs are sequences of strings and images a sequence of bytes objects, one per input"
+            )
         request = PredictRequest(
-            model_id=model_id, texts=list(texts), images=list(images), version=version, top_k=top_k, alias=alias,
-            variant=variant,
+            model_id=model_id, texts=list(texts), text_pairs=list(text_pairs), images=list(images), version=version,
+            top_k=top_k, alias=alias, variant=variant,
         )
         return await self._unary(self._prediction.Predict, request, PredictResponse)
 

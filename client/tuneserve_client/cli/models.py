@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from tuneserve_client._sync import Client
-from tuneserve_client.cli import render, transfer
+from tuneserve_client.cli import render, render_evaluation, transfer
 from tuneserve_client.cli.common import Output, Subcommands, command, group, paging
 
 
@@ -41,7 +41,7 @@ def add_backbones(commands: Subcommands) -> None:
 
 def _evaluate(client: Client, args: argparse.Namespace, out: Output) -> int:
     response = client.evaluate(args.model, args.dataset, version=args.version, compare=args.compare)
-    out.show(response, render.evaluation_response)
+    out.show(response, render_evaluation.evaluation_response)
     return 0
 
 

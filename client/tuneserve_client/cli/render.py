@@ -314,15 +314,31 @@ def confusion_matrix(console: Console, report: EvaluationReport) -> None:
     _print_table(console, table)
 
 
-def predictions(console: Console, response: PredictResponse, texts: Sequence[str], header: str = "TEXT") -> None:
-    """`texts` are what each row shows first: the texts, or the image file names (`header` "IMAGE")."""
+def predictions(
+    console: Console, response: PredictResponse, texts: Sequence[str], header: str = "TEXT",
+    task: Task = Task.TASK_CLASSIFICATION,
+) -> None:
+    """`texts` are what each row shows first: the texts, or the image file names (`header` "IMAGE"). The model's
+    `task` picks the columns: the top label and its score (classification), the labels over their thresholds
+    (multi-label), or the value (regression)."""
     variant = f" ({response.variant})" if response.variant else ""
     console.print(f"model {response.model_id} v{response.model_version}{variant}", markup=False)
-    table = _table(header, "LABEL", "SCORE", "SCORES")
+    if task == Task.TASK_REGRESSION:
+        table = _table(header, "VALUE")
+    elif task == Task.TASK_MULTI_LABEL:
+        table = _table(header, "LABELS", "SCORES")
+    else:
+        table = _table(header, "LABEL", "SCORE", "SCORES")
     table.columns[0].max_width = 48
     for text, p in zip(texts, response.predictions, strict=False):
+        shown = Text(text, overflow="ellipsis", no_wrap=True)
         scores = ", ".join(f"{s.label} {s.score:.3f}" for s in p.scores)
-        table.add_row(Text(text, overflow="ellipsis", no_wrap=True), p.label, f"{p.score:.3f}", scores)
+        if task == Task.TASK_REGRESSION:
+            table.add_row(shown, f"{p.value:.4g}")
+        elif task == Task.TASK_MULTI_LABEL:
+            table.add_row(shown, ", ".join(p.labels) or "-", scores)
+        else:
+            table.add_row(shown, p.label, f"{p.score:.3f}", scores)
     _print_table(console, table)
 
 

@@ -96,6 +96,7 @@ class PairedTest:
     p_value: float
     only_first_better: int    # rows the first model gets right (or closer) and the second does not
     only_second_better: int
+    leader: str = ""          # the model the test's statistic favours: "first" | "second" | "" (neither)
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_f
 from sklearn.utils.class_weight import compute_class_weight
 
 from tuneserve.tasks.base import Decoded, LabelReport, OutputTensor, PairedTest, Target, Task, TaskParams, TaskReport
-from tuneserve.tasks.stats import mcnemar_p
+from tuneserve.tasks.stats import leader, mcnemar_p
 
 if TYPE_CHECKING:
     import torch
@@ -123,4 +123,4 @@ class Classification(Task):
 
     def paired_test(self, first: np.ndarray, second: np.ndarray) -> PairedTest:
         only_a, only_b = int(np.sum(first & ~second)), int(np.sum(second & ~first))
-        return PairedTest("mcnemar", mcnemar_p(only_a, only_b), only_a, only_b)
+        return PairedTest("mcnemar", mcnemar_p(only_a, only_b), only_a, only_b, leader(only_a, only_b))

@@ -12,7 +12,7 @@ import numpy as np
 from sklearn.metrics import f1_score, hamming_loss, precision_recall_fscore_support
 
 from tuneserve.tasks.base import Decoded, LabelReport, OutputTensor, PairedTest, Target, Task, TaskParams, TaskReport
-from tuneserve.tasks.stats import holm, mcnemar_p
+from tuneserve.tasks.stats import holm, leader, mcnemar_p
 
 if TYPE_CHECKING:
     import torch
@@ -167,14 +167,19 @@ class MultiLabel(Task):
         return same
 
     def paired_test(self, first: np.ndarray, second: np.ndarray) -> PairedTest:
-        p_values = [
-            mcnemar_p(int(np.sum(first[:, k] & ~second[:, k])), int(np.sum(second[:, k] & ~first[:, k])))
+        """McNemar on each label's decisions, Holm-corrected; p is the smallest corrected p, and the label it belongs
+        to says which model leads. The counts are of whole rows (every label right)."""
+        discordant = [
+            (int(np.sum(first[:, k] & ~second[:, k])), int(np.sum(second[:, k] & ~first[:, k])))
             for k in range(first.shape[1])
         ]
+        corrected = holm([mcnemar_p(b, c) for b, c in discordant])
+        decisive = int(np.argmin(corrected)) if corrected else -1
         whole_a, whole_b = first.all(axis=1), second.all(axis=1)
         return PairedTest(
-            "mcnemar-holm", min(holm(p_values), default=1.0),
+            "mcnemar-holm", min(corrected, default=1.0),
             int(np.sum(whole_a & ~whole_b)), int(np.sum(whole_b & ~whole_a)),
+            leader(*discordant[decisive]) if corrected else "",
         )
 
     def parity(self, reference: np.ndarray, exported: np.ndarray, params: TaskParams) -> tuple[float, str]:

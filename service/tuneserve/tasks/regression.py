@@ -13,7 +13,7 @@ import numpy as np
 from scipy import stats
 
 from tuneserve.tasks.base import Decoded, OutputTensor, PairedTest, Target, Task, TaskParams, TaskReport
-from tuneserve.tasks.stats import wilcoxon_p
+from tuneserve.tasks.stats import signed_rank_leader, wilcoxon_p
 
 if TYPE_CHECKING:
     import torch
@@ -143,7 +143,8 @@ class Regression(Task):
 
     def paired_test(self, first: np.ndarray, second: np.ndarray) -> PairedTest:
         return PairedTest(
-            "wilcoxon", wilcoxon_p(first, second), int(np.sum(first < second)), int(np.sum(second < first))
+            "wilcoxon", wilcoxon_p(first, second), int(np.sum(first < second)), int(np.sum(second < first)),
+            signed_rank_leader(first, second),
         )
 
 

@@ -34,3 +34,19 @@ def wilcoxon_p(first: np.ndarray, second: np.ndarray) -> float:
     if not np.any(differences != 0):
         return 1.0
     return float(stats.wilcoxon(first, second, zero_method="wilcox").pvalue)
+
+
+def leader(first_score: float, second_score: float) -> str:
+    """"first" or "second": the side with the larger score ("" on a tie)."""
+    if first_score == second_score:
+        return ""
+    return "first" if first_score > second_score else "second"
+
+
+def signed_rank_leader(first: np.ndarray, second: np.ndarray) -> str:
+    """The model with the smaller paired errors by the Wilcoxon statistic: the one whose rows of the smaller error
+    have the larger rank sum of |difference| ("" on a tie)."""
+    differences = np.asarray(first, dtype=np.float64) - np.asarray(second, dtype=np.float64)
+    differences = differences[differences != 0]
+    ranks = stats.rankdata(np.abs(differences))
+    return leader(float(ranks[differences < 0].sum()), float(ranks[differences > 0].sum()))

@@ -173,7 +173,7 @@ async def test_a_deadline_that_passes_while_encoding_stops_it(world: World, mode
         await world.inference.predict(PredictParams(model.id, LONG), time_remaining=0.15)
     assert 1 <= slow.calls <= 3   # of 8 pieces
     slow.calls = 0
-    result = await world.inference.probabilities(await world.inference.resolve(VersionRef(model.id)), LONG[:40])
+    result = await world.inference.scores(await world.inference.resolve(VersionRef(model.id)), LONG[:40])
     assert result.shape == (40, 3) and slow.calls == 2   # 40 texts: two pieces (32 + 8)
 
 

@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING
 
 from tuneserve_client._exceptions import NotFound
 from tuneserve_client.cli.report import html as report
-from tuneserve_client.proto.tuneserve.v1.models_pb2 import EvaluateResponse
+from tuneserve_client.proto.tuneserve.v1.common_pb2 import TASK_MULTI_LABEL
+from tuneserve_client.proto.tuneserve.v1.models_pb2 import EvaluateResponse, Model
 from tuneserve_client.proto.tuneserve.v1.training_pb2 import Backbone, Job, JobState
 
 if TYPE_CHECKING:
@@ -59,6 +60,8 @@ def jobs_report(client: Client, args: argparse.Namespace, out: Output) -> int:
         return 2
     data = report.ReportInput(job=job, events=list(client.watch_job(job.id)))
     data.backbone = _catalog_entry(client, job)
+    if job.task == TASK_MULTI_LABEL:
+        data.model = _model(client, job, data.notes)
     if args.dataset:
         data.evaluation = _evaluate(client, job, args.dataset, data.notes)
     path = Path(args.out or f"report-{job.id}.html")
@@ -72,6 +75,15 @@ def jobs_report(client: Client, args: argparse.Namespace, out: Output) -> int:
 
 def _catalog_entry(client: Client, job: Job) -> Backbone | None:
     return next((b for b in client.list_backbones().backbones if b.name == job.backbone), None)
+
+
+def _model(client: Client, job: Job, notes: list[str]) -> Model | None:
+    """The job's model as the registry shows it now (its version's tuned thresholds), None once deleted."""
+    try:
+        return client.get_model(job.model_id)
+    except NotFound:
+        notes.append(f"model {job.model_id} is gone: the thresholds shown are the job result's")
+        return None
 
 
 def _evaluate(client: Client, job: Job, dataset_id: str, notes: list[str]) -> EvaluateResponse:

@@ -8,23 +8,23 @@ data. Nothing here talks to the server: `_cli_report` gathers a `ReportInput` an
 
 from __future__ import annotations
 
-import base64
-import html
-import io
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from tuneserve_client.cli import render
-from tuneserve_client.cli.report import pictures
-from tuneserve_client.proto.tuneserve.v1.models_pb2 import ClassMetrics, ConfusionMatrix, EvaluateResponse
+from tuneserve_client.cli.report import pictures, tasks
+from tuneserve_client.cli.report.blocks import e as _e
+from tuneserve_client.cli.report.blocks import fields as _fields
+from tuneserve_client.cli.report.blocks import image as _image
+from tuneserve_client.cli.report.blocks import note as _note
+from tuneserve_client.cli.report.blocks import num as _num
+from tuneserve_client.cli.report.blocks import section as _section
+from tuneserve_client.cli.report.blocks import table as _table
+from tuneserve_client.proto.tuneserve.v1.models_pb2 import ClassMetrics, ConfusionMatrix, EvaluateResponse, Model
 from tuneserve_client.proto.tuneserve.v1.training_pb2 import Backbone, ExportDone, Job, JobEvent
-
-if TYPE_CHECKING:
-    from matplotlib.figure import Figure
 
 MATPLOTLIB_MISSING = (
     "error: `tuneserve jobs report` draws its pictures with matplotlib, which is not installed; "
@@ -55,49 +55,9 @@ class ReportInput:
     events: Sequence[JobEvent] = ()
     backbone: Backbone | None = None          # the catalog entry of job.backbone, when it is one
     evaluation: EvaluateResponse | None = None  # Evaluate of the model (and its baselines) on `dataset_id`
+    model: Model | None = None                # job.model_id as GetModel shows it (a multi-label job's thresholds)
     notes: list[str] = field(default_factory=list)  # what the report had to leave out, and why
     generated: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
-
-
-# HTML building blocks
-
-
-def _e(value: object) -> str:
-    return html.escape(str(value), quote=True)
-
-
-def _num(value: float, digits: int = 4) -> str:
-    return f"{value:.{digits}f}"
-
-
-def _table(header: Sequence[str], rows: Iterable[Sequence[object]], numeric_from: int = 1) -> str:
-    head = "".join(f"<th>{_e(h)}</th>" for h in header)
-    body = "".join(
-        "<tr>"
-        + "".join(f'<td class="num">{_e(c)}</td>' if i >= numeric_from else f"<td>{_e(c)}</td>" for i, c in enumerate(r))
-        + "</tr>"
-        for r in rows
-    )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-
-def _fields(rows: Iterable[tuple[str, object]]) -> str:
-    return "<table>" + "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in rows) + "</table>"
-
-
-def _section(section_id: str, title: str, *parts: str) -> str:
-    return f'<section id="{section_id}"><h2>{_e(title)}</h2>{"".join(parts)}</section>'
-
-
-def _image(figure: Figure, alt: str) -> str:
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
-    data = base64.b64encode(buffer.getvalue()).decode("ascii")
-    return f'<p><img alt="{_e(alt)}" src="data:image/png;base64,{data}"></p>'
-
-
-def _note(text: str) -> str:
-    return f'<p class="note">{_e(text)}</p>'
 
 
 def _time(ts: Timestamp) -> str:
@@ -189,8 +149,9 @@ def _validation(job: Job) -> str:
     r = job.result
     metrics = _table(["metric", "value"], sorted((k, _num(v)) for k, v in r.validation_metrics.items()))
     if not r.validation_per_class:
+        missing = [_note("this server's job result carries no per-class validation figures")]
         return _section("validation", "Validation (best checkpoint)", metrics,
-                        _note("this server's job result carries no per-class validation figures"))
+                        *(missing if tasks.has_labels(job.task) else []))
     return _class_figures(
         "validation", "Validation (best checkpoint)", metrics, r.validation_confusion_matrix, r.validation_per_class,
         f"the kept checkpoint on the job's {r.validation_examples} validation rows",
@@ -201,6 +162,9 @@ def _test_evaluation(data: ReportInput) -> str:
     if data.evaluation is None:
         return ""
     report = data.evaluation.report
+    own = tasks.evaluation(report)  # multi-label and regression have sections of their own
+    if own:
+        return own
     summary = _fields([
         ("dataset", f"{report.dataset_id} ({report.num_examples} examples, {report.num_unknown_labels} unknown labels)"),
         ("accuracy", _num(report.accuracy)),
@@ -220,16 +184,16 @@ def _baselines(data: ReportInput) -> str:
     if not r.baselines:
         return _section("baselines", "Baselines", _note("the job trained no baselines (finetune --baselines "
                                                         "frozen,scratch trains them under the same budget)"))
+    metrics = tasks.headline(data.job.task)
     names = ["fine-tuned", *(b.kind for b in r.baselines)]
     all_metrics = [r.validation_metrics, *(b.validation_metrics for b in r.baselines)]
-    series = {m: [metrics.get(m, 0.0) for metrics in all_metrics] for m in ("macro_f1", "accuracy")}
-    rows = [["fine-tuned", data.job.model_id, _num(series["macro_f1"][0]), _num(series["accuracy"][0]),
-             f"{r.train_seconds:.1f}"]]
-    rows += [[b.kind, b.model_id, _num(b.validation_metrics.get("macro_f1", 0.0)),
-              _num(b.validation_metrics.get("accuracy", 0.0)), f"{b.train_seconds:.1f}"] for b in r.baselines]
+    series = {m: [values.get(m, 0.0) for values in all_metrics] for m in metrics}
+    rows = [["fine-tuned", data.job.model_id, *(_num(series[m][0]) for m in metrics), f"{r.train_seconds:.1f}"]]
+    rows += [[b.kind, b.model_id, *(_num(b.validation_metrics.get(m, 0.0)) for m in metrics), f"{b.train_seconds:.1f}"]
+             for b in r.baselines]  # fmt: skip
     parts = [
         _image(pictures.bars(names, series, "validation: fine-tuned vs baselines"), "baseline comparison"),
-        _table(["run", "model", "validation macro_f1", "validation accuracy", "train seconds"], rows, numeric_from=2),
+        _table(["run", "model", *(f"validation {m}" for m in metrics), "train seconds"], rows, numeric_from=2),
     ]
     if data.evaluation is not None and data.evaluation.comparisons:
         parts.append(_comparisons(data.evaluation))
@@ -238,27 +202,23 @@ def _baselines(data: ReportInput) -> str:
 
 def _comparisons(evaluation: EvaluateResponse) -> str:
     report = evaluation.report
+    metrics, better = tasks.headline(report.task), tasks.better(report.task)
+    column, described = tasks.TESTS.get(evaluation.comparisons[0].test, (evaluation.comparisons[0].test,) * 2)
     names = [f"{report.model_id} v{report.model_version}"]
     names += [f"{c.model_id} v{c.model_version}" for c in evaluation.comparisons]
-    series = {
-        "macro_f1": [report.macro_f1, *(o.macro_f1 for o in evaluation.compared)],
-        "accuracy": [report.accuracy, *(o.accuracy for o in evaluation.compared)],
-    }
+    series = {m: [tasks.value(r, m) for r in (report, *evaluation.compared)] for m in metrics}
     rows = []
     for other, c in zip(evaluation.compared, evaluation.comparisons, strict=False):
         deltas = {d.metric: d.delta for d in c.deltas}
-        rows.append([
-            f"{c.model_id} v{c.model_version}", _num(other.macro_f1), f"{deltas.get('macro_f1', 0.0):+.4f}",
-            _num(other.accuracy), f"{deltas.get('accuracy', 0.0):+.4f}", c.only_first_correct,
-            c.only_second_correct, f"{c.p_value:.3g}", "yes" if c.significant else "no",
-        ])  # fmt: skip
+        figures = [x for m in metrics for x in (_num(tasks.value(other, m)), f"{deltas.get(m, 0.0):+.4f}")]
+        rows.append([f"{c.model_id} v{c.model_version}", *figures, c.only_first_correct, c.only_second_correct,
+                     f"{c.p_value:.3g}", "yes" if c.significant else "no"])  # fmt: skip
     verdicts = "".join(f'<li>{_e(c.verdict)}</li>' for c in evaluation.comparisons)
     return (
-        f"<h3>On dataset {_e(report.dataset_id)} ({report.num_examples} examples; McNemar's test on the paired "
-        "predictions)</h3>"
+        f"<h3>On dataset {_e(report.dataset_id)} ({report.num_examples} examples; {_e(described)})</h3>"
         + _image(pictures.bars(names, series, f"dataset {report.dataset_id}"), "comparison on the dataset")
-        + _table(["compared model", "macro_f1", "Δ macro_f1", "accuracy", "Δ accuracy", "only fine-tuned right",
-                  "only compared right", "p (McNemar)", "significant"], rows)
+        + _table(["compared model", *(x for m in metrics for x in (m, f"Δ {m}")), f"only fine-tuned {better}",
+                  f"only compared {better}", f"p ({column})", "significant"], rows)
         + f"<ul>{verdicts}</ul>"
         + _note(f"Δ = {report.model_id} v{report.model_version} minus the compared model; significant: p < 0.05")
     )
@@ -293,7 +253,11 @@ def _export(data: ReportInput) -> str:
             ("parity max |logit diff|", f"{export.parity_max_abs_diff:.3g}"),
             ("parity examples", export.parity_examples),
         ]
-    rows += [(f"{variant} validation macro_f1", _num(f1)) for variant, f1 in sorted(r.variant_macro_f1.items())]
+    if r.variant_metrics:
+        rows += [(f"{variant} validation {r.variant_metric}", _num(value)) for variant, value in
+                 sorted(r.variant_metrics.items())]  # fmt: skip
+    else:
+        rows += [(f"{variant} validation macro_f1", _num(f1)) for variant, f1 in sorted(r.variant_macro_f1.items())]
     return _section("export", "ONNX export", _fields(rows),
                     _note("parity: ONNX Runtime vs PyTorch logits of the kept checkpoint on validation rows"))
 
@@ -316,7 +280,8 @@ def render_html(data: ReportInput) -> str:
     # NOTE: labels are user data: "$x$" must not become mathtext (or fail to parse as it).
     with rc_context({"text.parse_math": False}):
         sections = [
-            _summary(data), _verdicts(job), _learning_curves(job), _validation(job), _baselines(data),
+            _summary(data), _verdicts(job), _learning_curves(job), _validation(job), tasks.thresholds(job, data.model),
+            _baselines(data),
             _test_evaluation(data), _hyperparameters(job), _backbone(data), _export(data),
         ]  # fmt: skip
     generated = data.generated.strftime("%Y-%m-%d %H:%M UTC")

@@ -5,12 +5,16 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from tuneserve_client.proto.tuneserve.v1.models_pb2 import ClassMetrics, ConfusionMatrix
+from tuneserve_client.proto.tuneserve.v1.common_pb2 import TASK_MULTI_LABEL, TASK_REGRESSION
+from tuneserve_client.proto.tuneserve.v1.models_pb2 import ClassMetrics, ConfusionMatrix, RegressionPoint
 from tuneserve_client.proto.tuneserve.v1.training_pb2 import Job
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
+# The validation metrics a learning curve draws, by the job's task (Task enum value; classification by default).
+_CLASSIFICATION = ("macro_f1", "accuracy")
+CURVE_METRICS = {TASK_MULTI_LABEL: ("micro_f1", "macro_f1"), TASK_REGRESSION: ("r2", "pearson", "spearman")}
 LABEL_CHARS = 24  # class names on a picture's axes are cut to this; the tables beside them show them whole
 _MAX_WIDTH = 24  # inches: many classes make narrower bars, not an endless picture
 _ANNOTATED_CLASSES = 30  # beyond this, confusion-matrix cells are too small for their counts (the table has them)
@@ -34,10 +38,11 @@ def learning_curve(job: Job) -> Figure:
     losses.plot(steps, [p.train_loss for p in curve], marker="o", label="train loss")
     losses.plot(steps, [p.validation_loss for p in curve], marker="o", label="validation loss")
     losses.set(xlabel="step", ylabel="loss", title="loss")
-    names = sorted({name for p in curve for name in p.metrics} & {"macro_f1", "accuracy"})
+    names = sorted({name for p in curve for name in p.metrics} & set(CURVE_METRICS.get(job.task, _CLASSIFICATION)))
     for name in names:
         metrics.plot(steps, [p.metrics.get(name, float("nan")) for p in curve], marker="o", label=f"validation {name}")
-    metrics.set(xlabel="step", ylabel="metric", title="validation metrics", ylim=(0, 1.02))
+    metrics.set(xlabel="step", ylabel="metric", title="validation metrics")
+    _unit_range(metrics, [p.metrics[name] for p in curve for name in names if name in p.metrics], 1.02)
     for axes in (losses, metrics):
         if best:
             axes.axvline(best, color="grey", linestyle="--", linewidth=1, label=f"best checkpoint (step {best})")
@@ -84,6 +89,48 @@ def bars(names: Sequence[str], series: Mapping[str, Sequence[float]], title: str
         bars = axes.bar(positions, values, width, label=metric)
         axes.bar_label(bars, fmt="%.3f", fontsize="small")
     axes.set_xticks(list(range(len(names))), [short(n) for n in names])
-    axes.set(ylim=(0, 1.1), ylabel="score", title=title)
+    axes.set(ylabel="score", title=title)
+    _unit_range(axes, [v for values in series.values() for v in values], 1.1)
     axes.legend(fontsize="small")
     return figure
+
+
+def thresholds(labels: Sequence[str], values: Sequence[float], title: str) -> Figure:
+    """A multi-label model's decision threshold per label, against the default 0.5."""
+    figure, axes = _figure(min(max(6, 0.6 * len(labels)), _MAX_WIDTH), 3.6)
+    bars = axes.bar(range(len(labels)), values, 0.6, label="tuned threshold")
+    axes.bar_label(bars, fmt="%.2f", fontsize="small")
+    axes.axhline(0.5, color="grey", linestyle="--", linewidth=1, label="default 0.5")
+    axes.set_xticks(list(range(len(labels))), [short(label) for label in labels], rotation=30, ha="right")
+    axes.set(ylim=(0, 1.05), ylabel="threshold", title=title)
+    axes.legend(fontsize="small")
+    return figure
+
+
+def scatter(points: Sequence[RegressionPoint], title: str) -> Figure:
+    """Predicted against true values, with the line a perfect model would sit on."""
+    figure, axes = _figure(5.5, 5)
+    truth, predicted = [p.true_value for p in points], [p.predicted for p in points]
+    axes.scatter(truth, predicted, s=12, alpha=0.6)
+    low, high = min(truth + predicted, default=0.0), max(truth + predicted, default=1.0)
+    axes.plot([low, high], [low, high], color="grey", linestyle="--", linewidth=1, label="predicted = true")
+    axes.set(xlabel="true value", ylabel="predicted value", title=title)
+    axes.legend(fontsize="small")
+    axes.grid(alpha=0.3)
+    return figure
+
+
+def residuals(points: Sequence[RegressionPoint], title: str) -> Figure:
+    """The distribution of residuals (predicted - true)."""
+    figure, axes = _figure(6, 3.6)
+    axes.hist([p.predicted - p.true_value for p in points], bins=min(30, max(5, len(points) // 5)))
+    axes.axvline(0.0, color="grey", linestyle="--", linewidth=1)
+    axes.set(xlabel="residual (predicted - true)", ylabel="rows", title=title)
+    return figure
+
+
+def _unit_range(axes: Any, values: Sequence[float], top: float) -> None:
+    """Scores from 0 to 1 on a fixed 0..`top` axis, so pictures compare; anything else (RMSE, a negative R²) on
+    matplotlib's own range."""
+    if all(0.0 <= v <= 1.0 for v in values):
+        axes.set(ylim=(0, top))

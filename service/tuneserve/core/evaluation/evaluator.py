@@ -1,35 +1,44 @@
-"""Evaluate: run a model version's served ONNX graph over a dataset and report classification metrics; `compare` runs
-several versions over the same rows and tests their paired predictions (`tuneserve.core.evaluation.comparison`). The dataset's
-modality must be the model's: an image model reads its images' bytes from the dataset directory, a batch at a time."""
+"""Evaluate: run a model version's served ONNX graph over a dataset and report its task's metrics
+(`tuneserve.tasks`: Task.report); `compare` runs several versions over the same rows and tests their paired outcomes
+with the task's test (`tuneserve.core.evaluation.comparison`). The dataset must be the model's kind: its modality, its
+task and its input shape (single texts or text pairs). An image model reads its images' bytes from the dataset
+directory, a batch at a time; a pair model reads (text, text_pair) tuples."""
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
-from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
 
 from tuneserve.core.data.datasets import DatasetManager, Row
-from tuneserve.core.evaluation.comparison import Comparison, compare_pair
-from tuneserve.core.evaluation.reports import ClassReport, EvaluationReport
-from tuneserve.core.serving.inference import InferenceService
+from tuneserve.core.evaluation.comparison import Comparison, compare
+from tuneserve.core.evaluation.reports import EvaluationReport
+from tuneserve.core.serving.inference import InferenceService, Served
+from tuneserve.core.serving.requests import Inputs
 from tuneserve.core.serving.resolver import Target, VersionRef
 from tuneserve.errors import InvalidArgument
+from tuneserve.tasks import get_task
+from tuneserve.types import DatasetRecord
 
 _BATCH = 64
 # NOTE: each compared model is a full pass over the dataset; a handful answers "did transfer help" within a deadline.
 MAX_COMPARED = 8
-
 
 @dataclass(frozen=True)
 class ComparisonResult:
     report: EvaluationReport
     compared: list[EvaluationReport]      # one per compared model, in request order
     comparisons: list[Comparison]         # report vs each compared model, in request order
+
+
+@dataclass(frozen=True)
+class _Run:
+    report: EvaluationReport
+    outcomes: np.ndarray                  # per row, what the task's paired test compares (Task.outcomes)
 
 
 class Evaluator:
@@ -43,13 +52,12 @@ class Evaluator:
         if version < 0:
             raise InvalidArgument("version must be >= 0 (0 = latest READY version)")
         target = await self._inference.resolve(VersionRef(model_id, version))
-        await self._check_modality(target, dataset_id)
+        dataset = await self._check_dataset(target, dataset_id)
         rows = await self._datasets.read_rows(dataset_id)
-        report, _ = await self._run(target, rows, dataset_id)
-        return report
+        return (await self._run(target, rows, dataset, _universe(dataset, [target]))).report
 
     async def compare(self, first: VersionRef, others: list[VersionRef], dataset_id: str) -> ComparisonResult:
-        """Evaluate `first` and each of `others` on the same rows; compare `first` with each (deltas, McNemar)."""
+        """Evaluate `first` and each of `others` on the same rows; compare `first` with each (deltas, paired test)."""
         if not others:
             raise InvalidArgument("compare is empty: name at least one model to compare with")
         if len(others) > MAX_COMPARED:
@@ -57,42 +65,45 @@ class Evaluator:
         _check_refs(first, others, dataset_id)
         targets = [await self._inference.resolve(ref) for ref in [first, *others]]
         _check_distinct(targets)
-        for target in targets:
-            await self._check_modality(target, dataset_id)
+        dataset = [await self._check_dataset(target, dataset_id) for target in targets][0]
         rows = await self._datasets.read_rows(dataset_id)
-        runs = [await self._run(target, rows, dataset_id) for target in targets]
-        (report, correct), kind = runs[0], targets[0].model.kind
+        universe = _universe(dataset, targets)
+        runs = [await self._run(target, rows, dataset, universe) for target in targets]
+        task, kind = get_task(targets[0].model.task), targets[0].model.kind
         comparisons = [
-            compare_pair(report, kind, correct, other, target.model.kind, other_correct)
-            for (other, other_correct), target in zip(runs[1:], targets[1:], strict=True)
+            compare(runs[0].report, kind, run.report, target.model.kind, task.paired_test(runs[0].outcomes, run.outcomes))
+            for run, target in zip(runs[1:], targets[1:], strict=True)
         ]
-        return ComparisonResult(report, [other for other, _ in runs[1:]], comparisons)
+        return ComparisonResult(runs[0].report, [run.report for run in runs[1:]], comparisons)
 
-    async def _run(
-        self, target: Target, rows: list[Row], dataset_id: str
-    ) -> tuple[EvaluationReport, list[bool]]:
-        """The report of one version on the rows, and which rows it got right (for paired tests)."""
+    async def _run(self, target: Target, rows: list[Row], dataset: DatasetRecord, universe: list[str]) -> _Run:
+        """The report of one version on the rows, and its per-row outcomes (for paired tests)."""
         started = time.perf_counter()
-        inputs = [row.value for row in rows]
-        probs = [await self._batch(target, inputs[i:i + _BATCH], dataset_id) for i in range(0, len(inputs), _BATCH)]
-        predicted = np.concatenate(probs).argmax(axis=1)
-        model_labels = target.model.labels
-        y_pred = [model_labels[i] for i in predicted]
-        y_true = [str(row.target) for row in rows]
-        report = await asyncio.to_thread(_metrics, y_true, y_pred, model_labels)
-        evaluation = EvaluationReport(
-            model_id=target.model.id, model_version=target.version, dataset_id=dataset_id,
-            duration_seconds=time.perf_counter() - started, **report,
+        model = target.model
+        inputs = _inputs(rows, model.text_pairs)
+        batches = [await self._batch(target, inputs[i:i + _BATCH], dataset.id) for i in range(0, len(inputs), _BATCH)]
+        # NOTE: read as the version that served them reads them: its runtime's task, parameters and label columns
+        task, params, labels = batches[0].task, batches[0].params, batches[0].labels
+        scores = np.concatenate([batch.scores for batch in batches])
+        targets = [row.target for row in rows]
+        figures = await asyncio.to_thread(task.report, scores, targets, labels, params)
+        outcomes = task.outcomes(scores, targets, labels, params, universe)
+        report = EvaluationReport.of(
+            task.name, figures, model_id=model.id, model_version=target.version, dataset_id=dataset.id,
+            num_examples=len(rows), duration_seconds=time.perf_counter() - started,
         )
-        return evaluation, [p == t for p, t in zip(y_pred, y_true, strict=True)]
+        return _Run(report, outcomes)
 
-    async def _batch(self, target: Target, values: list[str], dataset_id: str) -> np.ndarray:
+    async def _batch(self, target: Target, values: Inputs, dataset_id: str) -> Served:
+        """The served scores of a batch (Task.outputs: probabilities, or values in the target's units)."""
         if target.model.modality != "image":
-            return await self._inference.probabilities(target, values)
-        images = await asyncio.to_thread(_read_images, self._datasets.dataset_dir(dataset_id), values)
-        return await self._inference.probabilities(target, images)
+            return await self._inference.infer(target, values)
+        paths = [str(value) for value in values]
+        images = await asyncio.to_thread(_read_images, self._datasets.dataset_dir(dataset_id), paths)
+        return await self._inference.infer(target, images)
 
-    async def _check_modality(self, target: Target, dataset_id: str) -> None:
+    async def _check_dataset(self, target: Target, dataset_id: str) -> DatasetRecord:
+        """The dataset, when it is of the model's modality, task and input shape; InvalidArgument naming both."""
         dataset = await self._datasets.get(dataset_id)
         model = target.model
         if dataset.modality != model.modality:
@@ -100,9 +111,35 @@ class Evaluator:
                 f"dataset {dataset.id!r} holds {dataset.modality} rows but model {model.id!r} (backbone "
                 f"{model.backbone!r}) is for {model.modality} inputs; evaluate it on a dataset of {model.modality} rows"
             )
+        if dataset.task != model.task:
+            raise InvalidArgument(
+                f"dataset {dataset.id!r} is a {dataset.task} dataset but model {model.id!r} was trained for "
+                f"{model.task}; evaluate it on a dataset of {model.task} rows"
+            )
+        if dataset.text_pairs != model.text_pairs:
+            raise InvalidArgument(
+                f"dataset {dataset.id!r} holds {_shape(dataset.text_pairs)} but model {model.id!r} takes "
+                f"{_shape(model.text_pairs)}; evaluate it on a dataset of {_shape(model.text_pairs)}"
+            )
+        return dataset
 
 
-def _read_images(root: Path, relative_paths: list[str]) -> list[bytes]:
+def _inputs(rows: list[Row], text_pairs: bool) -> Inputs:
+    if text_pairs:
+        return [(row.value, row.text_pair) for row in rows]
+    return [row.value for row in rows]
+
+
+def _shape(text_pairs: bool) -> str:
+    return "text pairs (text and text_pair)" if text_pairs else "single texts"
+
+
+def _universe(dataset: DatasetRecord, targets: Sequence[Target]) -> list[str]:
+    """The labels a per-label paired test runs over: the dataset's and every compared model's."""
+    return sorted({*dataset.labels, *(label for target in targets for label in target.model.labels)})
+
+
+def _read_images(root: Path, relative_paths: Sequence[str]) -> list[bytes]:
     return [(root / relative).read_bytes() for relative in relative_paths]
 
 
@@ -128,19 +165,3 @@ def _check_distinct(targets: list[Target]) -> None:
                 f"compare[{i - 1}] is the same version as {first} ({key[0]} v{key[1]}); compare different versions"
             )
         seen[key] = i
-
-
-def _metrics(y_true: list[str], y_pred: list[str], model_labels: list[str]) -> dict[str, Any]:
-    unknown = sorted(set(y_true) - set(model_labels))
-    labels = [*model_labels, *unknown]
-    macro = precision_recall_fscore_support(y_true, y_pred, labels=labels, average="macro", zero_division=0)
-    weighted = precision_recall_fscore_support(y_true, y_pred, labels=labels, average="weighted", zero_division=0)
-    p, r, f, s = precision_recall_fscore_support(y_true, y_pred, labels=labels, average=None, zero_division=0)
-    return dict(
-        num_examples=len(y_true), accuracy=float(accuracy_score(y_true, y_pred)),
-        macro_precision=float(macro[0]), macro_recall=float(macro[1]), macro_f1=float(macro[2]),
-        weighted_precision=float(weighted[0]), weighted_recall=float(weighted[1]), weighted_f1=float(weighted[2]),
-        per_class=[ClassReport(lab, float(p[i]), float(r[i]), float(f[i]), int(s[i])) for i, lab in enumerate(labels)],
-        labels=labels, confusion_matrix=confusion_matrix(y_true, y_pred, labels=labels).tolist(),
-        num_unknown_labels=sum(1 for y in y_true if y in unknown),
-    )

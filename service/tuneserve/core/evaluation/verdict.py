@@ -33,6 +33,15 @@ and between other models "A beats B", "B beats A", "no significant difference be
 "macro F1 0.9200 vs 0.4000, +52.0 points" ("validation macro F1" in a job); TEST is "right on b rows the other gets
 wrong, wrong on c it gets right; McNemar p=P < 0.05" (Paired), "right on 184 vs 80 of the same 200 rows; McNemar p <=
 P < 0.05 whichever rows each gets wrong" (Counts), the range of p, or why no test was possible.
+
+Other tasks (`tuneserve.tasks`) bring their own paired test as a `PairedTest`, the same rule applied to its p and the
+side it favours (`leader`): multi-label, McNemar on each label's decisions with Holm's correction ("every label right
+on b rows where the other gets one wrong, the reverse on c; McNemar per label, Holm-corrected p=P < 0.05"; the label
+with the smallest corrected p says which model leads); regression, Wilcoxon's signed-rank test on the paired absolute
+errors ("closer on b rows, farther on c; Wilcoxon signed-rank on absolute errors p=P < 0.05"; the signed rank sums say
+which). `judge_metric` quotes the task's headline metric by its code name: "micro F1 0.8000 vs 0.6000, +20.0 points",
+"RMSE 0.4100 vs 0.9000, -0.4900" (a gap in the target's units, not points). A single-label `PairedTest` is judged as
+`Paired`, in the same words as before.
 """
 
 from __future__ import annotations
@@ -45,11 +54,30 @@ from typing import Literal
 import numpy as np
 from scipy.stats import binom
 
+from tuneserve.tasks.base import PairedTest
+
 ALPHA = 0.05
 TEST = "mcnemar"
 # NOTE: against scratch the question is transfer itself; against the frozen probe, fine-tuning the backbone.
 QUESTIONS = {"scratch": "transfer", "frozen": "fine-tuning the backbone"}
 _PAIR_TEST_HINT = "Evaluate with compare tests the models' paired predictions"
+
+# How a sentence names a task's metric; those in UNIT_METRICS are in the target's units, the rest shares (points).
+METRIC_WORDS = {
+    "accuracy": "accuracy", "macro_f1": "macro F1", "weighted_f1": "weighted F1", "micro_f1": "micro F1",
+    "samples_f1": "samples F1", "subset_accuracy": "subset accuracy", "hamming_loss": "Hamming loss", "rmse": "RMSE",
+    "mae": "MAE", "r2": "R²", "pearson": "Pearson r", "spearman": "Spearman ρ",
+}
+UNIT_METRICS = frozenset({"rmse", "mae"})
+# The tests of tuneserve.tasks besides McNemar's: what their counts are (b: the first model, c: the second) and
+# the test's name in a sentence.
+TESTS = {
+    "mcnemar-holm": (
+        "every label right on {b} rows where the other gets one wrong, the reverse on {c}",
+        "McNemar per label, Holm-corrected",
+    ),
+    "wilcoxon": ("closer on {b} rows, farther on {c}", "Wilcoxon signed-rank on absolute errors"),
+}
 
 Outcome = Literal["first", "second", "no significant difference", "undetermined"]
 
@@ -57,7 +85,11 @@ Outcome = Literal["first", "second", "no significant difference", "undetermined"
 @dataclass(frozen=True)
 class Side:
     name: str                 # as the sentence names it, e.g. "the scratch baseline model-1 v1"
-    macro_f1: float
+    value: float              # the figure the sentence quotes: macro F1 unless `judge` is told another metric
+
+    @property
+    def macro_f1(self) -> float:
+        return self.value
 
 
 @dataclass(frozen=True)
@@ -82,7 +114,7 @@ class NoCounts:
     reason: str               # why no test was possible, e.g. "the result does not say how many rows each got right"
 
 
-Evidence = Paired | Counts | NoCounts
+Evidence = Paired | Counts | NoCounts | PairedTest   # PairedTest: a task's own paired test (tuneserve.tasks)
 
 
 @dataclass(frozen=True)
@@ -141,17 +173,30 @@ def right_count(rows: int, accuracy: float) -> int | None:
     return round(right) if 0 <= round(right) <= rows else None
 
 
-def judge(first: Side, second: Side, evidence: Evidence, *, asked: str = "", metric: str = "macro F1") -> Verdict:
+def judge(
+    first: Side, second: Side, evidence: Evidence, *, asked: str = "", metric: str = "macro F1", points: bool = True
+) -> Verdict:
     """The verdict on `first` against `second` and its sentence. `asked` is the question (see `question`); `metric`
-    names the macro-F1 figures ("validation macro F1" in a job)."""
-    figures = (
-        f"{metric} {first.macro_f1:.4f} vs {second.macro_f1:.4f}, {(first.macro_f1 - second.macro_f1) * 100:+.1f} points"
-    )
+    names the figures ("validation macro F1" in a job); `points`: their gap reads in points (x100), else as a plain
+    difference in the metric's units (RMSE)."""
+    gap = f"{(first.value - second.value) * 100:+.1f} points" if points else f"{first.value - second.value:+.4f}"
+    figures = f"{metric} {first.value:.4f} vs {second.value:.4f}, {gap}"
     outcome, p, test = _decide(evidence)
     return Verdict(outcome, p, f"{_lead(outcome, asked, first.name, second.name)} ({figures}; {test})")
 
 
+def judge_metric(
+    first: Side, second: Side, evidence: Evidence, *, metric: str, asked: str = "", scope: str = ""
+) -> Verdict:
+    """`judge` with the figures of a task's metric named as the code names it (macro_f1, micro_f1, rmse, ...);
+    `scope` ("validation" in a job) goes before the metric's name."""
+    words = " ".join(part for part in (scope, METRIC_WORDS.get(metric, metric)) if part)
+    return judge(first, second, evidence, asked=asked, metric=words, points=metric not in UNIT_METRICS)
+
+
 def _decide(evidence: Evidence) -> tuple[Outcome, float, str]:
+    if isinstance(evidence, PairedTest):
+        return _decide_test(evidence)
     if isinstance(evidence, Paired):
         b, c = evidence.b, evidence.c
         p = p_value(b, c)
@@ -176,6 +221,17 @@ def _decide(evidence: Evidence) -> tuple[Outcome, float, str]:
             f"job does not record: {_PAIR_TEST_HINT}"
         )
     return "undetermined", 1.0, f"no significance test possible: {evidence.reason}; {_PAIR_TEST_HINT}"
+
+
+def _decide_test(test: PairedTest) -> tuple[Outcome, float, str]:
+    """A task's paired test: McNemar's as `Paired` (the same p and words); any other by its own counts and name."""
+    if test.test == TEST:
+        return _decide(Paired(test.only_first_better, test.only_second_better))
+    counts, title = TESTS.get(test.test, ("better on {b} rows, worse on {c}", test.test))
+    stated = f"{counts.format(b=test.only_first_better, c=test.only_second_better)}; {title} p={test.p_value:.3g}"
+    if test.p_value >= ALPHA or not test.leader:
+        return "no significant difference", test.p_value, f"{stated} >= {ALPHA}" if test.p_value >= ALPHA else stated
+    return ("first" if test.leader == "first" else "second"), test.p_value, f"{stated} < {ALPHA}"
 
 
 def _lead(outcome: Outcome, asked: str, one: str, other: str) -> str:

@@ -13,9 +13,13 @@ inputs are encoded in pieces of bounded cost (`_PIECE_CHARS`, `_PIECE_IMAGES`), 
 cancelled call (the client cancelled, or its deadline passed: gRPC cancels the handler) stops after the piece at hand
 instead of tokenizing, then running, everything it sent. The runtime cuts each text to what the model can read
 (limits.max_chars_per_token x max_seq_length characters) before tokenizing it.
-`probabilities(target, inputs)` (Evaluate, the Open Inference Protocol: they resolve their own reference first) goes
-through the same batcher, so every caller shares one queue per model and ONNX Runtime never runs two batches of one
-session at once.
+`scores(target, inputs)` (Evaluate) and `infer(target, inputs)` (the Open Inference Protocol) go through the same
+batcher (they resolve their own reference first), so every caller shares one queue per model and ONNX Runtime never
+runs two batches of one session at once.
+
+What every path serves is the version's task's scores (`Runtime.run` = `task.outputs`: probabilities, or values in the
+target's units); Predict decodes each row with `task.decode` (label, scores, multi-label labels, regression value).
+A pair model (`ModelRecord.text_pairs`) takes (text, text_pair) tuples: Predict's `texts` zipped with `text_pairs`.
 """
 
 from __future__ import annotations
@@ -29,6 +33,16 @@ import numpy as np
 
 from tuneserve.core.registry import ModelRegistry, VariantInfo
 from tuneserve.core.serving.cache import LoadedModel, ModelCache
+from tuneserve.core.serving.requests import (
+    ClassScore,
+    Inputs,
+    Prediction,
+    PredictParams,
+    PredictResult,
+    StreamRequest,
+    check_params,
+    inputs_for,
+)
 from tuneserve.core.serving.resolver import Target, VersionRef, VersionResolver
 from tuneserve.core.serving.streams import answer_concurrently
 from tuneserve.engines.imaging import ImageError
@@ -36,7 +50,13 @@ from tuneserve.engines.runtime import Encoded, Runtime
 from tuneserve.errors import DeadlineExceeded, InvalidArgument, NotFound
 from tuneserve.metrics import Metrics
 from tuneserve.settings import BatchingSettings, LimitSettings
+from tuneserve.tasks import Decoded, OutputTensor, Task, TaskParams
 from tuneserve.types import ModelRecord, VersionState
+
+__all__ = [
+    "ClassScore", "InferenceService", "PredictParams", "PredictResult", "Prediction", "Served", "StreamRequest",
+    "VersionServing",
+]
 
 # NOTE: a thread hop costs ~0.1-0.15 ms here, as much as tokenizing ~200 characters: requests up to this size are
 # tokenized inline (blocking the loop < ~0.3 ms), longer ones on the default executor, in pieces.
@@ -48,52 +68,25 @@ _PIECE_IMAGES = 4
 
 
 @dataclass(frozen=True)
-class ClassScore:
-    label: str
-    score: float
-
-
-@dataclass(frozen=True)
-class Prediction:
-    label: str
-    score: float
-    scores: list[ClassScore]
-
-
-@dataclass(frozen=True)
-class PredictParams:
-    model_id: str
-    texts: list[str]
-    version: int = 0          # 0 = latest READY
-    top_k: int = 0            # 0 = all classes
-    alias: str = ""           # overrides version when set
-    variant: str = ""         # "" = fp32
-    images: Sequence[bytes] = ()   # encoded images, for image models (exactly one of texts and images is non-empty)
-
-    @property
-    def ref(self) -> VersionRef:
-        return VersionRef(self.model_id, self.version, self.alias, self.variant)
-
-
-@dataclass(frozen=True)
-class PredictResult:
-    model_id: str
-    version: int
-    predictions: list[Prediction]
-    variant: str = "fp32"
-
-
-@dataclass(frozen=True)
 class VersionServing:
     loaded: dict[str, str]                 # variant -> execution provider of its open session
     variants: dict[str, VariantInfo]
 
 
 @dataclass(frozen=True)
-class StreamRequest:
-    request_id: str
-    params: PredictParams
-    time_remaining: float | None = None
+class Served:
+    """A batch's served scores and how to read them: the version's task, its parameters and its label columns."""
+
+    scores: np.ndarray        # [N, width] float32 (`Task.outputs`)
+    task: Task
+    params: TaskParams
+    labels: list[str]
+
+    def decode(self, row: np.ndarray, top_k: int) -> Decoded:
+        return self.task.decode(row, self.labels, self.params, top_k)
+
+    def open_inference(self) -> list[OutputTensor]:
+        return self.task.open_inference(self.scores, self.labels, self.params)
 
 
 StreamOutcome = tuple[str, "PredictResult | Exception"]
@@ -120,14 +113,14 @@ class InferenceService:
 
     async def predict(self, params: PredictParams, time_remaining: float | None = None) -> PredictResult:
         deadline = _deadline(time_remaining)
-        self._validate(params)
+        check_params(params, self._limits)
         target = await self._resolver.resolve(params.ref)
         model = target.model
-        inputs = _inputs_for(model, params)
+        inputs = inputs_for(model, params)
         async with self._resolver.lease(target) as loaded:
-            probs = await self._run(loaded, inputs, deadline, model.modality)
+            served = await self._served(loaded, inputs, deadline, model.modality)
         self._metrics.predictions.labels(model=model.id).inc(len(inputs))
-        predictions = [_prediction(p, model.labels, params.top_k) for p in probs]
+        predictions = [Prediction.of(served.decode(row, params.top_k)) for row in served.scores]
         return PredictResult(model.id, target.version, predictions, target.variant)
 
     async def predict_stream(self, requests: AsyncIterable[StreamRequest]) -> AsyncIterator[StreamOutcome]:
@@ -171,40 +164,44 @@ class InferenceService:
         }
 
     async def resolve(self, ref: VersionRef) -> Target:
-        """The version that serves `ref` now (`VersionResolver.resolve`), for callers of `probabilities`."""
+        """The version that serves `ref` now (`VersionResolver.resolve`), for callers of `scores` and `infer`."""
         return await self._resolver.resolve(ref)
 
-    async def probabilities(
-        self, target: Target, inputs: Sequence[str] | Sequence[bytes], *, time_remaining: float | None = None,
-    ) -> np.ndarray:
-        """Class probabilities [len(inputs), C] of a resolved version, batched with Predict; `inputs` are texts for a
-        text model, encoded images for an image model (the caller checks which)."""
+    async def scores(self, target: Target, inputs: Inputs, *, time_remaining: float | None = None) -> np.ndarray:
+        """Served scores [len(inputs), width] of a resolved version (`Task.outputs`: probabilities, or values
+        [N, 1]), batched with Predict; `inputs` are texts for a text model, (text, text_pair) tuples for a pair
+        model, encoded images for an image model (the caller checks which)."""
+        return (await self.infer(target, inputs, time_remaining=time_remaining)).scores
+
+    async def infer(self, target: Target, inputs: Inputs, *, time_remaining: float | None = None) -> Served:
+        """`scores`, with the task, parameters and labels of the version that produced them."""
         deadline = _deadline(time_remaining)
         # NOTE: never more texts at once than the batcher's queue holds (batching.max_queue_size), or a queue set
         # smaller than the caller's chunk (Evaluate sends 64) would refuse every call with RESOURCE_EXHAUSTED
         step = self._stream_window
         async with self._resolver.lease(target) as loaded:
             parts = [
-                await self._run(loaded, inputs[i:i + step], deadline, target.model.modality, offset=i)
+                await self._served(loaded, inputs[i:i + step], deadline, target.model.modality, offset=i)
                 for i in range(0, max(len(inputs), 1), step)
             ]
-        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+        scores = parts[0].scores if len(parts) == 1 else np.concatenate([part.scores for part in parts])
+        return Served(scores, parts[0].task, parts[0].params, parts[0].labels)
 
-    async def _run(
-        self, loaded: LoadedModel, inputs: Sequence[str] | Sequence[bytes], deadline: float | None, modality: str,
-        offset: int = 0,
-    ) -> np.ndarray:
+    async def _served(
+        self, loaded: LoadedModel, inputs: Inputs, deadline: float | None, modality: str, offset: int = 0
+    ) -> Served:
         loaded.batcher.admit(len(inputs), _remaining(deadline))   # before the work: the queue has room, time is left
         encoded = await self._encode(loaded.runtime, inputs, deadline, modality, offset)
-        return await loaded.batcher.submit(encoded, _remaining(deadline))
+        scores = await loaded.batcher.submit(encoded, _remaining(deadline))
+        runtime = loaded.runtime
+        return Served(scores, runtime.task, runtime.params, runtime.labels)
 
     async def _encode(
-        self, runtime: Runtime, inputs: Sequence[str] | Sequence[bytes], deadline: float | None, modality: str,
-        offset: int,
+        self, runtime: Runtime, inputs: Inputs, deadline: float | None, modality: str, offset: int
     ) -> list[Encoded]:
         """Encode `inputs` piece by piece off the event loop (short texts inline); stops between pieces when the call
         is cancelled (CancelledError) or its deadline passed (DeadlineExceeded)."""
-        if modality != "image" and sum(map(len, inputs)) <= _INLINE_ENCODE_CHARS:
+        if modality != "image" and sum(map(_chars, inputs)) <= _INLINE_ENCODE_CHARS:
             return list(runtime.encode(inputs))
         loop = asyncio.get_running_loop()
         limit = self._limits.max_chars_per_token * runtime.max_seq_length
@@ -219,48 +216,6 @@ class InferenceService:
                 raise InvalidArgument(_renumbered(str(exc), offset + start)) from None
         return encoded
 
-    def _validate(self, params: PredictParams) -> None:
-        # NOTE: before the texts, as the resolver would (it runs after the cheap checks here)
-        if not params.model_id:
-            raise InvalidArgument("model_id is required")
-        if params.version < 0:
-            raise InvalidArgument("version must be >= 0 (0 = latest READY version)")
-        if params.top_k < 0:
-            raise InvalidArgument("top_k must be >= 0 (0 = all classes)")
-        if params.texts and params.images:
-            raise InvalidArgument("send texts (text models) or images (image models), not both in one request")
-        if not params.texts and not params.images:
-            raise InvalidArgument("texts is empty: send at least one text (or images, for an image model)")
-        kind, count = ("images", len(params.images)) if params.images else ("texts", len(params.texts))
-        if count > self._limits.max_predict_batch:
-            raise InvalidArgument(
-                f"{count} {kind} in one request, more than {self._limits.max_predict_batch} "
-                "(limit max_predict_batch); split the batch"
-            )
-        for i, image in enumerate(params.images):
-            if not image:
-                raise InvalidArgument(f"images[{i}] is empty (0 bytes); send the encoded JPEG/PNG/WEBP/BMP file")
-        for i, text in enumerate(params.texts):
-            if not text or text.isspace():
-                # NOTE: as an upload refuses an empty text: a model has nothing to read in it
-                raise InvalidArgument(f"texts[{i}] is empty or only whitespace; send the text to classify")
-            if len(text) > self._limits.max_text_chars:
-                raise InvalidArgument(
-                    f"texts[{i}] has {len(text)} characters, more than {self._limits.max_text_chars} "
-                    "(limit max_text_chars)"
-                )
-
-
-def _inputs_for(model: ModelRecord, params: PredictParams) -> Sequence[str] | Sequence[bytes]:
-    """The request's texts or images, refused when they do not match what the model takes."""
-    if model.modality == "image":
-        if params.texts:
-            raise InvalidArgument(f"model {model.id!r} is an image model: send images, not texts")
-        return params.images
-    if params.images:
-        raise InvalidArgument(f"model {model.id!r} is a text model: send texts, not images")
-    return params.texts
-
 
 def _renumbered(message: str, offset: int) -> str:
     if not offset:
@@ -268,14 +223,14 @@ def _renumbered(message: str, offset: int) -> str:
     return re.sub(r"^image (\d+)", lambda m: f"image {int(m.group(1)) + offset}", message, count=1)
 
 
-def _pieces(inputs: Sequence[str] | Sequence[bytes], modality: str, limit: int) -> list[tuple[int, int]]:
-    """[start, stop) ranges of `inputs` of about `_PIECE_CHARS` characters each (a text counts as the `limit`
-    characters the runtime keeps of it at most), or `_PIECE_IMAGES` images."""
+def _pieces(inputs: Sequence[str | bytes | tuple[str, str]], modality: str, limit: int) -> list[tuple[int, int]]:
+    """[start, stop) ranges of `inputs` of about `_PIECE_CHARS` characters each (a text, or each side of a pair,
+    counts as the `limit` characters the runtime keeps of it at most), or `_PIECE_IMAGES` images."""
     if modality == "image":
         return [(i, min(i + _PIECE_IMAGES, len(inputs))) for i in range(0, len(inputs), _PIECE_IMAGES)]
     ranges, start, chars = [], 0, 0
     for index, text in enumerate(inputs):
-        chars += min(len(text), limit) if limit > 0 else len(text)
+        chars += _chars(text, limit)
         if chars >= _PIECE_CHARS:
             ranges.append((start, index + 1))
             start, chars = index + 1, 0
@@ -292,9 +247,7 @@ def _remaining(deadline: float | None) -> float | None:
     return None if deadline is None else deadline - asyncio.get_running_loop().time()
 
 
-def _prediction(probs: np.ndarray, labels: list[str], top_k: int) -> Prediction:
-    order = np.argsort(-probs, kind="stable")
-    if top_k:
-        order = order[:top_k]
-    scores = [ClassScore(labels[i], float(probs[i])) for i in order]
-    return Prediction(scores[0].label, scores[0].score, scores)
+def _chars(text: str | bytes | tuple[str, str], limit: int = 0) -> int:
+    """A text's characters (a pair's: both sides'), each side counted at most `limit` (0 = no limit)."""
+    sides = text if isinstance(text, tuple) else (text,)
+    return sum(min(len(side), limit) if limit > 0 else len(side) for side in sides)

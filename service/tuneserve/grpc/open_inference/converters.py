@@ -2,47 +2,61 @@
 `from_types` builds a response.
 
 A model is a tuneserve model id and a version a version number as a string ("" = the latest READY version). Text
-models take one BYTES input `text` (UTF-8 texts), image models one BYTES input `image` (encoded JPEG/PNG/WEBP/BMP
-files), of shape [N] or [N, 1]; they answer FP32 `probabilities` [N, C] and BYTES `label` (the input's shape, so a
-Triton-style [N, 1] batch gets [N, 1] labels). In raw contents each BYTES element is a 4-byte little-endian length
-followed by its bytes. Anything else is INVALID_ARGUMENT with the reason.
+models take one BYTES input `text` (UTF-8 texts), pair models a second one, `text_pair`, shaped like `text` (the
+second text of each pair), image models one BYTES input `image` (encoded JPEG/PNG/WEBP/BMP files), of shape [N] or
+[N, 1]. What a model answers is its task's (`Task.open_inference`, named by `Task.output_names`): single-label
+classification FP32 `probabilities` [N, C] and BYTES `label`; multi-label FP32 `probabilities` [N, L] and BYTES
+`labels` (each a JSON list of the labels over their threshold); regression FP32 `value` [N, 1]. A BYTES output of one
+element per row takes the input's shape, so a Triton-style [N, 1] batch gets [N, 1] labels and an [N] batch [N].
+In raw contents each BYTES element is a 4-byte little-endian length followed by its bytes. Anything else is
+INVALID_ARGUMENT with the reason.
 """
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-import numpy as np
-
+from tuneserve.core.serving.requests import Inputs
 from tuneserve.core.serving.resolver import VersionRef
 from tuneserve.errors import InvalidArgument
+from tuneserve.grpc.open_inference.tensors import (
+    InputTensor,
+    add_output,
+    decode_bytes,
+    encode_bytes,
+    raw_elements,
+    shape_of,
+    typed_elements,
+)
 from tuneserve.settings import LimitSettings
+from tuneserve.tasks import OutputTensor, get_task
 from tuneserve.types import ModelRecord, ModelVersionRecord, VersionState
 from tuneserve_client.proto.inference import grpc_service_pb2 as pb
 from tuneserve_client.proto.inference import model_config_pb2 as config_pb
 
+__all__ = [
+    "IMAGE", "TEXT", "TEXT_PAIR", "InferRequest", "InferRequestConverter", "InferResponseConverter", "InferResult",
+    "ModelConfigConverter", "ModelMetadataConverter", "RepositoryIndexConverter", "RepositoryParametersConverter",
+    "VersionRefConverter", "check_repository", "decode_bytes", "encode_bytes", "input_names", "output_specs",
+]
+
 TEXT = "text"
+TEXT_PAIR = "text_pair"
 IMAGE = "image"
 INPUTS = {"text": TEXT, "image": IMAGE}          # model modality -> the input it takes
 _INPUT_CONTENTS = {TEXT: "UTF-8 texts", IMAGE: "encoded JPEG/PNG/WEBP/BMP files"}
-PROBABILITIES = "probabilities"
-LABEL = "label"
-OUTPUTS = (PROBABILITIES, LABEL)
 PLATFORM = "onnxruntime_onnx"
 BACKEND = "onnxruntime"
-_LENGTH = struct.Struct("<I")
-_TYPED_FIELDS = ("bool_contents", "int_contents", "int64_contents", "uint_contents", "uint64_contents",
-                 "fp32_contents", "fp64_contents")
+_CONFIG_TYPES = {"FP32": config_pb.TYPE_FP32, "BYTES": config_pb.TYPE_STRING}
 
 
 @dataclass(frozen=True)
 class InferRequest:
     ref: VersionRef
     id: str
-    inputs: list[str] | list[bytes]   # texts for a text model, encoded images for an image model
-    shape: tuple[int, ...]        # of the input: (N,) or (N, 1)
+    inputs: Inputs                # texts, (text, text_pair) tuples for a pair model, or encoded images
+    shape: tuple[int, ...]        # of the input(s): (N,) or (N, 1)
     outputs: tuple[str, ...]      # in the order to answer them
     raw: bool                     # the input came as raw_input_contents: answer raw_output_contents
 
@@ -52,8 +66,22 @@ class InferResult:
     request: InferRequest
     model_id: str
     version: int
-    class_labels: Sequence[str]
-    probabilities: np.ndarray     # [N, C] float32
+    outputs: list[OutputTensor]   # the task's output tensors of the batch (`Task.open_inference`)
+
+
+def input_names(model: ModelRecord) -> list[str]:
+    """The BYTES inputs `model` takes, in order."""
+    if model.modality == "text" and model.text_pairs:
+        return [TEXT, TEXT_PAIR]
+    return [INPUTS[model.modality]]
+
+
+def output_specs(model: ModelRecord) -> list[tuple[str, str, int]]:
+    """(name, datatype, width) of each output `model` answers, from its task."""
+    return [
+        (name, datatype, len(model.labels) if width < 0 else width)
+        for name, datatype, width in get_task(model.task).output_names()
+    ]
 
 
 class VersionRefConverter:
@@ -73,43 +101,45 @@ class VersionRefConverter:
 
 class InferRequestConverter:
     @staticmethod
-    def to_types(request: pb.ModelInferRequest, limits: LimitSettings, modality: str) -> InferRequest:
-        """`modality` is the named model's: it decides which input the request must carry."""
+    def to_types(request: pb.ModelInferRequest, limits: LimitSettings, model: ModelRecord) -> InferRequest:
+        """`model` is the named model: its modality and text_pairs decide which inputs the request must carry, its
+        task which outputs it may ask for."""
         ref = VersionRefConverter.to_types(request.model_name, request.model_version)
-        name = INPUTS[modality]
-        tensor = _input(request.inputs, name)
-        shape = _shape(tensor, name, limits)
+        names = input_names(model)
+        positions = _inputs(request.inputs, names)
+        shape = shape_of(request.inputs[positions[0]], limits)
         raw = len(request.raw_input_contents) > 0
-        elements = _raw_elements(request, tensor, name, shape[0]) if raw else _typed_elements(tensor, name, shape[0])
-        inputs: list[str] | list[bytes]
-        if name == IMAGE:
-            inputs = [_image(element, i) for i, element in enumerate(elements)]
+        columns = []
+        for name, position in zip(names, positions, strict=True):
+            tensor = request.inputs[position]
+            if tuple(tensor.shape) != shape:
+                raise InvalidArgument(
+                    f"input {name!r} has shape {list(tensor.shape)}; it must have the shape of input {names[0]!r}, "
+                    f"{list(shape)} (one {name} per {names[0]})"
+                )
+            elements = raw_elements(request, position, shape[0]) if raw else typed_elements(tensor, shape[0])
+            columns.append(elements)
+        inputs: Inputs
+        if names == [IMAGE]:
+            inputs = [_image(element, i) for i, element in enumerate(columns[0])]
         else:
-            inputs = [_text(element, i, limits) for i, element in enumerate(elements)]
-        return InferRequest(ref, request.id, inputs, shape, _requested_outputs(request.outputs), raw)
+            texts = [[_text(element, i, name, limits) for i, element in enumerate(column)]
+                     for name, column in zip(names, columns, strict=True)]
+            inputs = list(zip(texts[0], texts[1], strict=True)) if len(texts) == 2 else texts[0]
+        outputs = _requested_outputs(request.outputs, [name for name, _, _ in output_specs(model)])
+        return InferRequest(ref, request.id, inputs, shape, outputs, raw)
 
 
 class InferResponseConverter:
     @staticmethod
     def from_types(result: InferResult) -> pb.ModelInferResponse:
         request = result.request
-        probs = np.asarray(result.probabilities, dtype=np.float32)
-        labels = [result.class_labels[i].encode() for i in np.argmax(probs, axis=1)]
+        by_name = {output.name: output for output in result.outputs}
         response = pb.ModelInferResponse(model_name=result.model_id, model_version=str(result.version), id=request.id)
         for name in request.outputs:
-            tensor = response.outputs.add(name=name)
-            if name == PROBABILITIES:
-                tensor.datatype, tensor.shape[:] = "FP32", list(probs.shape)
-                if request.raw:
-                    response.raw_output_contents.append(probs.astype("<f4", copy=False).tobytes())
-                else:
-                    tensor.contents.fp32_contents.extend(probs.ravel().tolist())
-            else:
-                tensor.datatype, tensor.shape[:] = "BYTES", list(request.shape)
-                if request.raw:
-                    response.raw_output_contents.append(encode_bytes(labels))
-                else:
-                    tensor.contents.bytes_contents.extend(labels)
+            output = by_name[name]
+            per_row = output.datatype == "BYTES" and output.shape[1:] == [1]
+            add_output(response, output, request.shape if per_row else output.shape, request.raw)
         return response
 
 
@@ -123,10 +153,9 @@ class ModelMetadataConverter:
             name=model.id,
             versions=[str(v) for v in versions],
             platform=PLATFORM,
-            inputs=[tensor(name=INPUTS[model.modality], datatype="BYTES", shape=[-1, 1])],
+            inputs=[tensor(name=name, datatype="BYTES", shape=[-1, 1]) for name in input_names(model)],
             outputs=[
-                tensor(name=PROBABILITIES, datatype="FP32", shape=[-1, len(model.labels)]),
-                tensor(name=LABEL, datatype="BYTES", shape=[-1, 1]),
+                tensor(name=name, datatype=datatype, shape=[-1, width]) for name, datatype, width in output_specs(model)
             ],
         )
 
@@ -141,10 +170,10 @@ class ModelConfigConverter:
             platform=PLATFORM,
             backend=BACKEND,
             max_batch_size=max_batch_size,
-            input=[config_pb.ModelInput(name=INPUTS[model.modality], data_type=config_pb.TYPE_STRING, dims=[1])],
+            input=[config_pb.ModelInput(name=n, data_type=config_pb.TYPE_STRING, dims=[1]) for n in input_names(model)],
             output=[
-                config_pb.ModelOutput(name=PROBABILITIES, data_type=config_pb.TYPE_FP32, dims=[len(model.labels)]),
-                config_pb.ModelOutput(name=LABEL, data_type=config_pb.TYPE_STRING, dims=[1]),
+                config_pb.ModelOutput(name=name, data_type=_CONFIG_TYPES[datatype], dims=[width])
+                for name, datatype, width in output_specs(model)
             ],
         ))
 
@@ -186,88 +215,24 @@ def check_repository(repository_name: str) -> None:
         )
 
 
-def encode_bytes(elements: Iterable[bytes]) -> bytes:
-    """BYTES elements as raw contents: each a 4-byte little-endian length, then the bytes."""
-    return b"".join(_LENGTH.pack(len(e)) + e for e in elements)
-
-
-def decode_bytes(raw: bytes, count: int, where: str) -> list[bytes]:
-    """The `count` BYTES elements of `raw`; InvalidArgument when the lengths do not add up to exactly that."""
-    elements: list[bytes] = []
-    offset = 0
-    while offset < len(raw):
-        if offset + _LENGTH.size > len(raw):
-            raise InvalidArgument(f"{where} ends inside the 4-byte length of element {len(elements)}")
-        (length,) = _LENGTH.unpack_from(raw, offset)
-        offset += _LENGTH.size
-        if offset + length > len(raw):
+def _inputs(inputs: Sequence[InputTensor], names: list[str]) -> list[int]:
+    """The position in the request of each of `names`, the model's inputs: exactly those, BYTES."""
+    got = [t.name for t in inputs]
+    if sorted(got) != sorted(names):
+        found = ", ".join(repr(n) for n in got) or "none"
+        contents = _INPUT_CONTENTS[INPUTS.get(names[0], TEXT)]
+        if len(names) == 1:
+            wanted = f"exactly one input, BYTES {names[0]!r} ({contents})"
+        else:
+            wanted = f"two inputs, BYTES {names[0]!r} and {names[1]!r} ({contents}: each pair's first and second text)"
+        raise InvalidArgument(f"this model takes {wanted}; got inputs: {found}")
+    for tensor in inputs:
+        if tensor.datatype != "BYTES":
+            contents = _INPUT_CONTENTS[IMAGE if tensor.name == IMAGE else TEXT]
             raise InvalidArgument(
-                f"{where}: element {len(elements)} has a length prefix of {length} bytes but only "
-                f"{len(raw) - offset} remain"
+                f"input {tensor.name!r} has datatype {tensor.datatype!r}; it must be BYTES ({contents})"
             )
-        elements.append(raw[offset:offset + length])
-        offset += length
-    if len(elements) != count:
-        raise InvalidArgument(
-            f"{where} holds {len(elements)} length-prefixed BYTES elements but the input's shape needs {count}"
-        )
-    return elements
-
-
-def _input(inputs: Sequence[pb.ModelInferRequest.InferInputTensor],
-           name: str) -> pb.ModelInferRequest.InferInputTensor:
-    names = [t.name for t in inputs]
-    if names != [name]:
-        found = ", ".join(repr(n) for n in names) or "none"
-        raise InvalidArgument(
-            f"this model takes exactly one input, BYTES {name!r} ({_INPUT_CONTENTS[name]}); got inputs: {found}"
-        )
-    tensor = inputs[0]
-    if tensor.datatype != "BYTES":
-        raise InvalidArgument(
-            f"input {name!r} has datatype {tensor.datatype!r}; it must be BYTES ({_INPUT_CONTENTS[name]})"
-        )
-    return tensor
-
-
-def _shape(tensor: pb.ModelInferRequest.InferInputTensor, name: str, limits: LimitSettings) -> tuple[int, ...]:
-    shape = tuple(tensor.shape)
-    if not (len(shape) == 1 or (len(shape) == 2 and shape[1] == 1)) or shape[0] < 0:
-        raise InvalidArgument(f"input {name!r} has shape {list(shape)}; it must be [N] or [N, 1] (one {name} per row)")
-    if shape[0] == 0:
-        raise InvalidArgument(f"input {name!r} has shape {list(shape)}: send at least one {name}")
-    if shape[0] > limits.max_predict_batch:
-        raise InvalidArgument(
-            f"input {name!r} holds {shape[0]} {name}s, more than {limits.max_predict_batch} "
-            "(limit max_predict_batch); split the batch"
-        )
-    return shape
-
-
-def _raw_elements(request: pb.ModelInferRequest, tensor: pb.ModelInferRequest.InferInputTensor, name: str,
-                  count: int) -> list[bytes]:
-    if tensor.HasField("contents"):
-        raise InvalidArgument(
-            f"input {name!r} has typed contents and the request has raw_input_contents: use one or the other"
-        )
-    if len(request.raw_input_contents) != 1:
-        raise InvalidArgument(
-            f"raw_input_contents has {len(request.raw_input_contents)} entries for 1 input: send one per input"
-        )
-    return decode_bytes(request.raw_input_contents[0], count, f"raw_input_contents[0] (input {name!r})")
-
-
-def _typed_elements(tensor: pb.ModelInferRequest.InferInputTensor, name: str, count: int) -> list[bytes]:
-    contents = tensor.contents
-    misplaced = [field for field in _TYPED_FIELDS if len(getattr(contents, field))]
-    if misplaced:
-        raise InvalidArgument(f"input {name!r} is BYTES: put its elements in contents.bytes_contents, not {misplaced}")
-    if len(contents.bytes_contents) != count:
-        raise InvalidArgument(
-            f"input {name!r} has shape {list(tensor.shape)} ({count} elements) but {len(contents.bytes_contents)} "
-            "elements in contents.bytes_contents"
-        )
-    return list(contents.bytes_contents)
+    return [got.index(name) for name in names]
 
 
 def _image(element: bytes, index: int) -> bytes:
@@ -278,37 +243,39 @@ def _image(element: bytes, index: int) -> bytes:
     return element
 
 
-def _text(element: bytes, index: int, limits: LimitSettings) -> str:
+def _text(element: bytes, index: int, name: str, limits: LimitSettings) -> str:
     try:
         text = element.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise InvalidArgument(f"element {index} of input {TEXT!r} is not valid UTF-8 ({exc.reason})") from None
+        raise InvalidArgument(f"element {index} of input {name!r} is not valid UTF-8 ({exc.reason})") from None
     if not text or text.isspace():
         raise InvalidArgument(
-            f"element {index} of input {TEXT!r} is empty or only whitespace; send the text to classify"
+            f"element {index} of input {name!r} is empty or only whitespace; send the text to classify"
         )
     if len(text) > limits.max_text_chars:
         raise InvalidArgument(
-            f"element {index} of input {TEXT!r} has {len(text)} characters, more than {limits.max_text_chars} "
+            f"element {index} of input {name!r} has {len(text)} characters, more than {limits.max_text_chars} "
             "(limit max_text_chars)"
         )
     return text
 
 
-def _requested_outputs(outputs: Sequence[pb.ModelInferRequest.InferRequestedOutputTensor]) -> tuple[str, ...]:
+def _requested_outputs(
+    outputs: Sequence[pb.ModelInferRequest.InferRequestedOutputTensor], known: list[str]
+) -> tuple[str, ...]:
     names = tuple(o.name for o in outputs)
-    unknown = [n for n in names if n not in OUTPUTS]
+    unknown = [n for n in names if n not in known]
     if unknown:
-        raise InvalidArgument(f"unknown outputs {unknown}: this model's outputs are {list(OUTPUTS)}")
+        raise InvalidArgument(f"unknown outputs {unknown}: this model's outputs are {known}")
     if len(set(names)) != len(names):
         raise InvalidArgument(f"outputs {list(names)} name an output more than once")
     with_parameters = [o.name for o in outputs if o.parameters]
     if with_parameters:
         raise InvalidArgument(
             f"outputs {with_parameters} carry parameters (e.g. classification), which are not supported: request "
-            f"{LABEL!r} for the top class or {PROBABILITIES!r} for every class"
+            f"outputs by name only, of {known}"
         )
-    return names or OUTPUTS
+    return names or tuple(known)
 
 
 def _not_ready_reason(version: ModelVersionRecord) -> str:

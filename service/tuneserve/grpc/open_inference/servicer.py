@@ -1,5 +1,5 @@
 """The Open Inference Protocol (KServe v2 / Triton gRPC, package `inference`) on tuneserve's port, so tritonclient,
-perf_analyzer and other v2 clients work unmodified. Each method converts the request (`kserve_converters`), calls the
+perf_analyzer and other v2 clients work unmodified. Each method converts the request (`converters`), calls the
 same core as tuneserve.v1 (one `resolve` for the version, with the same hot-swap rule as Predict; one batcher per model
 version for every protocol) and converts back.
 Errors are mapped to status codes by `StatusInterceptor`, never here.
@@ -125,10 +125,10 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
 
     async def _infer(self, request: pb.ModelInferRequest, context: Context) -> pb.ModelInferResponse:
         target = await self._inference.resolve(VersionRefConverter.to_types(request.model_name, request.model_version))
-        infer = InferRequestConverter.to_types(request, self._limits, target.model.modality)
-        probs = await self._inference.probabilities(target, infer.inputs, time_remaining=context.time_remaining())
+        infer = InferRequestConverter.to_types(request, self._limits, target.model)
+        served = await self._inference.infer(target, infer.inputs, time_remaining=context.time_remaining())
         return InferResponseConverter.from_types(
-            InferResult(infer, target.model.id, target.version, target.model.labels, probs)
+            InferResult(infer, target.model.id, target.version, served.open_inference())
         )
 
     async def _all_models(self) -> list[ModelRecord]:

@@ -200,8 +200,8 @@ def model_to_pb(m: ModelRecord, serving: dict[int, VersionServing]) -> models_pb
     latest = m.latest_ready
     return models_pb2.Model(
         id=m.id, name=m.name, modality=_MODALITIES[m.modality], backbone=m.backbone, labels=m.labels,
-        kind=m.kind, source_job_id=m.source_job_id,
-        latest_version=latest.version if latest else 0, create_time=timestamp(m.create_time), aliases=m.aliases,
+        kind=m.kind, source_job_id=m.source_job_id, task=task_to_pb(m.task),
+        text_pairs=m.text_pairs, latest_version=latest.version if latest else 0, create_time=timestamp(m.create_time), aliases=m.aliases,
         versions=[
             models_pb2.ModelVersion(
                 version=v.version, state=f"MODEL_VERSION_STATE_{v.state.value}",
@@ -261,6 +261,9 @@ def _report_to_pb(r: EvaluationReport) -> models_pb2.EvaluationReport:
             labels=r.labels, rows=[models_pb2.ConfusionMatrix.Row(counts=row) for row in r.confusion_matrix]
         ),
         runtime=r.runtime, duration_seconds=r.duration_seconds, num_unknown_labels=r.num_unknown_labels,
+        task=task_to_pb(r.task), metrics=r.metrics,
+        residuals=models_pb2.ResidualSummary(**r.residuals) if r.residuals else None,
+        points=[models_pb2.RegressionPoint(true_value=t, predicted=p) for t, p in r.points],
     )
 
 
@@ -269,7 +272,7 @@ def _report_to_pb(r: EvaluationReport) -> models_pb2.EvaluationReport:
 def predict_from_pb(pb: prediction_pb2.PredictRequest) -> PredictParams:
     return PredictParams(
         model_id=pb.model_id, texts=list(pb.texts), version=pb.version, top_k=pb.top_k, alias=pb.alias,
-        variant=pb.variant, images=list(pb.images),
+        variant=pb.variant, images=list(pb.images), text_pairs=list(pb.text_pairs),
     )
 
 
@@ -280,6 +283,7 @@ def predict_to_pb(r: PredictResult) -> prediction_pb2.PredictResponse:
             prediction_pb2.Prediction(
                 label=p.label, score=p.score,
                 scores=[prediction_pb2.ClassScore(label=s.label, score=s.score) for s in p.scores],
+                labels=p.labels, value=p.value,
             )
             for p in r.predictions
         ],

@@ -6,13 +6,13 @@ left to grpc, a unary call would end UNKNOWN with the exception's text, and a st
 servicer reading it (INTERNAL). This applies to every service on the port.
 
 Every string field of a tuneserve.v1 request (ids, names, aliases, variants, backbone, columns, page tokens, request
-ids), nested and repeated ones included, may hold at most `limits.max_name_chars` characters; the only free text,
-Predict's `texts`, has its own limit (`limits.max_text_chars`, checked by the inference core), and may hold no control
-character (an ANSI escape sequence, a newline, any C0/C1 control, a bidirectional override: `core.names`). The same
-applies to the Open Inference Protocol's string fields (model names and versions, request ids, tensor names; its
-texts travel as bytes): a 20,000-character model name there is answered INVALID_ARGUMENT rather than echoed into a
-NOT_FOUND status whose message outgrows gRPC's metadata limit. A field that breaks a rule is answered
-INVALID_ARGUMENT naming it, before the servicer runs. Streamed requests are checked message by message.
+ids), nested and repeated ones included, may hold at most `limits.max_name_chars` characters (the only free text,
+Predict's `texts` and `text_pairs`, has its own limit, `limits.max_text_chars`, checked by the inference core), and
+may hold no control character (an ANSI escape sequence, a newline, any C0/C1 control, a bidirectional override:
+`core.names`). The same applies to the Open Inference Protocol's string fields (model names and versions, request
+ids, tensor names; its texts travel as bytes): a 20,000-character model name there is answered INVALID_ARGUMENT rather
+than echoed into a NOT_FOUND status whose message outgrows gRPC's metadata limit. A field that breaks a rule is
+answered INVALID_ARGUMENT naming it, before the servicer runs. Streamed requests are checked message by message.
 """
 
 from __future__ import annotations
@@ -32,7 +32,9 @@ from tuneserve_client.proto.inference import grpc_service_pb2
 from tuneserve_client.proto.tuneserve.v1 import prediction_pb2
 
 _SCOPES = ("/tuneserve.v1.", f"/{grpc_service_pb2.DESCRIPTOR.services_by_name['GRPCInferenceService'].full_name}/")
-_FREE_TEXT = frozenset({prediction_pb2.PredictRequest.DESCRIPTOR.fields_by_name["texts"].full_name})
+_FREE_TEXT = frozenset(
+    prediction_pb2.PredictRequest.DESCRIPTOR.fields_by_name[name].full_name for name in ("texts", "text_pairs")
+)
 
 
 class _Malformed:

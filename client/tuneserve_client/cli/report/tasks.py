@@ -1,0 +1,129 @@
+"""The report's sections that differ by task (the Task enum of the job and of Evaluate's report): which metrics stand
+for a model in tables and bars, how its paired test is named, and the evaluation of a multi-label model (its figures,
+per-label bars and table) or of a regression model (its figures, predicted-vs-true scatter, residual histogram and
+summary), and a multi-label model's tuned decision thresholds. Single-label classification keeps `html`'s sections."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from tuneserve_client.cli.report import pictures
+from tuneserve_client.cli.report.blocks import fields, image, note, num, section, table
+from tuneserve_client.proto.tuneserve.v1.common_pb2 import TASK_MULTI_LABEL, TASK_REGRESSION, Task
+from tuneserve_client.proto.tuneserve.v1.models_pb2 import EvaluationReport, Model
+from tuneserve_client.proto.tuneserve.v1.training_pb2 import Job
+
+# The two metrics that stand for a model in the baseline and comparison tables and bars, by task.
+_CLASSIFICATION = ("macro_f1", "accuracy")
+HEADLINE = {TASK_MULTI_LABEL: ("micro_f1", "subset_accuracy"), TASK_REGRESSION: ("rmse", "spearman")}
+# Comparison.test: how a column names it, and how a heading describes it.
+TESTS = {
+    "mcnemar": ("McNemar", "McNemar's test on the paired predictions"),
+    "mcnemar-holm": ("McNemar per label, Holm", "McNemar's test on each label's paired decisions, Holm-corrected"),
+    "wilcoxon": ("Wilcoxon", "Wilcoxon's signed-rank test on the paired absolute errors"),
+}
+# What a paired test's discordant counts count: rows a model gets right, or rows where it is closer.
+_CLOSER = {TASK_REGRESSION: "closer"}
+
+
+def headline(task: Task) -> tuple[str, str]:
+    return HEADLINE.get(task, _CLASSIFICATION)
+
+
+def has_labels(task: Task) -> bool:
+    return task != TASK_REGRESSION
+
+
+def better(task: Task) -> str:
+    return _CLOSER.get(task, "right")
+
+
+def value(report: EvaluationReport, metric: str) -> float:
+    """A metric of the report: from `metrics`, or a single-label field (a server from before tasks fills only those)."""
+    return report.metrics[metric] if metric in report.metrics else float(getattr(report, metric, 0.0))
+
+
+def evaluation(report: EvaluationReport) -> str:
+    """The Evaluate section of a multi-label or regression model ("" for single-label classification)."""
+    draw = _EVALUATIONS.get(report.task)
+    return draw(report) if draw is not None else ""
+
+
+def thresholds(job: Job, model: Model | None) -> str:
+    """A multi-label model's decision threshold per label (its version's, else the job result's); "" for others."""
+    if job.task != TASK_MULTI_LABEL:
+        return ""
+    tuned: Mapping[str, float] = job.result.label_thresholds
+    version = next((v for v in model.versions if v.version == job.model_version), None) if model else None
+    if version is not None and version.label_thresholds:
+        tuned = version.label_thresholds
+    if not tuned:
+        return section("thresholds", "Decision thresholds", note("the model records no tuned thresholds: each label "
+                                                                 "is decided at 0.5"))
+    labels = sorted(tuned)
+    return section(
+        "thresholds", "Decision thresholds",
+        note("each label's threshold, tuned on the job's validation rows for that label's F1: a label is predicted "
+             "when its probability is at least its threshold"),
+        image(pictures.thresholds(labels, [tuned[label] for label in labels], "tuned decision thresholds"),
+              "decision threshold per label"),
+        table(["label", "threshold"], ([label, num(tuned[label], 2)] for label in labels)),
+    )  # fmt: skip
+
+
+def _lead(report: EvaluationReport) -> str:
+    return note(f"Evaluate of model {report.model_id} v{report.model_version} (the served ONNX model)")
+
+
+def _multi_label(report: EvaluationReport) -> str:
+    m = report.metrics
+    title = f"Evaluation on dataset {report.dataset_id}"
+    parts = [
+        fields([
+            ("dataset", f"{report.dataset_id} ({report.num_examples} examples, {report.num_unknown_labels} with labels "
+                        "the model does not know)"),
+            ("micro", f"precision {num(m.get('micro_precision', 0.0))}  recall {num(m.get('micro_recall', 0.0))}  "
+                      f"f1 {num(m.get('micro_f1', 0.0))}"),
+            ("macro f1", num(m.get("macro_f1", 0.0))),
+            ("samples f1", num(m.get("samples_f1", 0.0))),
+            ("subset accuracy", num(m.get("subset_accuracy", 0.0))),
+            ("hamming loss", num(m.get("hamming_loss", 0.0))),
+            ("runtime", f"{report.runtime} ({report.duration_seconds:.2f} s)"),
+        ]),
+        _lead(report),
+    ]  # fmt: skip
+    if report.per_class:
+        parts.append(image(pictures.per_class(report.per_class, title), f"per-label metrics: {title}"))
+        parts.append(table(["label", "precision", "recall", "f1", "support"],
+                           ([c.label, num(c.precision), num(c.recall), num(c.f1), c.support]
+                            for c in report.per_class)))  # fmt: skip
+    return section("test-evaluation", title, *parts)
+
+
+def _regression(report: EvaluationReport) -> str:
+    m, r = report.metrics, report.residuals
+    title = f"Evaluation on dataset {report.dataset_id}"
+    parts = [
+        fields([
+            ("dataset", f"{report.dataset_id} ({report.num_examples} examples)"),
+            ("rmse", num(m.get("rmse", 0.0))),
+            ("mae", num(m.get("mae", 0.0))),
+            ("r²", num(m.get("r2", 0.0))),
+            ("pearson", num(m.get("pearson", 0.0))),
+            ("spearman", num(m.get("spearman", 0.0))),
+            ("runtime", f"{report.runtime} ({report.duration_seconds:.2f} s)"),
+        ]),
+        _lead(report),
+        table(["residual (predicted - true)", "mean", "std", "median |r|", "p90 |r|", "max |r|"],
+              [["all rows", f"{r.mean:+.4f}", num(r.std), num(r.median_abs), num(r.p90_abs), num(r.max_abs)]]),
+    ]  # fmt: skip
+    if report.points:
+        shown = f"{len(report.points)} of the {report.num_examples} rows"
+        parts += [
+            image(pictures.scatter(report.points, f"predicted vs true ({shown})"), f"predicted vs true: {title}"),
+            image(pictures.residuals(report.points, f"residuals ({shown})"), f"residual histogram: {title}"),
+        ]
+    return section("test-evaluation", title, *parts)
+
+
+_EVALUATIONS = {TASK_MULTI_LABEL: _multi_label, TASK_REGRESSION: _regression}
