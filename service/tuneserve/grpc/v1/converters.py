@@ -171,11 +171,16 @@ def event_to_pb(e: JobEventRecord) -> training_pb2.JobEvent:
 
 # -- models --------------------------------------------------------------------------------------------------------
 
+def task_to_pb(task: str) -> common_pb2.Task:
+    """A tuneserve.tasks name as the proto enum (classification -> TASK_CLASSIFICATION)."""
+    return cast(common_pb2.Task, common_pb2.Task.Value(f"TASK_{task.upper()}"))
+
+
 def model_to_pb(m: ModelRecord, serving: dict[int, VersionServing]) -> models_pb2.Model:
     latest = m.latest_ready
     return models_pb2.Model(
         id=m.id, name=m.name, modality=_MODALITIES[m.modality], backbone=m.backbone, labels=m.labels,
-        kind=m.kind, source_job_id=m.source_job_id, task=common_pb2.Task.Value(f"TASK_{m.task.upper()}"),
+        kind=m.kind, source_job_id=m.source_job_id, task=task_to_pb(m.task),
         text_pairs=m.text_pairs, latest_version=latest.version if latest else 0, create_time=timestamp(m.create_time), aliases=m.aliases,
         versions=[
             models_pb2.ModelVersion(
