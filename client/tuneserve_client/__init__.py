@@ -29,7 +29,7 @@ from ._exceptions import (
 )
 from ._sync import Client
 from ._version import __version__
-from .proto.tuneserve.v1.common_pb2 import Modality
+from .proto.tuneserve.v1.common_pb2 import Modality, Task
 from .proto.tuneserve.v1.datasets_pb2 import Dataset, DatasetFormat, DeleteDatasetResponse, ListDatasetsResponse
 from .proto.tuneserve.v1.models_pb2 import (
     ClassMetrics,
@@ -137,6 +137,7 @@ __all__ = [
     "RecommendBackboneResponse",
     "ResourceExhausted",
     "StateChanged",
+    "Task",
     "TrainingProgress",
     "TuneServeError",
     "Unauthenticated",

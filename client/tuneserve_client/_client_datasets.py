@@ -10,6 +10,7 @@ from typing import IO, cast
 
 from ._client_base import ServiceCalls, enum_name
 from ._exceptions import map_rpc_errors
+from .proto.tuneserve.v1.common_pb2 import Task
 from .proto.tuneserve.v1.datasets_pb2 import (
     Dataset,
     DatasetFormat,
@@ -29,6 +30,14 @@ def dataset_format(value: DatasetFormat | str) -> DatasetFormat:
     """`DatasetFormat.DATASET_FORMAT_CSV`, `"DATASET_FORMAT_CSV"` or `"csv"` -> the enum value."""
     if isinstance(value, str):
         return cast(DatasetFormat, DatasetFormat.Value(enum_name("DATASET_FORMAT_", value)))
+    return value
+
+
+def task_value(value: Task | str) -> Task:
+    """`Task.TASK_REGRESSION`, `"TASK_REGRESSION"`, `"regression"`, `"multi_label"` or `"multi-label"` -> the enum
+    value."""
+    if isinstance(value, str):
+        return cast(Task, Task.Value(enum_name("TASK_", value.replace("-", "_"))))
     return value
 
 
@@ -54,14 +63,27 @@ class DatasetCalls(ServiceCalls):
         label_column: str = "",
         chunk_size: int = DEFAULT_CHUNK_SIZE,
         image_column: str = "",
+        task: Task | str | None = None,
+        labels_column: str = "",
+        label_separator: str = "",
+        target_column: str = "",
+        text_pair_column: str = "",
     ) -> Dataset:
         """Streams a CSV, JSONL or zip file to the server. `name` defaults to the file name, whose extension tells
         the server the format unless `format` ("csv", "jsonl", "zip" or a `DatasetFormat`) is given. A zip holds
         images in class folders (`cat/001.jpg`); a JSONL file whose rows hold base64 images names that field in
-        `image_column`. Raises OSError when the file cannot be read."""
+        `image_column`.
+
+        The task comes from the columns (a `labels` column: multi-label, `target`: regression, else classification)
+        unless `task` ("classification", "multi-label", "regression" or a `Task`) says it; `labels_column`,
+        `target_column` and `text_pair_column` rename those columns (a `text_pair` column makes a dataset of text
+        pairs), and `label_separator` (default "|") splits a multi-label CSV cell. Raises OSError when the file cannot
+        be read, ValueError for an unknown task."""
         path = Path(path)
         metadata = self._upload_metadata(
-            name or path.name, format, text_column, label_column, chunk_size, image_column
+            name or path.name, format, chunk_size, text_column=text_column, label_column=label_column,
+            image_column=image_column, task=task, labels_column=labels_column, label_separator=label_separator,
+            target_column=target_column, text_pair_column=text_pair_column,
         )
         with path.open("rb") as file:  # opened before the call starts, so a missing file fails plainly
             return await self._upload(metadata, _file_chunks(file, chunk_size))
@@ -76,21 +98,29 @@ class DatasetCalls(ServiceCalls):
         label_column: str = "",
         chunk_size: int = DEFAULT_CHUNK_SIZE,
         image_column: str = "",
+        task: Task | str | None = None,
+        labels_column: str = "",
+        label_separator: str = "",
+        target_column: str = "",
+        text_pair_column: str = "",
     ) -> Dataset:
         """Like `upload_dataset`, from bytes in memory; `name` (e.g. "train.csv") gives the format by default."""
-        metadata = self._upload_metadata(name, format, text_column, label_column, chunk_size, image_column)
+        metadata = self._upload_metadata(
+            name, format, chunk_size, text_column=text_column, label_column=label_column, image_column=image_column,
+            task=task, labels_column=labels_column, label_separator=label_separator, target_column=target_column,
+            text_pair_column=text_pair_column,
+        )
         return await self._upload(metadata, _byte_chunks(data, chunk_size))
 
     @staticmethod
     def _upload_metadata(
-        name: str, format: DatasetFormat | str | None, text_column: str, label_column: str, chunk_size: int,
-        image_column: str = "",
+        name: str, format: DatasetFormat | str | None, chunk_size: int, *, task: Task | str | None, **columns: str
     ) -> DatasetUploadMetadata:
         if chunk_size <= 0:
             raise ValueError(f"chunk_size must be positive, got {chunk_size}")
         fmt = DatasetFormat.DATASET_FORMAT_UNSPECIFIED if format is None else dataset_format(format)
         return DatasetUploadMetadata(
-            name=name, format=fmt, text_column=text_column, label_column=label_column, image_column=image_column
+            name=name, format=fmt, task=Task.TASK_UNSPECIFIED if task is None else task_value(task), **columns
         )
 
     async def _upload(self, metadata: DatasetUploadMetadata, chunks: AsyncIterator[bytes]) -> Dataset:

@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 from ._client import DEFAULT_TARGET, AsyncClient
 from ._client_datasets import DEFAULT_CHUNK_SIZE
 from ._security import PemSource, Security
+from .proto.tuneserve.v1.common_pb2 import Task
 from .proto.tuneserve.v1.datasets_pb2 import Dataset, DatasetFormat, DeleteDatasetResponse, ListDatasetsResponse
 from .proto.tuneserve.v1.models_pb2 import (
     DeleteModelResponse,
@@ -175,6 +176,11 @@ class Client:
         label_column: str = "",
         chunk_size: int = DEFAULT_CHUNK_SIZE,
         image_column: str = "",
+        task: Task | str | None = None,
+        labels_column: str = "",
+        label_separator: str = "",
+        target_column: str = "",
+        text_pair_column: str = "",
     ) -> Dataset:
         return self._run(
             self._client.upload_dataset(
@@ -185,6 +191,11 @@ class Client:
                 label_column=label_column,
                 chunk_size=chunk_size,
                 image_column=image_column,
+                task=task,
+                labels_column=labels_column,
+                label_separator=label_separator,
+                target_column=target_column,
+                text_pair_column=text_pair_column,
             )
         )
 
@@ -198,6 +209,11 @@ class Client:
         label_column: str = "",
         chunk_size: int = DEFAULT_CHUNK_SIZE,
         image_column: str = "",
+        task: Task | str | None = None,
+        labels_column: str = "",
+        label_separator: str = "",
+        target_column: str = "",
+        text_pair_column: str = "",
     ) -> Dataset:
         return self._run(
             self._client.upload_dataset_bytes(
@@ -208,6 +224,11 @@ class Client:
                 label_column=label_column,
                 chunk_size=chunk_size,
                 image_column=image_column,
+                task=task,
+                labels_column=labels_column,
+                label_separator=label_separator,
+                target_column=target_column,
+                text_pair_column=text_pair_column,
             )
         )
 

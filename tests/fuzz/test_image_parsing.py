@@ -21,6 +21,7 @@ from tests.fuzz.image_strategies import directory_bombs, image_jsonl_files, zip_
 from tests.fuzz.test_rpcs import UPLOAD, _chunked
 from tuneserve.core.data.image_parsing import parse_image_jsonl, parse_zip
 from tuneserve.core.data.parsing import ParsedDataset, ParseLimits
+from tuneserve.core.data.targets import Columns
 from tuneserve.core.data.zip_directory import count_records, read_end_record
 from tuneserve.errors import InvalidArgument
 from tuneserve_client.proto.tuneserve.v1 import datasets_pb2
@@ -75,7 +76,7 @@ def test_the_central_directory_is_sized_up_as_zipfile_reads_it(content: bytes) -
 
 @given(content=image_jsonl_files())
 def test_parse_image_jsonl_returns_images_or_invalid_argument(content: bytes) -> None:
-    _check(lambda upload, out: parse_image_jsonl(upload, out, "image", "label", LIMITS), content)
+    _check(lambda upload, out: parse_image_jsonl(upload, out, Columns("image"), LIMITS), content)
 
 
 @pytest.fixture(scope="module")

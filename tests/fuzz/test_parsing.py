@@ -12,7 +12,7 @@ from hypothesis import event, example, given
 from hypothesis import strategies as st
 
 from tests.fuzz.strategies import dataset_files, long_lines
-from tuneserve.core.data.parsing import ParsedDataset, ParseLimits, parse_file
+from tuneserve.core.data.parsing import Columns, ParsedDataset, ParseLimits, parse_file
 from tuneserve.errors import InvalidArgument
 
 LIMITS = ParseLimits(max_rows=8, max_labels=4, max_text_chars=200, max_label_chars=32, max_line_bytes=1024)
@@ -42,7 +42,7 @@ def _check(file: tuple[str, bytes], columns: tuple[str, str]) -> None:
         path, out = Path(tmp) / "upload", Path(tmp) / "staged"
         path.write_bytes(content)
         try:
-            parsed = parse_file(path, out, fmt, columns[0], columns[1], LIMITS)
+            parsed = parse_file(path, out, fmt, Columns(columns[0], columns[1]), LIMITS)
         except InvalidArgument as exc:
             assert exc.message
             event("InvalidArgument: " + re.sub(r"^line \d+: ", "", exc.message)[:32])

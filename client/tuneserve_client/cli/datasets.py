@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from tuneserve_client._sync import Client
-from tuneserve_client.cli import render
+from tuneserve_client.cli import render_datasets as render
 from tuneserve_client.cli.common import Output, Subcommands, command, group, paging
 
 
@@ -22,6 +22,18 @@ def add_datasets(commands: Subcommands) -> None:
     upload.add_argument(
         "--image-column", default="", metavar="C", help="JSONL field holding base64 images (makes it an image dataset)"
     )
+    upload.add_argument(
+        "--task", choices=["classification", "multi-label", "regression"],
+        help="default: from the columns (a labels column: multi-label; target: regression; else classification)",
+    )
+    upload.add_argument("--labels-column", default="", metavar="C", help="multi-label: column of the labels (default labels)")
+    upload.add_argument(
+        "--label-separator", default="", metavar="S", help="multi-label CSV: what separates a cell's labels (default |)"
+    )
+    upload.add_argument("--target-column", default="", metavar="C", help="regression: column of the number (default target)")
+    upload.add_argument(
+        "--text-pair-column", default="", metavar="C", help="column of the second text of a pair (default text_pair)"
+    )
     paging(command(datasets, "list", _list, "list datasets"))
     command(datasets, "get", _get, "show a dataset").add_argument("id", metavar="ID")
     command(datasets, "delete", _delete, "delete a dataset").add_argument("id", metavar="ID")
@@ -30,7 +42,8 @@ def add_datasets(commands: Subcommands) -> None:
 def _upload(client: Client, args: argparse.Namespace, out: Output) -> int:
     dataset = client.upload_dataset(
         args.path, name=args.name, format=args.format, text_column=args.text_column, label_column=args.label_column,
-        image_column=args.image_column,
+        image_column=args.image_column, task=args.task, labels_column=args.labels_column,
+        label_separator=args.label_separator, target_column=args.target_column, text_pair_column=args.text_pair_column,
     )
     out.show(dataset, render.dataset)
     return 0

@@ -14,7 +14,6 @@ from rich.table import Table
 from rich.text import Text
 
 from tuneserve_client.proto.tuneserve.v1.common_pb2 import Modality, Task
-from tuneserve_client.proto.tuneserve.v1.datasets_pb2 import Dataset, DatasetFormat, ListDatasetsResponse
 from tuneserve_client.proto.tuneserve.v1.models_pb2 import (
     EvaluateResponse,
     EvaluationReport,
@@ -136,31 +135,10 @@ def _next_page(console: Console, token: str) -> None:
 # One renderer per response type
 
 
-def dataset(console: Console, ds: Dataset) -> None:
-    counts = ", ".join(f"{label} {ds.label_counts[label]}" for label in ds.labels)
-    fields(
-        console,
-        [
-            ("id", ds.id),
-            ("name", ds.name),
-            ("format", _enum(DatasetFormat.Name(ds.format), "DATASET_FORMAT_")),
-            ("modality", _enum(Modality.Name(ds.modality), "MODALITY_")),
-            ("rows", f"{ds.num_rows} ({ds.num_duplicates} duplicates)"),
-            ("labels", f"{len(ds.labels)}: {counts}"),
-            ("size", size(ds.size_bytes)),
-            ("sha256", ds.sha256),
-            ("created", _time(ds.create_time)),
-        ],
-    )
-
-
-def datasets(console: Console, response: ListDatasetsResponse) -> None:
-    table = _table("ID", "NAME", "FORMAT", "ROWS", "CREATED", "LABELS")
-    for ds in response.datasets:
-        fmt = _enum(DatasetFormat.Name(ds.format), "DATASET_FORMAT_")
-        table.add_row(ds.id, ds.name, fmt, str(ds.num_rows), _time(ds.create_time), _labels(ds.labels, 4))
-    _print_table(console, table)
-    _next_page(console, response.next_page_token)
+def task_name(task: Task, text_pairs: bool = False) -> str:
+    """"multi-label", "regression", "classification" (also for TASK_UNSPECIFIED), with ", text pairs" for pairs."""
+    name = "classification" if task == Task.TASK_UNSPECIFIED else Task.Name(task).removeprefix("TASK_").lower()
+    return name.replace("_", "-") + (", text pairs" if text_pairs else "")
 
 
 def _job_result(job: Job) -> str:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -120,6 +120,8 @@ class Task(ABC):
     guard_metric: str                    # what the int8 guard compares
     fit_metric: str                      # what the fit diagnosis compares between training and validation rows
                                          # (higher is better, at most 1: F1 or R²)
+    min_labels: int = 0                  # distinct labels an uploaded dataset needs
+    stratified: bool = False             # a random validation split keeps each label's share (`stratify_key`)
 
     def greater_is_better(self, metric: str) -> bool:
         return metric not in self.lower_is_better
@@ -132,6 +134,20 @@ class Task(ABC):
     @abstractmethod
     def label_set(self, target: Target) -> list[str]:
         """The labels a row's target names (counted per dataset and checked against the model's)."""
+
+    @abstractmethod
+    def read_target(self, value: Any, column: str, separator: str | None, check_label: Callable[[str], str]) -> Target:
+        """An uploaded row's target in its stored form, from a JSON value (`separator` None) or a CSV cell (multi-label:
+        labels joined by `separator`). `check_label` checks one label and returns it stripped; ValueError says what is
+        wrong with the value (the caller names the line)."""
+
+    def stat_value(self, target: Target) -> float | None:
+        """The number per row that `dataset_stats` summarises (labels per row, the target), or None."""
+        return None
+
+    def dataset_stats(self, values: np.ndarray) -> dict[str, Any]:
+        """A dataset's statistics (DatasetRecord.stats) from the `stat_value` of every row, in row order."""
+        return {}
 
     def prepare(self, targets: Sequence[Target], params: TaskParams) -> TaskParams:
         """Parameters fitted on the training targets before training (regression: the scaler)."""

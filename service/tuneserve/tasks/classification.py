@@ -4,7 +4,7 @@ label-smoothed) cross-entropy, argmax decisions; McNemar's exact test between tw
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -25,9 +25,21 @@ class Classification(Task):
     metrics_for_best = ("macro_f1", "accuracy", "loss")
     guard_metric = "macro_f1"
     fit_metric = "macro_f1"
+    min_labels = 2
+    stratified = True
 
     def label_set(self, target: Target) -> list[str]:
         return [str(target)]
+
+    def read_target(self, value: Any, column: str, separator: str | None, check_label: Callable[[str], str]) -> Target:
+        if isinstance(value, list):
+            raise ValueError(
+                f"field {column!r} holds a list: one file holds one task, and a list of labels is a multi-label "
+                "target (field 'labels', or set task)"
+            )
+        if isinstance(value, bool) or not isinstance(value, (str, int)):
+            raise ValueError(f"field {column!r} must be a string or an integer")
+        return check_label(str(value))
 
     def stratify_key(self, target: Target) -> str | None:
         return str(target)

@@ -5,7 +5,7 @@ after training, micro F1 to pick the best checkpoint, and McNemar per label with
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -37,9 +37,38 @@ class MultiLabel(Task):
     metrics_for_best = ("micro_f1", "macro_f1", "samples_f1", "loss")
     guard_metric = "micro_f1"
     fit_metric = "micro_f1"
+    min_labels = 1
 
     def label_set(self, target: Target) -> list[str]:
         return [str(label) for label in target]
+
+    def read_target(self, value: Any, column: str, separator: str | None, check_label: Callable[[str], str]) -> Target:
+        """The row's distinct labels in the order given. A CSV cell is split on `separator` (empty parts dropped, so
+        an empty cell is no label); a JSON value must be a list of strings or integers (an empty list is no label)."""
+        if separator is not None:
+            parts = [part for part in str(value).split(separator) if part.strip()]
+        elif isinstance(value, list):
+            parts = value
+            for index, part in enumerate(parts):
+                if isinstance(part, bool) or not isinstance(part, (str, int)):
+                    raise ValueError(f"field {column!r}: item {index} of the list must be a string or an integer")
+        else:
+            kind = "a string" if isinstance(value, str) else type(value).__name__
+            raise ValueError(f"field {column!r} must be a list of labels such as [\"a\", \"b\"] (an empty list for "
+                             f"none), not {kind}")
+        return list(dict.fromkeys(check_label(str(part)) for part in parts))
+
+    def stat_value(self, target: Target) -> float | None:
+        return float(len(target))
+
+    def dataset_stats(self, values: np.ndarray) -> dict[str, Any]:
+        """{"labels_per_row": {mean, max, rows_without_labels}}."""
+        counts = np.asarray(values, dtype=np.float64)
+        return {"labels_per_row": {
+            "mean": float(counts.mean()) if counts.size else 0.0,
+            "max": int(counts.max()) if counts.size else 0,
+            "rows_without_labels": int(np.count_nonzero(counts == 0)),
+        }}
 
     def encode_targets(self, targets: Sequence[Target], labels: Sequence[str], params: TaskParams) -> np.ndarray:
         return _multi_hot(targets, labels)

@@ -4,7 +4,9 @@ default; the Wilcoxon signed-rank test on paired absolute errors compares two mo
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+import re
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -18,6 +20,9 @@ if TYPE_CHECKING:
 
 MAX_POINTS = 500   # (true, predicted) pairs a report keeps for its scatter plot
 REGRESSION_LOSSES = ("mse", "huber")
+# A number as a CSV cell may write it: ASCII digits only (float() would also take "1_000", other scripts' digits, "nan")
+_NUMBER = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+_QUANTILES = {"p05": 5, "p25": 25, "median": 50, "p75": 75, "p95": 95}
 
 
 class Regression(Task):
@@ -35,6 +40,40 @@ class Regression(Task):
 
     def label_set(self, target: Target) -> list[str]:
         return []
+
+    def read_target(self, value: Any, column: str, separator: str | None, check_label: Callable[[str], str]) -> Target:
+        """A finite float: a JSON number, or a CSV cell holding a decimal number (1, -2.5, 3e-4)."""
+        if separator is not None:
+            text = str(value).strip()
+            if not _NUMBER.fullmatch(text):
+                shown = text if len(text) <= 40 else text[:40] + "..."
+                raise ValueError(f"field {column!r} is {shown!r}, not a finite number")
+            number = float(text)
+        elif isinstance(value, bool) or not isinstance(value, (int, float)):
+            kind = "a string" if isinstance(value, str) else type(value).__name__
+            raise ValueError(f"field {column!r} must be a number, not {kind}")
+        else:
+            try:
+                number = float(value)
+            except OverflowError:
+                raise ValueError(f"field {column!r} is a number too large for a float") from None
+        if not math.isfinite(number):
+            raise ValueError(f"field {column!r} is {number}, not a finite number")
+        return number
+
+    def stat_value(self, target: Target) -> float | None:
+        return float(target)
+
+    def dataset_stats(self, values: np.ndarray) -> dict[str, Any]:
+        """{"target": {min, max, mean, std (population), p05, p25, median, p75, p95}} (linear interpolation)."""
+        targets = np.asarray(values, dtype=np.float64)
+        if not targets.size:
+            return {"target": {}}
+        summary = {"min": float(targets.min()), "max": float(targets.max()), "mean": float(targets.mean()),
+                   "std": float(targets.std())}
+        quantiles = np.percentile(targets, list(_QUANTILES.values()))
+        summary.update({name: float(q) for name, q in zip(_QUANTILES, quantiles, strict=True)})
+        return {"target": summary}
 
     def prepare(self, targets: Sequence[Target], params: TaskParams) -> TaskParams:
         values = np.asarray(targets, dtype=np.float64)

@@ -14,6 +14,7 @@ from PIL import Image
 
 from tuneserve.core.data.image_parsing import parse_image_jsonl, parse_zip
 from tuneserve.core.data.parsing import ParseLimits
+from tuneserve.core.data.targets import Columns
 from tuneserve.errors import InvalidArgument
 
 LIMITS = ParseLimits(max_rows=20, max_labels=4, max_text_chars=100, max_label_chars=16, max_image_pixels=64 * 64,
@@ -166,7 +167,7 @@ def test_jsonl_with_base64_images(tmp_path: Path) -> None:
     red = base64.b64encode(image()).decode()
     rows = [{"img": red, "y": "cat"}, {"img": "data:image/png;base64," + red, "y": "cat"},
             {"img": base64.b64encode(image((0, 9, 0), "WEBP")).decode(), "y": 3}]
-    parsed = parse_image_jsonl(jsonl(tmp_path / "a.jsonl", rows), tmp_path / "out", "img", "y", LIMITS)
+    parsed = parse_image_jsonl(jsonl(tmp_path / "a.jsonl", rows), tmp_path / "out", Columns("img", "y"), LIMITS)
     assert parsed.label_counts == {"3": 1, "cat": 2}
     assert parsed.num_duplicates == 1
     assert stored_rows(tmp_path / "out")[2][0] == "images/000002.webp"
@@ -185,4 +186,4 @@ def test_jsonl_with_base64_images(tmp_path: Path) -> None:
 )
 def test_bad_jsonl_images_name_the_line(tmp_path: Path, rows: list[dict[str, object]], message: str) -> None:
     with pytest.raises(InvalidArgument, match=message):
-        parse_image_jsonl(jsonl(tmp_path / "a.jsonl", rows), tmp_path / "out", "image", "label", LIMITS)
+        parse_image_jsonl(jsonl(tmp_path / "a.jsonl", rows), tmp_path / "out", Columns("image"), LIMITS)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.hostile_files import long_line_jsonl, tiny_rows_csv
-from tuneserve.core.data.parsing import ParseLimits, parse_file
+from tuneserve.core.data.parsing import Columns, ParseLimits, parse_file
 from tuneserve.errors import InvalidArgument
 
 LIMITS = ParseLimits(max_rows=1_000_000, max_labels=4, max_text_chars=1000, max_label_chars=16, max_line_bytes=4096)
@@ -30,7 +30,7 @@ def test_a_long_line_is_refused_reading_no_more_than_the_limit(tmp_path: Path) -
 
     def parse() -> None:
         with pytest.raises(InvalidArgument, match=r"^line 1: longer than 4096 bytes \(limit max_line_bytes\)"):
-            parse_file(line, tmp_path / "out", "jsonl", "text", "label", LIMITS)
+            parse_file(line, tmp_path / "out", "jsonl", Columns(), LIMITS)
 
     assert _peak(parse) < 1 << 20
 
@@ -40,10 +40,10 @@ def test_the_limit_is_the_line_without_its_newline(tmp_path: Path) -> None:
     path = tmp_path / "a.csv"
     path.write_text(f"text,label\n{row}\nb,y\n")
     limits = ParseLimits(**{**LIMITS.__dict__, "max_text_chars": 5000})
-    assert parse_file(path, tmp_path / "out", "csv", "text", "label", limits).num_rows == 2
+    assert parse_file(path, tmp_path / "out", "csv", Columns(), limits).num_rows == 2
     path.write_text(f"text,label\nb,y\na{row}\n")
     with pytest.raises(InvalidArgument, match=r"^line 3: longer than 4096 bytes"):
-        parse_file(path, tmp_path / "out2", "csv", "text", "label", limits)
+        parse_file(path, tmp_path / "out2", "csv", Columns(), limits)
 
 
 def test_rows_stream_to_data_jsonl(tmp_path: Path) -> None:
@@ -55,7 +55,7 @@ def test_rows_stream_to_data_jsonl(tmp_path: Path) -> None:
 
     def parse() -> None:
         nonlocal parsed
-        parsed = parse_file(path, tmp_path / "out", "csv", "text", "label", LIMITS)
+        parsed = parse_file(path, tmp_path / "out", "csv", Columns(), LIMITS)
 
     assert _peak(parse) < 2 << 20
     assert parsed is not None
@@ -77,14 +77,14 @@ def test_labels_with_control_characters_are_refused(tmp_path: Path, label: str, 
     path = tmp_path / "a.jsonl"
     path.write_text(json.dumps({"text": "a", "label": "ok"}) + "\n" + json.dumps({"text": "b", "label": label}) + "\n")
     with pytest.raises(InvalidArgument, match=message):
-        parse_file(path, tmp_path / "out", "jsonl", "text", "label", LIMITS)
+        parse_file(path, tmp_path / "out", "jsonl", Columns(), LIMITS)
 
 
 def test_too_many_labels_are_refused_as_they_come(tmp_path: Path) -> None:
     path = tmp_path / "a.csv"
     path.write_text("text,label\n" + "".join(f"t{i},l{i}\n" for i in range(1000)))
     with pytest.raises(InvalidArgument, match=r"^line 6: 5 distinct labels, more than 4 \(limit max_labels\)"):
-        parse_file(path, tmp_path / "out", "csv", "text", "label", LIMITS)
+        parse_file(path, tmp_path / "out", "csv", Columns(), LIMITS)
 
 
 def test_an_unpaired_surrogate_in_a_text_is_refused(tmp_path: Path) -> None:
@@ -92,4 +92,4 @@ def test_an_unpaired_surrogate_in_a_text_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "a.jsonl"
     path.write_text('{"text": "a", "label": "x"}\n{"text": "b\\ud800", "label": "y"}\n')
     with pytest.raises(InvalidArgument, match="line 2: the text holds an unpaired surrogate"):
-        parse_file(path, tmp_path / "out", "jsonl", "text", "label", LIMITS)
+        parse_file(path, tmp_path / "out", "jsonl", Columns(), LIMITS)

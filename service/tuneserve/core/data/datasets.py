@@ -1,7 +1,9 @@
 """Datasets: stream an upload to disk, validate it, store normalised rows, list and delete.
 
-A stored dataset is a directory holding `data.jsonl`: `{"text", "label"}` rows for text, `{"image", "label"}` rows
-for images, where `image` is a path relative to the directory (`images/000017.png`, the uploaded bytes).
+A stored dataset is a directory holding `data.jsonl`: `{"text", <target>}` rows for text (`"text_pair"` beside
+`"text"` in a pair dataset), `{"image", <target>}` rows for images, where `image` is a path relative to the directory
+(`images/000017.png`, the uploaded bytes) and the target is the task's (`"label"`, `"labels"` or `"target"`; see
+`core.data.parsing`).
 
 What uploads in progress may hold is bounded, so clients that stall or never finish cannot hold the server's disk and
 file descriptors: each stream waits at most `limits.upload_idle_timeout_seconds` for its next message (`paced`), at
@@ -25,6 +27,7 @@ from typing import Any, TypeVar
 
 from tuneserve.core.data.image_parsing import parse_image_jsonl, parse_zip
 from tuneserve.core.data.parsing import ParsedDataset, ParseLimits, infer_format, parse_file
+from tuneserve.core.data.targets import Columns
 from tuneserve.core.ids import new_id
 from tuneserve.errors import (
     DeadlineExceeded,
@@ -36,6 +39,7 @@ from tuneserve.errors import (
 )
 from tuneserve.settings import LimitSettings
 from tuneserve.store import ArtifactStore, MetadataStore
+from tuneserve.tasks import DEFAULT_TASK, TASKS
 from tuneserve.types import DatasetRecord, Page
 
 Message = TypeVar("Message")
@@ -46,13 +50,59 @@ class _Slot:
     held: int = 0    # bytes the upload received, counted in DatasetManager._staged_bytes until it ends
 
 
+MAX_SEPARATOR_CHARS = 8
+
+
 @dataclass(frozen=True)
 class UploadMetadata:
+    """What an upload says about its file; a column left "" has its default name (`core.data.targets.Columns`)."""
+
     name: str
     format: str = ""          # csv | jsonl | zip | "" (from the name's extension)
     text_column: str = "text"
-    label_column: str = "label"
+    label_column: str = ""    # classification: default "label"
     image_column: str = ""    # jsonl only: set, the rows hold base64 images in this field (an image dataset)
+    task: str = ""            # a tuneserve.tasks name; "" = inferred from the columns
+    labels_column: str = ""   # multi-label: default "labels"
+    label_separator: str = ""  # multi-label CSV: default "|"
+    target_column: str = ""   # regression: default "target"
+    text_pair_column: str = ""  # default "text_pair"; named, every row must have it
+
+    def columns(self) -> Columns:
+        return Columns(
+            self.image_column or self.text_column or "text", self.label_column, self.labels_column,
+            self.target_column, self.text_pair_column, self.label_separator, self.task, bool(self.image_column),
+        )
+
+    def check(self, fmt: str) -> None:
+        """InvalidArgument naming the field that cannot work with `fmt` or with the others."""
+        if self.task and self.task not in TASKS:
+            raise InvalidArgument(f"task {self.task!r} is unknown; known: {', '.join(TASKS)}")
+        if len(self.label_separator) > MAX_SEPARATOR_CHARS:
+            raise InvalidArgument(
+                f"label_separator has {len(self.label_separator)} characters, more than {MAX_SEPARATOR_CHARS}"
+            )
+        if self.label_separator and fmt != "csv":
+            raise InvalidArgument(f"label_separator is for multi-label CSV files; a {fmt} file holds label lists")
+        columns = {"text_column": self.text_column, "label_column": self.label_column, "image_column": self.image_column,
+                   "labels_column": self.labels_column, "target_column": self.target_column,
+                   "text_pair_column": self.text_pair_column}
+        for name, value in columns.items():
+            if value and not value.strip():
+                raise InvalidArgument(f"{name} is only whitespace; name a column (or leave it empty for the default)")
+        named = [name for name in ("labels_column", "target_column", "text_pair_column") if columns[name]]
+        if fmt == "zip" and (named or (self.task and self.task != DEFAULT_TASK)):
+            raise InvalidArgument(
+                f"{', '.join(named) or f'task {self.task!r}'}: a zip of class folders is a classification dataset "
+                "whose folder names are the labels; upload JSONL with image_column for multi-label or regression images"
+            )
+        if self.image_column and fmt != "jsonl":
+            raise InvalidArgument(
+                f"image_column is for JSONL files with base64 images; a {fmt} dataset cannot use it "
+                "(a zip of class folders needs no columns)"
+            )
+        if self.image_column and self.text_pair_column:
+            raise InvalidArgument("text_pair_column: text pairs are for text datasets; an image dataset has none")
 
 
 class DatasetManager:
@@ -88,11 +138,7 @@ class DatasetManager:
         if not meta.name:
             raise InvalidArgument("metadata.name is required (usually the file name)")
         fmt = infer_format(meta.name, meta.format)
-        if meta.image_column and fmt != "jsonl":
-            raise InvalidArgument(
-                f"image_column is for JSONL files with base64 images; a {fmt} dataset cannot use it "
-                "(a zip of class folders needs no columns)"
-            )
+        meta.check(fmt)
         with self._slot() as slot:
             return await self._stage(meta, fmt, chunks, slot)
 
@@ -127,6 +173,7 @@ class DatasetManager:
                 id=new_id("ds"), name=meta.name, format=fmt, modality=parsed.modality, num_rows=parsed.num_rows,
                 labels=sorted(parsed.label_counts), label_counts=parsed.label_counts,
                 num_duplicates=parsed.num_duplicates, size_bytes=size, sha256=digest, create_time=time.time(),
+                task=parsed.task, text_pairs=parsed.text_pairs, stats=parsed.stats,
             )
             raw.unlink()
             await asyncio.to_thread(self._artifacts.publish_dir, staged, self._artifacts.dataset_dir(record.id))
@@ -146,12 +193,11 @@ class DatasetManager:
             self._limits.max_name_chars, self._limits.max_image_pixels, self._limits.max_dataset_bytes,
             self._limits.max_line_bytes,
         )
-        label_column = meta.label_column or "label"
         if fmt == "zip":
             return parse_zip(raw, staged, limits)
         if fmt == "jsonl" and meta.image_column:
-            return parse_image_jsonl(raw, staged, meta.image_column, label_column, limits)
-        return parse_file(raw, staged, fmt, meta.text_column or "text", label_column, limits)
+            return parse_image_jsonl(raw, staged, meta.columns(), limits)
+        return parse_file(raw, staged, fmt, meta.columns(), limits)
 
     async def _receive(self, chunks: AsyncIterator[bytes], path: Path, slot: _Slot) -> tuple[int, str]:
         size, digest = 0, hashlib.sha256()

@@ -5,7 +5,8 @@ Two upload formats:
   the folder name is the label. Folders and files whose name starts with "." and macOS `__MACOSX/` metadata are
   skipped; any other entry outside a class folder is refused.
 - `jsonl` with an image column: one JSON object per line, `{"image": "<base64>", "label": "cat"}` (a `data:...;base64,`
-  prefix is allowed).
+  prefix is allowed), or with the target of another task as for text (`"labels": [...]`: multi-label; `"target": 1.5`:
+  regression; `core.data.targets`); image rows have no text pairs. A zip's rows are single labels (classification).
 
 Every image goes through `engines.imaging.decode_image` (format, pixel limit, corruption) and is stored as its
 original bytes under `images/NNNNNN.<ext>` (extension from the detected format). A zip is read defensively: its central
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import io
 import re
 import stat
@@ -28,7 +30,10 @@ from pathlib import Path, PurePosixPath
 
 from PIL import Image
 
-from tuneserve.core.data.parsing import ParsedDataset, ParseLimits, RowWriter, check_label, decoded_lines, jsonl_rows
+from tuneserve.core.data.limits import ParseLimits, check_label
+from tuneserve.core.data.parsing import ParsedDataset, RowWriter
+from tuneserve.core.data.records import decoded_lines, jsonl_records
+from tuneserve.core.data.targets import Columns, RowReader, Shape
 from tuneserve.core.data.zip_directory import check_central_directory
 from tuneserve.engines.imaging import FORMATS, ImageError, decode_image
 from tuneserve.errors import InvalidArgument
@@ -44,7 +49,7 @@ _DATA_URL = re.compile(r"^data:[\w/+.-]*;base64,")
 
 class _ImageWriter:
     """Validates image bytes and writes them as `images/NNNNNN.<ext>` under `root`, each with its row in
-    `data.jsonl` ({"image": "images/NNNNNN.<ext>", "label": ...}; duplicates counted from the image bytes)."""
+    `data.jsonl` ({"image": "images/NNNNNN.<ext>", <target field>: ...}; duplicates counted from the image bytes)."""
 
     def __init__(self, root: Path, rows: RowWriter, max_pixels: int) -> None:
         (root / IMAGES_DIR).mkdir(parents=True, exist_ok=True)
@@ -53,7 +58,7 @@ class _ImageWriter:
         self._max_pixels = max_pixels
         self._count = 0
 
-    def add(self, data: bytes, label: str, where: str) -> None:
+    def add(self, data: bytes, target: object, where: str, shape: Shape | None = None) -> None:
         try:
             decode_image(data, max_pixels=self._max_pixels)
         except ImageError as exc:
@@ -64,7 +69,7 @@ class _ImageWriter:
         relative = f"{IMAGES_DIR}/{self._count:06d}.{extension}"
         (self._root / relative).write_bytes(data)
         self._count += 1
-        self._rows.add(relative, label, where, content=data)
+        self._rows.add(relative, target, where, shape, content=data)
 
 
 # -- zip of class folders ------------------------------------------------------------------------------------------
@@ -191,17 +196,14 @@ def _read_entry(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes:
 
 # -- JSONL with base64 images --------------------------------------------------------------------------------------
 
-def parse_image_jsonl(
-    path: Path, out_dir: Path, image_column: str, label_column: str, limits: ParseLimits
-) -> ParsedDataset:
+def parse_image_jsonl(path: Path, out_dir: Path, columns: Columns, limits: ParseLimits) -> ParsedDataset:
+    """`columns.value` names the image field (`columns.images` is set here)."""
+    columns = dataclasses.replace(columns, images=True)
     with open(path, "rb") as raw, RowWriter(out_dir, "image", limits) as rows:
         writer = _ImageWriter(out_dir, rows, limits.max_image_pixels)
-        lines = jsonl_rows(decoded_lines(raw, limits.max_line_bytes), image_column, label_column)
-        for count, (number, encoded, label) in enumerate(lines, start=1):
-            if count > limits.max_rows:
-                raise InvalidArgument(f"line {number}: more than {limits.max_rows} rows (limit max_dataset_rows)")
-            label = check_label(label, f"line {number}", limits)
-            writer.add(_base64(encoded, number, image_column), label, f"line {number}")
+        reader = RowReader(columns, limits)
+        for row in reader.rows(jsonl_records(decoded_lines(raw, limits.max_line_bytes))):
+            writer.add(_base64(row.value, row.number, columns.value), row.target, f"line {row.number}", reader.shape)
     return rows.result()
 
 

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from tuneserve.engines.training.spec import BackboneRef, ExportSpec, Hyperparameters
 from tuneserve.errors import InvalidArgument
+from tuneserve.tasks import get_task
 from tuneserve.types import DatasetRecord, ModelRecord
+
+
+def _shape(task: str, text_pairs: bool) -> str:
+    return f"{task or 'classification'}{' with text pairs' if text_pairs else ''}"
 
 
 def check_processes(hp: Hyperparameters, processes: int) -> None:
@@ -18,7 +23,12 @@ def check_processes(hp: Hyperparameters, processes: int) -> None:
 
 
 def check_model_labels(model: ModelRecord, train: DatasetRecord) -> None:
-    """A new version of an existing model must have its labels."""
+    """A new version of an existing model must have its task, input shape and labels."""
+    if (model.task or "classification", model.text_pairs) != (train.task or "classification", train.text_pairs):
+        raise InvalidArgument(
+            f"dataset {train.id!r} is {_shape(train.task, train.text_pairs)} (task, text_pairs) but model "
+            f"{model.id!r} is {_shape(model.task, model.text_pairs)}; leave model_id empty to create a new model"
+        )
     if model.labels != train.labels:
         raise InvalidArgument(
             f"dataset labels {train.labels} differ from model {model.id!r} labels {model.labels}; "
@@ -27,6 +37,12 @@ def check_model_labels(model: ModelRecord, train: DatasetRecord) -> None:
 
 
 def check_validation_labels(train: DatasetRecord, validation: DatasetRecord) -> None:
+    """The validation dataset has the training dataset's task and input shape, and none of its labels is new."""
+    if (validation.task or "classification", validation.text_pairs) != (train.task or "classification", train.text_pairs):
+        raise InvalidArgument(
+            f"validation dataset {validation.id!r} is {_shape(validation.task, validation.text_pairs)} but training "
+            f"dataset {train.id!r} is {_shape(train.task, train.text_pairs)} (task, text_pairs); they must match"
+        )
     unknown = sorted(set(validation.labels) - set(train.labels))
     if unknown:
         raise InvalidArgument(
@@ -35,6 +51,12 @@ def check_validation_labels(train: DatasetRecord, validation: DatasetRecord) -> 
 
 
 def check_modality(dataset: DatasetRecord, backbone: BackboneRef) -> None:
+    """The backbone reads the dataset's inputs: its modality, and text pairs only with a text backbone."""
+    if dataset.text_pairs and backbone.modality != "text":
+        raise InvalidArgument(
+            f"dataset {dataset.id!r} ({dataset.name!r}) holds text pairs (text_pairs), which a text backbone encodes "
+            f"together; backbone {backbone.name!r} is for {backbone.modality} inputs"
+        )
     if dataset.modality != backbone.modality:
         raise InvalidArgument(
             f"dataset {dataset.id!r} ({dataset.name!r}) holds {dataset.modality} rows but backbone {backbone.name!r} "
@@ -57,6 +79,15 @@ def check_export(export: ExportSpec, backbone: BackboneRef) -> None:
 
 
 def check_split(train: DatasetRecord, fraction: float) -> None:
+    """A random validation split of `train` can work: some rows, and for a stratified split (single-label) at least 2
+    rows per label and a validation row per label."""
+    if round(train.num_rows * fraction) < 1:
+        raise InvalidArgument(
+            f"validation_fraction {fraction} of {train.num_rows} rows leaves no validation row; raise "
+            "validation_fraction or pass validation_dataset_id"
+        )
+    if not get_task(train.task).stratified:
+        return
     rare = sorted(label for label, n in train.label_counts.items() if n < 2)
     if rare:
         raise InvalidArgument(

@@ -42,6 +42,13 @@ _FORMATS = {
     datasets_pb2.DATASET_FORMAT_ZIP: "zip",
 }
 _MODALITIES = {"text": common_pb2.MODALITY_TEXT, "image": common_pb2.MODALITY_IMAGE}
+_TASKS = {
+    common_pb2.TASK_UNSPECIFIED: "",
+    common_pb2.TASK_CLASSIFICATION: "classification",
+    common_pb2.TASK_MULTI_LABEL: "multi_label",
+    common_pb2.TASK_REGRESSION: "regression",
+}
+_TASK_VALUES = {name: value for value, name in _TASKS.items() if name}
 _EVENT_MESSAGES: dict[str, type[Message]] = {
     "state_changed": training_pb2.StateChanged,
     "progress": training_pb2.TrainingProgress,
@@ -98,21 +105,39 @@ def next_page_token(page: Page, rows: Sequence[Any]) -> tuple[list[Any], str]:
 
 # -- datasets ------------------------------------------------------------------------------------------------------
 
+def task_from_pb(value: common_pb2.Task, field: str) -> str:
+    """A tuneserve.tasks name ("" for TASK_UNSPECIFIED); InvalidArgument naming `field` for an unknown value."""
+    if value not in _TASKS:
+        raise InvalidArgument(f"{field} = {int(value)} is not a known Task")
+    return _TASKS[value]
+
+
+def task_to_pb(name: str) -> common_pb2.Task:
+    return _TASK_VALUES[name or "classification"]
+
+
 def upload_metadata_from_pb(pb: datasets_pb2.DatasetUploadMetadata) -> UploadMetadata:
     if pb.format not in _FORMATS:
         raise InvalidArgument(f"unknown dataset format {pb.format}")
     return UploadMetadata(
-        pb.name, _FORMATS[pb.format], pb.text_column or "text", pb.label_column or "label", pb.image_column
+        pb.name, _FORMATS[pb.format], pb.text_column or "text", pb.label_column, pb.image_column,
+        task=task_from_pb(pb.task, "metadata.task"), labels_column=pb.labels_column,
+        label_separator=pb.label_separator, target_column=pb.target_column, text_pair_column=pb.text_pair_column,
     )
 
 
 def dataset_to_pb(d: DatasetRecord) -> datasets_pb2.Dataset:
     fmt = {v: k for k, v in _FORMATS.items()}[d.format]
-    return datasets_pb2.Dataset(
+    pb = datasets_pb2.Dataset(
         id=d.id, name=d.name, format=fmt, modality=_MODALITIES[d.modality], num_rows=d.num_rows, labels=d.labels,
         label_counts=d.label_counts, num_duplicates=d.num_duplicates, size_bytes=d.size_bytes, sha256=d.sha256,
-        create_time=timestamp(d.create_time),
+        create_time=timestamp(d.create_time), task=task_to_pb(d.task), text_pairs=d.text_pairs,
     )
+    if "labels_per_row" in d.stats:
+        _from_dict(d.stats["labels_per_row"], pb.labels_per_row)
+    if "target" in d.stats:
+        _from_dict(d.stats["target"], pb.target_stats)
+    return pb
 
 
 # -- jobs ----------------------------------------------------------------------------------------------------------
@@ -170,11 +195,6 @@ def event_to_pb(e: JobEventRecord) -> training_pb2.JobEvent:
 
 
 # -- models --------------------------------------------------------------------------------------------------------
-
-def task_to_pb(task: str) -> common_pb2.Task:
-    """A tuneserve.tasks name as the proto enum (classification -> TASK_CLASSIFICATION)."""
-    return cast(common_pb2.Task, common_pb2.Task.Value(f"TASK_{task.upper()}"))
-
 
 def model_to_pb(m: ModelRecord, serving: dict[int, VersionServing]) -> models_pb2.Model:
     latest = m.latest_ready
