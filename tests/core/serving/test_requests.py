@@ -24,8 +24,8 @@ def test_a_pair_model_reads_each_text_with_its_pair() -> None:
 @pytest.mark.parametrize(
     ("texts", "pairs", "reason"),
     [
-        (["q1", "q2"], ["a1"], "text_pairs has 1 texts and texts has 2"),
-        (["q1"], ["a1", "a2"], "text_pairs has 2 texts and texts has 1"),
+        (["q1", "q2"], ["a1"], "text_pairs holds 1 text and texts 2 texts"),
+        (["q1"], ["a1", "a2"], "text_pairs holds 2 texts and texts 1 text"),
         (["q1", "q2"], ["a1", ""], r"text_pairs\[1\] is empty or only whitespace"),
         (["q1"], ["\n\t"], r"text_pairs\[0\] is empty or only whitespace"),
         (["q1"], ["x" * 11], r"text_pairs\[0\] has 11 characters, more than 10 \(limit max_text_chars\)"),
@@ -53,5 +53,5 @@ def test_text_pairs_must_match_what_the_model_reads(model: ModelRecord, pairs: l
 
 
 def test_text_pairs_with_images_are_refused() -> None:
-    with pytest.raises(InvalidArgument, match="text_pairs has 1 texts and texts has 0"):
+    with pytest.raises(InvalidArgument, match="text_pairs holds 1 text and texts 0 texts"):
         check_params(PredictParams(IMAGES.id, [], images=[b"png"], text_pairs=["a1"]), LimitSettings())
