@@ -75,6 +75,7 @@ def _requests(target: Target, method: MethodDescriptor) -> st.SearchStrategy[Mes
     overrides = {name: st.one_of(st.builds(cls), messages(cls, strings)) for name, cls in unset_or.items()}
     overrides["tuneserve.v1.FineTuneRequest.dataset_id"] = st.one_of(known_ids(lambda: target.known_ids), strings)
     overrides["tuneserve.v1.PredictRequest.texts"] = st.lists(texts(MAX_TEXT_CHARS), max_size=10)
+    overrides["tuneserve.v1.PredictRequest.text_pairs"] = st.lists(texts(MAX_TEXT_CHARS), max_size=10)
     return messages(method.input_type, strings, overrides)
 
 

@@ -205,8 +205,8 @@ BAD = [
     ("output twice", lambda r: (r.outputs.add(name="label"), r.outputs.add(name="label")),
      grpc.StatusCode.INVALID_ARGUMENT, "outputs ['label', 'label'] name an output more than once"),
     ("classification", _ask_classification, grpc.StatusCode.INVALID_ARGUMENT,
-     "outputs ['label'] carry parameters (e.g. classification), which are not supported: request 'label' for the "
-     "top class or 'probabilities' for every class"),
+     "outputs ['label'] carry parameters (e.g. classification), which are not supported: request outputs by name only, "
+     "of ['probabilities', 'label']"),
     ("unknown model", lambda r: setattr(r, "model_name", "no-such-model"), grpc.StatusCode.NOT_FOUND,
      "model 'no-such-model' not found"),
     ("no model name", lambda r: setattr(r, "model_name", ""), grpc.StatusCode.INVALID_ARGUMENT,

@@ -136,7 +136,7 @@ BAD_PAIRS = [
     # (model, texts, text_pairs, reason)
     ("classification", TEXTS[:2], PAIRS[:2], "reads single texts, not pairs: leave text_pairs empty"),
     ("pair_regression", TEXTS[:2], [], "reads text pairs: send text_pairs"),
-    ("pair_classification", TEXTS[:2], PAIRS[:3], "text_pairs has 3 texts and texts has 2"),
+    ("pair_classification", TEXTS[:2], PAIRS[:3], "text_pairs holds 3 texts and texts 2 texts"),
     ("pair_classification", TEXTS[:2], [PAIRS[0], " "], r"text_pairs\[1\] is empty or only whitespace"),
     ("pair_classification", TEXTS[:2], [PAIRS[0], "x" * 100_001],
      r"text_pairs\[1\] has 100001 characters, more than 100000 \(limit max_text_chars\)"),

@@ -90,8 +90,8 @@ def check_params(params: PredictParams, limits: LimitSettings) -> None:
         )
     if params.text_pairs and len(params.text_pairs) != len(params.texts):
         raise InvalidArgument(
-            f"text_pairs has {len(params.text_pairs)} texts and texts has {len(params.texts)}: a pair model takes "
-            "one text_pairs entry per text, in order"
+            f"text_pairs holds {_count(len(params.text_pairs))} and texts {_count(len(params.texts))}: a pair model "
+            "takes one text_pairs entry per text, in order"
         )
     for i, image in enumerate(params.images):
         if not image:
@@ -99,6 +99,10 @@ def check_params(params: PredictParams, limits: LimitSettings) -> None:
     for field, texts in (("texts", params.texts), ("text_pairs", params.text_pairs)):
         for i, text in enumerate(texts):
             check_text(text, f"{field}[{i}]", limits)
+
+
+def _count(n: int) -> str:
+    return f"{n} text" if n == 1 else f"{n} texts"
 
 
 def check_text(text: str, where: str, limits: LimitSettings) -> None:
