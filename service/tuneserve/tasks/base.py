@@ -130,6 +130,10 @@ class Task(ABC):
     # -- data -------------------------------------------------------------------------------------------------------
 
     @abstractmethod
+    def read_target(self, value: Any) -> Target:
+        """A stored row's target as the task uses it; ValueError says what is wrong with one of another shape."""
+
+    @abstractmethod
     def label_set(self, target: Target) -> list[str]:
         """The labels a row's target names (counted per dataset and checked against the model's)."""
 
