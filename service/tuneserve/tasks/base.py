@@ -120,6 +120,9 @@ class Task(ABC):
     guard_metric: str                    # what the int8 guard compares
     fit_metric: str                      # what the fit diagnosis compares between training and validation rows
                                          # (higher is better, at most 1: F1 or R²)
+    correctness_metric: str | None = None  # the share of rows a model gets wholly right (accuracy, subset accuracy):
+                                         # times the rows it counts them, which bound McNemar's test between two runs
+                                         # that recorded only aggregates; None: the task has no such count
 
     def greater_is_better(self, metric: str) -> bool:
         return metric not in self.lower_is_better

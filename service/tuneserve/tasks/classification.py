@@ -29,6 +29,7 @@ class Classification(Task):
     metrics_for_best = ("macro_f1", "accuracy", "loss")
     guard_metric = "macro_f1"
     fit_metric = "macro_f1"
+    correctness_metric = "accuracy"
 
     def read_target(self, value: Any) -> Target:
         if isinstance(value, (list, dict)) or value is None:

@@ -37,6 +37,7 @@ class MultiLabel(Task):
     metrics_for_best = ("micro_f1", "macro_f1", "samples_f1", "loss")
     guard_metric = "micro_f1"
     fit_metric = "micro_f1"
+    correctness_metric = "subset_accuracy"
 
     def read_target(self, value: Any) -> Target:
         if not isinstance(value, list) or any(isinstance(label, (list, dict)) or label is None for label in value):
