@@ -107,3 +107,29 @@ def test_jobs_get_shows_fit_baselines_verdict_and_learning_curve(
     assert "baseline scratch: model model-9  macro_f1 0.4100  (12.5 s)" in out
     assert "transfer:" in out and "0.4100 from scratch" in out
     assert "learning curve" in out and "0.6000" in out
+
+
+def test_finetune_task_flags(capsys: pytest.CaptureFixture[str], fake: FakeTuneServe) -> None:
+    argv = ["--target", fake.target, "--json", "finetune", "--dataset", "ds-1", "--regression-loss", "huber"]
+    assert run(capsys, *argv, "--metric", "spearman")[0] == 0
+    hp = fake.requests["FineTune"][0].hyperparameters
+    assert {f.name: v for f, v in hp.ListFields()} == {"regression_loss": "huber", "metric_for_best_model": "spearman"}
+
+
+def test_jobs_get_shows_the_tasks_metrics_thresholds_and_variants(
+    capsys: pytest.CaptureFixture[str], fake: FakeTuneServe
+) -> None:
+    fake.final_job.task = 2  # TASK_MULTI_LABEL
+    fake.final_job.result.CopyFrom(JobResult(
+        validation_metrics={"micro_f1": 0.81, "hamming_loss": 0.07, "macro_f1": 0.7, "micro_recall": 0.8},
+        best_metric_name="micro_f1", best_metric=0.8, variant_metric="micro_f1",
+        variant_metrics={"fp32": 0.81, "int8": 0.8}, label_thresholds={"water": 0.3, "aid": 0.55},
+        learning_curve=[{"step": 10, "epoch": 1.0, "train_loss": 0.8, "validation_loss": 0.6,
+                         "metrics": {"micro_f1": 0.8, "macro_f1": 0.7}}],
+    ))  # fmt: skip
+    code, out, _ = run(capsys, "--target", fake.target, "jobs", "get", "job-1")
+    assert code == 0
+    assert "task:" in out and "multi_label" in out
+    assert "micro_f1 0.8100  macro_f1 0.7000  hamming_loss 0.0700  micro_recall 0.8000" in out
+    assert "micro_f1: fp32 0.8100  int8 0.8000" in out and "aid 0.55  water 0.30" in out
+    assert "VAL MICRO F1  VAL MACRO F1" in out

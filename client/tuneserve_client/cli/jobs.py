@@ -22,6 +22,8 @@ _HYPERPARAMETERS = (
     "head_learning_rate",
     "max_seq_length",
     "seed",
+    "metric_for_best_model",
+    "regression_loss",
 )
 
 
@@ -41,13 +43,24 @@ def add_finetune(commands: Subcommands) -> None:
     hp.add_argument("--head-learning-rate", type=float, metavar="X", help="of the new classification head")
     hp.add_argument("--max-seq-length", type=int, metavar="N")
     hp.add_argument("--seed", type=int, metavar="N")
+    hp.add_argument(
+        "--metric", dest="metric_for_best_model", metavar="NAME",
+        help="picks the best checkpoint; the task's: classification macro_f1 (default) | accuracy | loss; multi-label "
+        "micro_f1 (default) | macro_f1 | samples_f1 | loss; regression rmse (default) | mae | spearman | pearson | r2 "
+        "| loss",
+    )
+    hp.add_argument(
+        "--regression-loss", choices=["mse", "huber"], help="regression: the loss on the standardised target (mse)"
+    )
     transfer.add_finetune_options(finetune, hp)
     export = finetune.add_argument_group("export")
     export.add_argument(
-        "--int8", action="store_true", help="also build an int8 variant, served only if it passes its F1 guard"
+        "--int8", action="store_true",
+        help="also build an int8 variant, served only if it passes its guard on the task's metric",
     )
     export.add_argument(
-        "--int8-max-f1-drop", type=float, metavar="X", help="largest macro F1 drop int8 may show (default 0.01)"
+        "--int8-max-f1-drop", type=float, metavar="X",
+        help="largest drop of the task's F1 int8 may show (default 0.01); regression: largest relative RMSE rise",
     )
 
 

@@ -62,16 +62,21 @@ _LINES: dict[str, Callable[..., str]] = {
 }
 
 
+# NOTE: each task's default metric for the best checkpoint
+_HEADLINE = ("micro_f1", "macro_f1", "rmse")  # micro_f1 first: multi-label reports macro_f1 too
+
+
 class JobProgressView:
     """Feed it a job's events (`on_event`) inside `with`; the bar shows steps done/total, ETA, train loss and the
-    latest validation macro_f1. `on_event` may be called from another thread (rich's Progress is thread-safe)."""
+    latest validation headline metric (macro_f1; micro_f1 for multi-label, rmse for regression). `on_event` may be
+    called from another thread (rich's Progress is thread-safe)."""
 
     def __init__(self, console: Console, job_id: str) -> None:
         self._progress = Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),
             MofNCompleteColumn(),
-            TextColumn("steps  eta {task.fields[eta]}  loss {task.fields[loss]}  val macro_f1 {task.fields[f1]}"),
+            TextColumn("steps  eta {task.fields[eta]}  loss {task.fields[loss]}  val {task.fields[f1]}"),
             console=console,
         )
         self._task: TaskID = self._progress.add_task(f"job {job_id}", total=None, eta="-", loss="-", f1="-")
@@ -90,8 +95,9 @@ class JobProgressView:
         if kind == "progress":
             self._advance(event.progress)
             return
-        if kind == "evaluation" and "macro_f1" in event.evaluation.metrics:
-            self._progress.update(self._task, f1=f"{event.evaluation.metrics['macro_f1']:.4f}")
+        shown = next((name for name in _HEADLINE if name in event.evaluation.metrics), "") if kind == "evaluation" else ""
+        if shown:
+            self._progress.update(self._task, f1=f"{shown} {event.evaluation.metrics[shown]:.4f}")
         line = _LINES[kind](getattr(event, kind)) if kind in _LINES else event.message
         if line:
             self._progress.console.print(line, markup=False, highlight=False, soft_wrap=True)

@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from tuneserve_client.cli.tasks import task_metrics, task_name
 from tuneserve_client.proto.tuneserve.v1.common_pb2 import Modality, Task
 from tuneserve_client.proto.tuneserve.v1.models_pb2 import (
     EvaluateResponse,
@@ -86,6 +87,9 @@ def _hyperparameters(hp: Hyperparameters) -> str:
     )
 
 
+_METRIC_HEADERS = {"macro_f1": "MACRO F1", "micro_f1": "MICRO F1", "accuracy": "ACCURACY", "rmse": "RMSE", "mae": "MAE"}
+
+
 def _labels(labels: Sequence[str], limit: int = 8) -> str:
     shown = ", ".join(labels[:limit])
     return shown + (f" (+{len(labels) - limit} more)" if len(labels) > limit else "")
@@ -135,12 +139,6 @@ def _next_page(console: Console, token: str) -> None:
 # One renderer per response type
 
 
-def task_name(task: Task, text_pairs: bool = False) -> str:
-    """"multi-label", "regression", "classification" (also for TASK_UNSPECIFIED), with ", text pairs" for pairs."""
-    name = "classification" if task == Task.TASK_UNSPECIFIED else Task.Name(task).removeprefix("TASK_").lower()
-    return name.replace("_", "-") + (", text pairs" if text_pairs else "")
-
-
 def _job_result(job: Job) -> str:
     r = job.result
     best = f"{r.best_metric_name} {r.best_metric:.4f} at step {r.best_step}" if r.best_metric_name else ""
@@ -159,14 +157,20 @@ def job(console: Console, job: Job) -> None:
             job.dataset_id + (f" (validation {job.validation_dataset_id})" if job.validation_dataset_id else ""),
         ),
         ("backbone", job.backbone or "-"),
+        ("task", task_name(job.task, job.text_pairs)),
         ("model", f"{job.model_id} v{job.model_version}" if job.model_id else "-"),
         ("progress", progress_text(p.step, p.total_steps, p.epoch)),
         ("hyperparameters", _hyperparameters(job.hyperparameters)),
     ]
     if job.HasField("result"):
-        rows += [("result", _job_result(job)), ("validation", _metrics(job.result.validation_metrics))]
+        names = task_metrics(job.task)
+        validation = job.result.validation_metrics
+        # NOTE: the task's headline metrics first, then the rest by name
+        shown = [*names, *sorted(set(validation) - set(names))]
+        rows += [("result", _job_result(job)), ("validation", _metrics(validation, shown))]
+        rows += _task_rows(job.result)
         rows.append(("onnx parity", f"max |diff| {job.result.parity_max_abs_diff:.2e}"))
-        rows += _transfer_rows(job.result)
+        rows += _transfer_rows(job.result, names)
     if job.error:
         rows.append(("error", job.error))
     if job.restarts:
@@ -174,29 +178,40 @@ def job(console: Console, job: Job) -> None:
     rows += [("created", _time(job.create_time)), ("started", _time(job.start_time)), ("ended", _time(job.end_time))]
     fields(console, rows)
     if job.result.learning_curve:
-        learning_curve(console, job.result)
+        learning_curve(console, job.result, task_metrics(job.task)[:2])
 
 
-def _transfer_rows(r: JobResult) -> list[tuple[str, str]]:
+def _task_rows(r: JobResult) -> list[tuple[str, str]]:
+    """The int8 guard's metric per variant, and a multi-label model's tuned thresholds."""
+    rows = []
+    if r.variant_metrics:
+        rows.append(("variants", f"{r.variant_metric or 'macro_f1'}: " + _metrics(r.variant_metrics)))
+    if r.label_thresholds:
+        rows.append(("thresholds", "  ".join(f"{label} {t:.2f}" for label, t in sorted(r.label_thresholds.items()))))
+    return rows
+
+
+def _transfer_rows(r: JobResult, names: Sequence[str] = ("macro_f1", "accuracy")) -> list[tuple[str, str]]:
     rows = []
     if r.fit.verdict:
         rows.append(("fit", f"{r.fit.verdict}: {r.fit.rule}"))
     for b in r.baselines:
-        metrics = _metrics(b.validation_metrics, ("macro_f1", "accuracy"))
+        metrics = _metrics(b.validation_metrics, names[:2])
         rows.append((f"baseline {b.kind}", f"model {b.model_id}  {metrics}  ({b.train_seconds:.1f} s)"))
     if r.transfer_verdict:
         rows.append(("transfer", r.transfer_verdict))
     return rows
 
 
-def learning_curve(console: Console, r: JobResult) -> None:
+def learning_curve(console: Console, r: JobResult, names: Sequence[str] = ("macro_f1", "accuracy")) -> None:
     console.print("learning curve (train loss: mean since the previous evaluation)", soft_wrap=True)
-    table = _table("STEP", "EPOCH", "TRAIN LOSS", "VAL LOSS", "VAL MACRO F1", "VAL ACCURACY")
+    headers = (f"VAL {_METRIC_HEADERS.get(name, name.upper())}" for name in names)
+    table = _table("STEP", "EPOCH", "TRAIN LOSS", "VAL LOSS", *headers)
     for point in r.learning_curve:
-        f1, accuracy = point.metrics.get("macro_f1"), point.metrics.get("accuracy")
+        values = [point.metrics.get(name) for name in names]
         table.add_row(
             str(point.step), f"{point.epoch:.2f}", f"{point.train_loss:.4f}", f"{point.validation_loss:.4f}",
-            "-" if f1 is None else f"{f1:.4f}", "-" if accuracy is None else f"{accuracy:.4f}",
+            *("-" if value is None else f"{value:.4f}" for value in values),
         )
     _print_table(console, table)
 

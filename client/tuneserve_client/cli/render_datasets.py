@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from rich.console import Console
 
-from tuneserve_client.cli.render import _enum, _labels, _next_page, _print_table, _table, _time, fields, size, task_name
+from tuneserve_client.cli.render import _enum, _labels, _next_page, _print_table, _table, _time, fields, size
+from tuneserve_client.cli.tasks import task_name
 from tuneserve_client.proto.tuneserve.v1.common_pb2 import Modality
 from tuneserve_client.proto.tuneserve.v1.datasets_pb2 import Dataset, DatasetFormat, ListDatasetsResponse
 

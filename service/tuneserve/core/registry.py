@@ -12,8 +12,9 @@ import logging
 import re
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from tuneserve.core.ids import new_id
 from tuneserve.engines.runtime import VARIANT_FILES
@@ -51,6 +52,15 @@ class VariantInfo:
     reason: str = ""             # why it is not served
 
 
+@dataclass(frozen=True)
+class VersionSummary:
+    """What a READY version's metrics.json (its job's result) says beside the variants (tuneserve.v1.ModelVersion)."""
+
+    variant_metric: str = ""                                            # the task's guard metric
+    variant_metrics: dict[str, float] = field(default_factory=dict)    # its validation value per variant
+    label_thresholds: dict[str, float] = field(default_factory=dict)   # multi-label: tuned per label
+
+
 class ModelRegistry:
     def __init__(self, store: MetadataStore, artifacts: ArtifactStore) -> None:
         self._store = store
@@ -61,6 +71,7 @@ class ModelRegistry:
         self._snapshot_times: dict[str, float] = {}
         self._writes = 0
         self._variants: dict[tuple[str, int], tuple[tuple[int, int], dict[str, VariantInfo]]] = {}
+        self._summaries: dict[tuple[str, int], tuple[tuple[int, int], VersionSummary]] = {}
 
     def on_delete(self, listener: DeleteListener) -> None:
         """Call `listener(model_id)` after a model is deleted (the inference cache drops its sessions)."""
@@ -72,10 +83,11 @@ class ModelRegistry:
 
     async def create(
         self, name: str, backbone: str, labels: list[str], modality: str, *, kind: str = "finetuned",
-        source_job_id: str = "",
+        source_job_id: str = "", task: str = "classification", text_pairs: bool = False,
     ) -> ModelRecord:
         model = ModelRecord(
-            new_id("model"), name, modality, backbone, labels, time.time(), kind=kind, source_job_id=source_job_id
+            new_id("model"), name, modality, backbone, labels, time.time(), kind=kind, source_job_id=source_job_id,
+            task=task, text_pairs=text_pairs,
         )
         await self._store.add_model(model)
         return model
@@ -200,6 +212,20 @@ class ModelRegistry:
             cached = self._variants[(model_id, number)] = (stamp, read_variants(version_dir))
         return cached[1]
 
+    def summaries(self, model: ModelRecord) -> dict[int, VersionSummary]:
+        """Each READY version's summary, from its metrics.json (re-read only when the file changes)."""
+        found = {}
+        for version in model.versions:
+            if version.state is not VersionState.READY:
+                continue
+            version_dir = self._artifacts.version_dir(model.id, version.version)
+            stamp = _stamp(version_dir / ARTIFACTS["metrics"])
+            cached = self._summaries.get((model.id, version.version))
+            if cached is None or cached[0] != stamp:
+                cached = self._summaries[(model.id, version.version)] = (stamp, read_summary(version_dir))
+            found[version.version] = cached[1]
+        return found
+
     def check_variant(self, servable: ServableVersion, variant: str) -> None:
         """Raise unless `variant` of this version may be served."""
         if variant not in VARIANT_FILES:
@@ -278,6 +304,33 @@ def read_variants(version_dir: Path) -> dict[str, VariantInfo]:
             served, reason = False, f"{VARIANT_FILES.get(name, name)} is missing"
         found[name] = VariantInfo(name, served, macro_f1, reason or ("" if served else "it did not pass its guard"))
     return found
+
+
+def read_summary(version_dir: Path) -> VersionSummary:
+    """The summary metrics.json gives; a version trained before tasks existed has variant_macro_f1 only."""
+    path = version_dir / ARTIFACTS["metrics"]
+    try:
+        result: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
+    except (OSError, ValueError) as exc:
+        log.warning("unreadable %s: %s", path, exc)
+        result = {}
+    metric = str(result.get("variant_metric") or ("macro_f1" if result.get("variant_macro_f1") else ""))
+    variants = result.get("variant_metrics") or result.get("variant_macro_f1") or {}
+    return VersionSummary(metric, _numbers(variants), _numbers(result.get("label_thresholds") or {}))
+
+
+def _numbers(values: Any) -> dict[str, float]:
+    if not isinstance(values, dict):
+        return {}
+    return {str(k): float(v) for k, v in values.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+
+
+def _stamp(path: Path) -> tuple[int, int]:
+    try:
+        stat = path.stat()
+    except OSError:
+        return (0, 0)
+    return (stat.st_mtime_ns, stat.st_size)
 
 
 def _version_of(model: ModelRecord, number: int) -> ModelVersionRecord:

@@ -123,6 +123,9 @@ class Task(ABC):
                                          # (higher is better, at most 1: F1 or R²)
     min_labels: int = 0                  # distinct labels an uploaded dataset needs
     stratified: bool = False             # a random validation split keeps each label's share (`stratify_key`)
+    correctness_metric: str | None = None  # the share of rows a model gets wholly right (accuracy, subset accuracy):
+                                         # times the rows it counts them, which bound McNemar's test between two runs
+                                         # that recorded only aggregates; None: the task has no such count
 
     def greater_is_better(self, metric: str) -> bool:
         return metric not in self.lower_is_better
@@ -131,6 +134,10 @@ class Task(ABC):
         return len(labels)
 
     # -- data -------------------------------------------------------------------------------------------------------
+
+    @abstractmethod
+    def stored_target(self, value: Any) -> Target:
+        """A stored row's target as the task uses it; ValueError says what is wrong with one of another shape."""
 
     @abstractmethod
     def label_set(self, target: Target) -> list[str]:

@@ -3,6 +3,7 @@ label-smoothed) cross-entropy, argmax decisions; McNemar's exact test between tw
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -17,6 +18,9 @@ from tuneserve.tasks.stats import leader, mcnemar_p
 if TYPE_CHECKING:
     import torch
 
+# A top-two gap this small may fall either way between PyTorch and ONNX Runtime.
+PARITY_MARGIN = 1e-4
+
 
 class Classification(Task):
     name = "classification"
@@ -27,6 +31,12 @@ class Classification(Task):
     fit_metric = "macro_f1"
     min_labels = 2
     stratified = True
+    correctness_metric = "accuracy"
+
+    def stored_target(self, value: Any) -> Target:
+        if isinstance(value, (list, dict)) or value is None:
+            raise ValueError(f'"label" must be one label, not {json.dumps(value)[:80]}')
+        return str(value)
 
     def label_set(self, target: Target) -> list[str]:
         return [str(target)]
@@ -124,3 +134,14 @@ class Classification(Task):
     def paired_test(self, first: np.ndarray, second: np.ndarray) -> PairedTest:
         only_a, only_b = int(np.sum(first & ~second)), int(np.sum(second & ~first))
         return PairedTest("mcnemar", mcnemar_p(only_a, only_b), only_a, only_b, leader(only_a, only_b))
+
+    def parity(self, reference: np.ndarray, exported: np.ndarray, params: TaskParams) -> tuple[float, str]:
+        """Max |diff|, and rows whose top class differs (where the reference's top two are more than PARITY_MARGIN
+        apart: a near-tie may fall either way between PyTorch and ONNX Runtime)."""
+        diff, _ = super().parity(reference, exported, params)
+        if not reference.size:
+            return diff, ""
+        top = np.sort(reference, axis=1)
+        clear = top[:, -1] - top[:, -2] > PARITY_MARGIN if reference.shape[1] > 1 else np.ones(len(reference), bool)
+        flips = int(np.sum((reference.argmax(axis=1) != exported.argmax(axis=1)) & clear))
+        return diff, f"{flips} rows' top class differs" if flips else ""

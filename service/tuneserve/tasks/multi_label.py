@@ -38,6 +38,12 @@ class MultiLabel(Task):
     guard_metric = "micro_f1"
     fit_metric = "micro_f1"
     min_labels = 1
+    correctness_metric = "subset_accuracy"
+
+    def stored_target(self, value: Any) -> Target:
+        if not isinstance(value, list) or any(isinstance(label, (list, dict)) or label is None for label in value):
+            raise ValueError(f'"labels" must be a list of labels, not {json.dumps(value)[:80]}')
+        return [str(label) for label in value]
 
     def label_set(self, target: Target) -> list[str]:
         return [str(label) for label in target]

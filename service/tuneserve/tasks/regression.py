@@ -4,6 +4,7 @@ default; the Wilcoxon signed-rank test on paired absolute errors compares two mo
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Callable, Sequence
@@ -37,6 +38,11 @@ class Regression(Task):
 
     def num_outputs(self, labels: Sequence[str]) -> int:
         return 1
+
+    def stored_target(self, value: Any) -> Target:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ValueError(f'"target" must be a finite number, not {json.dumps(value)[:80]}')
+        return float(value)
 
     def label_set(self, target: Target) -> list[str]:
         return []

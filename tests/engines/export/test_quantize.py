@@ -73,7 +73,7 @@ def test_faithful_int8_graph_is_served(tmp_path: Path, tokenizer: PreTrainedToke
     verdict = judge_int8(
         fp32, tmp_path / "model.int8.onnx", tokenizer, TEXTS, LABEL_IDS, max_seq_length=32, max_f1_drop=0.0
     )
-    assert verdict.served and verdict.fp32_macro_f1 == verdict.int8_macro_f1 == 1.0
+    assert verdict.served and verdict.fp32_value == verdict.int8_value == 1.0
     assert verdict.argmax_agreement == verdict.examples == len(TEXTS)
     assert verdict.reason.endswith(f"predictions agree on {len(TEXTS)}/{len(TEXTS)} validation texts")
 
@@ -90,9 +90,9 @@ def test_guard_rejects_int8_that_loses_too_much(tmp_path: Path, tokenizer: PreTr
 
     verdict = judge_int8(fp32, int8, tokenizer, TEXTS, LABEL_IDS, max_seq_length=32, max_f1_drop=0.01)
     assert not verdict.served
-    assert verdict.fp32_macro_f1 == 1.0 and verdict.drop > 0.5
+    assert verdict.fp32_value == 1.0 and verdict.drop > 0.5
     assert verdict.reason.startswith(
-        f"int8 macro F1 {verdict.int8_macro_f1:.4f} vs fp32 1.0000: drop {verdict.drop:.4f} exceeds the limit 0.0100; "
+        f"int8 macro F1 {verdict.int8_value:.4f} vs fp32 1.0000: drop {verdict.drop:.4f} exceeds the limit 0.0100; "
         "kept on disk for inspection, not served; predictions agree on"
     )
     assert int8.exists()

@@ -7,8 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from tuneserve.engines.training.data import DatasetError, Example, read_examples
+from tuneserve.engines.training.data import DatasetError, Example, make_splits, read_examples
 from tuneserve.engines.training.vision_data import ImageExample, read_image_examples
+from tuneserve.tasks import get_task
+
+CLASSIFICATION, MULTI_LABEL, REGRESSION = get_task("classification"), get_task("multi_label"), get_task("regression")
+
+
+def read_text(path: Path) -> list[Example]:
+    return read_examples(path, CLASSIFICATION)
 
 
 def write(path: Path, *lines: str) -> Path:
@@ -19,7 +26,7 @@ def write(path: Path, *lines: str) -> Path:
 
 def test_text_rows(tmp_path: Path) -> None:
     path = write(tmp_path / "data.jsonl", '{"text": "goal!", "label": "sport"}', "", '{"text": "déficit", "label": 3}')
-    assert read_examples(path) == [Example("goal!", "sport"), Example("déficit", "3")]
+    assert read_text(path) == [Example("goal!", "sport"), Example("déficit", "3")]
 
 
 def test_image_rows_resolve_inside_the_dataset(tmp_path: Path) -> None:
@@ -30,12 +37,12 @@ def test_image_rows_resolve_inside_the_dataset(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("read", "lines", "message"),
     [
-        (read_examples, ['{"text": "a", "label": "x"}', '{"label": "x"}'], 'line 2: expected {"text": str, "label": ...}'),
-        (read_examples, ['{"text": "a"}'], 'line 1: expected {"text": str, "label": ...}'),
+        (read_text, ['{"text": "a", "label": "x"}', '{"label": "x"}'], 'line 2: expected {"text": str, "label": ...}'),
+        (read_text, ['{"text": "a"}'], 'line 1: expected {"text": str, "label": ...}'),
         (read_image_examples, ['{"image": 7, "label": "x"}'], 'line 1: expected {"image": "images/NAME", "label": ...}'),
         (read_image_examples, ["", '{"image": "../../etc/passwd", "label": "x"}'],
          "line 2: image path '../../etc/passwd' leaves the dataset"),
-        (read_examples, ["", "  "], "has no rows"),
+        (read_text, ["", "  "], "has no rows"),
     ],
 )
 def test_bad_rows_name_the_line(
@@ -45,3 +52,39 @@ def test_bad_rows_name_the_line(
     with pytest.raises(DatasetError) as error:
         read(path)
     assert str(error.value) == f"data.jsonl {message}"
+
+
+def test_rows_of_every_task_and_pairs(tmp_path: Path) -> None:
+    multi = write(tmp_path / "m.jsonl", '{"text": "a", "labels": ["x", "y"]}', '{"text": "b", "labels": []}')
+    assert read_examples(multi, MULTI_LABEL) == [Example("a", ["x", "y"]), Example("b", [])]
+    scores = write(tmp_path / "r.jsonl", '{"text": "a", "text_pair": "b", "target": 1200}')
+    assert read_examples(scores, REGRESSION, pairs=True) == [Example("a", 1200.0, "b")]
+
+
+@pytest.mark.parametrize(
+    ("task", "pairs", "line", "message"),
+    [
+        (MULTI_LABEL, False, '{"text": "a", "labels": "x"}', 'line 1: "labels" must be a list of labels, not "x"'),
+        (MULTI_LABEL, False, '{"text": "a", "label": "x"}', 'line 1: expected {"text": str, "labels": ...}'),
+        (REGRESSION, False, '{"text": "a", "target": "high"}', 'line 1: "target" must be a finite number, not "high"'),
+        (REGRESSION, False, '{"text": "a", "target": NaN}', 'line 1: "target" must be a finite number, not NaN'),
+        (REGRESSION, True, '{"text": "a", "target": 1}', 'line 1: expected {"text": str, "text_pair": str, "target": ...}'),
+    ],
+)
+def test_bad_targets_name_the_line(tmp_path: Path, task: object, pairs: bool, line: str, message: str) -> None:
+    path = write(tmp_path / "data.jsonl", line)
+    with pytest.raises(DatasetError) as error:
+        read_examples(path, task, pairs=pairs)  # type: ignore[arg-type]
+    assert str(error.value) == f"data.jsonl {message}"
+
+
+def test_split_is_stratified_for_classification_and_plain_for_the_others() -> None:
+    rows = [Example(f"t{i}", "rare" if i < 4 else "common") for i in range(40)]
+    split = make_splits(rows, None, ["common", "rare"], CLASSIFICATION, fraction=0.25, seed=0)
+    assert sum(e.target == "rare" for e in split.validation) == 1 and len(split.validation) == 10
+    values = [Example(f"t{i}", float(i)) for i in range(40)]
+    split = make_splits(values, None, [], REGRESSION, fraction=0.25, seed=0)
+    assert len(split.validation) == 10 and len(split.train) == 30
+    tags = [Example(f"t{i}", ["a"] if i % 2 else []) for i in range(10)]
+    with pytest.raises(DatasetError, match=r"training labels \['a'\] do not occur in the job's labels \['b'\]"):
+        make_splits(tags, None, ["b"], MULTI_LABEL, fraction=0.2, seed=0)

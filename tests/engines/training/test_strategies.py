@@ -20,6 +20,7 @@ from tuneserve.engines.training.events import UnfrozenEvent
 from tuneserve.engines.training.model import TextClassifier
 from tuneserve.engines.training.spec import Hyperparameters
 from tuneserve.engines.training.trainer import DeviceChoice, TransferTrainer, build_trainer
+from tuneserve.tasks import TaskParams, get_task
 
 LABELS = ["business", "sport", "tech"]
 CPU = DeviceChoice("cpu", "fp32")
@@ -44,9 +45,13 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> Data:
     root = tmp_path_factory.mktemp("strategies")
     backbone = build_tiny_bert(root / "tiny-bert")
     tokenizer = AutoTokenizer.from_pretrained(backbone)
-    examples = read_examples(write_text_dataset(root / "train.jsonl", {"sport": 8, "business": 8, "tech": 8}))
+    task = get_task("classification")
+    examples = read_examples(write_text_dataset(root / "train.jsonl", {"sport": 8, "business": 8, "tech": 8}), task)
     names = ["input_ids", "attention_mask", "token_type_ids"]
-    return Data(backbone, tokenizer, encode(examples, tokenizer, LABELS, input_names=names, max_seq_length=32))
+    encoded = encode(
+        examples, tokenizer, LABELS, task=task, params=TaskParams(), input_names=names, max_seq_length=32
+    )
+    return Data(backbone, tokenizer, encoded)
 
 
 def trainer_for(data: Data, tmp_path: Path, report: Any = None, **hp: Any) -> TransferTrainer:
@@ -55,7 +60,7 @@ def trainer_for(data: Data, tmp_path: Path, report: Any = None, **hp: Any) -> Tr
     settings = {"epochs": 1, "batch_size": 8, "learning_rate": 1e-3, "head_learning_rate": 1e-2,
                 "early_stopping_patience": 0} | hp
     return build_trainer(
-        model, data.tokenizer, hp=Hyperparameters(**settings), train_set=data.train, validation_set=data.train,
+        model, data.tokenizer, hp=Hyperparameters(**settings), labels=LABELS, train_set=data.train, validation_set=data.train,
         checkpoint_dir=tmp_path / "checkpoints", device=CPU, callbacks=[],
         **({"report": report} if report else {}),
     )

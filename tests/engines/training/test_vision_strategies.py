@@ -60,6 +60,7 @@ def trainer_for(data: Data, tmp_path: Path, report: Any = None, **hp: Any) -> Tr
         model_for(data),
         None,
         hp=Hyperparameters(**settings),
+        labels=LABELS,
         train_set=data.train,
         validation_set=data.train,
         checkpoint_dir=tmp_path / "checkpoints",

@@ -110,9 +110,12 @@ def test_result_has_every_job_result_field(finished: WorkerRun) -> None:
         "macro_precision",
         "macro_recall",
         "weighted_f1",
+        "weighted_precision",
+        "weighted_recall",
         "loss",
     }
     assert result["best_metric_name"] == "macro_f1"
+    assert (result["variant_metric"], result["label_thresholds"]) == ("macro_f1", {})
     assert result["best_metric"] == result["validation_metrics"]["macro_f1"]
     assert result["train_examples"] + result["validation_examples"] == sum(IMBALANCED.values())
     assert (result["device"], result["precision"], result["stopped_early"]) == ("cpu", "fp32", False)
@@ -123,6 +126,9 @@ def test_output_dir_holds_exactly_the_artifacts(finished: WorkerRun) -> None:
     assert sorted(p.name for p in finished.output_dir.iterdir()) == without_int8
     assert not list(finished.output_dir.rglob("*.onnx.data"))
     assert json.loads((finished.output_dir / "labels.json").read_text()) == {"labels": LABELS}
+    assert json.loads((finished.output_dir / "task.json").read_text()) == {
+        "task": "classification", "text_pairs": False, "thresholds": [], "target_mean": 0.0, "target_std": 1.0
+    }
     preprocessing = json.loads((finished.output_dir / "preprocessing.json").read_text())
     assert preprocessing["input_names"] == ["input_ids", "attention_mask", "token_type_ids"]
     metrics = json.loads((finished.output_dir / "metrics.json").read_text())
@@ -148,6 +154,7 @@ def test_without_int8_only_fp32_is_a_variant(finished: WorkerRun) -> None:
         "fp32": {"macro_f1": macro_f1, "served": True}
     }
     assert finished.last("result")["variant_macro_f1"] == {"fp32": macro_f1}
+    assert finished.last("result")["variant_metrics"] == {"fp32": macro_f1}
     assert [event["format"] for event in finished.events if event["kind"] == "export"] == ["onnx"]
 
 

@@ -9,9 +9,13 @@ fine-tune (top_k, layer-wise decay, gradual unfreezing) are dropped: they concer
 model of its own (kind frozen | scratch, source_job_id = the job), exported and servable like any other, and becomes
 READY together with the fine-tuned model when the whole job succeeds.
 
-The verdict follows the one rule of `tuneserve.core.evaluation.verdict` (McNemar, p < 0.05), the same as Evaluate's
-comparison. The job keeps no per-row predictions, only how many of the same validation rows each run got right
-(accuracy x validation_examples; every run scores the job's own validation split), which bound the test.
+The verdict compares the runs on the task's metric (`Task.default_metric`: macro F1, micro F1, RMSE) and follows the
+one rule of `tuneserve.core.evaluation.verdict` (McNemar, p < 0.05), the same as Evaluate's comparison. The job keeps
+no per-row predictions, only how many of the same validation rows each run got wholly right (the task's
+`correctness_metric` x validation_examples: accuracy for single-label, subset accuracy for multi-label, where McNemar
+then tests subset correctness; every run scores the job's own validation split), which bound the test. Regression has
+no such count: its verdict gives the figures and says that no test was possible; Evaluate with compare tests the
+models' paired absolute errors (Wilcoxon) on rows of your choice.
 """
 
 from __future__ import annotations
@@ -24,10 +28,11 @@ from typing import Any
 
 from tuneserve.core.evaluation import verdict as rule
 from tuneserve.core.registry import ModelRegistry
-from tuneserve.engines.training.spec import ExportSpec, Hyperparameters, TrainingSpec
+from tuneserve.engines.training.spec import BackboneRef, ExportSpec, Hyperparameters, TrainingSpec
 from tuneserve.errors import InvalidArgument
 from tuneserve.store import ArtifactStore
-from tuneserve.types import ModelRecord
+from tuneserve.tasks import Task
+from tuneserve.types import DatasetRecord, ModelRecord
 
 KINDS = ("frozen", "scratch")  # also the order they run in: the cheap probe first
 DESCRIPTIONS = {
@@ -53,19 +58,14 @@ def validate(names: Sequence[str], hp: Hyperparameters) -> list[str]:
 
 
 async def register(
-    registry: ModelRegistry,
-    kinds: list[str],
-    *,
-    name: str,
-    backbone: str,
-    labels: list[str],
-    job_id: str,
-    modality: str = "text",
+    registry: ModelRegistry, kinds: list[str], *, name: str, backbone: BackboneRef, train: DatasetRecord, job_id: str,
 ) -> None:
-    """A model with one TRAINING version for each baseline (READY once the job succeeds), of the job's modality."""
+    """A model with one TRAINING version for each baseline (READY once the job succeeds), of the job's modality, task
+    and input shape."""
     for kind in kinds:
         model = await registry.create(
-            f"{name} ({kind} baseline)", backbone, labels, modality, kind=kind, source_job_id=job_id
+            f"{name} ({kind} baseline)", backbone.name, train.labels, backbone.modality, kind=kind,
+            source_job_id=job_id, task=train.task, text_pairs=train.text_pairs,
         )
         await registry.add_version(model, job_id)
 
@@ -114,25 +114,28 @@ def entry(kind: str, model_id: str, result: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def verdict(fine_tuned: dict[str, Any], entries: list[dict[str, Any]]) -> str:
+def verdict(fine_tuned: dict[str, Any], entries: list[dict[str, Any]], task: Task) -> str:
     """Whether transfer helped, on the validation rows: the fine-tune (its worker result) against scratch, then against
-    the frozen probe; one sentence each (`tuneserve.core.evaluation.verdict`), joined by "; "."""
+    the frozen probe, on the task's metric; one sentence each (`tuneserve.core.evaluation.verdict`), joined by "; "."""
     mine = dict(fine_tuned.get("validation_metrics", {}))
     rows = int(fine_tuned.get("validation_examples", 0))
+    metric = task.default_metric
     found = {e["kind"]: e for e in entries}
     parts = []
     for kind in ("scratch", "frozen"):
         if kind not in found:
             continue
         theirs = dict(found[kind]["validation_metrics"])
-        judged = rule.judge(
-            rule.Side(rule.name("finetuned"), float(mine.get("macro_f1", 0.0))),
-            rule.Side(rule.name(kind, str(found[kind].get("model_id", ""))), float(theirs.get("macro_f1", 0.0))),
-            _evidence(rows, mine, theirs),
-            asked=rule.QUESTIONS[kind],
-            metric="validation macro F1",
-        )
-        parts.append(judged.text)
+        first = rule.Side(rule.name("finetuned"), float(mine.get(metric, 0.0)))
+        second = rule.Side(rule.name(kind, str(found[kind].get("model_id", ""))), float(theirs.get(metric, 0.0)))
+        if task.greater_is_better(metric):
+            judged = rule.judge(
+                first, second, _evidence(rows, mine, theirs, task.correctness_metric), asked=rule.QUESTIONS[kind],
+                metric=f"validation {_NAMES.get(metric, metric)}",
+            )
+            parts.append(judged.text)
+        else:
+            parts.append(_untested(first, second, rule.QUESTIONS[kind], metric))
     return "; ".join(parts)
 
 
@@ -159,13 +162,34 @@ async def discard(registry: ModelRegistry, artifacts: ArtifactStore, job_dir: Pa
         await registry.mark_failed(model.id, version)
 
 
-def _evidence(rows: int, mine: dict[str, Any], theirs: dict[str, Any]) -> rule.Evidence:
-    """How many of the validation rows each run got right, from its validation accuracy."""
-    if "accuracy" not in mine or "accuracy" not in theirs:
-        return rule.NoCounts("the results do not give both runs' validation accuracy")
+def _evidence(rows: int, mine: dict[str, Any], theirs: dict[str, Any], correctness: str | None) -> rule.Evidence:
+    """How many of the validation rows each run got wholly right, from its `correctness` metric (accuracy, subset
+    accuracy)."""
+    if correctness is None:
+        return rule.NoCounts("the task gives no count of rows right")
+    if correctness not in mine or correctness not in theirs:
+        return rule.NoCounts(f"the results do not give both runs' validation {correctness}")
     if rows <= 0:
         return rule.NoCounts("the result does not give the number of validation rows")
-    first, second = rule.right_count(rows, float(mine["accuracy"])), rule.right_count(rows, float(theirs["accuracy"]))
+    first, second = rule.right_count(rows, float(mine[correctness])), rule.right_count(rows, float(theirs[correctness]))
     if first is None or second is None:
-        return rule.NoCounts(f"the validation accuracies are not counts of the same {rows} rows")
+        return rule.NoCounts(f"the validation {correctness} figures are not counts of the same {rows} rows")
     return rule.Counts(rows, first, second)
+
+
+def _untested(first: rule.Side, second: rule.Side, asked: str, metric: str) -> str:
+    """The sentence for a lower-is-better metric (an error in the target's units), which no count of rows right goes
+    with: the figures and the relative difference, undetermined (the verdict module's wording)."""
+    change = (first.macro_f1 - second.macro_f1) / second.macro_f1 if second.macro_f1 > 0 else 0.0
+    figures = (
+        f"validation {_NAMES.get(metric, metric)} {first.macro_f1:.4g} vs {second.macro_f1:.4g}, "
+        f"{abs(change):.1%} {'lower' if change <= 0 else 'higher'}"
+    )
+    return (
+        f"whether {asked} helped is undetermined: {first.name} vs {second.name} ({figures}; no significance test "
+        "possible: the job keeps no per-row errors; Evaluate with compare tests the models' paired absolute errors "
+        "(Wilcoxon))"
+    )
+
+
+_NAMES = {"macro_f1": "macro F1", "micro_f1": "micro F1", "rmse": "RMSE", "mae": "MAE"}

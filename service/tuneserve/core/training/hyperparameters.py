@@ -1,4 +1,5 @@
-"""Resolve and validate FineTune hyperparameters: the caller's fields over the defaults of `Hyperparameters`."""
+"""Resolve and validate FineTune hyperparameters: the caller's fields over the defaults of `Hyperparameters`, then
+(`for_task`) the task's own choices: metric_for_best_model ("" = the task's default)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import Any
 
 from tuneserve.engines.training.spec import Hyperparameters
 from tuneserve.errors import InvalidArgument
+from tuneserve.tasks import Task
 
 # field: (lowest, highest, lowest_inclusive)
 _RANGES: dict[str, tuple[float, float, bool]] = {
@@ -29,7 +31,7 @@ _RANGES: dict[str, tuple[float, float, bool]] = {
     "gradient_accumulation_steps": (1, 1024, True),
 }
 _CHOICES: dict[str, tuple[str, ...]] = {
-    "metric_for_best_model": ("macro_f1", "accuracy", "loss"),
+    "regression_loss": ("mse", "huber"),
     "freeze": ("none", "all", "top_k"),
     "lr_scheduler": ("linear", "cosine", "constant"),
 }
@@ -48,6 +50,18 @@ def resolve(overrides: dict[str, Any]) -> Hyperparameters:
     hp = dataclasses.replace(Hyperparameters(), **overrides)
     _check_strategy(hp)
     return hp
+
+
+def for_task(hp: Hyperparameters, task: Task) -> Hyperparameters:
+    """hp with metric_for_best_model resolved for the dataset's task: unset ("") is the task's default; another value
+    must be one the task reports (INVALID_ARGUMENT naming the field, the task and what it allows)."""
+    metric = hp.metric_for_best_model or task.default_metric
+    if metric not in task.metrics_for_best:
+        raise InvalidArgument(
+            f"hyperparameters.metric_for_best_model must be one of {', '.join(task.metrics_for_best)} for a "
+            f"{task.name} dataset, not {metric!r}"
+        )
+    return dataclasses.replace(hp, metric_for_best_model=metric)
 
 
 def check_layers(hp: Hyperparameters, num_layers: int | None) -> None:

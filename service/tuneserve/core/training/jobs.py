@@ -28,9 +28,10 @@ from tuneserve.core.training import baselines, checks, hyperparameters
 from tuneserve.core.training.events import EventBus
 from tuneserve.core.training.publishing import JobPublisher
 from tuneserve.core.training.runners.base import Runner, WorkerOutcome
+from tuneserve.core.training.specs import job_spec
 from tuneserve.cpus import available_cpus
 from tuneserve.engines.backbones import num_layers, resolve_backbone
-from tuneserve.engines.training.spec import BackboneRef, ExportSpec, TrainingSpec
+from tuneserve.engines.training.spec import BackboneRef, ExportSpec
 from tuneserve.errors import (
     DiskFull,
     FailedPrecondition,
@@ -43,6 +44,7 @@ from tuneserve.errors import (
 from tuneserve.metrics import Metrics
 from tuneserve.settings import Settings
 from tuneserve.store import ArtifactStore, MetadataStore
+from tuneserve.tasks import get_task
 from tuneserve.types import DatasetRecord, JobEventRecord, JobRecord, JobState, Page
 
 log = logging.getLogger(__name__)
@@ -142,6 +144,7 @@ class JobManager:
         checks.check_processes(hp, self._settings.processes_per_job * self._settings.nodes_per_job)
         baseline_kinds = baselines.validate(params.baselines, hp)
         train = await self._datasets.get(params.dataset_id)
+        hp = hyperparameters.for_task(hp, get_task(train.task))
         if params.validation_dataset_id:
             validation = await self._datasets.get(params.validation_dataset_id)
             checks.check_validation_labels(train, validation)
@@ -161,22 +164,16 @@ class JobManager:
             checks.check_model_labels(model, train)
         else:
             model = await self._registry.create(
-                params.model_name or train.name, backbone.name, train.labels, backbone.modality, source_job_id=job_id
+                params.model_name or train.name, backbone.name, train.labels, backbone.modality, source_job_id=job_id,
+                task=train.task, text_pairs=train.text_pairs,
             )
         version = await self._registry.add_version(model, job_id)
-        await baselines.register(
-            self._registry,
-            baseline_kinds,
-            name=model.name,
-            backbone=backbone.name,
-            labels=train.labels,
-            job_id=job_id,
-            modality=backbone.modality,
-        )
+        await baselines.register(self._registry, baseline_kinds, name=model.name, backbone=backbone, train=train,
+                                 job_id=job_id)
         job = JobRecord(
             id=job_id, state=JobState.QUEUED, dataset_id=train.id, validation_dataset_id=params.validation_dataset_id,
             backbone=backbone.name, hyperparameters=dataclasses.asdict(hp), model_id=model.id,
-            model_version=version.version, create_time=time.time(),
+            model_version=version.version, create_time=time.time(), task=train.task, text_pairs=train.text_pairs,
         )
         try:
             with self._artifacts.map_disk_full(f"writing the spec of job {job_id!r}"):
@@ -331,7 +328,7 @@ class JobManager:
             if run.status != "succeeded":
                 return WorkerOutcome(run.status, reason=prefix + run.reason if run.status == "failed" else run.reason)
             entries.append(baselines.entry(model.kind, model.id, run.result))
-        verdict = baselines.verdict(outcome.result, entries)
+        verdict = baselines.verdict(outcome.result, entries, get_task(job.task))
         return dataclasses.replace(outcome, result={**outcome.result, "baselines": entries, "transfer_verdict": verdict})
 
     async def _on_worker_event(self, job: JobRecord, event: dict[str, Any], prefix: str = "") -> None:
@@ -399,16 +396,11 @@ class JobManager:
             log.warning("job %s: event %r not stored: %s", job.id, message, exc.message)
 
     def _write_spec(self, job: JobRecord, train: DatasetRecord, backbone: BackboneRef, export: ExportSpec) -> None:
-        job_dir = self._artifacts.job_dir(job.id)
-        spec = TrainingSpec(
-            job_id=job.id, backbone=backbone, train_path=str(self._datasets.rows_path(train.id)),
-            labels=train.labels, output_dir=str(job_dir / "output"),
-            hyperparameters=hyperparameters.resolve(job.hyperparameters),
-            validation_path=str(self._datasets.rows_path(job.validation_dataset_id))
-            if job.validation_dataset_id else None,
-            device=self._settings.device, threads=self._settings.worker_threads or available_cpus(), export=export,
-            checkpoint_dir=str(job_dir / "checkpoints"),
-        )
+        job_dir, ids = self._artifacts.job_dir(job.id), [train.id, job.validation_dataset_id]
+        paths = {dataset_id: self._datasets.rows_path(dataset_id) for dataset_id in ids if dataset_id}
+        threads = self._settings.worker_threads or available_cpus()
+        spec = job_spec(job, train, backbone, export, job_dir=job_dir, rows_path=paths, device=self._settings.device,
+                        threads=threads)
         spec.save(job_dir / "spec.json")
 
     def _backbone_dirs(self) -> builtins.list[Path]:  # `list` is a method here

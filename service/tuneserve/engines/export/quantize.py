@@ -1,17 +1,23 @@
-"""The INT8 variant of an exported text classifier: dynamic quantisation by ONNX Runtime, then a guard that compares
-it with the fp32 graph on the validation set and serves it only if macro F1 drops at most a configured limit.
+"""The INT8 variant of an exported text model: dynamic quantisation by ONNX Runtime, then a guard that compares it
+with the fp32 graph on the validation set on the task's own metric (`Task.guard_metric`) and serves it only if that
+metric moves at most a configured limit the wrong way:
+- a higher-is-better metric (macro F1, micro F1 at the tuned thresholds) may drop at most `max_change` (0.01 = 1
+  point);
+- a lower-is-better one (RMSE, in the target's units) may rise at most `max_change` times the fp32 value (0.01 = 1%):
+  an error has no fixed scale, so an absolute limit would mean something else for every dataset.
 
 Both graphs are scored as serving scores them: the same tokenizer call (pad to the longest in the batch, truncate at
-max_seq_length) and ONNX Runtime on the CPU.
+max_seq_length; pairs encoded together), ONNX Runtime on the CPU, and the task's served outputs.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -19,6 +25,9 @@ import onnxruntime as ort
 from onnxruntime.quantization import QuantType, quantize_dynamic
 from sklearn.metrics import f1_score
 from transformers import PreTrainedTokenizerBase
+
+from tuneserve.engines.export.text import TextInput, tokenize
+from tuneserve.tasks import Task, TaskParams, get_task
 
 # NOTE: MatMul holds a transformer's compute; Gather holds its word embeddings, about half of MiniLM's bytes
 # (90 MB -> 23 MB with both, 59 MB with MatMul alone; the same BBC News macro F1 either way). Gemm (the classifier
@@ -42,18 +51,21 @@ class QuantizationUnsupported(ValueError):
 class Int8Verdict:
     """The guard's evidence and decision, as variants.json and the job result report them."""
 
-    fp32_macro_f1: float
-    int8_macro_f1: float
-    max_f1_drop: float
+    metric: str               # the task's guard metric
+    fp32_value: float
+    int8_value: float
+    max_change: float
     served: bool
     reason: str
     argmax_agreement: int
     examples: int
     max_abs_diff: float  # largest |logit difference| between the two graphs
+    lower_is_better: bool = False
 
     @property
     def drop(self) -> float:
-        return self.fp32_macro_f1 - self.int8_macro_f1
+        """How far int8 moved the wrong way: a drop in points, or a relative rise for a lower-is-better metric."""
+        return _worsening(self.fp32_value, self.int8_value, self.lower_is_better)
 
 
 def quantize_int8(fp32_path: Path, int8_path: Path, *, modality: str) -> int:
@@ -102,64 +114,82 @@ def judge_int8(
     fp32_path: Path,
     int8_path: Path,
     tokenizer: PreTrainedTokenizerBase,
-    texts: list[str],
-    label_ids: list[int],
+    texts: Sequence[TextInput],
+    targets: Sequence[Any],
     *,
     max_seq_length: int,
     max_f1_drop: float,
     threads: int = 0,
+    labels: Sequence[str] = (),
+    task: Task | None = None,
+    params: TaskParams | None = None,
 ) -> Int8Verdict:
-    """Score both graphs on the labelled texts and decide whether the int8 one may be served."""
-    if not texts or len(texts) != len(label_ids):
-        raise ValueError(f"the guard needs labelled texts: {len(texts)} texts, {len(label_ids)} labels")
+    """Score both graphs on the validation texts and their targets on the task's guard metric and decide whether the
+    int8 one may be served. Without a task, `targets` are class indices of single-label classification."""
+    if not texts or len(texts) != len(targets):
+        raise ValueError(f"the guard needs labelled texts: {len(texts)} texts, {len(targets)} labels")
     fp32 = onnx_logits(fp32_path, tokenizer, texts, max_seq_length=max_seq_length, threads=threads)
     int8 = onnx_logits(int8_path, tokenizer, texts, max_seq_length=max_seq_length, threads=threads)
-    fp32_f1, int8_f1 = macro_f1(label_ids, fp32), macro_f1(label_ids, int8)
+    if task is None:
+        task, metric = get_task(""), "macro_f1"
+        fp32_value, int8_value = macro_f1(list(targets), fp32), macro_f1(list(targets), int8)
+    else:
+        params = params or TaskParams(task=task.name)
+        metric = task.guard_metric
+        fp32_value, int8_value = (
+            task.metrics(task.outputs(logits, params), targets, labels, params)[metric] for logits in (fp32, int8)
+        )
+    lower = not task.greater_is_better(metric)
     agreement = int((fp32.argmax(-1) == int8.argmax(-1)).sum())
-    served, reason = guard(fp32_f1, int8_f1, max_f1_drop)
+    served, reason = guard(fp32_value, int8_value, max_f1_drop, metric=metric, lower_is_better=lower)
     return Int8Verdict(
-        fp32_macro_f1=fp32_f1,
-        int8_macro_f1=int8_f1,
-        max_f1_drop=max_f1_drop,
+        metric=metric,
+        fp32_value=fp32_value,
+        int8_value=int8_value,
+        max_change=max_f1_drop,
         served=served,
         reason=f"{reason}; predictions agree on {agreement}/{len(texts)} validation texts",
         argmax_agreement=agreement,
         examples=len(texts),
         max_abs_diff=float(np.abs(fp32 - int8).max()),
+        lower_is_better=lower,
     )
 
 
-def guard(fp32_macro_f1: float, int8_macro_f1: float, max_f1_drop: float) -> tuple[bool, str]:
-    """Serve the int8 variant only if its macro F1 is at most max_f1_drop below fp32's; say why, with the numbers."""
-    drop = fp32_macro_f1 - int8_macro_f1
-    scores = f"int8 macro F1 {int8_macro_f1:.4f} vs fp32 {fp32_macro_f1:.4f}: drop {drop:.4f}"
-    if drop <= max_f1_drop + _DROP_EPSILON:
-        return True, f"{scores} is within the limit {max_f1_drop:.4f}"
-    return False, f"{scores} exceeds the limit {max_f1_drop:.4f}; kept on disk for inspection, not served"
+def guard(
+    fp32: float, int8: float, max_change: float, *, metric: str = "macro_f1", lower_is_better: bool = False
+) -> tuple[bool, str]:
+    """Serve the int8 variant only if its metric is at most max_change worse than fp32's (points, or a relative rise
+    for a lower-is-better metric); say why, with the numbers."""
+    change = _worsening(fp32, int8, lower_is_better)
+    name = _NAMES.get(metric, metric)
+    if lower_is_better:
+        scores = f"int8 {name} {int8:.4f} vs fp32 {fp32:.4f}: rise {change:.2%}"
+        limit = f"{max_change:.2%} of fp32's"
+    else:
+        scores = f"int8 {name} {int8:.4f} vs fp32 {fp32:.4f}: drop {change:.4f}"
+        limit = f"{max_change:.4f}"
+    if change <= max_change + _DROP_EPSILON:
+        return True, f"{scores} is within the limit {limit}"
+    return False, f"{scores} exceeds the limit {limit}; kept on disk for inspection, not served"
 
 
 def onnx_logits(
     onnx_path: Path,
     tokenizer: PreTrainedTokenizerBase,
-    texts: list[str],
+    texts: Sequence[TextInput],
     *,
     max_seq_length: int,
     threads: int = 0,
 ) -> np.ndarray:
-    """Logits [len(texts), classes] from ONNX Runtime on the CPU, tokenized as serving tokenizes."""
+    """Raw outputs [len(texts), width] from ONNX Runtime on the CPU, tokenized as serving tokenizes."""
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     session = ort.InferenceSession(str(onnx_path), sess_options=options, providers=["CPUExecutionProvider"])
     input_names = [i.name for i in session.get_inputs()]
     batches = []
     for start in range(0, len(texts), _BATCH_SIZE):
-        encoded = tokenizer(
-            texts[start : start + _BATCH_SIZE],
-            padding=True,
-            truncation=True,
-            max_length=max_seq_length,
-            return_tensors="np",
-        )
+        encoded = tokenize(tokenizer, texts[start : start + _BATCH_SIZE], max_seq_length, "np")
         feeds = {name: encoded[name].astype(np.int64) for name in input_names}
         batches.append(session.run(["logits"], feeds)[0])
     return np.concatenate(batches)
@@ -168,3 +198,12 @@ def onnx_logits(
 def macro_f1(label_ids: list[int], logits: np.ndarray) -> float:
     # NOTE: the same average as the Trainer's validation metrics (classes present in truth or predictions).
     return float(f1_score(label_ids, logits.argmax(-1), average="macro", zero_division=0))
+
+
+def _worsening(fp32: float, int8: float, lower_is_better: bool) -> float:
+    if not lower_is_better:
+        return fp32 - int8
+    return (int8 - fp32) / fp32 if fp32 > 0 else (0.0 if int8 <= fp32 else float("inf"))
+
+
+_NAMES = {"macro_f1": "macro F1", "micro_f1": "micro F1", "rmse": "RMSE"}

@@ -1,7 +1,11 @@
-"""ONNX export of a fine-tuned text classifier, gated by a parity check against PyTorch.
+"""ONNX export of a fine-tuned text model, gated by a parity check against PyTorch.
 
 The graph is one self-contained .onnx file whose inputs are named and ordered as the model's forward() takes them
-(input_ids, attention_mask[, token_type_ids]) and whose output is `logits`, with dynamic batch and sequence axes.
+(input_ids, attention_mask[, token_type_ids]) and whose output is `logits` (the head's raw outputs: class logits,
+per-label logits or the standardised regression value), with dynamic batch and sequence axes. A pair model takes the
+same inputs: its tokenizer encodes (text, text_pair) as one sequence. The parity check compares the raw outputs (max
+|diff|) and asks the task whether the decisions are the same (`Task.parity`: argmax, or each label at its tuned
+threshold).
 
 A BERT-family backbone is served as the fused graph ONNX Runtime's transformer optimizer makes of it (one Attention
 op per layer, SkipLayerNormalization, BiasGelu), which needs about 15% less CPU time than the plain export for a
@@ -15,7 +19,7 @@ import contextlib
 import logging
 import tempfile
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,6 +30,7 @@ import torch
 from transformers import BatchEncoding, PreTrainedTokenizerBase
 
 from tuneserve.engines.training.model import TextClassifier
+from tuneserve.tasks import Task, TaskParams
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +41,10 @@ PARITY_EXAMPLES = 64
 FUSED_MODEL_TYPES = frozenset({"bert", "roberta", "xlm-roberta", "camembert", "electra"})
 # the ops a fused graph holds, as the parity report and the tests count them
 FUSED_OPS = ("Attention", "SkipLayerNormalization", "BiasGelu")
+
+
+# A text input: one text, or a (text, text_pair) pair for a pair model.
+TextInput = str | tuple[str, str]
 
 
 class ParityCheckFailed(RuntimeError):
@@ -49,8 +58,9 @@ class ExportError(RuntimeError):
 @dataclass(frozen=True)
 class ParityReport:
     max_abs_diff: float
-    argmax_agreement: int
+    argmax_agreement: int     # rows whose argmax agrees (what single-label decides; reported for every task)
     examples: int
+    decisions: str = ""       # the task's difference in decisions ("" = the same decisions)
 
 
 @dataclass(frozen=True)
@@ -71,14 +81,16 @@ def export_onnx(
     tokenizer: PreTrainedTokenizerBase,
     output_path: Path,
     *,
-    example_texts: list[str],
+    example_texts: list[TextInput],
     max_seq_length: int,
     fuse: bool = True,
+    params: TaskParams | None = None,
 ) -> ExportReport:
     """Export to output_path, then check parity on example_texts (raise ParityCheckFailed when it fails).
 
     The model is moved to the CPU in fp32 and put in eval mode (dropout off), as it is served. fuse=False writes the
-    plain graph even for a backbone that fuses (the benchmarks compare the two).
+    plain graph even for a backbone that fuses (the benchmarks compare the two). `params`: the task parameters the
+    decisions are compared at (the model's task, default thresholds when None).
     """
     model = model.to("cpu").float().eval()
     input_names = model.input_names(tokenizer)
@@ -86,13 +98,15 @@ def export_onnx(
     if fuse and model.backbone.config.model_type in FUSED_MODEL_TYPES:
         try:
             fused_ops = _export_fused(model, tokenizer, output_path, example_texts, max_seq_length)
-            parity = check_parity(output_path, model, tokenizer, parity_texts, max_seq_length=max_seq_length)
+            parity = check_parity(
+                output_path, model, tokenizer, parity_texts, max_seq_length=max_seq_length, params=params
+            )
             return ExportReport(output_path, input_names, output_path.stat().st_size, parity, fused_ops)
         except (_NotFused, ParityCheckFailed) as exc:
             # NOTE: a fusion that does not match (an unusual layer) is a slower graph, not a failed fine-tune
             log.warning("serving the plain ONNX graph: the fused one is not usable (%s)", exc)
     _export_graph(model, tokenizer, output_path, example_texts, max_seq_length)
-    parity = check_parity(output_path, model, tokenizer, parity_texts, max_seq_length=max_seq_length)
+    parity = check_parity(output_path, model, tokenizer, parity_texts, max_seq_length=max_seq_length, params=params)
     return ExportReport(output_path, input_names, output_path.stat().st_size, parity)
 
 
@@ -100,11 +114,11 @@ def _export_graph(
     model: TextClassifier,
     tokenizer: PreTrainedTokenizerBase,
     output_path: Path,
-    example_texts: list[str],
+    example_texts: list[TextInput],
     max_seq_length: int,
 ) -> None:
     input_names = model.input_names(tokenizer)
-    examples = _tokenize(tokenizer, _shortest_and_longest(example_texts), max_seq_length, "pt")
+    examples = tokenize(tokenizer, _shortest_and_longest(example_texts), max_seq_length, "pt")
     dynamic_axes = {name: {0: "batch", 1: "sequence"} for name in input_names} | {"logits": {0: "batch"}}
     with torch.no_grad(), warnings.catch_warnings():
         # NOTE: tracing warns about every Python-level shape check in transformers' masking code; the parity check
@@ -130,7 +144,7 @@ def _export_fused(
     model: TextClassifier,
     tokenizer: PreTrainedTokenizerBase,
     output_path: Path,
-    example_texts: list[str],
+    example_texts: list[TextInput],
     max_seq_length: int,
 ) -> dict[str, int]:
     """Export the plain graph with eager attention, fuse it with ONNX Runtime's transformer optimizer into
@@ -186,46 +200,69 @@ def check_parity(
     onnx_path: Path,
     model: TextClassifier,
     tokenizer: PreTrainedTokenizerBase,
-    texts: list[str],
+    texts: list[TextInput],
     *,
     max_seq_length: int,
     tolerance: float = PARITY_TOLERANCE,
     batch_size: int = 16,
+    task: Task | None = None,
+    params: TaskParams | None = None,
 ) -> ParityReport:
-    """Compare ONNX Runtime (CPU) with PyTorch (CPU, fp32, eval) logits on padded batches of texts."""
+    """Compare ONNX Runtime (CPU) with PyTorch (CPU, fp32, eval) raw outputs on padded batches of texts: max |diff|
+    within tolerance and the task's decisions the same (`Task.parity`; task None = the model's)."""
+    task = task or model.task
+    params = params or TaskParams(task=task.name)
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     onnx_inputs = [i.name for i in session.get_inputs()]
     torch_inputs = model.input_names(tokenizer)
-    max_diff, agree = 0.0, 0
+    references, exported = [], []
     for start in range(0, len(texts), batch_size):
-        batch = _tokenize(tokenizer, texts[start : start + batch_size], max_seq_length, "np")
-        onnx_logits = session.run(["logits"], {name: batch[name] for name in onnx_inputs})[0]
+        batch = tokenize(tokenizer, texts[start : start + batch_size], max_seq_length, "np")
+        exported.append(session.run(["logits"], {name: batch[name] for name in onnx_inputs})[0])
         with torch.no_grad():
-            torch_logits = model(**{name: torch.from_numpy(batch[name]) for name in torch_inputs}).logits.numpy()
-        max_diff = max(max_diff, float(np.abs(onnx_logits - torch_logits).max()))
-        agree += int((onnx_logits.argmax(-1) == torch_logits.argmax(-1)).sum())
-    report = ParityReport(max_abs_diff=max_diff, argmax_agreement=agree, examples=len(texts))
-    if max_diff > tolerance or agree != len(texts):
+            references.append(model(**{name: torch.from_numpy(batch[name]) for name in torch_inputs}).logits.numpy())
+    return judge_parity(np.concatenate(references), np.concatenate(exported), task, params, tolerance)
+
+
+def judge_parity(
+    reference: np.ndarray, exported: np.ndarray, task: Task, params: TaskParams, tolerance: float = PARITY_TOLERANCE
+) -> ParityReport:
+    """The parity of two runs' raw outputs on the same rows; raise ParityCheckFailed with the numbers when it fails."""
+    max_diff, decisions = task.parity(reference, exported, params)
+    agree = int((reference.argmax(-1) == exported.argmax(-1)).sum())
+    report = ParityReport(max_abs_diff=max_diff, argmax_agreement=agree, examples=len(reference), decisions=decisions)
+    if max_diff > tolerance or decisions:
         raise ParityCheckFailed(
-            f"ONNX parity check failed: max |logit diff| {max_diff:.1e} (limit {tolerance:.0e}), "
-            f"argmax agreement {agree}/{len(texts)}"
+            f"ONNX parity check failed ({task.name}): max |logit diff| {max_diff:.1e} (limit {tolerance:.0e}), "
+            f"argmax agreement {agree}/{len(reference)}" + (f"; {decisions}" if decisions else "")
         )
     return report
 
 
-def _tokenize(tokenizer: PreTrainedTokenizerBase, texts: list[str], max_seq_length: int, tensors: str) -> BatchEncoding:
-    encoded: BatchEncoding = tokenizer(
-        texts, padding=True, truncation=True, max_length=max_seq_length, return_tensors=tensors
-    )
+def tokenize(
+    tokenizer: PreTrainedTokenizerBase, texts: Sequence[TextInput], max_seq_length: int, tensors: str
+) -> BatchEncoding:
+    """Padded model inputs of texts, or of (text, text_pair) pairs encoded together, as serving tokenizes them."""
+    if texts and isinstance(texts[0], tuple):
+        firsts, seconds = [pair[0] for pair in texts], [pair[1] for pair in texts]
+        encoded: BatchEncoding = tokenizer(
+            firsts, seconds, padding=True, truncation=True, max_length=max_seq_length, return_tensors=tensors
+        )
+        return encoded
+    encoded = tokenizer(list(texts), padding=True, truncation=True, max_length=max_seq_length, return_tensors=tensors)
     return encoded
 
 
-def _shortest_and_longest(texts: list[str]) -> list[str]:
+def _shortest_and_longest(texts: list[TextInput]) -> list[TextInput]:
     # NOTE: a traced example with padding exercises the attention-mask path, so nothing mask-dependent is
     # constant-folded for the all-ones case.
     if not texts:
         raise ExportError("ONNX export needs at least one example text")
-    return [min(texts, key=len), max(texts, key=len)]
+    return [min(texts, key=_length), max(texts, key=_length)]
+
+
+def _length(text: TextInput) -> int:
+    return len(text) if isinstance(text, str) else len(text[0]) + len(text[1])
 
 
 def _check_self_contained(path: Path) -> None:

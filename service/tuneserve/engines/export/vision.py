@@ -1,7 +1,8 @@
-"""ONNX export of a fine-tuned image classifier, gated by a parity check against PyTorch.
+"""ONNX export of a fine-tuned image model, gated by a parity check against PyTorch.
 
 The graph is one self-contained .onnx file with one input `pixel_values` float32 [N, 3, H, W] (dynamic N; H and W are
-the preprocessing's crop, which EfficientNet's static "same" padding was built for) and one output `logits`.
+the preprocessing's crop, which EfficientNet's static "same" padding was built for) and one output `logits` (the
+head's raw outputs, as for text: `Task.parity` judges them).
 """
 
 from __future__ import annotations
@@ -19,17 +20,21 @@ from tuneserve.engines.export.text import (
     PARITY_TOLERANCE,
     ExportError,
     ExportReport,
-    ParityCheckFailed,
     ParityReport,
+    judge_parity,
 )
 from tuneserve.engines.training.vision import INPUT_NAME, ImageClassifier
+from tuneserve.tasks import TaskParams
 
 PARITY_EXAMPLES = 16
 
 
-def export_image_onnx(model: ImageClassifier, output_path: Path, *, examples: np.ndarray) -> ExportReport:
+def export_image_onnx(
+    model: ImageClassifier, output_path: Path, *, examples: np.ndarray, params: TaskParams | None = None
+) -> ExportReport:
     """Export to output_path, then check parity on up to PARITY_EXAMPLES of `examples` (preprocessed validation
-    images, float32 [N, 3, H, W]); raise ParityCheckFailed with both numbers when it fails."""
+    images, float32 [N, 3, H, W]) at the task parameters `params`; raise ParityCheckFailed with both numbers when it
+    fails."""
     if len(examples) == 0:
         raise ExportError("ONNX export needs at least one example image")
     model = model.to("cpu").float().eval()
@@ -55,7 +60,7 @@ def export_image_onnx(model: ImageClassifier, output_path: Path, *, examples: np
     if any(t.data_location == onnx.TensorProto.EXTERNAL for t in graph.graph.initializer):
         raise ExportError(f"{output_path.name} keeps tensors in external data files; it must be one file")
     onnx.checker.check_model(graph)
-    parity = check_image_parity(output_path, model, examples[:PARITY_EXAMPLES])
+    parity = check_image_parity(output_path, model, examples[:PARITY_EXAMPLES], params=params)
     return ExportReport(output_path, [INPUT_NAME], output_path.stat().st_size, parity)
 
 
@@ -66,25 +71,22 @@ def check_image_parity(
     *,
     tolerance: float = PARITY_TOLERANCE,
     batch_size: int = 8,
+    params: TaskParams | None = None,
 ) -> ParityReport:
-    """Compare ONNX Runtime (CPU) and PyTorch (CPU, fp32, eval) logits: max |diff| <= tolerance and the same argmax."""
+    """Compare ONNX Runtime (CPU) and PyTorch (CPU, fp32, eval) raw outputs: max |diff| <= tolerance and the same
+    decisions (`Task.parity` of the model's task)."""
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     model = model.eval()
-    max_diff, agree = 0.0, 0
+    references, exported = [], []
     for start in range(0, len(pixels), batch_size):
         batch = np.ascontiguousarray(pixels[start : start + batch_size], dtype=np.float32)
-        onnx_logits = session.run(["logits"], {INPUT_NAME: batch})[0]
+        exported.append(session.run(["logits"], {INPUT_NAME: batch})[0])
         with torch.no_grad():
-            torch_logits = model(torch.from_numpy(batch)).logits.numpy()
-        max_diff = max(max_diff, float(np.abs(onnx_logits - torch_logits).max()))
-        agree += int((onnx_logits.argmax(-1) == torch_logits.argmax(-1)).sum())
-    report = ParityReport(max_abs_diff=max_diff, argmax_agreement=agree, examples=len(pixels))
-    if max_diff > tolerance or agree != len(pixels):
-        raise ParityCheckFailed(
-            f"ONNX parity check failed: max |logit diff| {max_diff:.1e} (limit {tolerance:.0e}), "
-            f"argmax agreement {agree}/{len(pixels)}"
-        )
-    return report
+            references.append(model(torch.from_numpy(batch)).logits.numpy())
+    task = model.task
+    return judge_parity(
+        np.concatenate(references), np.concatenate(exported), task, params or TaskParams(task=task.name), tolerance
+    )
 
 
 class _LogitsOnly(torch.nn.Module):

@@ -135,7 +135,7 @@ def image_features(spec: FeatureSpec, paths: list[Path], device: str) -> np.ndar
     model, config = load_backbone(spec.backbone.path, pretrained=True)
     model = model.to(device).eval()
     # NOTE: the labels only satisfy ImageDataset; with augment=None it yields the serving-time preprocessing
-    examples = [ImageExample(image=path, label=spec.labels[0]) for path in paths]
+    examples = [ImageExample(image=path, target=spec.labels[0]) for path in paths]
     loader = DataLoader(ImageDataset(examples, spec.labels, preprocessing_for(config)), batch_size=spec.batch_size)
     estimated = estimate_missing_statistics(model, (batch["pixel_values"].to(device) for batch in loader))
     if estimated:

@@ -44,7 +44,8 @@ def write_metrics(output_dir: Path, result: ResultEvent, learning_curve: list[Cu
 
 
 def write_variants(output_dir: Path, variants: dict[str, dict[str, Any]]) -> None:
-    """variants.json: each ONNX variant's validation macro F1 and whether it may be served (schema in spec.py)."""
+    """variants.json: each ONNX variant's validation value of the task's guard metric and whether it may be served
+    (schema in spec.py)."""
     _write_json(output_dir / ARTIFACTS["variants"], variants)
 
 

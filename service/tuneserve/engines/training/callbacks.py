@@ -24,7 +24,8 @@ from tuneserve.engines.training.events import (
     ProgressEvent,
 )
 
-METRIC_NAMES = ("accuracy", "macro_f1", "macro_precision", "macro_recall", "weighted_f1")
+# NOTE: what the Trainer adds to every evaluation besides the task's metrics (tuneserve.tasks: Task.report)
+_TRAINER_FIGURES = frozenset({"loss", "runtime", "samples_per_second", "steps_per_second", "model_preparation_time"})
 
 
 @dataclass(frozen=True)
@@ -99,7 +100,10 @@ class EventReporter(TrainerCallback):
             epoch=epoch,
             train_loss=sum(window) / len(window),
             validation_loss=float(metrics["eval_loss"]),
-            metrics={name: float(metrics[f"eval_{name}"]) for name in METRIC_NAMES if f"eval_{name}" in metrics},
+            metrics={
+                name.removeprefix("eval_"): float(value) for name, value in metrics.items()
+                if name.startswith("eval_") and name.removeprefix("eval_") not in _TRAINER_FIGURES
+            },
         )
         self.learning_curve.append(point)
         self._window_losses = []
@@ -183,7 +187,7 @@ class EventReporter(TrainerCallback):
         return state.global_step < state.max_steps and not self._stopped()
 
     def metric_at(self, step: int) -> float:
-        """The value of the metric for the best model (macro_f1, accuracy or loss) at the evaluation of this step."""
+        """The value of the metric for the best model (the task's, or loss) at the evaluation of this step."""
         for point in reversed(self.learning_curve):
             if point.step == step:
                 return point.validation_loss if self._metric_name == "loss" else point.metrics[self._metric_name]

@@ -117,7 +117,10 @@ class ResultEvent(WorkerEvent):
     # NOTE: tuneserve.v1.LearningCurvePoint and FitDiagnosis as dicts, so this module stays standard-library only.
     learning_curve: list[dict[str, Any]] = field(default_factory=list)
     fit: dict[str, Any] = field(default_factory=dict)
-    variant_macro_f1: dict[str, float] = field(default_factory=dict)  # fp32, and int8 with ExportSpec.int8
+    variant_macro_f1: dict[str, float] = field(default_factory=dict)  # classification: variant_metrics (macro_f1)
+    variant_metric: str = ""                                          # the task's guard metric
+    variant_metrics: dict[str, float] = field(default_factory=dict)   # its value for fp32, and int8 with ExportSpec.int8
+    label_thresholds: dict[str, float] = field(default_factory=dict)  # multi-label: each label's tuned threshold
     # NOTE: tuneserve.v1.ConfusionMatrix and ClassMetrics as dicts: the best checkpoint on the validation rows.
     validation_confusion_matrix: dict[str, Any] = field(default_factory=dict)
     validation_per_class: list[dict[str, Any]] = field(default_factory=list)

@@ -1,6 +1,8 @@
 """What the text and the image task models share: a backbone whose pooled features go through dropout into a new
-linear head, trained with cross-entropy (optionally class-weighted and label-smoothed), and checkpointed as
-`model.safetensors` (the whole state dict) + `classifier.json` (the head's shape and what rebuilds the backbone).
+linear head as wide as the task asks (`Task.num_outputs`: one column per class or label, one for regression), trained
+with the task's loss (`Task.loss`: cross-entropy, per-label BCE or MSE/Huber, with its balancing weights), and
+checkpointed as `model.safetensors` (the whole state dict) + `classifier.json` (the head's shape, the task and what
+rebuilds the backbone).
 
 `TextClassifier` (model.py) and `ImageClassifier` (vision.py) load the backbone and pool its output; the attribute
 names here (`backbone`, `dropout`, `head`) are the state-dict keys of every exported and checkpointed model.
@@ -18,6 +20,8 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers.modeling_outputs import SequenceClassifierOutput
 
+from tuneserve.tasks import Task, get_task
+
 WEIGHTS_FILE = "model.safetensors"
 CLASSIFIER_FILE = "classifier.json"
 
@@ -25,9 +29,9 @@ C = TypeVar("C", bound="TransferClassifier")
 
 
 class TransferClassifier(nn.Module, ABC):
-    """A backbone with a new classification head; subclasses say how to load the backbone and pool its output."""
+    """A backbone with a new head; subclasses say how to load the backbone and pool its output."""
 
-    class_weights: torch.Tensor | None
+    loss_weights: torch.Tensor | None
 
     def __init__(
         self,
@@ -36,17 +40,21 @@ class TransferClassifier(nn.Module, ABC):
         num_labels: int,
         *,
         dropout: float,
-        class_weights: torch.Tensor | None = None,
-        label_smoothing: float = 0.0,
+        task: str = "classification",
+        loss_weights: torch.Tensor | None = None,
+        loss_options: dict[str, Any] | None = None,
     ) -> None:
+        """num_labels: the head's width (`Task.num_outputs`); loss_weights: the task's balancing weights (per-class
+        weights, per-label pos_weight); loss_options: label_smoothing, regression_loss."""
         super().__init__()
         self.backbone = backbone
         self.num_labels = num_labels
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(num_features, num_labels)
-        self.label_smoothing = label_smoothing
+        self.task: Task = get_task(task)
+        self.loss_options = dict(loss_options or {})
         # NOTE: a non-persistent buffer follows the model to its device but stays out of checkpoints and ONNX.
-        self.register_buffer("class_weights", class_weights, persistent=False)
+        self.register_buffer("loss_weights", loss_weights, persistent=False)
 
     @classmethod
     def from_backbone(
@@ -55,19 +63,21 @@ class TransferClassifier(nn.Module, ABC):
         num_labels: int,
         *,
         dropout: float,
-        class_weights: torch.Tensor | None = None,
-        label_smoothing: float = 0.0,
+        task: str = "classification",
+        loss_weights: torch.Tensor | None = None,
+        loss_options: dict[str, Any] | None = None,
         pretrained: bool = True,
     ) -> C:
-        """A new head on the pretrained backbone at backbone_path; pretrained=False builds the same architecture from
-        random weights (the "scratch" baseline)."""
+        """A new head of width num_labels on the pretrained backbone at backbone_path; pretrained=False builds the same
+        architecture from random weights (the "scratch" baseline)."""
         backbone, options = cls._load_backbone(backbone_path, pretrained=pretrained)
         return cls(
             backbone,
             num_labels=num_labels,
             dropout=dropout,
-            class_weights=class_weights,
-            label_smoothing=label_smoothing,
+            task=task,
+            loss_weights=loss_weights,
+            loss_options=loss_options,
             **options,
         )
 
@@ -82,20 +92,21 @@ class TransferClassifier(nn.Module, ABC):
         checkpoint_dir.mkdir(parents=True, exist_ok=True)
         state = {name: tensor.detach().contiguous().cpu() for name, tensor in self.state_dict().items()}
         save_file(state, checkpoint_dir / WEIGHTS_FILE, metadata={"format": "pt"})
-        meta = {"num_labels": self.num_labels, "dropout": self.dropout.p, **self._save_backbone_meta(checkpoint_dir)}
+        meta = {
+            "num_labels": self.num_labels, "dropout": self.dropout.p, "task": self.task.name,
+            **self._save_backbone_meta(checkpoint_dir),
+        }
         (checkpoint_dir / CLASSIFIER_FILE).write_text(json.dumps(meta, indent=2))
 
     def classify(self, features: torch.Tensor, labels: torch.Tensor | None) -> SequenceClassifierOutput:
-        """Logits of the pooled backbone features [batch, num_features], and the loss when labels are given."""
+        """Raw head outputs ("logits") of the pooled backbone features [batch, num_features], and the task's loss when
+        targets ("labels", as `Task.encode_targets` made them) are given."""
         logits = self.head(self.dropout(features))
-        loss = None if labels is None else self._loss(logits, labels)
-        return SequenceClassifierOutput(loss=loss, logits=logits)
-
-    def _loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        # NOTE: the loss is computed in fp32 even when the forward ran under bf16/fp16 autocast.
-        return nn.functional.cross_entropy(
-            logits.float(), labels, weight=self.class_weights, label_smoothing=self.label_smoothing
+        # NOTE: the task computes its loss in fp32 even when the forward ran under bf16/fp16 autocast.
+        loss = None if labels is None else self.task.loss(
+            logits, labels, weights=self.loss_weights, options=self.loss_options
         )
+        return SequenceClassifierOutput(loss=loss, logits=logits)
 
     @classmethod
     @abstractmethod

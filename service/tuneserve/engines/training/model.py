@@ -46,16 +46,18 @@ class TextClassifier(TransferClassifier):
         *,
         pooling: Pooling,
         dropout: float,
-        class_weights: torch.Tensor | None = None,
-        label_smoothing: float = 0.0,
+        task: str = "classification",
+        loss_weights: torch.Tensor | None = None,
+        loss_options: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(
             backbone,
             backbone.config.hidden_size,
             num_labels,
             dropout=dropout,
-            class_weights=class_weights,
-            label_smoothing=label_smoothing,
+            task=task,
+            loss_weights=loss_weights,
+            loss_options=loss_options,
         )
         self.pooling: Pooling = pooling
 
@@ -75,7 +77,10 @@ class TextClassifier(TransferClassifier):
     def _from_meta(cls, meta: dict[str, Any], checkpoint_dir: Path) -> TextClassifier:
         config = AutoConfig.from_pretrained(checkpoint_dir)
         backbone = AutoModel.from_config(config)  # type: ignore[no-untyped-call]
-        return cls(backbone, meta["num_labels"], pooling=meta["pooling"], dropout=meta["dropout"])
+        return cls(
+            backbone, meta["num_labels"], pooling=meta["pooling"], dropout=meta["dropout"],
+            task=meta.get("task", "classification"),
+        )
 
     def _save_backbone_meta(self, checkpoint_dir: Path) -> dict[str, Any]:
         self.backbone.config.save_pretrained(checkpoint_dir)

@@ -1,8 +1,11 @@
-"""One fine-tuning job from spec to artifacts: data -> model -> Trainer -> best checkpoint -> ONNX -> result.
+"""One fine-tuning job from spec to artifacts: data -> model -> Trainer -> best checkpoint -> task parameters -> ONNX ->
+result.
 
 The modality decides only the preparation (data, model, datasets) and the artifacts/export steps: `_Prepared` here for
 text, `vision_pipeline.PreparedImages` for images; the Trainer, callbacks, early stopping, diagnostics and the result
-are shared."""
+are shared. The task (`tuneserve.tasks`, spec.task) decides the rest: the head's width and loss, the metrics, what is
+fitted before training (`Task.prepare`: the regression scaler) and after it on the validation split (`Task.tune`: the
+multi-label thresholds), all saved as `task.json` beside the model."""
 
 from __future__ import annotations
 
@@ -11,11 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 from transformers import AutoTokenizer, PreTrainedTokenizerBase, Trainer, TrainerState
 from transformers.utils import logging as hf_logging
 
-from tuneserve.engines.export.text import export_onnx
+from tuneserve.engines.export.text import TextInput, export_onnx
 from tuneserve.engines.training.artifacts import write_metrics, write_model_artifacts
 from tuneserve.engines.training.callbacks import CurvePoint, EventReporter, StopCallback
 from tuneserve.engines.training.data import (
@@ -25,6 +29,7 @@ from tuneserve.engines.training.data import (
     encode,
     make_splits,
     read_examples,
+    targets,
 )
 from tuneserve.engines.training.diagnostics import FitDiagnosis, diagnose, train_sample, validation_figures
 from tuneserve.engines.training.events import CancelledEvent, EventWriter, ExportEvent, PreemptedEvent, ResultEvent
@@ -39,6 +44,7 @@ from tuneserve.engines.training.trainer import (
     resumable_checkpoint,
 )
 from tuneserve.engines.training.variants import export_variants
+from tuneserve.tasks import Task, TaskParams, TaskReport, get_task
 
 if TYPE_CHECKING:  # NOTE: imported when a job is an image one: text jobs must not need efficientnet_lite_pytorch
     from tuneserve.engines.training.vision_pipeline import PreparedImages
@@ -55,11 +61,20 @@ class _Prepared:
     input_names: list[str]
     max_seq_length: int
     labels: list[str]
+    task: Task
+    params: TaskParams          # fitted on the training rows before training (the regression scaler)
 
     def encode(self, examples: list[Example]) -> EncodedDataset:
         return encode(
-            examples, self.tokenizer, self.labels, input_names=self.input_names, max_seq_length=self.max_seq_length
+            examples, self.tokenizer, self.labels, task=self.task, params=self.params, input_names=self.input_names,
+            max_seq_length=self.max_seq_length,
         )
+
+    def inputs(self, examples: list[Example]) -> list[TextInput]:
+        """The model inputs of examples as serving takes them: texts, or (text, text_pair) pairs."""
+        if self.params.text_pairs:
+            return [(example.text, example.text_pair) for example in examples]
+        return [example.text for example in examples]
 
     def write_artifacts(self, output_dir: Path) -> None:
         write_model_artifacts(
@@ -71,20 +86,33 @@ class _Prepared:
             max_seq_length=self.max_seq_length,
         )
 
-    def export(self, output_dir: Path, writer: EventWriter) -> float:
-        return _export(self, output_dir, writer)
+    def export(self, output_dir: Path, writer: EventWriter, params: TaskParams) -> float:
+        """Export the best model to ONNX (raises when parity fails), report it, and return the parity max diff."""
+        export = export_onnx(
+            self.model,
+            self.tokenizer,
+            output_dir / ARTIFACTS["onnx"],
+            example_texts=self.inputs(self.splits.validation),
+            max_seq_length=self.max_seq_length,
+            params=params,
+        )
+        writer.write(ExportEvent.of(export, examples="text pairs" if params.text_pairs else "texts"))
+        return export.parity.max_abs_diff
 
     def export_variants(
-        self, spec: TrainingSpec, output_dir: Path, writer: EventWriter, fp32_macro_f1: float
+        self, spec: TrainingSpec, output_dir: Path, writer: EventWriter, params: TaskParams, fp32_value: float
     ) -> dict[str, float]:
+        validation = self.splits.validation
         return export_variants(
             spec,
             output_dir,
             writer,
             self.tokenizer,
-            self.splits.validation,
+            (self.inputs(validation), targets(validation)),
+            task=self.task,
+            params=params,
             max_seq_length=self.max_seq_length,
-            fp32_macro_f1=fp32_macro_f1,
+            fp32_value=fp32_value,
         )
 
 
@@ -110,7 +138,7 @@ def run_training(
     else:
         prepared = _prepare(spec)
     reporter = EventReporter(
-        writer, stop.is_set, metric_name=hp.metric_for_best_model, early_stopping_patience=hp.early_stopping_patience
+        writer, stop.is_set, metric_name=spec.best_metric(), early_stopping_patience=hp.early_stopping_patience
     )
     checkpoints = Path(spec.checkpoint_dir) if spec.checkpoint_dir else scratch_dir / "checkpoints"
     resume = resumable_checkpoint(checkpoints)
@@ -118,6 +146,9 @@ def run_training(
         prepared.model,
         prepared.tokenizer,
         hp=hp,
+        labels=spec.labels,
+        task=prepared.task,
+        params=prepared.params,
         train_set=prepared.train_set,
         validation_set=prepared.validation_set,
         checkpoint_dir=checkpoints,
@@ -135,19 +166,31 @@ def run_training(
             message=f"stopped at step {trainer.state.global_step}/{trainer.state.max_steps}; the checkpoint there "
             "resumes it",
         )
-    # NOTE: before the checkpoints go: under DDP, every rank loads the best checkpoint, and the fit diagnosis is a
-    # collective step every rank reaches.
-    fit = _diagnose_fit(trainer, prepared, reporter, spec)
-    figures = validation_figures(trainer, prepared.validation_set, spec.labels)
+    # NOTE: before the checkpoints go: under DDP, every rank loads the best checkpoint, and the predictions below
+    # (tuning, the fit diagnosis) are collective steps every rank reaches.
+    task = prepared.task
+    params, report = _tune(trainer, prepared, task, spec.labels)
+    fit = _diagnose_fit(trainer, prepared, reporter, params, report)
+    figures = validation_figures(report, spec.labels)
     remove_checkpoints(checkpoints)
     if not trainer.is_world_process_zero():
         return None
     output_dir = Path(spec.output_dir)
     prepared.write_artifacts(output_dir)
-    parity_max_abs_diff = prepared.export(output_dir, writer)
+    params.save(output_dir)
+    parity_max_abs_diff = prepared.export(output_dir, writer, params)
     result = _result(trainer.state, reporter, prepared.splits, device, summary, parity_max_abs_diff, spec, fit)
+    # NOTE: the figures of the model as it is served (multi-label: at the tuned thresholds, which were tuned on these
+    # same rows, so a little optimistic; Evaluate on held-out rows is the clean figure).
+    result.validation_metrics = {**result.validation_metrics, **report.metrics}
     result.validation_confusion_matrix, result.validation_per_class = figures
-    result.variant_macro_f1 = prepared.export_variants(spec, output_dir, writer, result.validation_metrics["macro_f1"])
+    result.label_thresholds = dict(zip(spec.labels, params.thresholds, strict=False))
+    result.variant_metric = task.guard_metric
+    result.variant_metrics = prepared.export_variants(
+        spec, output_dir, writer, params, report.metrics[task.guard_metric]
+    )
+    if task.guard_metric == "macro_f1":  # NOTE: the field older clients read
+        result.variant_macro_f1 = result.variant_metrics
     write_metrics(output_dir, result, reporter.learning_curve)
     # NOTE: a cancel that arrives during export still wins: the manager has not seen a result yet.
     if stop.cancel.is_set():
@@ -156,39 +199,32 @@ def run_training(
 
 
 def _prepare(spec: TrainingSpec) -> _Prepared:
-    hp = spec.hyperparameters
-    splits = _load_splits(spec)
+    hp, task = spec.hyperparameters, get_task(spec.task)
+    splits = _load_splits(spec, task)
+    params = task.prepare(targets(splits.train), TaskParams(task=task.name, text_pairs=spec.text_pairs))
     tokenizer = AutoTokenizer.from_pretrained(spec.backbone.path, use_fast=True)
     model = new_classifier(TextClassifier, spec, splits.train)
     max_seq_length = _max_seq_length(hp.max_seq_length, tokenizer, model)
     input_names = model.input_names(tokenizer)
-    train_set, validation_set = (
-        encode(examples, tokenizer, spec.labels, input_names=input_names, max_seq_length=max_seq_length)
-        for examples in (splits.train, splits.validation)
+    prepared = _Prepared(
+        model, tokenizer, splits, EncodedDataset([]), EncodedDataset([]), input_names, max_seq_length,
+        list(spec.labels), task, params,
     )
-    return _Prepared(model, tokenizer, splits, train_set, validation_set, input_names, max_seq_length, list(spec.labels))
-
-
-def _export(prepared: _Prepared, output_dir: Path, writer: EventWriter) -> float:
-    """Export the best model to ONNX (raises when parity fails), report it, and return the parity max diff."""
-    export = export_onnx(
-        prepared.model,
-        prepared.tokenizer,
-        output_dir / ARTIFACTS["onnx"],
-        example_texts=[example.text for example in prepared.splits.validation],
-        max_seq_length=prepared.max_seq_length,
+    return dataclasses.replace(
+        prepared, train_set=prepared.encode(splits.train), validation_set=prepared.encode(splits.validation)
     )
-    writer.write(ExportEvent.of(export, examples="texts"))
-    return export.parity.max_abs_diff
 
 
-def _load_splits(spec: TrainingSpec) -> Splits[Example]:
+def _load_splits(spec: TrainingSpec, task: Task) -> Splits[Example]:
     hp = spec.hyperparameters
-    validation = read_examples(Path(spec.validation_path)) if spec.validation_path else None
+    validation = (
+        read_examples(Path(spec.validation_path), task, pairs=spec.text_pairs) if spec.validation_path else None
+    )
     return make_splits(
-        read_examples(Path(spec.train_path)),
+        read_examples(Path(spec.train_path), task, pairs=spec.text_pairs),
         validation,
         spec.labels,
+        task,
         fraction=hp.validation_fraction,
         seed=hp.seed,
     )
@@ -200,17 +236,38 @@ def _max_seq_length(requested: int, tokenizer: PreTrainedTokenizerBase, model: T
     return min(requested, positions, int(tokenizer.model_max_length))
 
 
+def _tune(
+    trainer: Trainer, prepared: _Prepared | PreparedImages, task: Task, labels: list[str]
+) -> tuple[TaskParams, TaskReport]:
+    """The task parameters fitted on the best checkpoint's validation outputs (multi-label: each label's threshold),
+    and the validation report of the model as it will be served."""
+    validation = targets(prepared.splits.validation)
+    logits = _logits(trainer, prepared.validation_set, "figures")
+    params = task.tune(logits, validation, labels, prepared.params)
+    return params, task.report(task.outputs(logits, params), validation, labels, params)
+
+
 def _diagnose_fit(
-    trainer: Trainer, prepared: _Prepared | PreparedImages, reporter: EventReporter, spec: TrainingSpec
+    trainer: Trainer, prepared: _Prepared | PreparedImages, reporter: EventReporter, params: TaskParams,
+    report: TaskReport,
 ) -> FitDiagnosis:
-    """The best checkpoint's macro F1 on a sample of its own training rows, against its validation macro F1."""
+    """The best checkpoint's fit metric (the task's) on a sample of its own training rows, against its validation
+    value."""
+    task, labels = prepared.task, prepared.labels
     rows: list[Any] = prepared.splits.train  # text or image examples: encode() takes its own kind
-    sample = train_sample(rows, spec.hyperparameters.seed)
-    encoded = prepared.encode(sample)
-    metrics = trainer.predict(encoded, metric_key_prefix="train").metrics or {}
-    train_f1 = float(metrics["train_macro_f1"])
-    best = _best_point(trainer.state, reporter)
-    return diagnose(train_f1, best.metrics["macro_f1"], reporter.learning_curve, len(sample))
+    sample = train_sample(rows, int(trainer.args.seed))
+    logits = _logits(trainer, prepared.encode(sample), "train")
+    train_score = task.metrics(task.outputs(logits, params), targets(sample), labels, params)[task.fit_metric]
+    _best_point(trainer.state, reporter)  # NOTE: raises when training ended without an evaluation
+    return diagnose(
+        train_score, report.metrics[task.fit_metric], reporter.learning_curve, len(sample), metric=task.fit_metric
+    )
+
+
+def _logits(trainer: Trainer, dataset: Any, prefix: str) -> np.ndarray:
+    output = trainer.predict(dataset, metric_key_prefix=prefix)
+    logits = output.predictions[0] if isinstance(output.predictions, tuple) else output.predictions
+    return np.asarray(logits, dtype=np.float32)
 
 
 def _best_point(state: TrainerState, reporter: EventReporter) -> CurvePoint:
@@ -231,7 +288,7 @@ def _result(
 ) -> ResultEvent:
     best = _best_point(state, reporter)
     assert state.best_global_step is not None and state.best_metric is not None
-    metric_name = spec.hyperparameters.metric_for_best_model
+    metric_name = spec.best_metric()
     return ResultEvent(
         validation_metrics={**best.metrics, "loss": best.validation_loss},
         best_metric_name=metric_name,

@@ -53,11 +53,13 @@ ARTIFACTS = {
     "checkpoint": "checkpoint",            # best checkpoint: model.safetensors + configs
     "metrics": "metrics.json",             # the JobResult fields, learning curve included
     "onnx_int8": "model.int8.onnx",        # optional dynamically quantised variant (ExportOptions.int8)
-    "variants": "variants.json",           # {"fp32": {"macro_f1": .., "served": true},
-                                            #  "int8": {"macro_f1": .., "served": bool, "reason": ".."}}
+    "variants": "variants.json",           # {"fp32": {METRIC: .., "served": true},
+                                            #  "int8": {METRIC: .., "served": bool, "reason": ".."}}
+                                            # METRIC: the task's guard metric (macro_f1 | micro_f1 | rmse)
+    "task": "task.json",                   # tuneserve.tasks.TaskParams: task, text_pairs, thresholds, scaler
 }
 
-MetricName = Literal["macro_f1", "accuracy", "loss"]
+RegressionLoss = Literal["mse", "huber"]
 Freeze = Literal["none", "all", "top_k"]
 Scheduler = Literal["linear", "cosine", "constant"]
 
@@ -75,7 +77,7 @@ class Hyperparameters:
     warmup_ratio: float = 0.1
     max_seq_length: int = 128
     early_stopping_patience: int = 2
-    metric_for_best_model: MetricName = "macro_f1"
+    metric_for_best_model: str = ""     # "" = the task's default_metric (the job resolves it); one of task.metrics_for_best
     class_weighting: bool = True
     seed: int = 42
     validation_fraction: float = 0.2
@@ -90,12 +92,17 @@ class Hyperparameters:
     lr_scheduler: Scheduler = "linear"  # after warmup: linear decay to 0, cosine, or constant
     augment_flip: bool = True           # image backbones: random horizontal flips of training images
     augment_random_resized_crop: bool = True  # image backbones: random resized crops (scale 0.35-1) of training images
+    regression_loss: RegressionLoss = "mse"    # regression: on the standardised target; huber has delta 1 (one std)
 
 
 @dataclass
 class ExportSpec:
     int8: bool = False                  # also write model.int8.onnx (dynamic quantisation) and judge it
-    int8_max_f1_drop: float = 0.01      # the int8 variant is served only if validation macro F1 drops at most this
+    # The int8 variant is served only if the task's guard metric (task.guard_metric) on validation moves at most this
+    # far the wrong way: a higher-is-better metric (macro_f1, micro_f1) may drop at most this many points (0.01 = 1
+    # point); a lower-is-better one (rmse) may rise at most this fraction of the fp32 value (0.01 = 1%), since an
+    # error in the target's units has no fixed scale.
+    int8_max_f1_drop: float = 0.01
 
 
 @dataclass
@@ -109,8 +116,9 @@ class BackboneRef:
 class TrainingSpec:
     job_id: str
     backbone: BackboneRef
-    train_path: str                    # JSONL rows {"text": ..., "label": ...} or {"image": "images/N.png", "label": ...}
-    labels: list[str]                  # index order of the classification head
+    train_path: str                    # JSONL rows as core/data stores them: {"text" | "image", TARGET[, "text_pair"]}
+                                        # with TARGET "label": str, "labels": [str] or "target": float (by task)
+    labels: list[str]                  # index order of the head's columns (regression: [])
     output_dir: str
     hyperparameters: Hyperparameters = field(default_factory=Hyperparameters)
     validation_path: str | None = None  # None: stratified split of train_path by hyperparameters.validation_fraction
@@ -119,6 +127,14 @@ class TrainingSpec:
     export: ExportSpec = field(default_factory=ExportSpec)
     init: Literal["pretrained", "scratch"] = "pretrained"   # scratch: same architecture, random weights (baseline)
     checkpoint_dir: str = ""            # the Trainer's resumable checkpoints; "" = <spec's directory>/checkpoints
+    task: str = "classification"        # tuneserve.tasks name: classification | multi_label | regression
+    text_pairs: bool = False            # text rows carry "text_pair", encoded with "text" as one input (cross-encoder)
+
+    def best_metric(self) -> str:
+        """metric_for_best_model, or the task's default when unset."""
+        from tuneserve.tasks import get_task  # NOTE: lazily: the worker reads its spec before the heavy imports
+
+        return self.hyperparameters.metric_for_best_model or get_task(self.task).default_metric
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2)

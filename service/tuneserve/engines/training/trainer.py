@@ -13,8 +13,6 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import torch
-from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_support
-from sklearn.utils.class_weight import compute_class_weight
 from transformers import (
     DataCollatorWithPadding,
     EarlyStoppingCallback,
@@ -29,11 +27,12 @@ from transformers import (
 from transformers.trainer import OPTIMIZER_NAME, TRAINER_STATE_NAME
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
-from tuneserve.engines.training.data import EncodedDataset, Labelled, class_counts
+from tuneserve.engines.training.data import EncodedDataset, Targeted, targets
 from tuneserve.engines.training.events import UnfrozenEvent
 from tuneserve.engines.training.head import C, TransferClassifier
 from tuneserve.engines.training.spec import Hyperparameters, TrainingSpec
 from tuneserve.engines.training.strategies import GradualUnfreezing, LayerMap, apply_freeze, parameter_groups
+from tuneserve.tasks import Task, TaskParams, get_task
 
 if TYPE_CHECKING:  # NOTE: the image modules import efficientnet_lite_pytorch, which text jobs must not need
     from tuneserve.engines.training.vision_data import ImageDataset
@@ -89,43 +88,39 @@ def resumable_checkpoint(path: Path) -> Path | None:
     return max(found)[1] if found else None
 
 
-def new_classifier(cls: type[C], spec: TrainingSpec, train: Sequence[Labelled]) -> C:
-    """The spec's backbone with a new head as its hyperparameters set it up (dropout, class weights from the training
-    rows, label smoothing), pretrained or, for the scratch baseline, from random weights."""
+def new_classifier(cls: type[C], spec: TrainingSpec, train: Sequence[Targeted]) -> C:
+    """The spec's backbone with a new head as its task and hyperparameters set it up (width, dropout, the task's loss
+    with its balancing weights from the training rows, label smoothing, the regression loss), pretrained or, for the
+    scratch baseline, from random weights."""
     hp = spec.hyperparameters
+    task = get_task(spec.task)
+    weights = task.loss_weights(targets(train), spec.labels) if hp.class_weighting else None
     # NOTE: seeded before the head is created, so that its initial weights repeat too.
     set_seed(hp.seed)
     return cls.from_backbone(
         spec.backbone.path,
-        len(spec.labels),
+        task.num_outputs(spec.labels),
         dropout=hp.head_dropout,
-        class_weights=class_weights(class_counts(train, spec.labels)) if hp.class_weighting else None,
-        label_smoothing=hp.label_smoothing,
+        task=task.name,
+        loss_weights=None if weights is None else torch.from_numpy(np.asarray(weights, dtype=np.float32)),
+        loss_options={"label_smoothing": hp.label_smoothing, "regression_loss": hp.regression_loss},
         pretrained=spec.init == "pretrained",
     )
 
 
-def class_weights(counts: list[int]) -> torch.Tensor:
-    """Inverse-frequency weights normalised to mean 1 over the training rows; a label with no rows gets 0."""
-    present = np.array([i for i, count in enumerate(counts) if count > 0])
-    targets = np.repeat(present, [counts[i] for i in present])
-    weights = np.zeros(len(counts), dtype=np.float32)
-    weights[present] = compute_class_weight("balanced", classes=present, y=targets)
-    return torch.from_numpy(weights)
+def metrics_function(
+    task: Task, labels: list[str], params: TaskParams
+) -> Callable[[EvalPrediction], dict[str, float]]:
+    """The Trainer's compute_metrics: every metric of the task, from the head's raw outputs and the encoded targets
+    (served as the model will serve them: multi-label decisions at `params`' thresholds, regression in the target's
+    units)."""
 
+    def compute_metrics(prediction: EvalPrediction) -> dict[str, float]:
+        logits = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
+        encoded = np.asarray(prediction.label_ids)
+        return task.metrics_of_logits(np.asarray(logits, dtype=np.float32), encoded, labels, params)
 
-def compute_metrics(prediction: EvalPrediction) -> dict[str, float]:
-    logits = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
-    predicted = np.argmax(logits, axis=-1)
-    truth = prediction.label_ids
-    precision, recall, macro_f1, _ = precision_recall_fscore_support(truth, predicted, average="macro", zero_division=0)
-    return {
-        "accuracy": float(accuracy_score(truth, predicted)),
-        "macro_f1": float(macro_f1),
-        "macro_precision": float(precision),
-        "macro_recall": float(recall),
-        "weighted_f1": float(f1_score(truth, predicted, average="weighted", zero_division=0)),
-    }
+    return compute_metrics
 
 
 class TransferTrainer(Trainer):
@@ -151,8 +146,10 @@ class TransferTrainer(Trainer):
 
 
 def training_arguments(
-    hp: Hyperparameters, *, checkpoint_dir: Path, device: DeviceChoice, train_examples: int
+    hp: Hyperparameters, *, checkpoint_dir: Path, device: DeviceChoice, train_examples: int, metric: str,
+    greater_is_better: bool,
 ) -> TrainingArguments:
+    """`metric` picks the best checkpoint (and drives early stopping): the task's resolved metric_for_best_model."""
     strategy = "steps" if hp.eval_steps > 0 else "epoch"
     # NOTE: under torchrun (DDP) each step takes a batch on every process, so an epoch has 1/WORLD_SIZE the steps.
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
@@ -180,8 +177,8 @@ def training_arguments(
         logging_steps=max(1, total_steps // _PROGRESS_EVENTS),
         logging_first_step=True,
         load_best_model_at_end=True,
-        metric_for_best_model=hp.metric_for_best_model,
-        greater_is_better=hp.metric_for_best_model != "loss",
+        metric_for_best_model=metric,
+        greater_is_better=greater_is_better,
         # NOTE: whole checkpoints (optimizer, scheduler, RNG too), so that a preempted or killed job resumes from its
         # latest; the best (for load_best_model_at_end) and the latest kept.
         save_only_model=False,
@@ -202,6 +199,9 @@ def build_trainer(
     tokenizer: PreTrainedTokenizerBase | None,
     *,
     hp: Hyperparameters,
+    labels: Sequence[str],
+    task: Task | None = None,
+    params: TaskParams | None = None,
     train_set: EncodedDataset | ImageDataset,
     validation_set: EncodedDataset | ImageDataset,
     checkpoint_dir: Path,
@@ -211,8 +211,15 @@ def build_trainer(
 ) -> TransferTrainer:
     """checkpoint_dir receives the Trainer's intermediate checkpoints; it must not be the model's output_dir. The
     fine-tuning strategy of `hp` is applied to the model here (requires_grad, optimizer groups, gradual unfreezing,
-    which calls `report` each time it opens more of the backbone)."""
-    args = training_arguments(hp, checkpoint_dir=checkpoint_dir, device=device, train_examples=len(train_set))
+    which calls `report` each time it opens more of the backbone). `task` (default: classification) gives the metrics
+    of each evaluation, and the best-checkpoint metric when hp.metric_for_best_model is unset; `params`: the task
+    parameters fitted before training (the regression scaler), which the validation metrics decode with."""
+    task = task or get_task("")
+    metric = hp.metric_for_best_model or task.default_metric
+    args = training_arguments(
+        hp, checkpoint_dir=checkpoint_dir, device=device, train_examples=len(train_set), metric=metric,
+        greater_is_better=task.greater_is_better(metric),
+    )
     layers = apply_freeze(model, hp)
     if hp.gradual_unfreezing and layers is not None:
         # NOTE: first, so that the other callbacks see each epoch's trainable parameters.
@@ -226,7 +233,7 @@ def build_trainer(
         data_collator=DataCollatorWithPadding(tokenizer) if tokenizer is not None else default_data_collator,
         train_dataset=train_set,
         eval_dataset=validation_set,
-        compute_metrics=compute_metrics,
+        compute_metrics=metrics_function(task, list(labels), params or TaskParams(task=task.name)),
         callbacks=callbacks,
         hp=hp,
         layers=layers,

@@ -1,17 +1,21 @@
 """The ONNX variants of a model version after the fp32 export: variants.json always, and with `ExportSpec.int8` the
-dynamically quantised graph, judged on the validation set (see `tuneserve.engines.export.quantize`)."""
+dynamically quantised graph, judged on the validation set on the task's guard metric (see
+`tuneserve.engines.export.quantize`)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from transformers import PreTrainedTokenizerBase
 
 from tuneserve.engines.export.quantize import judge_int8, quantize_int8
+from tuneserve.engines.export.text import TextInput
 from tuneserve.engines.training.artifacts import write_variants
-from tuneserve.engines.training.data import Example
 from tuneserve.engines.training.events import EventWriter, ExportEvent
 from tuneserve.engines.training.spec import ARTIFACTS, TrainingSpec
+from tuneserve.tasks import Task, TaskParams
 
 
 def export_variants(
@@ -19,28 +23,35 @@ def export_variants(
     output_dir: Path,
     writer: EventWriter,
     tokenizer: PreTrainedTokenizerBase,
-    validation: list[Example],
+    validation: tuple[Sequence[TextInput], Sequence[Any]],
     *,
+    task: Task,
+    params: TaskParams,
     max_seq_length: int,
-    fp32_macro_f1: float,
+    fp32_value: float,
 ) -> dict[str, float]:
-    """Write variants.json (and model.int8.onnx when asked); return each variant's validation macro F1.
+    """Write variants.json (and model.int8.onnx when asked); return each variant's validation value of the task's guard
+    metric. `validation`: the validation split's model inputs and targets.
 
-    fp32_macro_f1 is the best checkpoint's, used as is when there is no int8 variant; with one, the guard scores
-    both ONNX graphs itself so that the two numbers it compares come from the same code.
+    fp32_value is the best checkpoint's, used as is when there is no int8 variant; with one, the guard scores both ONNX
+    graphs itself so that the two numbers it compares come from the same code.
     """
+    metric = task.guard_metric
     if not spec.export.int8:
-        write_variants(output_dir, {"fp32": {"macro_f1": fp32_macro_f1, "served": True}})
-        return {"fp32": fp32_macro_f1}
+        write_variants(output_dir, {"fp32": {metric: fp32_value, "served": True}})
+        return {"fp32": fp32_value}
     fp32_path, int8_path = output_dir / ARTIFACTS["onnx"], output_dir / ARTIFACTS["onnx_int8"]
     size_bytes = quantize_int8(fp32_path, int8_path, modality=spec.backbone.modality)
-    index = {label: i for i, label in enumerate(spec.labels)}
+    texts, targets = validation
     verdict = judge_int8(
         fp32_path,
         int8_path,
         tokenizer,
-        [example.text for example in validation],
-        [index[example.label] for example in validation],
+        texts,
+        targets,
+        labels=spec.labels,
+        task=task,
+        params=params,
         max_seq_length=max_seq_length,
         max_f1_drop=spec.export.int8_max_f1_drop,
         threads=spec.threads,
@@ -59,8 +70,8 @@ def export_variants(
     write_variants(
         output_dir,
         {
-            "fp32": {"macro_f1": verdict.fp32_macro_f1, "served": True},
-            "int8": {"macro_f1": verdict.int8_macro_f1, "served": verdict.served, "reason": verdict.reason},
+            "fp32": {metric: verdict.fp32_value, "served": True},
+            "int8": {metric: verdict.int8_value, "served": verdict.served, "reason": verdict.reason},
         },
     )
-    return {"fp32": verdict.fp32_macro_f1, "int8": verdict.int8_macro_f1}
+    return {"fp32": verdict.fp32_value, "int8": verdict.int8_value}

@@ -114,8 +114,9 @@ class ImageClassifier(TransferClassifier):
         num_labels: int,
         *,
         dropout: float,
-        class_weights: torch.Tensor | None = None,
-        label_smoothing: float = 0.0,
+        task: str = "classification",
+        loss_weights: torch.Tensor | None = None,
+        loss_options: dict[str, Any] | None = None,
         pretrained_statistics: bool = False,
     ) -> None:
         super().__init__(
@@ -123,8 +124,9 @@ class ImageClassifier(TransferClassifier):
             backbone._bn1.num_features,
             num_labels,
             dropout=dropout,
-            class_weights=class_weights,
-            label_smoothing=label_smoothing,
+            task=task,
+            loss_weights=loss_weights,
+            loss_options=loss_options,
         )
         self.backbone_config = config
         self.pretrained_statistics = pretrained_statistics
@@ -148,7 +150,10 @@ class ImageClassifier(TransferClassifier):
     @classmethod
     def _from_meta(cls, meta: dict[str, Any], checkpoint_dir: Path) -> ImageClassifier:
         config = meta["backbone_config"]
-        return cls(build_efficientnet(config), config, meta["num_labels"], dropout=meta["dropout"])
+        return cls(
+            build_efficientnet(config), config, meta["num_labels"], dropout=meta["dropout"],
+            task=meta.get("task", "classification"),
+        )
 
     def _save_backbone_meta(self, checkpoint_dir: Path) -> dict[str, Any]:
         return {"architecture": "efficientnet_lite_classifier", "backbone_config": self.backbone_config}

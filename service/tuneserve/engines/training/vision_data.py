@@ -1,5 +1,5 @@
-"""Image training data: stored rows {"image": "images/000017.png", "label": ...} (the path relative to the data.jsonl's
-directory), decoded through `decode_image`, augmented on the training split only and normalised as the backbone was
+"""Image training data: stored rows {"image": "images/000017.png", TARGET} (the path relative to the data.jsonl's
+directory; TARGET the task's "label", "labels" or "target"), decoded through `decode_image`, augmented on the training split only and normalised as the backbone was
 pretrained (`Preprocessing`), so that training, evaluation and serving see the same pixels."""
 
 from __future__ import annotations
@@ -8,6 +8,7 @@ import math
 import random
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -15,7 +16,8 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from tuneserve.engines.imaging import Preprocessing, decode_image, normalize, preprocess, resize_shorter
-from tuneserve.engines.training.data import DatasetError, read_rows
+from tuneserve.engines.training.data import DatasetError, read_rows, targets
+from tuneserve.tasks import Task, TaskParams, get_task
 
 # NOTE: every stored image passed the server's max_image_pixels check at upload; this bound only keeps a tampered
 # dataset directory from exhausting the worker's memory.
@@ -32,7 +34,7 @@ CACHE_BYTES = 1 << 30
 @dataclass(frozen=True)
 class ImageExample:
     image: Path
-    label: str
+    target: Any                 # a label, a list of labels or a number (the task's target)
 
 
 @dataclass(frozen=True)
@@ -41,21 +43,23 @@ class Augmentation:
     random_resized_crop: bool
 
 
-def read_image_examples(path: Path) -> list[ImageExample]:
+def read_image_examples(path: Path, task: Task | None = None) -> list[ImageExample]:
     """Rows of a stored image dataset; an image path must stay inside the dataset's directory."""
     root = path.parent.resolve()
 
-    def example(image: str, label: str) -> ImageExample:
+    def example(row: dict[str, Any], target: Any) -> ImageExample:
+        image = row["image"]
         resolved = (root / image).resolve()
         if not resolved.is_relative_to(root):
             raise DatasetError(f"image path {image!r} leaves the dataset")
-        return ImageExample(image=resolved, label=label)
+        return ImageExample(image=resolved, target=target)
 
-    return read_rows(path, "image", example, value='"images/NAME"')
+    return read_rows(path, "image", example, task or get_task(""), value='"images/NAME"')
 
 
-class ImageDataset(Dataset[dict[str, torch.Tensor | int]]):
-    """{"pixel_values": float32 [3, crop, crop], "labels": index}; with `augment`, a fresh random view per access."""
+class ImageDataset(Dataset[dict[str, Any]]):
+    """{"pixel_values": float32 [3, crop, crop], "labels": the encoded target (a class index, a multi-hot row or a
+    standardised value)}; with `augment`, a fresh random view per access."""
 
     def __init__(
         self,
@@ -65,10 +69,12 @@ class ImageDataset(Dataset[dict[str, torch.Tensor | int]]):
         *,
         augment: Augmentation | None = None,
         seed: int = 0,
+        task: Task | None = None,
+        params: TaskParams | None = None,
     ) -> None:
-        index = {label: i for i, label in enumerate(labels)}
+        task = task or get_task("")
         self._examples = examples
-        self._targets = [index[example.label] for example in examples]
+        self._targets = task.encode_targets(targets(examples), labels, params or TaskParams()).tolist()
         self._prep = prep
         self._augment = augment
         self._rng = random.Random(seed)
@@ -78,7 +84,7 @@ class ImageDataset(Dataset[dict[str, torch.Tensor | int]]):
     def __len__(self) -> int:
         return len(self._examples)
 
-    def __getitem__(self, i: int) -> dict[str, torch.Tensor | int]:
+    def __getitem__(self, i: int) -> dict[str, Any]:
         image = self._resized(i)
         pixels = preprocess(image, self._prep) if self._augment is None else self._augmented(image, self._augment)
         return {"pixel_values": torch.from_numpy(pixels), "labels": self._targets[i]}
@@ -91,7 +97,7 @@ class ImageDataset(Dataset[dict[str, torch.Tensor | int]]):
         try:
             image = decode_image(example.image.read_bytes(), max_pixels=MAX_TRAINING_PIXELS)
         except (OSError, ValueError) as error:
-            raise DatasetError(f"{example.image.name} (label {example.label!r}): {error}") from error
+            raise DatasetError(f"{example.image.name}: {error}") from error
         image = resize_shorter(image, self._prep.resize)
         size = image.width * image.height * 3
         if self._cached_bytes + size <= CACHE_BYTES:

@@ -16,12 +16,13 @@ import numpy as np
 
 from tuneserve.engines.export.vision import export_image_onnx
 from tuneserve.engines.training.artifacts import write_variants
-from tuneserve.engines.training.data import Splits, make_splits
+from tuneserve.engines.training.data import Splits, make_splits, targets
 from tuneserve.engines.training.events import EventWriter, ExportEvent
 from tuneserve.engines.training.spec import ARTIFACTS, TrainingSpec
 from tuneserve.engines.training.trainer import new_classifier
 from tuneserve.engines.training.vision import INPUT_NAME, ImageClassifier
 from tuneserve.engines.training.vision_data import Augmentation, ImageDataset, ImageExample, read_image_examples
+from tuneserve.tasks import Task, TaskParams, get_task
 
 
 @dataclass(frozen=True)
@@ -33,11 +34,15 @@ class PreparedImages:
     train_set: ImageDataset
     validation_set: ImageDataset
     labels: list[str]
+    task: Task
+    params: TaskParams      # fitted on the training rows before training (the regression scaler)
     tokenizer: None = None  # images need no tokenizer: the Trainer stacks fixed-size tensors
 
     def encode(self, examples: list[ImageExample]) -> ImageDataset:
         """Examples as the model is evaluated on them (no augmentation)."""
-        return ImageDataset(examples, self.labels, self.model.preprocessing)
+        return ImageDataset(
+            examples, self.labels, self.model.preprocessing, task=self.task, params=self.params
+        )
 
     def write_artifacts(self, output_dir: Path) -> None:
         output_dir.mkdir(parents=True, exist_ok=True)
@@ -46,39 +51,43 @@ class PreparedImages:
         preprocessing = {"modality": "image", "input_name": INPUT_NAME, **self.model.preprocessing.to_json()}
         _write_json(output_dir / ARTIFACTS["preprocessing"], preprocessing)
 
-    def export(self, output_dir: Path, writer: EventWriter) -> float:
+    def export(self, output_dir: Path, writer: EventWriter, params: TaskParams) -> float:
         """model.onnx from the best checkpoint (raises ParityCheckFailed); report it; return the parity max diff."""
         examples = self.encode(self.splits.validation[:16])
-        pixels = np.stack([examples[i]["pixel_values"].numpy() for i in range(len(examples))])  # type: ignore[union-attr]
-        export = export_image_onnx(self.model, output_dir / ARTIFACTS["onnx"], examples=pixels)
+        pixels = np.stack([examples[i]["pixel_values"].numpy() for i in range(len(examples))])
+        export = export_image_onnx(self.model, output_dir / ARTIFACTS["onnx"], examples=pixels, params=params)
         writer.write(ExportEvent.of(export, examples="images"))
         return export.parity.max_abs_diff
 
     def export_variants(
-        self, spec: TrainingSpec, output_dir: Path, writer: EventWriter, fp32_macro_f1: float
+        self, spec: TrainingSpec, output_dir: Path, writer: EventWriter, params: TaskParams, fp32_value: float
     ) -> dict[str, float]:
         # NOTE: no int8 variant for CNNs: dynamic int8 makes them slower, and the job manager refuses export.int8
         # for image backbones before a job starts.
-        write_variants(output_dir, {"fp32": {"macro_f1": fp32_macro_f1, "served": True}})
-        return {"fp32": fp32_macro_f1}
+        write_variants(output_dir, {"fp32": {self.task.guard_metric: fp32_value, "served": True}})
+        return {"fp32": fp32_value}
 
 
 def prepare_images(spec: TrainingSpec) -> PreparedImages:
-    hp = spec.hyperparameters
-    validation = read_image_examples(Path(spec.validation_path)) if spec.validation_path else None
+    hp, task = spec.hyperparameters, get_task(spec.task)
+    validation = read_image_examples(Path(spec.validation_path), task) if spec.validation_path else None
     splits = make_splits(
-        read_image_examples(Path(spec.train_path)),
+        read_image_examples(Path(spec.train_path), task),
         validation,
         spec.labels,
+        task,
         fraction=hp.validation_fraction,
         seed=hp.seed,
     )
+    params = task.prepare(targets(splits.train), TaskParams(task=task.name))
     model = new_classifier(ImageClassifier, spec, splits.train)
     augment = Augmentation(flip=hp.augment_flip, random_resized_crop=hp.augment_random_resized_crop)
     prep = model.preprocessing
-    train_set = ImageDataset(splits.train, spec.labels, prep, augment=augment, seed=hp.seed)
-    validation_set = ImageDataset(splits.validation, spec.labels, prep)
-    return PreparedImages(model, splits, train_set, validation_set, list(spec.labels))
+    train_set = ImageDataset(
+        splits.train, spec.labels, prep, augment=augment, seed=hp.seed, task=task, params=params
+    )
+    validation_set = ImageDataset(splits.validation, spec.labels, prep, task=task, params=params)
+    return PreparedImages(model, splits, train_set, validation_set, list(spec.labels), task, params)
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:

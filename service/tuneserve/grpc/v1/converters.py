@@ -15,6 +15,7 @@ from tuneserve.core.evaluation.comparison import Comparison
 from tuneserve.core.evaluation.evaluator import ComparisonResult
 from tuneserve.core.evaluation.reports import EvaluationReport
 from tuneserve.core.recommend.recommender import CandidateScore, Recommendation, RecommendParams
+from tuneserve.core.registry import VersionSummary
 from tuneserve.core.serving.inference import PredictParams, PredictResult, VersionServing
 from tuneserve.core.serving.resolver import VersionRef
 from tuneserve.core.training.jobs import FineTuneParams
@@ -180,7 +181,7 @@ def job_to_pb(j: JobRecord) -> training_pb2.Job:
         progress=_from_dict(j.progress, training_pb2.JobProgress()),
         result=_from_dict(j.result, training_pb2.JobResult()), error=j.error,
         create_time=timestamp(j.create_time), start_time=timestamp(j.start_time), end_time=timestamp(j.end_time),
-        restarts=j.restarts,
+        restarts=j.restarts, task=task_to_pb(j.task), text_pairs=j.text_pairs,
     )
 
 
@@ -196,21 +197,32 @@ def event_to_pb(e: JobEventRecord) -> training_pb2.JobEvent:
 
 # -- models --------------------------------------------------------------------------------------------------------
 
-def model_to_pb(m: ModelRecord, serving: dict[int, VersionServing]) -> models_pb2.Model:
+def model_to_pb(
+    m: ModelRecord, serving: dict[int, VersionServing], summaries: dict[int, VersionSummary] | None = None
+) -> models_pb2.Model:
     latest = m.latest_ready
+    summaries = summaries or {}
     return models_pb2.Model(
         id=m.id, name=m.name, modality=_MODALITIES[m.modality], backbone=m.backbone, labels=m.labels,
-        kind=m.kind, source_job_id=m.source_job_id, task=task_to_pb(m.task),
-        text_pairs=m.text_pairs, latest_version=latest.version if latest else 0, create_time=timestamp(m.create_time), aliases=m.aliases,
+        kind=m.kind, source_job_id=m.source_job_id,
+        latest_version=latest.version if latest else 0, create_time=timestamp(m.create_time), aliases=m.aliases,
+        task=task_to_pb(m.task), text_pairs=m.text_pairs,
         versions=[
             models_pb2.ModelVersion(
                 version=v.version, state=f"MODEL_VERSION_STATE_{v.state.value}",
                 job_id=v.job_id, validation_metrics=v.validation_metrics, onnx_size_bytes=v.onnx_size_bytes,
                 create_time=timestamp(v.create_time), **_serving_fields(serving.get(v.version)),
+                **_summary_fields(summaries.get(v.version)),
             )
             for v in m.versions
         ],
     )
+
+
+def _summary_fields(s: VersionSummary | None) -> dict[str, Any]:
+    if s is None:
+        return {}
+    return dict(variant_metric=s.variant_metric, variant_metrics=s.variant_metrics, label_thresholds=s.label_thresholds)
 
 
 def _serving_fields(s: VersionServing | None) -> dict[str, Any]:

@@ -147,7 +147,7 @@ class ModelServicer(models_pb2_grpc.ModelServiceServicer):
         return self._model_to_pb(await self._registry.set_alias(request.id, request.alias, request.version))
 
     def _model_to_pb(self, model: ModelRecord) -> models_pb2.Model:
-        return cv.model_to_pb(model, self._inference.serving(model))
+        return cv.model_to_pb(model, self._inference.serving(model), self._registry.summaries(model))
 
 
 class PredictionServicer(prediction_pb2_grpc.PredictionServiceServicer):
