@@ -129,7 +129,7 @@ def test_jobs_get_shows_the_tasks_metrics_thresholds_and_variants(
     ))  # fmt: skip
     code, out, _ = run(capsys, "--target", fake.target, "jobs", "get", "job-1")
     assert code == 0
-    assert "task:" in out and "multi_label" in out
+    assert "task:" in out and "multi-label" in out
     assert "micro_f1 0.8100  macro_f1 0.7000  hamming_loss 0.0700  micro_recall 0.8000" in out
     assert "micro_f1: fp32 0.8100  int8 0.8000" in out and "aid 0.55  water 0.30" in out
     assert "VAL MICRO F1  VAL MACRO F1" in out

@@ -7,7 +7,6 @@ rows through UploadDataset and need the upload parser of the new tasks."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,6 @@ from tests.conftest import ServerThread
 from tests.integration.conftest import QUICK
 from tests.integration.task_datasets import store_dataset
 from tests.task_fixtures import IMAGE_TAGS, TAGS, multi_label_rows, pair_rows, regression_rows, write_image_task_dataset
-from tuneserve.core.data.datasets import UploadMetadata
 from tuneserve.tasks import TaskParams
 from tuneserve_client import Client, InvalidArgument, JobState
 from tuneserve_client.proto.tuneserve.v1.common_pb2 import Task
@@ -113,11 +111,6 @@ def test_a_metric_the_task_does_not_report_is_refused(server: ServerThread, clie
     assert client.list_jobs().jobs == []
 
 
-_UPLOAD_HAS_TASKS = "task" in {field.name for field in dataclasses.fields(UploadMetadata)}
-needs_task_upload = pytest.mark.skipif(not _UPLOAD_HAS_TASKS, reason="the upload parser of the new tasks (data branch)")
-
-
-@needs_task_upload
 @pytest.mark.parametrize(
     ("rows", "task"),
     [
