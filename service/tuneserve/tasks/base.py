@@ -40,6 +40,7 @@ class TaskParams:
     thresholds: list[float] = field(default_factory=list)   # multi-label: one per label, in label order
     target_mean: float = 0.0                                 # regression: the scaler the head was trained against
     target_std: float = 1.0
+    temperature: list[float] = field(default_factory=list)   # calibration: [] = none; one T, or one per label
 
     def save(self, directory: Path) -> None:
         (directory / TASK_FILE).write_text(json.dumps(dataclasses.asdict(self), indent=2))

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19tuneserve/v1/common.proto\x12\x0ctuneserve.v1*K\n\x08Modality\x12\x18\n\x14MODALITY_UNSPECIFIED\x10\x00\x12\x11\n\rMODALITY_TEXT\x10\x01\x12\x12\n\x0eMODALITY_IMAGE\x10\x02*`\n\x04Task\x12\x14\n\x10TASK_UNSPECIFIED\x10\x00\x12\x17\n\x13TASK_CLASSIFICATION\x10\x01\x12\x14\n\x10TASK_MULTI_LABEL\x10\x02\x12\x13\n\x0fTASK_REGRESSION\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19tuneserve/v1/common.proto\x12\x0ctuneserve.v1*K\n\x08Modality\x12\x18\n\x14MODALITY_UNSPECIFIED\x10\x00\x12\x11\n\rMODALITY_TEXT\x10\x01\x12\x12\n\x0eMODALITY_IMAGE\x10\x02*\x7f\n\x04Task\x12\x14\n\x10TASK_UNSPECIFIED\x10\x00\x12\x17\n\x13TASK_CLASSIFICATION\x10\x01\x12\x14\n\x10TASK_MULTI_LABEL\x10\x02\x12\x13\n\x0fTASK_REGRESSION\x10\x03\x12\x1d\n\x19TASK_TOKEN_CLASSIFICATION\x10\x04\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,5 +34,5 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_MODALITY']._serialized_start=43
   _globals['_MODALITY']._serialized_end=118
   _globals['_TASK']._serialized_start=120
-  _globals['_TASK']._serialized_end=216
+  _globals['_TASK']._serialized_end=247
 # @@protoc_insertion_point(module_scope)

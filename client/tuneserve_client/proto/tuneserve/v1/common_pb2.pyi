@@ -16,6 +16,7 @@ class Task(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     TASK_CLASSIFICATION: _ClassVar[Task]
     TASK_MULTI_LABEL: _ClassVar[Task]
     TASK_REGRESSION: _ClassVar[Task]
+    TASK_TOKEN_CLASSIFICATION: _ClassVar[Task]
 MODALITY_UNSPECIFIED: Modality
 MODALITY_TEXT: Modality
 MODALITY_IMAGE: Modality
@@ -23,3 +24,4 @@ TASK_UNSPECIFIED: Task
 TASK_CLASSIFICATION: Task
 TASK_MULTI_LABEL: Task
 TASK_REGRESSION: Task
+TASK_TOKEN_CLASSIFICATION: Task

@@ -26,7 +26,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from tuneserve_client.proto.tuneserve.v1 import common_pb2 as tuneserve_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1btuneserve/v1/datasets.proto\x12\x0ctuneserve.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19tuneserve/v1/common.proto\"\x96\x02\n\x15\x44\x61tasetUploadMetadata\x12\x0c\n\x04name\x18\x01 \x01(\t\x12+\n\x06\x66ormat\x18\x02 \x01(\x0e\x32\x1b.tuneserve.v1.DatasetFormat\x12\x13\n\x0btext_column\x18\x03 \x01(\t\x12\x14\n\x0clabel_column\x18\x04 \x01(\t\x12\x14\n\x0cimage_column\x18\x05 \x01(\t\x12 \n\x04task\x18\x06 \x01(\x0e\x32\x12.tuneserve.v1.Task\x12\x15\n\rlabels_column\x18\x07 \x01(\t\x12\x17\n\x0flabel_separator\x18\x08 \x01(\t\x12\x15\n\rtarget_column\x18\t \x01(\t\x12\x18\n\x10text_pair_column\x18\n \x01(\t\"k\n\x14UploadDatasetRequest\x12\x37\n\x08metadata\x18\x01 \x01(\x0b\x32#.tuneserve.v1.DatasetUploadMetadataH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x42\t\n\x07payload\"\x96\x04\n\x07\x44\x61taset\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12+\n\x06\x66ormat\x18\x03 \x01(\x0e\x32\x1b.tuneserve.v1.DatasetFormat\x12(\n\x08modality\x18\x04 \x01(\x0e\x32\x16.tuneserve.v1.Modality\x12\x10\n\x08num_rows\x18\x05 \x01(\x03\x12\x0e\n\x06labels\x18\x06 \x03(\t\x12<\n\x0clabel_counts\x18\x07 \x03(\x0b\x32&.tuneserve.v1.Dataset.LabelCountsEntry\x12\x16\n\x0enum_duplicates\x18\x08 \x01(\x03\x12\x12\n\nsize_bytes\x18\t \x01(\x03\x12\x0e\n\x06sha256\x18\n \x01(\t\x12/\n\x0b\x63reate_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12 \n\x04task\x18\x0c \x01(\x0e\x32\x12.tuneserve.v1.Task\x12\x12\n\ntext_pairs\x18\r \x01(\x08\x12\x32\n\x0elabels_per_row\x18\x0e \x01(\x0b\x32\x1a.tuneserve.v1.LabelsPerRow\x12/\n\x0ctarget_stats\x18\x0f \x01(\x0b\x32\x19.tuneserve.v1.TargetStats\x1a\x32\n\x10LabelCountsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\"F\n\x0cLabelsPerRow\x12\x0c\n\x04mean\x18\x01 \x01(\x01\x12\x0b\n\x03max\x18\x02 \x01(\x03\x12\x1b\n\x13rows_without_labels\x18\x03 \x01(\x03\"\x86\x01\n\x0bTargetStats\x12\x0b\n\x03min\x18\x01 \x01(\x01\x12\x0b\n\x03max\x18\x02 \x01(\x01\x12\x0c\n\x04mean\x18\x03 \x01(\x01\x12\x0b\n\x03std\x18\x04 \x01(\x01\x12\x0b\n\x03p05\x18\x05 \x01(\x01\x12\x0b\n\x03p25\x18\x06 \x01(\x01\x12\x0e\n\x06median\x18\x07 \x01(\x01\x12\x0b\n\x03p75\x18\x08 \x01(\x01\x12\x0b\n\x03p95\x18\t \x01(\x01\"\x1f\n\x11GetDatasetRequest\x12\n\n\x02id\x18\x01 \x01(\t\"<\n\x13ListDatasetsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"X\n\x14ListDatasetsResponse\x12\'\n\x08\x64\x61tasets\x18\x01 \x03(\x0b\x32\x15.tuneserve.v1.Dataset\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\"\n\x14\x44\x65leteDatasetRequest\x12\n\n\x02id\x18\x01 \x01(\t\"\x17\n\x15\x44\x65leteDatasetResponse*y\n\rDatasetFormat\x12\x1e\n\x1a\x44\x41TASET_FORMAT_UNSPECIFIED\x10\x00\x12\x16\n\x12\x44\x41TASET_FORMAT_CSV\x10\x01\x12\x18\n\x14\x44\x41TASET_FORMAT_JSONL\x10\x02\x12\x16\n\x12\x44\x41TASET_FORMAT_ZIP\x10\x03\x32\xd5\x02\n\x0e\x44\x61tasetService\x12L\n\rUploadDataset\x12\".tuneserve.v1.UploadDatasetRequest\x1a\x15.tuneserve.v1.Dataset(\x01\x12\x44\n\nGetDataset\x12\x1f.tuneserve.v1.GetDatasetRequest\x1a\x15.tuneserve.v1.Dataset\x12U\n\x0cListDatasets\x12!.tuneserve.v1.ListDatasetsRequest\x1a\".tuneserve.v1.ListDatasetsResponse\x12X\n\rDeleteDataset\x12\".tuneserve.v1.DeleteDatasetRequest\x1a#.tuneserve.v1.DeleteDatasetResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1btuneserve/v1/datasets.proto\x12\x0ctuneserve.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19tuneserve/v1/common.proto\"\xd8\x02\n\x15\x44\x61tasetUploadMetadata\x12\x0c\n\x04name\x18\x01 \x01(\t\x12+\n\x06\x66ormat\x18\x02 \x01(\x0e\x32\x1b.tuneserve.v1.DatasetFormat\x12\x13\n\x0btext_column\x18\x03 \x01(\t\x12\x14\n\x0clabel_column\x18\x04 \x01(\t\x12\x14\n\x0cimage_column\x18\x05 \x01(\t\x12 \n\x04task\x18\x06 \x01(\x0e\x32\x12.tuneserve.v1.Task\x12\x15\n\rlabels_column\x18\x07 \x01(\t\x12\x17\n\x0flabel_separator\x18\x08 \x01(\t\x12\x15\n\rtarget_column\x18\t \x01(\t\x12\x15\n\rtokens_column\x18\x0b \x01(\t\x12\x13\n\x0btags_column\x18\x0c \x01(\t\x12\x14\n\x0cstray_i_tags\x18\r \x01(\t\x12\x18\n\x10text_pair_column\x18\n \x01(\t\"k\n\x14UploadDatasetRequest\x12\x37\n\x08metadata\x18\x01 \x01(\x0b\x32#.tuneserve.v1.DatasetUploadMetadataH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x42\t\n\x07payload\"\xc3\x04\n\x07\x44\x61taset\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12+\n\x06\x66ormat\x18\x03 \x01(\x0e\x32\x1b.tuneserve.v1.DatasetFormat\x12(\n\x08modality\x18\x04 \x01(\x0e\x32\x16.tuneserve.v1.Modality\x12\x10\n\x08num_rows\x18\x05 \x01(\x03\x12\x0e\n\x06labels\x18\x06 \x03(\t\x12<\n\x0clabel_counts\x18\x07 \x03(\x0b\x32&.tuneserve.v1.Dataset.LabelCountsEntry\x12\x16\n\x0enum_duplicates\x18\x08 \x01(\x03\x12\x12\n\nsize_bytes\x18\t \x01(\x03\x12\x0e\n\x06sha256\x18\n \x01(\t\x12/\n\x0b\x63reate_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12 \n\x04task\x18\x0c \x01(\x0e\x32\x12.tuneserve.v1.Task\x12\x12\n\ntext_pairs\x18\r \x01(\x08\x12\x32\n\x0elabels_per_row\x18\x0e \x01(\x0b\x32\x1a.tuneserve.v1.LabelsPerRow\x12/\n\x0ctarget_stats\x18\x0f \x01(\x0b\x32\x19.tuneserve.v1.TargetStats\x12+\n\x07tagging\x18\x10 \x01(\x0b\x32\x1a.tuneserve.v1.TaggingStats\x1a\x32\n\x10LabelCountsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\"F\n\x0cLabelsPerRow\x12\x0c\n\x04mean\x18\x01 \x01(\x01\x12\x0b\n\x03max\x18\x02 \x01(\x03\x12\x1b\n\x13rows_without_labels\x18\x03 \x01(\x03\"u\n\x0cTaggingStats\x12\x11\n\tsentences\x18\x01 \x01(\x03\x12\x0e\n\x06tokens\x18\x02 \x01(\x03\x12\x0e\n\x06scheme\x18\x03 \x01(\t\x12\x15\n\rrepaired_tags\x18\x04 \x01(\x03\x12\x1b\n\x13max_sentence_tokens\x18\x05 \x01(\x03\"\x86\x01\n\x0bTargetStats\x12\x0b\n\x03min\x18\x01 \x01(\x01\x12\x0b\n\x03max\x18\x02 \x01(\x01\x12\x0c\n\x04mean\x18\x03 \x01(\x01\x12\x0b\n\x03std\x18\x04 \x01(\x01\x12\x0b\n\x03p05\x18\x05 \x01(\x01\x12\x0b\n\x03p25\x18\x06 \x01(\x01\x12\x0e\n\x06median\x18\x07 \x01(\x01\x12\x0b\n\x03p75\x18\x08 \x01(\x01\x12\x0b\n\x03p95\x18\t \x01(\x01\"\x1f\n\x11GetDatasetRequest\x12\n\n\x02id\x18\x01 \x01(\t\"<\n\x13ListDatasetsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"X\n\x14ListDatasetsResponse\x12\'\n\x08\x64\x61tasets\x18\x01 \x03(\x0b\x32\x15.tuneserve.v1.Dataset\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\"\n\x14\x44\x65leteDatasetRequest\x12\n\n\x02id\x18\x01 \x01(\t\"\x17\n\x15\x44\x65leteDatasetResponse*\x93\x01\n\rDatasetFormat\x12\x1e\n\x1a\x44\x41TASET_FORMAT_UNSPECIFIED\x10\x00\x12\x16\n\x12\x44\x41TASET_FORMAT_CSV\x10\x01\x12\x18\n\x14\x44\x41TASET_FORMAT_JSONL\x10\x02\x12\x18\n\x14\x44\x41TASET_FORMAT_CONLL\x10\x04\x12\x16\n\x12\x44\x41TASET_FORMAT_ZIP\x10\x03\x32\xd5\x02\n\x0e\x44\x61tasetService\x12L\n\rUploadDataset\x12\".tuneserve.v1.UploadDatasetRequest\x1a\x15.tuneserve.v1.Dataset(\x01\x12\x44\n\nGetDataset\x12\x1f.tuneserve.v1.GetDatasetRequest\x1a\x15.tuneserve.v1.Dataset\x12U\n\x0cListDatasets\x12!.tuneserve.v1.ListDatasetsRequest\x1a\".tuneserve.v1.ListDatasetsResponse\x12X\n\rDeleteDataset\x12\".tuneserve.v1.DeleteDatasetRequest\x1a#.tuneserve.v1.DeleteDatasetResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,30 +35,32 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_DATASET_LABELCOUNTSENTRY']._loaded_options = None
   _globals['_DATASET_LABELCOUNTSENTRY']._serialized_options = b'8\001'
-  _globals['_DATASETFORMAT']._serialized_start=1487
-  _globals['_DATASETFORMAT']._serialized_end=1608
+  _globals['_DATASETFORMAT']._serialized_start=1718
+  _globals['_DATASETFORMAT']._serialized_end=1865
   _globals['_DATASETUPLOADMETADATA']._serialized_start=106
-  _globals['_DATASETUPLOADMETADATA']._serialized_end=384
-  _globals['_UPLOADDATASETREQUEST']._serialized_start=386
-  _globals['_UPLOADDATASETREQUEST']._serialized_end=493
-  _globals['_DATASET']._serialized_start=496
-  _globals['_DATASET']._serialized_end=1030
-  _globals['_DATASET_LABELCOUNTSENTRY']._serialized_start=980
-  _globals['_DATASET_LABELCOUNTSENTRY']._serialized_end=1030
-  _globals['_LABELSPERROW']._serialized_start=1032
-  _globals['_LABELSPERROW']._serialized_end=1102
-  _globals['_TARGETSTATS']._serialized_start=1105
-  _globals['_TARGETSTATS']._serialized_end=1239
-  _globals['_GETDATASETREQUEST']._serialized_start=1241
-  _globals['_GETDATASETREQUEST']._serialized_end=1272
-  _globals['_LISTDATASETSREQUEST']._serialized_start=1274
-  _globals['_LISTDATASETSREQUEST']._serialized_end=1334
-  _globals['_LISTDATASETSRESPONSE']._serialized_start=1336
-  _globals['_LISTDATASETSRESPONSE']._serialized_end=1424
-  _globals['_DELETEDATASETREQUEST']._serialized_start=1426
-  _globals['_DELETEDATASETREQUEST']._serialized_end=1460
-  _globals['_DELETEDATASETRESPONSE']._serialized_start=1462
-  _globals['_DELETEDATASETRESPONSE']._serialized_end=1485
-  _globals['_DATASETSERVICE']._serialized_start=1611
-  _globals['_DATASETSERVICE']._serialized_end=1952
+  _globals['_DATASETUPLOADMETADATA']._serialized_end=450
+  _globals['_UPLOADDATASETREQUEST']._serialized_start=452
+  _globals['_UPLOADDATASETREQUEST']._serialized_end=559
+  _globals['_DATASET']._serialized_start=562
+  _globals['_DATASET']._serialized_end=1141
+  _globals['_DATASET_LABELCOUNTSENTRY']._serialized_start=1091
+  _globals['_DATASET_LABELCOUNTSENTRY']._serialized_end=1141
+  _globals['_LABELSPERROW']._serialized_start=1143
+  _globals['_LABELSPERROW']._serialized_end=1213
+  _globals['_TAGGINGSTATS']._serialized_start=1215
+  _globals['_TAGGINGSTATS']._serialized_end=1332
+  _globals['_TARGETSTATS']._serialized_start=1335
+  _globals['_TARGETSTATS']._serialized_end=1469
+  _globals['_GETDATASETREQUEST']._serialized_start=1471
+  _globals['_GETDATASETREQUEST']._serialized_end=1502
+  _globals['_LISTDATASETSREQUEST']._serialized_start=1504
+  _globals['_LISTDATASETSREQUEST']._serialized_end=1564
+  _globals['_LISTDATASETSRESPONSE']._serialized_start=1566
+  _globals['_LISTDATASETSRESPONSE']._serialized_end=1654
+  _globals['_DELETEDATASETREQUEST']._serialized_start=1656
+  _globals['_DELETEDATASETREQUEST']._serialized_end=1690
+  _globals['_DELETEDATASETRESPONSE']._serialized_start=1692
+  _globals['_DELETEDATASETRESPONSE']._serialized_end=1715
+  _globals['_DATASETSERVICE']._serialized_start=1868
+  _globals['_DATASETSERVICE']._serialized_end=2209
 # @@protoc_insertion_point(module_scope)

@@ -16,14 +16,16 @@ class DatasetFormat(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     DATASET_FORMAT_UNSPECIFIED: _ClassVar[DatasetFormat]
     DATASET_FORMAT_CSV: _ClassVar[DatasetFormat]
     DATASET_FORMAT_JSONL: _ClassVar[DatasetFormat]
+    DATASET_FORMAT_CONLL: _ClassVar[DatasetFormat]
     DATASET_FORMAT_ZIP: _ClassVar[DatasetFormat]
 DATASET_FORMAT_UNSPECIFIED: DatasetFormat
 DATASET_FORMAT_CSV: DatasetFormat
 DATASET_FORMAT_JSONL: DatasetFormat
+DATASET_FORMAT_CONLL: DatasetFormat
 DATASET_FORMAT_ZIP: DatasetFormat
 
 class DatasetUploadMetadata(_message.Message):
-    __slots__ = ("name", "format", "text_column", "label_column", "image_column", "task", "labels_column", "label_separator", "target_column", "text_pair_column")
+    __slots__ = ("name", "format", "text_column", "label_column", "image_column", "task", "labels_column", "label_separator", "target_column", "tokens_column", "tags_column", "stray_i_tags", "text_pair_column")
     NAME_FIELD_NUMBER: _ClassVar[int]
     FORMAT_FIELD_NUMBER: _ClassVar[int]
     TEXT_COLUMN_FIELD_NUMBER: _ClassVar[int]
@@ -33,6 +35,9 @@ class DatasetUploadMetadata(_message.Message):
     LABELS_COLUMN_FIELD_NUMBER: _ClassVar[int]
     LABEL_SEPARATOR_FIELD_NUMBER: _ClassVar[int]
     TARGET_COLUMN_FIELD_NUMBER: _ClassVar[int]
+    TOKENS_COLUMN_FIELD_NUMBER: _ClassVar[int]
+    TAGS_COLUMN_FIELD_NUMBER: _ClassVar[int]
+    STRAY_I_TAGS_FIELD_NUMBER: _ClassVar[int]
     TEXT_PAIR_COLUMN_FIELD_NUMBER: _ClassVar[int]
     name: str
     format: DatasetFormat
@@ -43,8 +48,11 @@ class DatasetUploadMetadata(_message.Message):
     labels_column: str
     label_separator: str
     target_column: str
+    tokens_column: str
+    tags_column: str
+    stray_i_tags: str
     text_pair_column: str
-    def __init__(self, name: _Optional[str] = ..., format: _Optional[_Union[DatasetFormat, str]] = ..., text_column: _Optional[str] = ..., label_column: _Optional[str] = ..., image_column: _Optional[str] = ..., task: _Optional[_Union[_common_pb2.Task, str]] = ..., labels_column: _Optional[str] = ..., label_separator: _Optional[str] = ..., target_column: _Optional[str] = ..., text_pair_column: _Optional[str] = ...) -> None: ...
+    def __init__(self, name: _Optional[str] = ..., format: _Optional[_Union[DatasetFormat, str]] = ..., text_column: _Optional[str] = ..., label_column: _Optional[str] = ..., image_column: _Optional[str] = ..., task: _Optional[_Union[_common_pb2.Task, str]] = ..., labels_column: _Optional[str] = ..., label_separator: _Optional[str] = ..., target_column: _Optional[str] = ..., tokens_column: _Optional[str] = ..., tags_column: _Optional[str] = ..., stray_i_tags: _Optional[str] = ..., text_pair_column: _Optional[str] = ...) -> None: ...
 
 class UploadDatasetRequest(_message.Message):
     __slots__ = ("metadata", "chunk")
@@ -55,7 +63,7 @@ class UploadDatasetRequest(_message.Message):
     def __init__(self, metadata: _Optional[_Union[DatasetUploadMetadata, _Mapping]] = ..., chunk: _Optional[bytes] = ...) -> None: ...
 
 class Dataset(_message.Message):
-    __slots__ = ("id", "name", "format", "modality", "num_rows", "labels", "label_counts", "num_duplicates", "size_bytes", "sha256", "create_time", "task", "text_pairs", "labels_per_row", "target_stats")
+    __slots__ = ("id", "name", "format", "modality", "num_rows", "labels", "label_counts", "num_duplicates", "size_bytes", "sha256", "create_time", "task", "text_pairs", "labels_per_row", "target_stats", "tagging")
     class LabelCountsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -78,6 +86,7 @@ class Dataset(_message.Message):
     TEXT_PAIRS_FIELD_NUMBER: _ClassVar[int]
     LABELS_PER_ROW_FIELD_NUMBER: _ClassVar[int]
     TARGET_STATS_FIELD_NUMBER: _ClassVar[int]
+    TAGGING_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     format: DatasetFormat
@@ -93,7 +102,8 @@ class Dataset(_message.Message):
     text_pairs: bool
     labels_per_row: LabelsPerRow
     target_stats: TargetStats
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., format: _Optional[_Union[DatasetFormat, str]] = ..., modality: _Optional[_Union[_common_pb2.Modality, str]] = ..., num_rows: _Optional[int] = ..., labels: _Optional[_Iterable[str]] = ..., label_counts: _Optional[_Mapping[str, int]] = ..., num_duplicates: _Optional[int] = ..., size_bytes: _Optional[int] = ..., sha256: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., task: _Optional[_Union[_common_pb2.Task, str]] = ..., text_pairs: _Optional[bool] = ..., labels_per_row: _Optional[_Union[LabelsPerRow, _Mapping]] = ..., target_stats: _Optional[_Union[TargetStats, _Mapping]] = ...) -> None: ...
+    tagging: TaggingStats
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., format: _Optional[_Union[DatasetFormat, str]] = ..., modality: _Optional[_Union[_common_pb2.Modality, str]] = ..., num_rows: _Optional[int] = ..., labels: _Optional[_Iterable[str]] = ..., label_counts: _Optional[_Mapping[str, int]] = ..., num_duplicates: _Optional[int] = ..., size_bytes: _Optional[int] = ..., sha256: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., task: _Optional[_Union[_common_pb2.Task, str]] = ..., text_pairs: _Optional[bool] = ..., labels_per_row: _Optional[_Union[LabelsPerRow, _Mapping]] = ..., target_stats: _Optional[_Union[TargetStats, _Mapping]] = ..., tagging: _Optional[_Union[TaggingStats, _Mapping]] = ...) -> None: ...
 
 class LabelsPerRow(_message.Message):
     __slots__ = ("mean", "max", "rows_without_labels")
@@ -104,6 +114,20 @@ class LabelsPerRow(_message.Message):
     max: int
     rows_without_labels: int
     def __init__(self, mean: _Optional[float] = ..., max: _Optional[int] = ..., rows_without_labels: _Optional[int] = ...) -> None: ...
+
+class TaggingStats(_message.Message):
+    __slots__ = ("sentences", "tokens", "scheme", "repaired_tags", "max_sentence_tokens")
+    SENTENCES_FIELD_NUMBER: _ClassVar[int]
+    TOKENS_FIELD_NUMBER: _ClassVar[int]
+    SCHEME_FIELD_NUMBER: _ClassVar[int]
+    REPAIRED_TAGS_FIELD_NUMBER: _ClassVar[int]
+    MAX_SENTENCE_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    sentences: int
+    tokens: int
+    scheme: str
+    repaired_tags: int
+    max_sentence_tokens: int
+    def __init__(self, sentences: _Optional[int] = ..., tokens: _Optional[int] = ..., scheme: _Optional[str] = ..., repaired_tags: _Optional[int] = ..., max_sentence_tokens: _Optional[int] = ...) -> None: ...
 
 class TargetStats(_message.Message):
     __slots__ = ("min", "max", "mean", "std", "p05", "p25", "median", "p75", "p95")

@@ -197,7 +197,7 @@ class ConfusionMatrix(_message.Message):
     def __init__(self, labels: _Optional[_Iterable[str]] = ..., rows: _Optional[_Iterable[_Union[ConfusionMatrix.Row, _Mapping]]] = ...) -> None: ...
 
 class EvaluationReport(_message.Message):
-    __slots__ = ("model_id", "model_version", "dataset_id", "num_examples", "accuracy", "macro_precision", "macro_recall", "macro_f1", "weighted_precision", "weighted_recall", "weighted_f1", "per_class", "confusion_matrix", "runtime", "duration_seconds", "num_unknown_labels", "task", "metrics", "residuals", "points")
+    __slots__ = ("model_id", "model_version", "dataset_id", "num_examples", "accuracy", "macro_precision", "macro_recall", "macro_f1", "weighted_precision", "weighted_recall", "weighted_f1", "per_class", "confusion_matrix", "runtime", "duration_seconds", "num_unknown_labels", "task", "metrics", "residuals", "points", "ece", "reliability")
     class MetricsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -225,6 +225,8 @@ class EvaluationReport(_message.Message):
     METRICS_FIELD_NUMBER: _ClassVar[int]
     RESIDUALS_FIELD_NUMBER: _ClassVar[int]
     POINTS_FIELD_NUMBER: _ClassVar[int]
+    ECE_FIELD_NUMBER: _ClassVar[int]
+    RELIABILITY_FIELD_NUMBER: _ClassVar[int]
     model_id: str
     model_version: int
     dataset_id: str
@@ -245,7 +247,19 @@ class EvaluationReport(_message.Message):
     metrics: _containers.ScalarMap[str, float]
     residuals: ResidualSummary
     points: _containers.RepeatedCompositeFieldContainer[RegressionPoint]
-    def __init__(self, model_id: _Optional[str] = ..., model_version: _Optional[int] = ..., dataset_id: _Optional[str] = ..., num_examples: _Optional[int] = ..., accuracy: _Optional[float] = ..., macro_precision: _Optional[float] = ..., macro_recall: _Optional[float] = ..., macro_f1: _Optional[float] = ..., weighted_precision: _Optional[float] = ..., weighted_recall: _Optional[float] = ..., weighted_f1: _Optional[float] = ..., per_class: _Optional[_Iterable[_Union[ClassMetrics, _Mapping]]] = ..., confusion_matrix: _Optional[_Union[ConfusionMatrix, _Mapping]] = ..., runtime: _Optional[str] = ..., duration_seconds: _Optional[float] = ..., num_unknown_labels: _Optional[int] = ..., task: _Optional[_Union[_common_pb2.Task, str]] = ..., metrics: _Optional[_Mapping[str, float]] = ..., residuals: _Optional[_Union[ResidualSummary, _Mapping]] = ..., points: _Optional[_Iterable[_Union[RegressionPoint, _Mapping]]] = ...) -> None: ...
+    ece: float
+    reliability: _containers.RepeatedCompositeFieldContainer[ReliabilityBin]
+    def __init__(self, model_id: _Optional[str] = ..., model_version: _Optional[int] = ..., dataset_id: _Optional[str] = ..., num_examples: _Optional[int] = ..., accuracy: _Optional[float] = ..., macro_precision: _Optional[float] = ..., macro_recall: _Optional[float] = ..., macro_f1: _Optional[float] = ..., weighted_precision: _Optional[float] = ..., weighted_recall: _Optional[float] = ..., weighted_f1: _Optional[float] = ..., per_class: _Optional[_Iterable[_Union[ClassMetrics, _Mapping]]] = ..., confusion_matrix: _Optional[_Union[ConfusionMatrix, _Mapping]] = ..., runtime: _Optional[str] = ..., duration_seconds: _Optional[float] = ..., num_unknown_labels: _Optional[int] = ..., task: _Optional[_Union[_common_pb2.Task, str]] = ..., metrics: _Optional[_Mapping[str, float]] = ..., residuals: _Optional[_Union[ResidualSummary, _Mapping]] = ..., points: _Optional[_Iterable[_Union[RegressionPoint, _Mapping]]] = ..., ece: _Optional[float] = ..., reliability: _Optional[_Iterable[_Union[ReliabilityBin, _Mapping]]] = ...) -> None: ...
+
+class ReliabilityBin(_message.Message):
+    __slots__ = ("confidence", "accuracy", "count")
+    CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
+    ACCURACY_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    confidence: float
+    accuracy: float
+    count: int
+    def __init__(self, confidence: _Optional[float] = ..., accuracy: _Optional[float] = ..., count: _Optional[int] = ...) -> None: ...
 
 class ResidualSummary(_message.Message):
     __slots__ = ("mean", "std", "median_abs", "p90_abs", "max_abs")

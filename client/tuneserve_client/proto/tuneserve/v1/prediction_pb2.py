@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dtuneserve/v1/prediction.proto\x12\x0ctuneserve.v1\"\x95\x01\n\x0ePredictRequest\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x05\x12\r\n\x05texts\x18\x03 \x03(\t\x12\r\n\x05top_k\x18\x04 \x01(\x05\x12\r\n\x05\x61lias\x18\x05 \x01(\t\x12\x0f\n\x07variant\x18\x06 \x01(\t\x12\x0e\n\x06images\x18\x07 \x03(\x0c\x12\x12\n\ntext_pairs\x18\x08 \x03(\t\"*\n\nClassScore\x12\r\n\x05label\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x02\"s\n\nPrediction\x12\r\n\x05label\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x02\x12(\n\x06scores\x18\x03 \x03(\x0b\x32\x18.tuneserve.v1.ClassScore\x12\x0e\n\x06labels\x18\x04 \x03(\t\x12\r\n\x05value\x18\x05 \x01(\x01\"z\n\x0fPredictResponse\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12\x15\n\rmodel_version\x18\x02 \x01(\x05\x12-\n\x0bpredictions\x18\x03 \x03(\x0b\x32\x18.tuneserve.v1.Prediction\x12\x0f\n\x07variant\x18\x04 \x01(\t\"Y\n\x14PredictStreamRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12-\n\x07request\x18\x02 \x01(\x0b\x32\x1c.tuneserve.v1.PredictRequest\"\x87\x01\n\x15PredictStreamResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12/\n\x08response\x18\x02 \x01(\x0b\x32\x1d.tuneserve.v1.PredictResponse\x12\x12\n\nerror_code\x18\x03 \x01(\x05\x12\x15\n\rerror_message\x18\x04 \x01(\t2\xb9\x01\n\x11PredictionService\x12\x46\n\x07Predict\x12\x1c.tuneserve.v1.PredictRequest\x1a\x1d.tuneserve.v1.PredictResponse\x12\\\n\rPredictStream\x12\".tuneserve.v1.PredictStreamRequest\x1a#.tuneserve.v1.PredictStreamResponse(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dtuneserve/v1/prediction.proto\x12\x0ctuneserve.v1\"\x95\x01\n\x0ePredictRequest\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x05\x12\r\n\x05texts\x18\x03 \x03(\t\x12\r\n\x05top_k\x18\x04 \x01(\x05\x12\r\n\x05\x61lias\x18\x05 \x01(\t\x12\x0f\n\x07variant\x18\x06 \x01(\t\x12\x0e\n\x06images\x18\x07 \x03(\x0c\x12\x12\n\ntext_pairs\x18\x08 \x03(\t\"*\n\nClassScore\x12\r\n\x05label\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x02\"\x9b\x01\n\nPrediction\x12\r\n\x05label\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x02\x12(\n\x06scores\x18\x03 \x03(\x0b\x32\x18.tuneserve.v1.ClassScore\x12\x0e\n\x06labels\x18\x04 \x03(\t\x12\r\n\x05value\x18\x05 \x01(\x01\x12&\n\x08\x65ntities\x18\x06 \x03(\x0b\x32\x14.tuneserve.v1.Entity\"O\n\x06\x45ntity\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\r\n\x05start\x18\x03 \x01(\x05\x12\x0b\n\x03\x65nd\x18\x04 \x01(\x05\x12\r\n\x05score\x18\x05 \x01(\x02\"z\n\x0fPredictResponse\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12\x15\n\rmodel_version\x18\x02 \x01(\x05\x12-\n\x0bpredictions\x18\x03 \x03(\x0b\x32\x18.tuneserve.v1.Prediction\x12\x0f\n\x07variant\x18\x04 \x01(\t\"Y\n\x14PredictStreamRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12-\n\x07request\x18\x02 \x01(\x0b\x32\x1c.tuneserve.v1.PredictRequest\"\x87\x01\n\x15PredictStreamResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12/\n\x08response\x18\x02 \x01(\x0b\x32\x1d.tuneserve.v1.PredictResponse\x12\x12\n\nerror_code\x18\x03 \x01(\x05\x12\x15\n\rerror_message\x18\x04 \x01(\t2\xb9\x01\n\x11PredictionService\x12\x46\n\x07Predict\x12\x1c.tuneserve.v1.PredictRequest\x1a\x1d.tuneserve.v1.PredictResponse\x12\\\n\rPredictStream\x12\".tuneserve.v1.PredictStreamRequest\x1a#.tuneserve.v1.PredictStreamResponse(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,14 +35,16 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PREDICTREQUEST']._serialized_end=197
   _globals['_CLASSSCORE']._serialized_start=199
   _globals['_CLASSSCORE']._serialized_end=241
-  _globals['_PREDICTION']._serialized_start=243
-  _globals['_PREDICTION']._serialized_end=358
-  _globals['_PREDICTRESPONSE']._serialized_start=360
-  _globals['_PREDICTRESPONSE']._serialized_end=482
-  _globals['_PREDICTSTREAMREQUEST']._serialized_start=484
-  _globals['_PREDICTSTREAMREQUEST']._serialized_end=573
-  _globals['_PREDICTSTREAMRESPONSE']._serialized_start=576
-  _globals['_PREDICTSTREAMRESPONSE']._serialized_end=711
-  _globals['_PREDICTIONSERVICE']._serialized_start=714
-  _globals['_PREDICTIONSERVICE']._serialized_end=899
+  _globals['_PREDICTION']._serialized_start=244
+  _globals['_PREDICTION']._serialized_end=399
+  _globals['_ENTITY']._serialized_start=401
+  _globals['_ENTITY']._serialized_end=480
+  _globals['_PREDICTRESPONSE']._serialized_start=482
+  _globals['_PREDICTRESPONSE']._serialized_end=604
+  _globals['_PREDICTSTREAMREQUEST']._serialized_start=606
+  _globals['_PREDICTSTREAMREQUEST']._serialized_end=695
+  _globals['_PREDICTSTREAMRESPONSE']._serialized_start=698
+  _globals['_PREDICTSTREAMRESPONSE']._serialized_end=833
+  _globals['_PREDICTIONSERVICE']._serialized_start=836
+  _globals['_PREDICTIONSERVICE']._serialized_end=1021
 # @@protoc_insertion_point(module_scope)

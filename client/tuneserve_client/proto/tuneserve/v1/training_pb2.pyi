@@ -21,6 +21,14 @@ class JobState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     JOB_STATE_FAILED: _ClassVar[JobState]
     JOB_STATE_CANCELLED: _ClassVar[JobState]
 
+class TrialState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    TRIAL_STATE_UNSPECIFIED: _ClassVar[TrialState]
+    TRIAL_STATE_RUNNING: _ClassVar[TrialState]
+    TRIAL_STATE_COMPLETE: _ClassVar[TrialState]
+    TRIAL_STATE_PRUNED: _ClassVar[TrialState]
+    TRIAL_STATE_FAILED: _ClassVar[TrialState]
+
 class CandidateStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     CANDIDATE_STATUS_UNSPECIFIED: _ClassVar[CandidateStatus]
@@ -35,6 +43,11 @@ JOB_STATE_RUNNING: JobState
 JOB_STATE_SUCCEEDED: JobState
 JOB_STATE_FAILED: JobState
 JOB_STATE_CANCELLED: JobState
+TRIAL_STATE_UNSPECIFIED: TrialState
+TRIAL_STATE_RUNNING: TrialState
+TRIAL_STATE_COMPLETE: TrialState
+TRIAL_STATE_PRUNED: TrialState
+TRIAL_STATE_FAILED: TrialState
 CANDIDATE_STATUS_UNSPECIFIED: CandidateStatus
 CANDIDATE_STATUS_SCORED: CandidateStatus
 CANDIDATE_STATUS_BUDGET_EXHAUSTED: CandidateStatus
@@ -105,7 +118,7 @@ class ExportOptions(_message.Message):
     def __init__(self, int8: _Optional[bool] = ..., int8_max_f1_drop: _Optional[float] = ...) -> None: ...
 
 class FineTuneRequest(_message.Message):
-    __slots__ = ("dataset_id", "validation_dataset_id", "backbone", "hyperparameters", "model_name", "model_id", "baselines", "export")
+    __slots__ = ("dataset_id", "validation_dataset_id", "backbone", "hyperparameters", "model_name", "model_id", "baselines", "export", "search", "search_budget_seconds")
     DATASET_ID_FIELD_NUMBER: _ClassVar[int]
     VALIDATION_DATASET_ID_FIELD_NUMBER: _ClassVar[int]
     BACKBONE_FIELD_NUMBER: _ClassVar[int]
@@ -114,6 +127,8 @@ class FineTuneRequest(_message.Message):
     MODEL_ID_FIELD_NUMBER: _ClassVar[int]
     BASELINES_FIELD_NUMBER: _ClassVar[int]
     EXPORT_FIELD_NUMBER: _ClassVar[int]
+    SEARCH_FIELD_NUMBER: _ClassVar[int]
+    SEARCH_BUDGET_SECONDS_FIELD_NUMBER: _ClassVar[int]
     dataset_id: str
     validation_dataset_id: str
     backbone: str
@@ -122,7 +137,9 @@ class FineTuneRequest(_message.Message):
     model_id: str
     baselines: _containers.RepeatedScalarFieldContainer[str]
     export: ExportOptions
-    def __init__(self, dataset_id: _Optional[str] = ..., validation_dataset_id: _Optional[str] = ..., backbone: _Optional[str] = ..., hyperparameters: _Optional[_Union[Hyperparameters, _Mapping]] = ..., model_name: _Optional[str] = ..., model_id: _Optional[str] = ..., baselines: _Optional[_Iterable[str]] = ..., export: _Optional[_Union[ExportOptions, _Mapping]] = ...) -> None: ...
+    search: int
+    search_budget_seconds: float
+    def __init__(self, dataset_id: _Optional[str] = ..., validation_dataset_id: _Optional[str] = ..., backbone: _Optional[str] = ..., hyperparameters: _Optional[_Union[Hyperparameters, _Mapping]] = ..., model_name: _Optional[str] = ..., model_id: _Optional[str] = ..., baselines: _Optional[_Iterable[str]] = ..., export: _Optional[_Union[ExportOptions, _Mapping]] = ..., search: _Optional[int] = ..., search_budget_seconds: _Optional[float] = ...) -> None: ...
 
 class JobProgress(_message.Message):
     __slots__ = ("step", "total_steps", "epoch", "eta_seconds", "train_loss")
@@ -139,7 +156,7 @@ class JobProgress(_message.Message):
     def __init__(self, step: _Optional[int] = ..., total_steps: _Optional[int] = ..., epoch: _Optional[float] = ..., eta_seconds: _Optional[float] = ..., train_loss: _Optional[float] = ...) -> None: ...
 
 class JobResult(_message.Message):
-    __slots__ = ("validation_metrics", "best_metric_name", "best_metric", "best_step", "stopped_early", "train_seconds", "samples_per_second", "train_examples", "validation_examples", "parity_max_abs_diff", "device", "precision", "final_train_loss", "learning_curve", "fit", "baselines", "transfer_verdict", "variant_macro_f1", "validation_confusion_matrix", "validation_per_class", "variant_metric", "variant_metrics", "label_thresholds")
+    __slots__ = ("validation_metrics", "best_metric_name", "best_metric", "best_step", "stopped_early", "train_seconds", "samples_per_second", "train_examples", "validation_examples", "parity_max_abs_diff", "device", "precision", "final_train_loss", "learning_curve", "fit", "baselines", "transfer_verdict", "variant_macro_f1", "validation_confusion_matrix", "validation_per_class", "variant_metric", "variant_metrics", "label_thresholds", "auto_hyperparameters", "calibration", "trials", "refit")
     class ValidationMetricsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -191,6 +208,10 @@ class JobResult(_message.Message):
     VARIANT_METRIC_FIELD_NUMBER: _ClassVar[int]
     VARIANT_METRICS_FIELD_NUMBER: _ClassVar[int]
     LABEL_THRESHOLDS_FIELD_NUMBER: _ClassVar[int]
+    AUTO_HYPERPARAMETERS_FIELD_NUMBER: _ClassVar[int]
+    CALIBRATION_FIELD_NUMBER: _ClassVar[int]
+    TRIALS_FIELD_NUMBER: _ClassVar[int]
+    REFIT_FIELD_NUMBER: _ClassVar[int]
     validation_metrics: _containers.ScalarMap[str, float]
     best_metric_name: str
     best_metric: float
@@ -214,7 +235,52 @@ class JobResult(_message.Message):
     variant_metric: str
     variant_metrics: _containers.ScalarMap[str, float]
     label_thresholds: _containers.ScalarMap[str, float]
-    def __init__(self, validation_metrics: _Optional[_Mapping[str, float]] = ..., best_metric_name: _Optional[str] = ..., best_metric: _Optional[float] = ..., best_step: _Optional[int] = ..., stopped_early: _Optional[bool] = ..., train_seconds: _Optional[float] = ..., samples_per_second: _Optional[float] = ..., train_examples: _Optional[int] = ..., validation_examples: _Optional[int] = ..., parity_max_abs_diff: _Optional[float] = ..., device: _Optional[str] = ..., precision: _Optional[str] = ..., final_train_loss: _Optional[float] = ..., learning_curve: _Optional[_Iterable[_Union[LearningCurvePoint, _Mapping]]] = ..., fit: _Optional[_Union[FitDiagnosis, _Mapping]] = ..., baselines: _Optional[_Iterable[_Union[BaselineResult, _Mapping]]] = ..., transfer_verdict: _Optional[str] = ..., variant_macro_f1: _Optional[_Mapping[str, float]] = ..., validation_confusion_matrix: _Optional[_Union[_models_pb2.ConfusionMatrix, _Mapping]] = ..., validation_per_class: _Optional[_Iterable[_Union[_models_pb2.ClassMetrics, _Mapping]]] = ..., variant_metric: _Optional[str] = ..., variant_metrics: _Optional[_Mapping[str, float]] = ..., label_thresholds: _Optional[_Mapping[str, float]] = ...) -> None: ...
+    auto_hyperparameters: _containers.RepeatedScalarFieldContainer[str]
+    calibration: Calibration
+    trials: _containers.RepeatedCompositeFieldContainer[Trial]
+    refit: bool
+    def __init__(self, validation_metrics: _Optional[_Mapping[str, float]] = ..., best_metric_name: _Optional[str] = ..., best_metric: _Optional[float] = ..., best_step: _Optional[int] = ..., stopped_early: _Optional[bool] = ..., train_seconds: _Optional[float] = ..., samples_per_second: _Optional[float] = ..., train_examples: _Optional[int] = ..., validation_examples: _Optional[int] = ..., parity_max_abs_diff: _Optional[float] = ..., device: _Optional[str] = ..., precision: _Optional[str] = ..., final_train_loss: _Optional[float] = ..., learning_curve: _Optional[_Iterable[_Union[LearningCurvePoint, _Mapping]]] = ..., fit: _Optional[_Union[FitDiagnosis, _Mapping]] = ..., baselines: _Optional[_Iterable[_Union[BaselineResult, _Mapping]]] = ..., transfer_verdict: _Optional[str] = ..., variant_macro_f1: _Optional[_Mapping[str, float]] = ..., validation_confusion_matrix: _Optional[_Union[_models_pb2.ConfusionMatrix, _Mapping]] = ..., validation_per_class: _Optional[_Iterable[_Union[_models_pb2.ClassMetrics, _Mapping]]] = ..., variant_metric: _Optional[str] = ..., variant_metrics: _Optional[_Mapping[str, float]] = ..., label_thresholds: _Optional[_Mapping[str, float]] = ..., auto_hyperparameters: _Optional[_Iterable[str]] = ..., calibration: _Optional[_Union[Calibration, _Mapping]] = ..., trials: _Optional[_Iterable[_Union[Trial, _Mapping]]] = ..., refit: _Optional[bool] = ...) -> None: ...
+
+class Calibration(_message.Message):
+    __slots__ = ("temperature", "ece_before", "ece_after", "nll_before", "nll_after")
+    TEMPERATURE_FIELD_NUMBER: _ClassVar[int]
+    ECE_BEFORE_FIELD_NUMBER: _ClassVar[int]
+    ECE_AFTER_FIELD_NUMBER: _ClassVar[int]
+    NLL_BEFORE_FIELD_NUMBER: _ClassVar[int]
+    NLL_AFTER_FIELD_NUMBER: _ClassVar[int]
+    temperature: _containers.RepeatedScalarFieldContainer[float]
+    ece_before: float
+    ece_after: float
+    nll_before: float
+    nll_after: float
+    def __init__(self, temperature: _Optional[_Iterable[float]] = ..., ece_before: _Optional[float] = ..., ece_after: _Optional[float] = ..., nll_before: _Optional[float] = ..., nll_after: _Optional[float] = ...) -> None: ...
+
+class Trial(_message.Message):
+    __slots__ = ("number", "params", "metric", "state", "duration_seconds", "steps", "best", "reason")
+    class ParamsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    NUMBER_FIELD_NUMBER: _ClassVar[int]
+    PARAMS_FIELD_NUMBER: _ClassVar[int]
+    METRIC_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    DURATION_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    STEPS_FIELD_NUMBER: _ClassVar[int]
+    BEST_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    number: int
+    params: _containers.ScalarMap[str, str]
+    metric: float
+    state: TrialState
+    duration_seconds: float
+    steps: int
+    best: bool
+    reason: str
+    def __init__(self, number: _Optional[int] = ..., params: _Optional[_Mapping[str, str]] = ..., metric: _Optional[float] = ..., state: _Optional[_Union[TrialState, str]] = ..., duration_seconds: _Optional[float] = ..., steps: _Optional[int] = ..., best: _Optional[bool] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class LearningCurvePoint(_message.Message):
     __slots__ = ("step", "epoch", "train_loss", "validation_loss", "metrics")
