@@ -19,6 +19,7 @@ from transformers import BertConfig, BertModel
 from tests.conftest import ServerThread, make_settings
 from tests.fixtures import IMAGE_LABELS, make_image, write_text_dataset
 from tests.integration.conftest import TRAIN_COUNTS
+from tests.task_fixtures import multi_label_rows, pair_rows, regression_rows, write_rows
 from tuneserve.grpc.auth import required_role
 from tuneserve_client import (
     CandidateStatus,
@@ -228,3 +229,24 @@ def test_cli_prints_the_ranking(
 
     assert main([*target, "recommend", "--dataset", dataset.id, "--budget", "-3"]) == 2
     assert "INVALID_ARGUMENT: time_budget_seconds must be in" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("rows", "probe"),
+    [(multi_label_rows(60), False), (regression_rows(60), False), (pair_rows(60, regression=True), False),
+     (pair_rows(60), True)],
+    ids=["multi_label", "regression", "pair-regression", "pair-classification"],
+)
+def test_ranks_backbones_for_every_task(
+    client: Client, tmp_path: Path, tiny_bert: Path, narrow_bert: Path, rows: list[dict], probe: bool
+) -> None:
+    """LogME scores the task's own targets (multi-hot labels, a standardised value, pairs encoded together); the
+    logistic-regression probe is for single labels only."""
+    dataset = client.upload_dataset(write_rows(tmp_path / "rows.jsonl", rows))
+
+    response = client.recommend_backbone(dataset.id, backbones=[str(narrow_bert), str(tiny_bert)], max_examples=40)
+
+    assert response.examples == 40
+    assert [c.status for c in response.ranking] == [CandidateStatus.CANDIDATE_STATUS_SCORED] * 2
+    assert response.ranking[0].score >= response.ranking[1].score
+    assert all(c.HasField("probe_accuracy") == probe for c in response.ranking)

@@ -167,6 +167,12 @@ class Task(ABC):
         """The training targets the loss takes: class indices (int64), multi-hot rows or standardised values
         (float32)."""
 
+    def evidence_columns(self, targets: Sequence[Target], labels: Sequence[str]) -> np.ndarray:
+        """The targets as real-valued columns [N, K] for LogME (RecommendBackbone): the training encoding (multi-hot
+        rows, a standardised value); the score is the mean evidence over the columns."""
+        encoded = self.encode_targets(targets, labels, self.prepare(targets, TaskParams(task=self.name)))
+        return np.asarray(encoded, dtype=np.float64).reshape(len(targets), -1)
+
     def stratify_key(self, target: Target) -> str | None:
         """What a random validation split keeps in proportion; None = a plain shuffle split."""
         return None

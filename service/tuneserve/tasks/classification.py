@@ -51,6 +51,12 @@ class Classification(Task):
             raise ValueError(f"field {column!r} must be a string or an integer")
         return check_label(str(value))
 
+    def evidence_columns(self, targets: Sequence[Target], labels: Sequence[str]) -> np.ndarray:
+        """One-vs-rest indicator columns: LogME's classification score is the mean evidence over the classes."""
+        index = self.encode_targets(targets, labels, TaskParams())
+        columns: np.ndarray = np.eye(len(labels), dtype=np.float64)[index]
+        return columns
+
     def stratify_key(self, target: Target) -> str | None:
         return str(target)
 

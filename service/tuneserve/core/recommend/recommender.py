@@ -34,6 +34,7 @@ from tuneserve.engines.training.spec import BackboneRef
 from tuneserve.errors import FailedPrecondition, InvalidArgument, ResourceExhausted
 from tuneserve.settings import Settings
 from tuneserve.store import ArtifactStore
+from tuneserve.tasks import get_task
 from tuneserve.types import DatasetRecord
 
 log = logging.getLogger(__name__)
@@ -113,7 +114,7 @@ class Recommender:
         if not params.dataset_id:
             raise InvalidArgument("dataset_id is required")
         dataset = await self._datasets.get(params.dataset_id)
-        if max_examples < 2 * len(dataset.labels):
+        if get_task(dataset.task).stratified and max_examples < 2 * len(dataset.labels):
             raise InvalidArgument(
                 f"max_examples {max_examples} is too small for {len(dataset.labels)} labels: LogME needs at least "
                 f"2 examples per label, i.e. max_examples >= {2 * len(dataset.labels)}"
@@ -201,6 +202,7 @@ class Recommender:
                     continue
                 spec = FeatureSpec(
                     backbone=candidate.ref, rows_path=str(work_dir / "sample.jsonl"), labels=dataset.labels,
+                    task=dataset.task, text_pairs=dataset.text_pairs,
                     max_seq_length=max_seq_length, device=self._training.device,
                     threads=self._training.worker_threads or available_cpus(), probe=self._settings.linear_probe,
                 )
@@ -215,7 +217,11 @@ class Recommender:
         rows_path = self._datasets.rows_path(dataset.id)
         with open(rows_path, encoding="utf-8") as f:
             rows = [json.loads(line) for line in f if line.strip()]
-        sample = stratified_sample(rows, max_examples, seed=_SEED)
+        task = get_task(dataset.task)
+        if task.stratified:
+            sample = stratified_sample(rows, max_examples, seed=_SEED)
+        else:  # NOTE: multi-label and regression rows have no single label to keep the shares of
+            sample = random.Random(_SEED).sample(rows, min(max_examples, len(rows)))
         with open(path, "w", encoding="utf-8") as out:
             for row in sample:
                 if "image" in row:  # NOTE: image rows name their file relative to the dataset's data.jsonl

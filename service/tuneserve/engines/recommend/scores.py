@@ -129,6 +129,21 @@ def logme(features: FloatArray, labels: NDArray[np.int_]) -> float:
     return float(np.mean([_maximise(spectrum, (labels == c).astype(np.float64))[0] for c in classes]))
 
 
+def logme_columns(features: FloatArray, columns: FloatArray) -> float:
+    """The LogME score of real-valued target columns [n x K] (one-vs-rest indicators, multi-hot labels, a
+    standardised regression target): the mean over the columns that vary of their maximised log evidence per
+    example. `logme` is this for one-hot columns."""
+    features = np.asarray(features, dtype=np.float64)
+    columns = np.asarray(columns, dtype=np.float64).reshape(len(columns), -1)
+    if features.ndim != 2 or features.shape[0] != columns.shape[0]:
+        raise ValueError(f"features {features.shape} and targets {columns.shape} do not match")
+    varying = [j for j in range(columns.shape[1]) if np.ptp(columns[:, j]) > 0]
+    if not varying:
+        raise ValueError("LogME needs targets that vary: every sampled row has the same target")
+    spectrum = _spectrum(_unit_rms(features)[0])
+    return float(np.mean([_maximise(spectrum, columns[:, j])[0] for j in varying]))
+
+
 def probe_accuracy(features: FloatArray, labels: NDArray[np.int_], *, folds: int = 5, seed: int = 0) -> float | None:
     """Mean accuracy of a logistic-regression probe on standardised features under stratified k-fold
     cross-validation; None when the smallest class has fewer than 2 examples (no fold could hold it out)."""

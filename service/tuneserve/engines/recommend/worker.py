@@ -38,8 +38,10 @@ _MAX_REASON_CHARS = 2000
 @dataclass
 class FeatureSpec:
     backbone: BackboneRef
-    rows_path: str                      # JSONL rows {"text"|"image": ..., "label": ...} of the stratified sample
-    labels: list[str]                   # label index order
+    rows_path: str                      # JSONL rows of the sample, as the dataset stores them (data.jsonl)
+    labels: list[str]                   # label index order ([] for regression)
+    task: str = "classification"        # tuneserve.tasks name: what the rows' targets are
+    text_pairs: bool = False            # rows carry "text_pair": embedded together with "text", as a cross-encoder
     max_seq_length: int = 128           # text: tokens per example (clipped to what the backbone supports)
     batch_size: int = 32
     device: str = "auto"                # auto | cpu | cuda
@@ -61,23 +63,27 @@ def score(spec: FeatureSpec) -> dict[str, Any]:
     import numpy as np
     import torch
 
-    from tuneserve.engines.recommend.scores import logme, probe_accuracy
+    from tuneserve.engines.recommend.scores import logme_columns, probe_accuracy
+    from tuneserve.tasks import get_task
 
     if spec.threads > 0:
         torch.set_num_threads(spec.threads)
     device = "cuda" if spec.device == "cuda" or (spec.device == "auto" and torch.cuda.is_available()) else "cpu"
     rows = [json.loads(line) for line in Path(spec.rows_path).read_text(encoding="utf-8").splitlines() if line]
-    index = {label: i for i, label in enumerate(spec.labels)}
-    labels = np.asarray([index[row["label"]] for row in rows])
+    task = get_task(spec.task)
+    columns = task.evidence_columns([task.stored_target(row[task.target_field]) for row in rows], spec.labels)
     started = time.perf_counter()
     if spec.backbone.modality == "image":
         features = image_features(spec, [Path(row["image"]) for row in rows], device)
     else:
-        features = text_features(spec, [row["text"] for row in rows], device)
+        pairs = [row["text_pair"] for row in rows] if spec.text_pairs else None
+        features = text_features(spec, [row["text"] for row in rows], device, pairs)
     extract_seconds = time.perf_counter() - started
+    # NOTE: the logistic-regression probe scores single-label classes; the other tasks have LogME only.
+    probe = spec.probe and task.stratified
     return {
-        "logme": logme(features, labels),
-        "probe_accuracy": probe_accuracy(features, labels) if spec.probe else None,
+        "logme": logme_columns(features, columns),
+        "probe_accuracy": probe_accuracy(features, np.asarray(columns.argmax(axis=1))) if probe else None,
         "examples": int(features.shape[0]),
         "feature_dim": int(features.shape[1]),
         "extract_seconds": round(extract_seconds, 3),
@@ -85,9 +91,10 @@ def score(spec: FeatureSpec) -> dict[str, Any]:
     }
 
 
-def text_features(spec: FeatureSpec, texts: list[str], device: str) -> np.ndarray:
-    """One vector per text: the backbone's last hidden states pooled as it was pretrained to pool them (mean for
-    sentence-transformers checkpoints that say so in 1_Pooling, else the CLS token), as float64."""
+def text_features(spec: FeatureSpec, texts: list[str], device: str, pairs: list[str] | None = None) -> np.ndarray:
+    """One vector per text (or per (text, pair) encoded together, as fine-tuning encodes pairs): the backbone's last
+    hidden states pooled as it was pretrained to pool them (mean for sentence-transformers checkpoints that say so in
+    1_Pooling, else the CLS token), as float64."""
     import numpy as np
     import torch
     from transformers import AutoModel, AutoTokenizer
@@ -105,8 +112,10 @@ def text_features(spec: FeatureSpec, texts: list[str], device: str) -> np.ndarra
     with torch.inference_mode():
         for start in range(0, len(order), spec.batch_size):
             batch = order[start : start + spec.batch_size]
+            second = [pairs[i] for i in batch] if pairs is not None else None
             encoded = tokenizer(
-                [texts[i] for i in batch], truncation=True, max_length=max_length, padding=True, return_tensors="pt"
+                [texts[i] for i in batch], second, truncation=True, max_length=max_length, padding=True,
+                return_tensors="pt",
             ).to(device)
             hidden = model(**encoded).last_hidden_state
             if pooling == "cls":
