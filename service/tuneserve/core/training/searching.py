@@ -28,6 +28,11 @@ def resolve(trials: int, budget_seconds: float, fixed: dict[str, Any], seed: int
         raise InvalidArgument("search_budget_seconds applies only to a search: set search = N (trials) too")
     if not trials:
         return SearchSpec()
+    if settings.processes_per_job * settings.nodes_per_job > 1:
+        raise InvalidArgument(
+            "search runs its trials on one process; this server trains on several (training.processes_per_job, "
+            "nodes_per_job): fine-tune without search, or on a server with one process per job"
+        )
     return SearchSpec(
         trials=trials, budget_seconds=budget_seconds or settings.default_search_budget_seconds, seed=seed,
         fixed=sorted(fixed),
