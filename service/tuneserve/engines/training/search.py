@@ -81,8 +81,7 @@ def suggest(trial: optuna.Trial, hp: Hyperparameters, fixed: set[str], layers: i
     pick("head_dropout", lambda n: trial.suggest_float(n, 0.0, 0.3))
     pick("weight_decay", lambda n: trial.suggest_float(n, 0.0, 0.1))
     pick("warmup_ratio", lambda n: trial.suggest_float(n, 0.0, 0.2))
-    freeze_free = not {"freeze", "trainable_layers", "gradual_unfreezing"} & fixed and layers and layers > 1
-    if freeze_free:
+    if layers is not None and layers > 1 and not {"freeze", "trainable_layers", "gradual_unfreezing"} & fixed:
         freeze = trial.suggest_categorical("freeze", ["none", "top_k"])
         chosen["freeze"] = freeze
         chosen["trainable_layers"] = trial.suggest_int("trainable_layers", 1, layers - 1) if freeze == "top_k" else 0
