@@ -71,6 +71,8 @@ class TrainingCalls(ServiceCalls):
         hyperparameters: Hyperparameters | Mapping[str, Any] | None = None,
         export: ExportOptions | Mapping[str, Any] | None = None,
         baselines: Sequence[str] = (),
+        search: int = 0,
+        search_budget_seconds: float = 0.0,
     ) -> Job:
         """Queues a fine-tuning job and returns it at once (see `wait_for_job`). Unset hyperparameters (or None
         values in a mapping) take the server's defaults; an unknown key raises ValueError.
@@ -79,7 +81,11 @@ class TrainingCalls(ServiceCalls):
         same architecture from random weights; the result's `baselines` and `transfer_verdict` compare them.
 
         `export={"int8": True}` also builds an int8 variant, served only if its validation macro F1 is at most
-        `int8_max_f1_drop` (default 0.01) below fp32's; the job result's `variant_macro_f1` has both scores."""
+        `int8_max_f1_drop` (default 0.01) below fp32's; the job result's `variant_macro_f1` has both scores.
+
+        `search=N` runs N trials (Optuna TPE, pruned) over the hyperparameters left unset, within
+        `search_budget_seconds` (0 = the server's default); the best trial becomes the version, the result's `trials`
+        lists them all."""
         request = FineTuneRequest(
             dataset_id=dataset_id,
             validation_dataset_id=validation_dataset_id,
@@ -89,6 +95,8 @@ class TrainingCalls(ServiceCalls):
             hyperparameters=_hyperparameters(hyperparameters),
             export=_export_options(export),
             baselines=list(baselines),
+            search=search,
+            search_budget_seconds=search_budget_seconds,
         )
         return await self._unary(self._training.FineTune, request, Job)
 

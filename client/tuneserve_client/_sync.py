@@ -252,6 +252,8 @@ class Client:
         hyperparameters: Hyperparameters | Mapping[str, Any] | None = None,
         export: ExportOptions | Mapping[str, Any] | None = None,
         baselines: Sequence[str] = (),
+        search: int = 0,
+        search_budget_seconds: float = 0.0,
     ) -> Job:
         return self._run(
             self._client.fine_tune(
@@ -263,6 +265,8 @@ class Client:
                 hyperparameters=hyperparameters,
                 export=export,
                 baselines=baselines,
+                search=search,
+                search_budget_seconds=search_budget_seconds,
             )
         )
 

@@ -91,6 +91,11 @@ class TrainingSettings(_Section):
     """Training processes per fine-tune (per node with the kubernetes runner). 1 = one plain worker process; more =
     the worker under torchrun --nproc_per_node=N: DDP through the Trainer (gloo on CPU; nccl and one GPU per process
     on GPU), each process taking batch_size rows per step, so a step sees N x batch_size rows."""
+    max_search_trials: int = Field(default=50, ge=1)
+    """Largest FineTune(search=N): the trials one job may run (INVALID_ARGUMENT above it)."""
+    default_search_budget_seconds: float = Field(default=3600.0, gt=0)
+    """The wall-time budget of a search whose request leaves search_budget_seconds at 0. No trial starts past it, and
+    the trial running when it ends is stopped there (its best checkpoint so far counts)."""
     nodes_per_job: int = Field(default=1, ge=1)
     """Nodes (pods) per fine-tune with the kubernetes runner: an Indexed Job of this many pods rendezvousing through
     a headless Service (the data volume must then be ReadWriteMany). The local runner needs 1."""

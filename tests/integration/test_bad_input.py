@@ -129,3 +129,17 @@ def test_too_large_requests(small_server: ServerThread, tmp_path: Path) -> None:
             client.predict("model-0", ["y" * 60_000] * 20)  # 1.2 MB message > 1 MiB limit
         ok = client.upload_dataset_bytes(b"text,label\nhello,x\nworld,y\n", name="small.csv")
         assert client.get_dataset(ok.id).num_rows == 2
+
+
+@pytest.mark.parametrize(
+    ("search", "budget", "message"),
+    [
+        (-1, 0.0, "search = -1 is out of range"),
+        (10_000, 0.0, "search = 10000 is out of range"),
+        (2, -5.0, "search_budget_seconds = -5.0 must be >= 0"),
+        (0, 30.0, "applies only to a search"),
+    ],
+)
+def test_invalid_search(client: Client, stored, search: int, budget: float, message: str) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(InvalidArgument, match=message):
+        client.fine_tune(stored.id, search=search, search_budget_seconds=budget)

@@ -88,6 +88,8 @@ def _finetune(client: Client, args: argparse.Namespace, out: Output) -> int:
         hyperparameters={name: getattr(args, name) for name in _HYPERPARAMETERS + transfer.STRATEGY_HYPERPARAMETERS},
         export={"int8": args.int8, "int8_max_f1_drop": args.int8_max_f1_drop},
         baselines=args.baselines,
+        search=args.search,
+        search_budget_seconds=args.search_budget,
     )
     if not args.wait:
         out.show(job, render.job)

@@ -30,6 +30,7 @@ from tuneserve_client.proto.tuneserve.v1.training_pb2 import (
     JobState,
     ListBackbonesResponse,
     ListJobsResponse,
+    TrialState,
 )
 
 
@@ -179,6 +180,19 @@ def job(console: Console, job: Job) -> None:
     fields(console, rows)
     if job.result.learning_curve:
         learning_curve(console, job.result, task_metrics(job.task)[:2])
+    if job.result.trials:
+        trials(console, job.result)
+
+
+def trials(console: Console, r: JobResult) -> None:
+    """A search's trials, in the order started; the best one (the model version) marked *."""
+    table = _table("trial", "state", r.best_metric_name or "metric", "steps", "seconds", "parameters", "reason")
+    for t in r.trials:
+        state = TrialState.Name(t.state).removeprefix("TRIAL_STATE_").lower()
+        params = " ".join(f"{name}={value}" for name, value in sorted(t.params.items()))
+        table.add_row(f"{t.number}{' *' if t.best else ''}", state, f"{t.metric:.4f}", str(t.steps),
+                      f"{t.duration_seconds:.1f}", params, t.reason)
+    _print_table(console, table)
 
 
 def _task_rows(r: JobResult) -> list[tuple[str, str]]:

@@ -59,6 +59,20 @@ def add_finetune_options(finetune: argparse.ArgumentParser, hp: argparse._Argume
         metavar="KINDS",
         help="also train, under the same budget: frozen (head only), scratch (random init); e.g. frozen,scratch",
     )
+    finetune.add_argument(
+        "--search",
+        type=int,
+        default=0,
+        metavar="N",
+        help="run N trials (Optuna TPE, pruned) over the hyperparameters you leave unset; the best becomes the model",
+    )
+    finetune.add_argument(
+        "--search-budget",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="wall-time budget of --search: no trial starts past it (0 = the server's default)",
+    )
 
 
 def add_compare_option(evaluate: argparse.ArgumentParser) -> None:

@@ -28,7 +28,7 @@ from typing import Any
 
 from tuneserve.core.evaluation import verdict as rule
 from tuneserve.core.registry import ModelRegistry
-from tuneserve.engines.training.spec import BackboneRef, ExportSpec, Hyperparameters, TrainingSpec
+from tuneserve.engines.training.spec import BackboneRef, ExportSpec, Hyperparameters, SearchSpec, TrainingSpec
 from tuneserve.errors import InvalidArgument
 from tuneserve.store import ArtifactStore
 from tuneserve.tasks import Task
@@ -96,6 +96,7 @@ def write_spec(job_dir: Path, kind: str) -> Path:
         output_dir=str(output_dir(job_dir, kind)),
         checkpoint_dir=str(job_dir / f"checkpoints-{kind}"),
         init="scratch" if kind == "scratch" else spec.init,
+        search=SearchSpec(),  # NOTE: a baseline is one run with the job's hyperparameters, never a search
         # NOTE: a baseline is a yardstick: the fp32 graph serves it; no int8 variant to build and judge.
         export=ExportSpec(),
     )

@@ -24,14 +24,14 @@ from typing import Any, TypeVar
 from tuneserve.core.data.datasets import DatasetManager
 from tuneserve.core.ids import new_id
 from tuneserve.core.registry import ModelRegistry
-from tuneserve.core.training import baselines, checks, hyperparameters
+from tuneserve.core.training import baselines, checks, hyperparameters, searching
 from tuneserve.core.training.events import EventBus
 from tuneserve.core.training.publishing import JobPublisher
 from tuneserve.core.training.runners.base import Runner, WorkerOutcome
 from tuneserve.core.training.specs import job_spec
 from tuneserve.cpus import available_cpus
 from tuneserve.engines.backbones import num_layers, resolve_backbone
-from tuneserve.engines.training.spec import BackboneRef, ExportSpec
+from tuneserve.engines.training.spec import BackboneRef, ExportSpec, SearchSpec
 from tuneserve.errors import (
     DiskFull,
     FailedPrecondition,
@@ -67,6 +67,8 @@ class FineTuneParams:
     model_id: str = ""
     export: ExportSpec = field(default_factory=ExportSpec)
     baselines: tuple[str, ...] = ()  # also train: "frozen" (head only), "scratch" (random init)
+    search: int = 0                  # > 0: this many trials over the hyperparameters left unset (Optuna TPE, pruned)
+    search_budget_seconds: float = 0.0  # 0 = training.default_search_budget_seconds
 
 
 class JobManager:
@@ -143,6 +145,9 @@ class JobManager:
         hp = hyperparameters.resolve(params.hyperparameters)
         checks.check_processes(hp, self._settings.processes_per_job * self._settings.nodes_per_job)
         baseline_kinds = baselines.validate(params.baselines, hp)
+        search = searching.resolve(
+            params.search, params.search_budget_seconds, params.hyperparameters, hp.seed, self._settings
+        )
         train = await self._datasets.get(params.dataset_id)
         hp = hyperparameters.for_task(hp, get_task(train.task))
         if params.validation_dataset_id:
@@ -178,7 +183,7 @@ class JobManager:
         try:
             with self._artifacts.map_disk_full(f"writing the spec of job {job_id!r}"):
                 self._artifacts.job_dir(job_id).mkdir(parents=True)
-                self._write_spec(job, train, backbone, params.export)
+                self._write_spec(job, train, backbone, params.export, search)
             await self._store.add_job(job)
         except TuneServeError:  # NOTE: e.g. DiskFull: the models it registered must not stay TRAINING for good
             self._artifacts.remove(self._artifacts.job_dir(job_id))
@@ -395,12 +400,15 @@ class JobManager:
         except STORE_OUTAGES as exc:
             log.warning("job %s: event %r not stored: %s", job.id, message, exc.message)
 
-    def _write_spec(self, job: JobRecord, train: DatasetRecord, backbone: BackboneRef, export: ExportSpec) -> None:
+    def _write_spec(
+        self, job: JobRecord, train: DatasetRecord, backbone: BackboneRef, export: ExportSpec, search: SearchSpec
+    ) -> None:
         job_dir, ids = self._artifacts.job_dir(job.id), [train.id, job.validation_dataset_id]
         paths = {dataset_id: self._datasets.rows_path(dataset_id) for dataset_id in ids if dataset_id}
         threads = self._settings.worker_threads or available_cpus()
         spec = job_spec(job, train, backbone, export, job_dir=job_dir, rows_path=paths, device=self._settings.device,
                         threads=threads)
+        spec.search = search
         spec.save(job_dir / "spec.json")
 
     def _backbone_dirs(self) -> builtins.list[Path]:  # `list` is a method here

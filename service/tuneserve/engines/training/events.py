@@ -124,12 +124,33 @@ class ResultEvent(WorkerEvent):
     # NOTE: tuneserve.v1.ConfusionMatrix and ClassMetrics as dicts: the best checkpoint on the validation rows.
     validation_confusion_matrix: dict[str, Any] = field(default_factory=dict)
     validation_per_class: list[dict[str, Any]] = field(default_factory=list)
+    trials: list[dict[str, Any]] = field(default_factory=list)        # FineTune(search=N): TrialEvent fields, each
 
     def fields(self) -> dict[str, Any]:
         """The JobResult fields alone (no kind, no message), as metrics.json stores them."""
         body = dataclasses.asdict(self)
         del body["message"]
         return body
+
+
+@dataclass
+class TrialEvent(WorkerEvent):
+    """A search trial started (state TRIAL_STATE_RUNNING) or ended; the fields of tuneserve.v1.Trial."""
+
+    kind: ClassVar[str] = "trial"
+    number: int
+    state: str                          # tuneserve.v1.TrialState name: TRIAL_STATE_RUNNING | _COMPLETE | _PRUNED | _FAILED
+    params: dict[str, str]              # the trial's sampled hyperparameters, as text
+    metric: float | None = None         # its best validation value of the best-model metric (None: no evaluation)
+    duration_seconds: float = 0.0
+    steps: int = 0
+    best: bool = False
+    reason: str = ""
+
+    def fields(self) -> dict[str, Any]:
+        body = dataclasses.asdict(self)
+        del body["message"]
+        return {k: v for k, v in body.items() if v is not None}
 
 
 @dataclass

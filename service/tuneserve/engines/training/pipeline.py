@@ -10,13 +10,14 @@ multi-label thresholds), all saved as `task.json` beside the model."""
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-from transformers import AutoTokenizer, PreTrainedTokenizerBase, Trainer, TrainerState
+from transformers import AutoTokenizer, PreTrainedTokenizerBase, Trainer, TrainerCallback, TrainerState
 from transformers.utils import logging as hf_logging
 
 from tuneserve.engines.export.text import TextInput, export_onnx
@@ -117,14 +118,16 @@ class _Prepared:
 
 
 def run_training(
-    spec: TrainingSpec, writer: EventWriter, stop: StopRequests, *, scratch_dir: Path
+    spec: TrainingSpec, writer: EventWriter, stop: StopRequests, *, scratch_dir: Path,
+    callbacks: Sequence[TrainerCallback] = (),
 ) -> ResultEvent | CancelledEvent | PreemptedEvent | None:
     """Train, export and write spec.output_dir; return the last event to report. Checkpoints go to the spec's
     checkpoint directory (default: scratch_dir/checkpoints, scratch_dir being the job directory): a run finding a
     complete checkpoint there resumes from it, a preempted run leaves its own there, a finished run removes them.
 
     Under torchrun every rank trains (the Trainer runs DDP); only rank 0 exports and writes artifacts, and the other
-    ranks return None once the last collective step (the fit diagnosis) is done."""
+    ranks return None once the last collective step (the fit diagnosis) is done. `callbacks` go to the Trainer after
+    the job's own (a search's pruning and budget: engines/training/search.py)."""
     hp = spec.hyperparameters
     if spec.threads > 0:
         torch.set_num_threads(spec.threads)
@@ -153,7 +156,7 @@ def run_training(
         validation_set=prepared.validation_set,
         checkpoint_dir=checkpoints,
         device=device,
-        callbacks=[reporter, StopCallback(stop.cancel, stop.preempt)],
+        callbacks=[reporter, StopCallback(stop.cancel, stop.preempt), *callbacks],
         report=writer.write,
     )
     summary = trainer.train(resume_from_checkpoint=str(resume) if resume else None).metrics

@@ -11,6 +11,8 @@ standard output (it moves everything else that would print there to stderr), one
     {"kind": "early_stopped", "step": 75, "reason": "macro_f1 did not improve for 2 evaluations"}
     {"kind": "unfrozen", "epoch": 2, "trainable_blocks": 2, "total_blocks": 6, "embeddings": false}  gradual unfreezing
     {"kind": "export", "format": "onnx", "parity_max_abs_diff": 3e-7, "parity_examples": 64, "size_bytes": 90000000}
+    {"kind": "trial", "number": 2, "state": "complete", "params": {"learning_rate": "3.1e-05", ..}, "metric": 0.8,
+     "duration_seconds": 41.0, "steps": 60, "reason": ""}     FineTune(search=N): a trial started ("running") or ended
     {"kind": "result", ...the fields of tuneserve.v1.JobResult...}            last line of a successful run
                               (learning_curve and fit included; the manager adds baselines and transfer_verdict)
     {"kind": "failed", "reason": "ONNX parity check failed: max |logit diff| 0.02 > 1e-4"}   then exit code 1
@@ -106,6 +108,16 @@ class ExportSpec:
 
 
 @dataclass
+class SearchSpec:
+    """FineTune(search=N): N trials over the hyperparameters the caller left unset (engines/training/search.py)."""
+
+    trials: int = 0                     # 0 = no search: one run with the spec's hyperparameters
+    budget_seconds: float = 0.0         # resolved by the manager (> 0): no trial starts past it, a running one stops
+    seed: int = 42                      # the TPE sampler's seed
+    fixed: list[str] = field(default_factory=list)  # hyperparameters the caller set: never searched
+
+
+@dataclass
 class BackboneRef:
     name: str                 # catalog name, or the path/hub id the user gave
     path: str                 # local directory (or hub id when the deployment allows the hub)
@@ -129,6 +141,7 @@ class TrainingSpec:
     checkpoint_dir: str = ""            # the Trainer's resumable checkpoints; "" = <spec's directory>/checkpoints
     task: str = "classification"        # tuneserve.tasks name: classification | multi_label | regression
     text_pairs: bool = False            # text rows carry "text_pair", encoded with "text" as one input (cross-encoder)
+    search: SearchSpec = field(default_factory=SearchSpec)
 
     def best_metric(self) -> str:
         """metric_for_best_model, or the task's default when unset."""
@@ -145,6 +158,7 @@ class TrainingSpec:
         raw["backbone"] = BackboneRef(**raw["backbone"])
         raw["hyperparameters"] = Hyperparameters(**raw["hyperparameters"])
         raw["export"] = ExportSpec(**raw.get("export", {}))
+        raw["search"] = SearchSpec(**raw.get("search", {}))
         return cls(**raw)
 
     def save(self, path: Path) -> None:

@@ -47,9 +47,14 @@ def main(argv: list[str]) -> int:
         spec = _threads_per_process(TrainingSpec.load(spec_path))
         # NOTE: imported only now, after stdout is redirected, so that nothing torch or transformers print while
         # importing can land in the event stream, and a failing import is still reported as a "failed" event.
-        from tuneserve.engines.training.pipeline import run_training
+        if spec.search.trials > 0:
+            from tuneserve.engines.training.search import run_search
 
-        outcome = run_training(spec, writer, stop, scratch_dir=spec_path.parent)
+            outcome = run_search(spec, writer, stop, scratch_dir=spec_path.parent)
+        else:
+            from tuneserve.engines.training.pipeline import run_training
+
+            outcome = run_training(spec, writer, stop, scratch_dir=spec_path.parent)
     except Exception as error:
         traceback.print_exc()
         reason = _one_line(error)

@@ -57,6 +57,7 @@ _EVENT_MESSAGES: dict[str, type[Message]] = {
     "checkpoint": training_pb2.CheckpointSaved,
     "early_stopped": training_pb2.EarlyStopped,
     "export": training_pb2.ExportDone,
+    "trial": training_pb2.Trial,
 }
 
 
@@ -148,7 +149,7 @@ def fine_tune_from_pb(pb: training_pb2.FineTuneRequest) -> FineTuneParams:
     return FineTuneParams(
         dataset_id=pb.dataset_id, validation_dataset_id=pb.validation_dataset_id, backbone=pb.backbone,
         hyperparameters=hp, model_name=pb.model_name, model_id=pb.model_id, export=_export_from_pb(pb.export),
-        baselines=tuple(pb.baselines),
+        baselines=tuple(pb.baselines), search=pb.search, search_budget_seconds=pb.search_budget_seconds,
     )
 
 

@@ -484,7 +484,7 @@ class ExportDone(_message.Message):
     def __init__(self, format: _Optional[str] = ..., parity_max_abs_diff: _Optional[float] = ..., parity_examples: _Optional[int] = ..., size_bytes: _Optional[int] = ...) -> None: ...
 
 class JobEvent(_message.Message):
-    __slots__ = ("job_id", "sequence", "time", "message", "state_changed", "progress", "evaluation", "checkpoint", "early_stopped", "export")
+    __slots__ = ("job_id", "sequence", "time", "message", "state_changed", "progress", "evaluation", "checkpoint", "early_stopped", "export", "trial")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     TIME_FIELD_NUMBER: _ClassVar[int]
@@ -495,6 +495,7 @@ class JobEvent(_message.Message):
     CHECKPOINT_FIELD_NUMBER: _ClassVar[int]
     EARLY_STOPPED_FIELD_NUMBER: _ClassVar[int]
     EXPORT_FIELD_NUMBER: _ClassVar[int]
+    TRIAL_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     sequence: int
     time: _timestamp_pb2.Timestamp
@@ -505,7 +506,8 @@ class JobEvent(_message.Message):
     checkpoint: CheckpointSaved
     early_stopped: EarlyStopped
     export: ExportDone
-    def __init__(self, job_id: _Optional[str] = ..., sequence: _Optional[int] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., message: _Optional[str] = ..., state_changed: _Optional[_Union[StateChanged, _Mapping]] = ..., progress: _Optional[_Union[TrainingProgress, _Mapping]] = ..., evaluation: _Optional[_Union[EvaluationDone, _Mapping]] = ..., checkpoint: _Optional[_Union[CheckpointSaved, _Mapping]] = ..., early_stopped: _Optional[_Union[EarlyStopped, _Mapping]] = ..., export: _Optional[_Union[ExportDone, _Mapping]] = ...) -> None: ...
+    trial: Trial
+    def __init__(self, job_id: _Optional[str] = ..., sequence: _Optional[int] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., message: _Optional[str] = ..., state_changed: _Optional[_Union[StateChanged, _Mapping]] = ..., progress: _Optional[_Union[TrainingProgress, _Mapping]] = ..., evaluation: _Optional[_Union[EvaluationDone, _Mapping]] = ..., checkpoint: _Optional[_Union[CheckpointSaved, _Mapping]] = ..., early_stopped: _Optional[_Union[EarlyStopped, _Mapping]] = ..., export: _Optional[_Union[ExportDone, _Mapping]] = ..., trial: _Optional[_Union[Trial, _Mapping]] = ...) -> None: ...
 
 class Backbone(_message.Message):
     __slots__ = ("name", "modality", "description", "parameter_count", "hidden_size", "max_sequence_length", "license", "source", "available", "is_default", "cpu_latency_ms", "latency_measured_on")

@@ -1,0 +1,309 @@
+"""FineTune(search=N): N trials of the single-run training (`pipeline.run_training`) over the hyperparameters the
+caller left unset, with Optuna; the best trial's artifacts become the model version (nothing is trained again).
+
+- **Sampler**: TPE, seeded with the job's seed (SearchSpec.seed).
+- **Pruner**: `MedianPruner(n_startup_trials=2, n_warmup_steps=1)`. A trial reports its best-model metric at each
+  evaluation (step = the evaluation's number: trials with other epochs or batch sizes still line up); from its
+  second evaluation on it is stopped when it is worse than the median of the earlier trials at the same evaluation.
+  Median rather than successive halving: a search here has few trials (8 is typical) with few evaluations each, and
+  the median rule needs no resource schedule to be tuned to them (successive halving's rungs assume many trials and
+  a minimum resource that fits every dataset size).
+- **Budget**: no trial starts once the budget is spent (study.optimize's timeout), and the trial running at its end
+  is stopped there after one last evaluation, which counts (`_TrialCallback`). Worker time is counted across restarts
+  (the study's user attribute "spent_seconds"), not the time the job waited.
+- **Resume**: the study lives in JOB_DIR/search.db (Optuna RDB storage), each trial in JOB_DIR/trials/<n>/. A worker
+  started again (server restart, preemption, crash) keeps the finished trials; a trial that was interrupted mid-way
+  is marked FAILED in the study (user attribute "interrupted") and run again as a new trial with the same parameters
+  that resumes from the interrupted one's last checkpoint; the job result lists only the rerun. Interrupted trials do
+  not count towards N.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import optuna
+from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
+
+from tuneserve.engines.backbones import num_layers
+from tuneserve.engines.training.events import (
+    CancelledEvent,
+    EventWriter,
+    PreemptedEvent,
+    ResultEvent,
+    TrialEvent,
+    WorkerEvent,
+)
+from tuneserve.engines.training.pipeline import run_training
+from tuneserve.engines.training.spec import ARTIFACTS, Hyperparameters, SearchSpec, StopRequests, TrainingSpec
+from tuneserve.tasks import get_task
+
+STUDY_NAME = "search"
+_STATES = {
+    optuna.trial.TrialState.RUNNING: "TRIAL_STATE_RUNNING",
+    optuna.trial.TrialState.COMPLETE: "TRIAL_STATE_COMPLETE",
+    optuna.trial.TrialState.PRUNED: "TRIAL_STATE_PRUNED",
+    optuna.trial.TrialState.FAIL: "TRIAL_STATE_FAILED",
+}
+
+
+def open_study(spec: TrainingSpec, scratch_dir: Path) -> optuna.Study:
+    """The job's study (created on the first run, loaded on the next ones)."""
+    metric = spec.best_metric()
+    return optuna.create_study(
+        study_name=STUDY_NAME,
+        storage=f"sqlite:///{scratch_dir / 'search.db'}",
+        load_if_exists=True,
+        direction="maximize" if get_task(spec.task).greater_is_better(metric) else "minimize",
+        sampler=optuna.samplers.TPESampler(seed=spec.search.seed),
+        pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1),
+    )
+
+
+def suggest(trial: optuna.Trial, hp: Hyperparameters, fixed: set[str], layers: int | None) -> Hyperparameters:
+    """The trial's hyperparameters: each field of the space the caller did not set is sampled, the rest stay."""
+    chosen: dict[str, Any] = {}
+
+    def pick(name: str, sample: Any) -> None:
+        if name not in fixed:
+            chosen[name] = sample(name)
+
+    pick("learning_rate", lambda n: trial.suggest_float(n, 1e-5, 2e-4, log=True))
+    pick("head_learning_rate", lambda n: trial.suggest_float(n, 1e-4, 1e-2, log=True))
+    if hp.max_steps <= 0:
+        pick("epochs", lambda n: trial.suggest_int(n, 2, max(6, hp.epochs)))
+    pick("head_dropout", lambda n: trial.suggest_float(n, 0.0, 0.3))
+    pick("weight_decay", lambda n: trial.suggest_float(n, 0.0, 0.1))
+    pick("warmup_ratio", lambda n: trial.suggest_float(n, 0.0, 0.2))
+    if layers is not None and layers > 1 and not {"freeze", "trainable_layers", "gradual_unfreezing"} & fixed:
+        freeze = trial.suggest_categorical("freeze", ["none", "top_k"])
+        chosen["freeze"] = freeze
+        chosen["trainable_layers"] = trial.suggest_int("trainable_layers", 1, layers - 1) if freeze == "top_k" else 0
+    if chosen.get("freeze", hp.freeze) != "all":
+        pick("layer_lr_decay", lambda n: trial.suggest_float(n, 0.7, 1.0))
+    return dataclasses.replace(hp, **chosen)
+
+
+class _TrialCallback(TrainerCallback):
+    """Reports each evaluation's best-model metric to the trial and stops it when the pruner says so (raising
+    optuna.TrialPruned out of the Trainer); stops it after one last evaluation when the search's budget ends."""
+
+    def __init__(self, trial: optuna.Trial, metric: str, deadline: float) -> None:
+        self._trial = trial
+        self._metric = metric
+        self._deadline = deadline
+        self._evaluations = 0
+
+    def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
+                       **kwargs: Any) -> None:
+        # NOTE: a trial resuming an interrupted one's checkpoint goes on counting its evaluations
+        self._evaluations = sum(1 for entry in state.log_history if "eval_loss" in entry)
+
+    def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
+                    **kwargs: Any) -> None:
+        if time.monotonic() >= self._deadline and not control.should_training_stop:
+            self._trial.set_user_attr("reason", f"stopped at the search budget after step {state.global_step}")
+            control.should_training_stop = True
+            control.should_evaluate = control.should_save = True  # NOTE: its last evaluation counts
+
+    def on_evaluate(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
+                    metrics: dict[str, float] | None = None, **kwargs: Any) -> None:
+        value = (metrics or {}).get(f"eval_{self._metric}")
+        if value is None or not math.isfinite(value):
+            return
+        self._evaluations += 1
+        self._trial.set_user_attr("steps", state.global_step)
+        self._trial.report(float(value), self._evaluations)
+        if self._trial.should_prune():
+            self._trial.set_user_attr(
+                "reason", f"{self._metric} {value:.4f} at evaluation {self._evaluations} (step {state.global_step}) "
+                "was worse than the median of the earlier trials there"
+            )
+            raise optuna.TrialPruned()
+
+
+class _Stopped(Exception):
+    def __init__(self, event: CancelledEvent | PreemptedEvent) -> None:
+        super().__init__(event.kind)
+        self.event = event
+
+
+class _TrialFailed(Exception):
+    pass
+
+
+class _TrialWriter(EventWriter):
+    """The trial's own training events, their messages prefixed with the trial's number."""
+
+    def __init__(self, writer: EventWriter, number: int) -> None:
+        self._writer = writer
+        self._prefix = f"[trial {number}] "
+
+    def write(self, event: WorkerEvent) -> None:
+        self._writer.write(dataclasses.replace(event, message=self._prefix + event.message))
+
+
+def run_search(
+    spec: TrainingSpec, writer: EventWriter, stop: StopRequests, *, scratch_dir: Path
+) -> ResultEvent | CancelledEvent | PreemptedEvent | None:
+    search, metric = spec.search, spec.best_metric()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = open_study(spec, scratch_dir)
+    _recover(study)
+    started = time.monotonic()
+    remaining_budget = search.budget_seconds - float(study.user_attrs.get("spent_seconds", 0.0))
+    deadline = started + remaining_budget
+    fixed, layers = set(search.fixed), num_layers(spec.backbone)
+
+    def objective(trial: optuna.Trial) -> float:
+        directory = scratch_dir / "trials" / str(trial.user_attrs.get("resumes", trial.number))
+        hp = suggest(trial, spec.hyperparameters, fixed, layers)
+        writer.write(TrialEvent(number=trial.number, state="TRIAL_STATE_RUNNING", params=_as_text(trial.params),
+                                message=f"trial {trial.number} started: {_describe(trial.params)}"))
+        trial_spec = dataclasses.replace(
+            spec, hyperparameters=hp, output_dir=str(directory / "output"),
+            checkpoint_dir=str(directory / "checkpoints"), search=SearchSpec(),
+        )
+        try:
+            outcome = run_training(trial_spec, _TrialWriter(writer, trial.number), stop, scratch_dir=directory,
+                                   callbacks=[_TrialCallback(trial, metric, deadline)])
+        except optuna.TrialPruned:
+            raise
+        except Exception as error:
+            trial.set_user_attr("reason", " ".join(f"{type(error).__name__}: {error}".split())[:500])
+            raise _TrialFailed() from error
+        if isinstance(outcome, CancelledEvent | PreemptedEvent):
+            trial.set_user_attr("interrupted", True)
+            raise _Stopped(outcome)
+        assert isinstance(outcome, ResultEvent), "a search runs on one process"
+        (directory / "result.json").write_text(json.dumps(outcome.fields()))
+        trial.set_user_attr("steps", outcome.best_step if not outcome.learning_curve else
+                            int(outcome.learning_curve[-1]["step"]))
+        return outcome.best_metric
+
+    def ended(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        study.set_user_attr("spent_seconds", search.budget_seconds - (deadline - time.monotonic()))
+        if trial.user_attrs.get("interrupted"):
+            return
+        event = _trial_event(study, trial, metric)
+        writer.write(dataclasses.replace(event, message=f"trial {trial.number} {_summary(event, metric)}"))
+        _keep_best_output(study, scratch_dir)
+
+    try:
+        if remaining_budget > 0 and _counted(study) < search.trials:
+            study.optimize(objective, n_trials=search.trials - _counted(study), timeout=remaining_budget,
+                           catch=(_TrialFailed,), callbacks=[ended])
+    except _Stopped as stopped:
+        study.set_user_attr("spent_seconds", search.budget_seconds - (deadline - time.monotonic()))
+        return stopped.event
+    return _result(study, spec, scratch_dir, metric)
+
+
+def _recover(study: optuna.Study) -> None:
+    """Trials cut short by the worker's end (killed: still RUNNING; preempted or cancelled: FAILED "interrupted") are
+    marked FAILED "interrupted" and queued again with the same parameters, resuming their checkpoint directory."""
+    retried = set(study.user_attrs.get("retried", []))
+    for trial in study.get_trials(deepcopy=False):
+        interrupted = trial.state is optuna.trial.TrialState.RUNNING or (
+            trial.state is optuna.trial.TrialState.FAIL and trial.user_attrs.get("interrupted")
+        )
+        if not interrupted or trial.number in retried:
+            continue
+        if trial.state is optuna.trial.TrialState.RUNNING:
+            storage = study._storage  # NOTE: Optuna has no public call to fail a trial a killed process left RUNNING
+            storage.set_trial_user_attr(trial._trial_id, "interrupted", True)
+            storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL)
+        study.enqueue_trial(trial.params, user_attrs={"resumes": trial.user_attrs.get("resumes", trial.number)},
+                            skip_if_exists=False)
+        retried.add(trial.number)
+    study.set_user_attr("retried", sorted(retried))
+
+
+def _counted(study: optuna.Study) -> int:
+    """Trials that count towards N: those that ended on their own (complete, pruned, failed), not interrupted ones."""
+    ended = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL)
+    return sum(1 for t in study.get_trials(deepcopy=False, states=ended) if not t.user_attrs.get("interrupted"))
+
+
+def _best(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
+    try:
+        return study.best_trial
+    except ValueError:  # no complete trial yet
+        return None
+
+
+def _trial_dir(scratch_dir: Path, trial: optuna.trial.FrozenTrial) -> Path:
+    return scratch_dir / "trials" / str(trial.user_attrs.get("resumes", trial.number))
+
+
+def _keep_best_output(study: optuna.Study, scratch_dir: Path) -> None:
+    """Only the best trial so far keeps its artifacts (a pruned or failed trial has none worth keeping)."""
+    best = _best(study)
+    for trial in study.get_trials(deepcopy=False):
+        if trial.state is optuna.trial.TrialState.RUNNING or (best is not None and trial.number == best.number):
+            continue
+        if trial.state is optuna.trial.TrialState.FAIL and trial.user_attrs.get("interrupted"):
+            continue  # NOTE: its rerun resumes from this directory
+        if trial.state is optuna.trial.TrialState.WAITING:
+            continue
+        shutil.rmtree(_trial_dir(scratch_dir, trial) / "output", ignore_errors=True)
+        shutil.rmtree(_trial_dir(scratch_dir, trial) / "checkpoints", ignore_errors=True)
+
+
+def _trial_event(study: optuna.Study, trial: optuna.trial.FrozenTrial, metric: str) -> TrialEvent:
+    best = _best(study)
+    values = list(trial.intermediate_values.values())
+    value = trial.value if trial.value is not None else (
+        (max(values) if study.direction is optuna.study.StudyDirection.MAXIMIZE else min(values)) if values else None
+    )
+    duration = trial.duration.total_seconds() if trial.duration else 0.0
+    return TrialEvent(
+        number=trial.number, state=_STATES.get(trial.state, "TRIAL_STATE_UNSPECIFIED"), params=_as_text(trial.params),
+        metric=value, duration_seconds=duration, steps=int(trial.user_attrs.get("steps", 0)),
+        best=best is not None and best.number == trial.number, reason=str(trial.user_attrs.get("reason", "")),
+    )
+
+
+def _result(study: optuna.Study, spec: TrainingSpec, scratch_dir: Path, metric: str) -> ResultEvent:
+    """The best trial's result and artifacts as the job's, with every trial (interrupted ones left out)."""
+    best = _best(study)
+    trials = [t for t in study.get_trials(deepcopy=False) if not t.user_attrs.get("interrupted")
+              and t.state in _STATES and t.state is not optuna.trial.TrialState.RUNNING]
+    if best is None:
+        reasons = "; ".join(f"trial {t.number}: {t.user_attrs.get('reason', _STATES[t.state])}" for t in trials)
+        raise RuntimeError(f"no search trial completed ({reasons or 'the budget ran out before the first'})")
+    directory = _trial_dir(scratch_dir, best)
+    fields = json.loads((directory / "result.json").read_text())
+    result = ResultEvent(**fields)
+    result.trials = [_trial_event(study, t, metric).fields() for t in trials]
+    output_dir = Path(spec.output_dir)
+    if not output_dir.exists():  # NOTE: a rerun after the move found it there already
+        shutil.move(directory / "output", output_dir)
+    metrics_path = output_dir / ARTIFACTS["metrics"]
+    metrics = json.loads(metrics_path.read_text())
+    metrics["trials"] = result.trials
+    metrics_path.write_text(json.dumps(metrics, indent=2) + "\n")
+    result.message = (f"search: best trial {best.number} of {len(trials)}, {metric} {best.value:.4f} "
+                      f"({_describe(best.params)})")
+    return result
+
+
+def _as_text(params: dict[str, Any]) -> dict[str, str]:
+    return {name: f"{value:.4g}" if isinstance(value, float) else str(value) for name, value in params.items()}
+
+
+def _describe(params: dict[str, Any]) -> str:
+    return ", ".join(f"{name} {text}" for name, text in _as_text(params).items())
+
+
+def _summary(event: TrialEvent, metric: str) -> str:
+    state = event.state.removeprefix("TRIAL_STATE_").lower()
+    value = "" if event.metric is None else f" {metric} {event.metric:.4f}"
+    reason = f": {event.reason}" if event.reason else ""
+    return f"{state}{value} in {event.duration_seconds:.1f} s{reason}"

@@ -1,0 +1,98 @@
+"""FineTune(search=N) in the worker: Optuna trials of the single-run training, pruned, resumable, the best trial's
+artifacts as the version."""
+
+from __future__ import annotations
+
+import dataclasses
+import signal
+import subprocess
+from pathlib import Path
+
+import optuna
+import pytest
+
+from tests.engines.training.test_worker import WORKER, run_worker, write_spec
+from tests.fixtures import build_tiny_bert
+from tuneserve.engines.training.search import STUDY_NAME, open_study
+from tuneserve.engines.training.spec import ARTIFACTS, SearchSpec, TrainingSpec
+
+# NOTE: the caller's values stay fixed; only the learning rates are searched (and enqueued below)
+FIXED = {"epochs": 3, "batch_size": 8, "head_dropout": 0.1, "weight_decay": 0.0, "warmup_ratio": 0.0,
+         "freeze": "none", "layer_lr_decay": 1.0, "metric_for_best_model": "loss"}
+GOOD = {"learning_rate": 1e-3, "head_learning_rate": 1e-2}
+BAD = {"learning_rate": 1e-9, "head_learning_rate": 1e-9}
+
+
+@pytest.fixture(scope="module")
+def tiny_bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_bert(tmp_path_factory.mktemp("backbone") / "tiny-bert")
+
+
+def search_spec(job_dir: Path, backbone: Path, trials: int, budget: float = 600.0) -> Path:
+    path = write_spec(job_dir, backbone, **FIXED)
+    spec = TrainingSpec.load(path)
+    spec.search = SearchSpec(trials=trials, budget_seconds=budget, seed=0, fixed=sorted(FIXED))
+    spec.save(path)
+    return path
+
+
+def enqueue(path: Path, *params: dict[str, float]) -> None:
+    spec = TrainingSpec.load(path)
+    study = open_study(spec, path.parent)
+    for p in params:
+        study.enqueue_trial(p)
+
+
+def test_a_bad_learning_rate_is_pruned_and_the_best_trial_is_the_version(tmp_path: Path, tiny_bert: Path) -> None:
+    path = search_spec(tmp_path, tiny_bert, trials=3)
+    enqueue(path, GOOD, {"learning_rate": 5e-4, "head_learning_rate": 5e-3}, BAD)
+    run = run_worker(path, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    ended = [e for e in run.events if e["kind"] == "trial" and e["state"] != "TRIAL_STATE_RUNNING"]
+    started = [e for e in run.events if e["kind"] == "trial" and e["state"] == "TRIAL_STATE_RUNNING"]
+    assert [e["number"] for e in started] == [0, 1, 2] and [e["number"] for e in ended] == [0, 1, 2]
+    result = run.last("result")
+    states = [t["state"] for t in result["trials"]]
+    assert states[:2] == ["TRIAL_STATE_COMPLETE"] * 2 and states[2] == "TRIAL_STATE_PRUNED", result["trials"]
+    pruned = result["trials"][2]
+    assert "median" in pruned["reason"] and pruned["steps"] < result["trials"][0]["steps"]
+    best = [t for t in result["trials"] if t["best"]]
+    assert len(best) == 1 and best[0]["metric"] == pytest.approx(result["best_metric"])
+    assert best[0]["params"]["learning_rate"] in {"0.001", "0.0005"}
+    # the best trial's artifacts are the job's output, nothing trained again; the others are gone
+    assert (run.output_dir / ARTIFACTS["onnx"]).is_file()
+    assert "trials" in (run.output_dir / ARTIFACTS["metrics"]).read_text()
+    assert not any((tmp_path / "trials").glob("*/output"))
+
+
+def test_a_search_interrupted_mid_trial_resumes_and_runs_every_trial(tmp_path: Path, tiny_bert: Path) -> None:
+    path = search_spec(tmp_path, tiny_bert, trials=3)
+    enqueue(path, GOOD)
+    process = subprocess.Popen([*WORKER, str(path)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    assert process.stdout is not None
+    for line in process.stdout:  # preempt the second trial at its first evaluation
+        if '"kind": "evaluation"' in line and "[trial 1]" in line:
+            process.send_signal(signal.SIGTERM)
+            break
+    process.stdout.read()
+    assert process.wait(60) == 75
+    run = run_worker(path, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    trials = run.last("result")["trials"]
+    assert len(trials) == 3 and all(t["state"] != "TRIAL_STATE_FAILED" for t in trials), trials
+    study = optuna.load_study(study_name=STUDY_NAME, storage=f"sqlite:///{tmp_path / 'search.db'}")
+    interrupted = [t for t in study.trials if t.user_attrs.get("interrupted")]
+    assert [t.number for t in interrupted] == [1] and interrupted[0].state is optuna.trial.TrialState.FAIL
+    rerun = next(t for t in study.trials if t.user_attrs.get("resumes") == 1)
+    assert rerun.params == interrupted[0].params
+    resumed = [e for e in run.events if "resumed from the checkpoint" in e.get("message", "")]
+    assert resumed, "the rerun resumes the interrupted trial's checkpoint"
+
+
+def test_the_budget_stops_the_search(tmp_path: Path, tiny_bert: Path) -> None:
+    path = search_spec(tmp_path, tiny_bert, trials=5, budget=1.0)
+    run = run_worker(path, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    trials = run.last("result")["trials"]
+    assert len(trials) == 1 and "budget" in trials[0]["reason"]
+    assert dataclasses.fields(SearchSpec)
