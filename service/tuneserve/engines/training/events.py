@@ -124,6 +124,9 @@ class ResultEvent(WorkerEvent):
     # NOTE: tuneserve.v1.ConfusionMatrix and ClassMetrics as dicts: the best checkpoint on the validation rows.
     validation_confusion_matrix: dict[str, Any] = field(default_factory=dict)
     validation_per_class: list[dict[str, Any]] = field(default_factory=list)
+    calibration: dict[str, Any] = field(default_factory=dict)        # tuneserve.v1.Calibration; {} = none fitted
+    refit: bool = False                                               # the served model was retrained on train+validation
+    max_seq_length: int = 0                                           # text: the token length used
 
     def fields(self) -> dict[str, Any]:
         """The JobResult fields alone (no kind, no message), as metrics.json stores them."""
