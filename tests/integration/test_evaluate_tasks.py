@@ -107,7 +107,7 @@ def test_multi_label_evaluate_reports_its_metrics_at_the_tuned_thresholds(world:
     expected = world.expected("multi_label", "multi_label")
     assert report.task == 2 and report.num_examples == len(TEXTS)
     assert set(report.metrics) == {"micro_f1", "micro_precision", "micro_recall", "macro_f1", "samples_f1",
-                                   "subset_accuracy", "hamming_loss"}  # fmt: skip
+                                   "subset_accuracy", "hamming_loss", "ece"}  # fmt: skip
     assert dict(report.metrics) == pytest.approx(expected, abs=1e-6)
     # one label of every fifth row is flipped: those rows are the only wrong ones
     assert report.metrics["subset_accuracy"] == pytest.approx(1 - 8 / len(TEXTS))

@@ -72,3 +72,49 @@ def test_nothing_to_fit() -> None:
     assert fit_softmax_temperature(np.zeros((0, 3)), np.zeros(0, dtype=int)) == 1.0
     # every logit equal: the likelihood does not depend on T
     assert fit_softmax_temperature(np.zeros((10, 3)), np.zeros(10, dtype=int)) == 1.0
+
+
+def test_task_calibration_lowers_the_nll_of_an_overconfident_classifier_and_outputs_apply_it() -> None:
+    """Logits 6x too sharp for how often they are right: Task.calibrate fits T > 1, lowers the NLL and the ECE, and
+    Task.outputs serves softmax(logits / T) without changing a decision."""
+    from tuneserve.tasks import TaskParams, get_task
+
+    rng = np.random.default_rng(0)
+    truth = rng.integers(0, 3, 600)
+    logits = rng.normal(0.0, 1.0, (600, 3))
+    logits[np.arange(600), truth] += 1.0
+    logits *= 6.0
+    labels = ["a", "b", "c"]
+    task = get_task("classification")
+    params, fit = task.calibrate(logits, [labels[i] for i in truth], labels, TaskParams())
+    assert fit is not None and params.temperature == fit.temperature and fit.temperature[0] > 2.0
+    assert fit.nll_after < fit.nll_before and fit.ece_after < fit.ece_before
+    served = task.outputs(logits, params)
+    assert np.allclose(served, softmax(logits / fit.temperature[0]), atol=1e-6)
+    assert (served.argmax(axis=1) == logits.argmax(axis=1)).all()
+
+
+def test_multi_label_calibrates_each_label_before_tuning_its_threshold() -> None:
+    from tuneserve.tasks import TaskParams, get_task
+
+    rng = np.random.default_rng(1)
+    truth = rng.random((400, 2)) < 0.4
+    logits = np.where(truth, 1.0, -1.0) + rng.normal(0.0, 1.5, (400, 2))
+    logits[:, 0] *= 5.0                  # label 0 overconfident, label 1 about right
+    labels = ["x", "y"]
+    targets = [[labels[j] for j in np.flatnonzero(row)] for row in truth]
+    task = get_task("multi_label")
+    params, fit = task.calibrate(logits, targets, labels, TaskParams("multi_label"))
+    assert fit is not None and fit.temperature[0] > 3.0 and 0.5 < fit.temperature[1] < 2.0
+    assert fit.nll_after < fit.nll_before
+    served = task.outputs(logits, params)
+    assert np.allclose(served, sigmoid(logits / np.array(fit.temperature)), atol=1e-6)
+    tuned = task.tune(logits, targets, labels, params)
+    assert tuned.temperature == params.temperature and len(tuned.thresholds) == 2
+
+
+def test_regression_has_nothing_to_calibrate() -> None:
+    from tuneserve.tasks import TaskParams, get_task
+
+    params = TaskParams("regression")
+    assert get_task("regression").calibrate(np.zeros((3, 1)), [1.0, 2.0, 3.0], [], params) == (params, None)

@@ -202,6 +202,15 @@ def _task_rows(r: JobResult) -> list[tuple[str, str]]:
         rows.append(("variants", f"{r.variant_metric or 'macro_f1'}: " + _metrics(r.variant_metrics)))
     if r.label_thresholds:
         rows.append(("thresholds", "  ".join(f"{label} {t:.2f}" for label, t in sorted(r.label_thresholds.items()))))
+    if r.auto_hyperparameters:
+        rows.append(("auto", ", ".join(r.auto_hyperparameters) + " (chosen from the data)"))
+    c = r.calibration
+    if c.temperature:
+        rows.append(("calibration", f"temperature {' '.join(f'{t:.3g}' for t in c.temperature)}: validation ECE "
+                                    f"{c.ece_before:.4f} -> {c.ece_after:.4f}, NLL {c.nll_before:.4f} -> "
+                                    f"{c.nll_after:.4f}"))
+    if r.refit:
+        rows.append(("refit", f"retrained on train+validation for {r.best_step} steps (the served model)"))
     return rows
 
 
@@ -209,6 +218,8 @@ def _transfer_rows(r: JobResult, names: Sequence[str] = ("macro_f1", "accuracy")
     rows = []
     if r.fit.verdict:
         rows.append(("fit", f"{r.fit.verdict}: {r.fit.rule}"))
+    if r.fit.advice:
+        rows.append(("advice", r.fit.advice))
     for b in r.baselines:
         metrics = _metrics(b.validation_metrics, names[:2])
         rows.append((f"baseline {b.kind}", f"model {b.model_id}  {metrics}  ({b.train_seconds:.1f} s)"))

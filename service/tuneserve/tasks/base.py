@@ -87,6 +87,21 @@ class TaskReport:
     num_unknown_labels: int = 0                                      # rows naming a label the model does not know
     residuals: dict[str, float] = field(default_factory=dict)        # regression: mean, std, median_abs, p90_abs, max_abs
     points: list[tuple[float, float]] = field(default_factory=list)  # regression: (true, predicted) of a sample
+    reliability: list[tuple[float, float, int]] = field(default_factory=list)  # (confidence, accuracy, rows) per bin
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """A temperature fit on the validation rows (JobResult.calibration): the temperatures and what they changed."""
+
+    temperature: list[float]
+    ece_before: float
+    ece_after: float
+    nll_before: float
+    nll_after: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
 
 
 @dataclass(frozen=True)
@@ -193,6 +208,13 @@ class Task(ABC):
     def tune(self, logits: np.ndarray, targets: Sequence[Target], labels: Sequence[str], params: TaskParams) -> TaskParams:
         """Parameters fitted on the validation split after training (multi-label: the thresholds)."""
         return params
+
+    def calibrate(
+        self, logits: np.ndarray, targets: Sequence[Target], labels: Sequence[str], params: TaskParams
+    ) -> tuple[TaskParams, Calibration | None]:
+        """Temperature scaling fitted on the validation rows' raw outputs (tasks/calibration.py), stored in
+        params.temperature for `outputs` to apply; None where the task has nothing to calibrate (regression)."""
+        return params, None
 
     # -- outputs ----------------------------------------------------------------------------------------------------
 

@@ -12,7 +12,18 @@ import numpy as np
 from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
 from sklearn.utils.class_weight import compute_class_weight
 
-from tuneserve.tasks.base import Decoded, LabelReport, OutputTensor, PairedTest, Target, Task, TaskParams, TaskReport
+from tuneserve.tasks import calibration
+from tuneserve.tasks.base import (
+    Calibration,
+    Decoded,
+    LabelReport,
+    OutputTensor,
+    PairedTest,
+    Target,
+    Task,
+    TaskParams,
+    TaskReport,
+)
 from tuneserve.tasks.stats import leader, mcnemar_p
 
 if TYPE_CHECKING:
@@ -85,8 +96,24 @@ class Classification(Task):
             logits.float(), targets, weight=weights, label_smoothing=float(options.get("label_smoothing", 0.0))
         )
 
+    def calibrate(
+        self, logits: np.ndarray, targets: Sequence[Target], labels: Sequence[str], params: TaskParams
+    ) -> tuple[TaskParams, Calibration | None]:
+        """One temperature for the model, minimising the NLL of the validation rows (rows of unknown labels aside)."""
+        index = {label: i for i, label in enumerate(labels)}
+        known = [i for i, t in enumerate(targets) if str(t) in index]
+        z = np.asarray(logits, dtype=np.float64)[known]
+        y = np.array([index[str(targets[i])] for i in known], dtype=np.int64)
+        t = calibration.fit_softmax_temperature(z, y)
+        fitted = TaskParams(**{**params.__dict__, "temperature": [t]})
+        before, after = calibration.softmax(z), calibration.softmax(z / t)
+        return fitted, Calibration(
+            [t], _ece(before, y), _ece(after, y), calibration.softmax_nll(z, y), calibration.softmax_nll(z, y, t)
+        )
+
     def outputs(self, logits: np.ndarray, params: TaskParams) -> np.ndarray:
-        shifted = logits - logits.max(axis=1, keepdims=True)
+        z = logits / params.temperature[0] if params.temperature else logits
+        shifted = z - z.max(axis=1, keepdims=True)
         exp = np.exp(shifted)
         result: np.ndarray = (exp / exp.sum(axis=1, keepdims=True)).astype(np.float32)
         return result
@@ -122,12 +149,16 @@ class Classification(Task):
             "weighted_precision": float(weighted[0]), "weighted_recall": float(weighted[1]),
             "weighted_f1": float(weighted[2]),
         }
+        confidence = scores.max(axis=1) if len(y_true) else np.zeros(0)
+        correct = np.array([a == b for a, b in zip(y_true, y_pred, strict=True)], dtype=bool)
+        metrics["ece"] = calibration.expected_calibration_error(confidence, correct)
         return TaskReport(
             metrics=metrics,
             per_label=[LabelReport(lab, float(p[i]), float(r[i]), float(f[i]), int(s[i])) for i, lab in enumerate(every)],
             confusion_labels=every,
             confusion=confusion_matrix(y_true, y_pred, labels=every).tolist(),
             num_unknown_labels=sum(1 for y in y_true if y in unknown),
+            reliability=calibration.reliability(confidence, correct),
         )
 
     def outcomes(
@@ -151,3 +182,7 @@ class Classification(Task):
         clear = top[:, -1] - top[:, -2] > PARITY_MARGIN if reference.shape[1] > 1 else np.ones(len(reference), bool)
         flips = int(np.sum((reference.argmax(axis=1) != exported.argmax(axis=1)) & clear))
         return diff, f"{flips} rows' top class differs" if flips else ""
+
+
+def _ece(probabilities: np.ndarray, targets: np.ndarray) -> float:
+    return calibration.expected_calibration_error(probabilities.max(axis=1), probabilities.argmax(axis=1) == targets)

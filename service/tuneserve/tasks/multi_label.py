@@ -11,7 +11,18 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from sklearn.metrics import f1_score, hamming_loss, precision_recall_fscore_support
 
-from tuneserve.tasks.base import Decoded, LabelReport, OutputTensor, PairedTest, Target, Task, TaskParams, TaskReport
+from tuneserve.tasks import calibration
+from tuneserve.tasks.base import (
+    Calibration,
+    Decoded,
+    LabelReport,
+    OutputTensor,
+    PairedTest,
+    Target,
+    Task,
+    TaskParams,
+    TaskReport,
+)
 from tuneserve.tasks.stats import holm, leader, mcnemar_p
 
 if TYPE_CHECKING:
@@ -99,9 +110,28 @@ class MultiLabel(Task):
         soft = targets.float() * (1.0 - smoothing) + 0.5 * smoothing
         return functional.binary_cross_entropy_with_logits(logits.float(), soft, pos_weight=weights)
 
+    def calibrate(
+        self, logits: np.ndarray, targets: Sequence[Target], labels: Sequence[str], params: TaskParams
+    ) -> tuple[TaskParams, Calibration | None]:
+        """One temperature per label, each minimising that label's binary NLL on the validation rows (1 for a label
+        whose rows are all positive or all negative); fitted before the thresholds, which are tuned on the calibrated
+        probabilities."""
+        z = np.asarray(logits, dtype=np.float64)
+        truth = _multi_hot(targets, labels).astype(np.float64)
+        temperatures = calibration.fit_binary_temperatures(z, truth)
+        t = np.array(temperatures, dtype=np.float64)
+        fitted = TaskParams(**{**params.__dict__, "temperature": temperatures})
+        return fitted, Calibration(
+            temperatures,
+            calibration.expected_calibration_error(calibration.sigmoid(z), truth),
+            calibration.expected_calibration_error(calibration.sigmoid(z / t), truth),
+            calibration.binary_nll(z, truth), _binary_nll_per_label(z, truth, t),
+        )
+
     def tune(self, logits: np.ndarray, targets: Sequence[Target], labels: Sequence[str], params: TaskParams) -> TaskParams:
-        """Each label's threshold maximising its F1 on the validation rows; 0.5 for a label with no positive row."""
-        probabilities = _sigmoid(logits)
+        """Each label's threshold maximising its F1 on the validation rows (of the served, calibrated probabilities);
+        0.5 for a label with no positive row."""
+        probabilities = self.outputs(logits, params)
         truth = _multi_hot(targets, labels).astype(bool)
         thresholds = []
         for j in range(len(labels)):
@@ -118,6 +148,8 @@ class MultiLabel(Task):
         return TaskParams(**{**params.__dict__, "thresholds": thresholds})
 
     def outputs(self, logits: np.ndarray, params: TaskParams) -> np.ndarray:
+        if len(params.temperature) == logits.shape[-1]:
+            return _sigmoid(logits / np.asarray(params.temperature, dtype=np.float32))
         return _sigmoid(logits)
 
     def decode(self, scores: np.ndarray, labels: Sequence[str], params: TaskParams, top_k: int) -> Decoded:
@@ -153,10 +185,14 @@ class MultiLabel(Task):
             "subset_accuracy": float(np.mean(np.all(truth == predicted, axis=1))) if len(truth) else 0.0,
             "hamming_loss": float(hamming_loss(truth, predicted)) if len(truth) else 0.0,
         }
+        # NOTE: every label's probability is a yes/no event of its own (labels the model knows only).
+        known_truth = truth[:, : len(labels)]
+        metrics["ece"] = calibration.expected_calibration_error(scores, known_truth)
         return TaskReport(
             metrics=metrics,
             per_label=[LabelReport(lab, float(p[i]), float(r[i]), float(f[i]), int(s[i])) for i, lab in enumerate(every)],
             num_unknown_labels=sum(1 for t in targets if set(self.label_set(t)) - known),
+            reliability=calibration.reliability(scores, known_truth),
         )
 
     def outcomes(
@@ -191,7 +227,7 @@ class MultiLabel(Task):
     def parity(self, reference: np.ndarray, exported: np.ndarray, params: TaskParams) -> tuple[float, str]:
         diff, _ = super().parity(reference, exported, params)
         thresholds = _thresholds(params, reference.shape[1] if reference.ndim == 2 else 0)
-        a, b = _sigmoid(reference), _sigmoid(exported)
+        a, b = self.outputs(reference, params), self.outputs(exported, params)
         clear = np.abs(a - thresholds) > PARITY_MARGIN
         flips = int(np.sum(((a >= thresholds) != (b >= thresholds)) & clear))
         return diff, f"{flips} label decisions differ at the tuned thresholds" if flips else ""
@@ -207,6 +243,11 @@ class MultiLabel(Task):
         if len(scores):
             predicted[:, : len(labels)] = scores >= _thresholds(params, len(labels))
         return every, truth, predicted
+
+
+def _binary_nll_per_label(logits: np.ndarray, truth: np.ndarray, temperatures: np.ndarray) -> float:
+    z = logits / temperatures
+    return float(np.mean(np.logaddexp(0.0, z) - truth * z))
 
 
 def _thresholds(params: TaskParams, count: int) -> np.ndarray:

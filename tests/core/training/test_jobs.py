@@ -317,3 +317,26 @@ async def test_a_failed_baseline_fails_the_whole_job(env: Env) -> None:
     # NOTE: one unit: the fine-tune succeeded, but none of the job's models becomes servable
     for model in await env.registry.from_job(job.id):
         assert model.versions[0].state is VersionState.FAILED, model.kind
+
+
+async def test_unset_hyperparameters_are_chosen_from_the_data_and_a_user_value_wins(env: Env) -> None:
+    """20 balanced rows: the auto rules give 10 epochs (1 step each, toward 300 steps), batches of 16, no class
+    weighting, max_seq_length from the data (0, resolved by the worker); the job, its spec and its proto say so."""
+    from tuneserve.grpc.v1.converters import job_to_pb
+
+    jobs = env.manager()
+    job = await jobs.submit(env.params())
+    hp = job.hyperparameters
+    assert (hp["epochs"], hp["batch_size"], hp["class_weighting"], hp["max_seq_length"]) == (10, 16, False, 0)
+    assert hp["auto_hyperparameters"] == ["epochs", "batch_size", "validation_fraction", "eval_steps",
+                                          "early_stopping_patience", "class_weighting", "max_seq_length"]
+    spec = TrainingSpec.load(env.artifacts.job_dir(job.id) / "spec.json")
+    assert spec.hyperparameters.epochs == 10 and spec.hyperparameters.max_seq_length == 0
+    assert list(job_to_pb(job).result.auto_hyperparameters) == hp["auto_hyperparameters"]
+
+    mine = await jobs.submit(env.params(hyperparameters={"epochs": 2, "max_seq_length": 64, "class_weighting": True}))
+    assert (mine.hyperparameters["epochs"], mine.hyperparameters["max_seq_length"]) == (2, 64)
+    assert mine.hyperparameters["class_weighting"] is True
+    assert not {"epochs", "max_seq_length", "class_weighting"} & set(mine.hyperparameters["auto_hyperparameters"])
+    shown = job_to_pb(mine)
+    assert shown.hyperparameters.epochs == 2 and "batch_size" in shown.result.auto_hyperparameters

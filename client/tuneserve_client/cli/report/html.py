@@ -230,6 +230,8 @@ def _verdicts(job: Job) -> str:
     if r.fit.verdict:
         rows += [("fit", r.fit.verdict), ("fit rule", r.fit.rule),
                  ("train - validation gap", f"{r.fit.train_validation_gap:+.4f}")]
+        if r.fit.advice:
+            rows.append(("what to try next", r.fit.advice))
     if r.transfer_verdict:
         rows.append(("transfer", r.transfer_verdict))
     if not rows:
@@ -281,6 +283,7 @@ def render_html(data: ReportInput) -> str:
     with rc_context({"text.parse_math": False}):
         sections = [
             _summary(data), _verdicts(job), _learning_curves(job), _validation(job), tasks.thresholds(job, data.model),
+            tasks.calibration(job, data.evaluation.report if data.evaluation else None),
             _baselines(data),
             _test_evaluation(data), _hyperparameters(job), _backbone(data), _export(data),
         ]  # fmt: skip

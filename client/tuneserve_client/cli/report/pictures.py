@@ -6,7 +6,12 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from tuneserve_client.proto.tuneserve.v1.common_pb2 import TASK_MULTI_LABEL, TASK_REGRESSION
-from tuneserve_client.proto.tuneserve.v1.models_pb2 import ClassMetrics, ConfusionMatrix, RegressionPoint
+from tuneserve_client.proto.tuneserve.v1.models_pb2 import (
+    ClassMetrics,
+    ConfusionMatrix,
+    RegressionPoint,
+    ReliabilityBin,
+)
 from tuneserve_client.proto.tuneserve.v1.training_pb2 import Job
 
 if TYPE_CHECKING:
@@ -126,6 +131,20 @@ def residuals(points: Sequence[RegressionPoint], title: str) -> Figure:
     axes.hist([p.predicted - p.true_value for p in points], bins=min(30, max(5, len(points) // 5)))
     axes.axvline(0.0, color="grey", linestyle="--", linewidth=1)
     axes.set(xlabel="residual (predicted - true)", ylabel="rows", title=title)
+    return figure
+
+
+def reliability(bins: Sequence[ReliabilityBin], title: str) -> Figure:
+    """Accuracy against mean confidence per bin (a marker's area: its rows), with the line of perfect calibration."""
+    figure, axes = _figure(5.5, 5)
+    axes.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1, label="perfectly calibrated")
+    total = max(1, sum(b.count for b in bins))
+    axes.plot([b.confidence for b in bins], [b.accuracy for b in bins], color="C0", linewidth=1)
+    axes.scatter([b.confidence for b in bins], [b.accuracy for b in bins], s=[20 + 400 * b.count / total for b in bins],
+                 alpha=0.7, label="bins (area: rows)")
+    axes.set(xlim=(0, 1.02), ylim=(0, 1.02), xlabel="mean score in bin", ylabel="share right", title=title)
+    axes.legend(fontsize="small")
+    axes.grid(alpha=0.3)
     return figure
 
 

@@ -71,6 +71,31 @@ def thresholds(job: Job, model: Model | None) -> str:
     )  # fmt: skip
 
 
+def calibration(job: Job, report: EvaluationReport | None) -> str:
+    """The temperature fitted on the validation rows and what it did to the ECE and NLL, and the reliability diagram
+    of Evaluate's served scores ("" when the job fitted no temperature and Evaluate gave no bins)."""
+    c = job.result.calibration
+    bins = list(report.reliability) if report is not None else []
+    if not c.temperature and not bins:
+        return ""
+    parts = []
+    if c.temperature:
+        parts.append(fields([
+            ("temperature", " ".join(num(t, 3) for t in c.temperature)),
+            ("validation ECE", f"{num(c.ece_before)} before, {num(c.ece_after)} after"),
+            ("validation NLL", f"{num(c.nll_before)} before, {num(c.nll_after)} after"),
+        ]))  # fmt: skip
+    if bins and report is not None:
+        parts.append(image(pictures.reliability(bins, f"reliability on {report.dataset_id} (ECE {num(report.ece)})"),
+                           "reliability diagram"))
+    return section(
+        "calibration", "Calibration",
+        note("temperature scaling fitted on the job's validation rows: a score of 0.9 should be right about 9 times "
+             "in 10; the diagram plots Evaluate's served scores (15 equal-width bins)"),
+        *parts,
+    )
+
+
 def _lead(report: EvaluationReport) -> str:
     return note(f"Evaluate of model {report.model_id} v{report.model_version} (the served ONNX model)")
 

@@ -48,6 +48,8 @@ class EvaluationReport:
     metrics: dict[str, float] = field(default_factory=dict)       # every metric of the task, by name
     residuals: dict[str, float] = field(default_factory=dict)     # regression: mean, std, median_abs, p90_abs, max_abs
     points: list[tuple[float, float]] = field(default_factory=list)  # regression: (true, predicted) of a sample
+    ece: float | None = None          # classification, multi-label: expected calibration error of the served scores
+    reliability: list[tuple[float, float, int]] = field(default_factory=list)  # (confidence, accuracy, rows) per bin
 
     @classmethod
     def of(
@@ -65,7 +67,8 @@ class EvaluationReport:
             per_class=[ClassReport(r.label, r.precision, r.recall, r.f1, r.support) for r in report.per_label],
             labels=list(report.confusion_labels), confusion_matrix=[list(row) for row in report.confusion],
             num_unknown_labels=report.num_unknown_labels, duration_seconds=duration_seconds, task=task,
-            metrics=dict(m), residuals=dict(report.residuals), points=list(report.points),
+            metrics=dict(m), residuals=dict(report.residuals), points=list(report.points), ece=m.get("ece"),
+            reliability=list(report.reliability),
         )
 
     def figures(self) -> dict[str, float]:

@@ -26,13 +26,19 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from tuneserve.engines.training.seq_length import AUTO_SEQ_LENGTH, seq_length_from
+
+__all__ = [
+    "AUTO_SEQ_LENGTH", "ORDER", "Chosen", "DataShape", "choose", "class_weighting", "seq_length_from",
+    "validation_fraction",
+]
+
 MIN_STEPS = 300
 MIN_EPOCHS, MAX_EPOCHS = 3, 10
 LARGE = 2_000               # training rows from which batches are 32 and the validation fraction 0.1
 MIN_VALIDATION_ROWS = 400
 EPOCH_STEPS_FOR_SUB_EPOCH_EVAL = 200
 IMBALANCE = 1.5
-AUTO_SEQ_LENGTH = 0         # max_seq_length's "from the data" value, resolved in the worker
 
 
 @dataclass(frozen=True)
@@ -102,12 +108,3 @@ def class_weighting(shape: DataShape) -> bool:
     if shape.task != "classification" or len(counts) < 2:
         return False
     return max(counts) >= IMBALANCE * min(counts)
-
-
-def seq_length_from(token_lengths: list[int], cap: int) -> int:
-    """The 95th percentile of token counts rounded up to a multiple of 16, within [32, cap]."""
-    if not token_lengths:
-        return min(cap, 128)
-    ordered = sorted(token_lengths)
-    p95 = ordered[min(len(ordered) - 1, math.ceil(0.95 * len(ordered)) - 1)]
-    return max(min(32, cap), min(cap, 16 * math.ceil(p95 / 16)))

@@ -1,14 +1,20 @@
 """Resolve and validate FineTune hyperparameters: the caller's fields over the defaults of `Hyperparameters`, then
-(`for_task`) the task's own choices: metric_for_best_model ("" = the task's default)."""
+(`with_auto`) the rule-driven fields the caller left unset chosen from the data (`auto`), then (`for_task`) the task's
+own choices: metric_for_best_model ("" = the task's default)."""
 
 from __future__ import annotations
 
 import dataclasses
 from typing import Any
 
+from tuneserve.core.training import auto
+from tuneserve.engines.training.seq_length import AUTO_SEQ_LENGTH
 from tuneserve.engines.training.spec import Hyperparameters
 from tuneserve.errors import InvalidArgument
 from tuneserve.tasks import Task
+
+# The key of a job record's hyperparameters that lists the fields chosen automatically (JobResult.auto_hyperparameters).
+AUTO_KEY = "auto_hyperparameters"
 
 # field: (lowest, highest, lowest_inclusive)
 _RANGES: dict[str, tuple[float, float, bool]] = {
@@ -19,7 +25,7 @@ _RANGES: dict[str, tuple[float, float, bool]] = {
     "head_learning_rate": (0, 1, False),
     "weight_decay": (0, 1, True),
     "warmup_ratio": (0, 0.99, True),
-    "max_seq_length": (8, 512, True),
+    "max_seq_length": (8, 512, True),   # or 0: from the data
     "early_stopping_patience": (0, 100, True),
     "seed": (0, 2**32 - 1, True),
     "validation_fraction": (0.01, 0.5, True),
@@ -34,6 +40,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "regression_loss": ("mse", "huber"),
     "freeze": ("none", "all", "top_k"),
     "lr_scheduler": ("linear", "cosine", "constant"),
+    "refit": ("auto", "true", "false"),
 }
 
 
@@ -47,9 +54,29 @@ def resolve(overrides: dict[str, Any]) -> Hyperparameters:
             _check_range(name, value)
         if name in _CHOICES and value not in _CHOICES[name]:
             raise InvalidArgument(f"hyperparameters.{name} must be one of {', '.join(_CHOICES[name])}, not {value!r}")
+    if overrides.get("refit") == "true":
+        # NOTE: refit (retraining on train+validation) is not built yet; "auto" does not refit until it is.
+        raise InvalidArgument("hyperparameters.refit=true is not available yet on this server; leave refit unset")
     hp = dataclasses.replace(Hyperparameters(), **overrides)
     _check_strategy(hp)
     return hp
+
+
+def with_auto(
+    hp: Hyperparameters, overrides: dict[str, Any], shape: auto.DataShape, *, text: bool = True
+) -> tuple[Hyperparameters, list[str]]:
+    """hp with every rule-driven field the caller left out of `overrides` chosen from the data (`auto.choose`), and
+    the names of those fields. max_seq_length concerns text backbones only (an image job keeps its default)."""
+    chosen = auto.choose(shape, overrides)
+    values = dict(chosen.values)
+    if not text:
+        values.pop("max_seq_length", None)
+    return dataclasses.replace(hp, **values), [name for name in chosen.fields if name in values]
+
+
+def from_record(record: dict[str, Any]) -> Hyperparameters:
+    """A job record's hyperparameters (`JobRecord.hyperparameters`: the resolved fields plus AUTO_KEY)."""
+    return resolve({name: value for name, value in record.items() if name != AUTO_KEY})
 
 
 def for_task(hp: Hyperparameters, task: Task) -> Hyperparameters:
@@ -96,6 +123,8 @@ def _check_strategy(hp: Hyperparameters) -> None:
 
 
 def _check_range(name: str, value: float) -> None:
+    if name == "max_seq_length" and value == AUTO_SEQ_LENGTH:
+        return
     low, high, inclusive = _RANGES[name]
     ok = (low <= value if inclusive else low < value) and value <= high
     if not ok:

@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 from tuneserve.core.data.datasets import DatasetManager
 from tuneserve.core.ids import new_id
 from tuneserve.core.registry import ModelRegistry
-from tuneserve.core.training import baselines, checks, hyperparameters, searching
+from tuneserve.core.training import auto, baselines, checks, hyperparameters, searching
 from tuneserve.core.training.events import EventBus
 from tuneserve.core.training.publishing import JobPublisher
 from tuneserve.core.training.runners.base import Runner, WorkerOutcome
@@ -150,16 +150,19 @@ class JobManager:
         )
         train = await self._datasets.get(params.dataset_id)
         hp = hyperparameters.for_task(hp, get_task(train.task))
-        if params.validation_dataset_id:
-            validation = await self._datasets.get(params.validation_dataset_id)
-            checks.check_validation_labels(train, validation)
-        else:
-            checks.check_split(train, hp.validation_fraction)
+        validation = await self._datasets.get(params.validation_dataset_id) if params.validation_dataset_id else None
         backbone = resolve_backbone(
             params.backbone, allowed_dirs=self._backbone_dirs(), allow_hub=self._settings.allow_hub
         )
+        shape = auto.DataShape(train.num_rows, train.task, dict(train.label_counts),
+                               validation.num_rows if validation else None)
+        hp, chosen = hyperparameters.with_auto(hp, params.hyperparameters, shape, text=backbone.modality == "text")
+        if validation:
+            checks.check_validation_labels(train, validation)
+        else:
+            checks.check_split(train, hp.validation_fraction)
         checks.check_modality(train, backbone)
-        if params.validation_dataset_id:
+        if validation:
             checks.check_modality(validation, backbone)
         checks.check_export(params.export, backbone)
         hyperparameters.check_layers(hp, num_layers(backbone))
@@ -177,7 +180,8 @@ class JobManager:
                                  job_id=job_id)
         job = JobRecord(
             id=job_id, state=JobState.QUEUED, dataset_id=train.id, validation_dataset_id=params.validation_dataset_id,
-            backbone=backbone.name, hyperparameters=dataclasses.asdict(hp), model_id=model.id,
+            backbone=backbone.name, hyperparameters={**dataclasses.asdict(hp), hyperparameters.AUTO_KEY: chosen},
+            model_id=model.id,
             model_version=version.version, create_time=time.time(), task=train.task, text_pairs=train.text_pairs,
         )
         try:

@@ -18,7 +18,7 @@ def job_spec(
     """`rows_path`: the data.jsonl of the training and (when the job has one) the validation dataset, by id."""
     return TrainingSpec(
         job_id=job.id, backbone=backbone, train_path=str(rows_path[train.id]), labels=train.labels,
-        output_dir=str(job_dir / "output"), hyperparameters=hyperparameters.resolve(job.hyperparameters),
+        output_dir=str(job_dir / "output"), hyperparameters=hyperparameters.from_record(job.hyperparameters),
         validation_path=str(rows_path[job.validation_dataset_id]) if job.validation_dataset_id else None,
         device=device, threads=threads, export=export, checkpoint_dir=str(job_dir / "checkpoints"),
         task=train.task, text_pairs=train.text_pairs,

@@ -34,6 +34,7 @@ class FitDiagnosis:
     verdict: str                  # good_fit | overfitting | underfitting
     rule: str                     # the rule that produced it, with the numbers
     train_validation_gap: float   # train metric - validation metric (the task's fit_metric) at the best checkpoint
+    advice: str = ""              # what to try next, in plain words tied to the numbers
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -57,17 +58,49 @@ def diagnose(
         f"{validation_score:.4f}, gap {gap:+.4f}"
     )
     if train_score < UNDERFIT_TRAIN_SCORE:
-        return FitDiagnosis("underfitting", f"{measured}: train {name} < {UNDERFIT_TRAIN_SCORE}", gap)
+        return FitDiagnosis("underfitting", f"{measured}: train {name} < {UNDERFIT_TRAIN_SCORE}", gap,
+                            _underfit_advice(name, train_score, curve))
     if gap > MAX_GAP:
-        return FitDiagnosis("overfitting", f"{measured}: gap > {MAX_GAP}", gap)
+        return FitDiagnosis("overfitting", f"{measured}: gap > {MAX_GAP}", gap, _overfit_advice(name, gap, curve))
     rise = _loss_rise(curve)
     if rise is not None:
-        return FitDiagnosis("overfitting", f"{measured}; but {rise}", gap)
+        return FitDiagnosis("overfitting", f"{measured}; but {rise}", gap, _overfit_advice(name, gap, curve))
     return FitDiagnosis(
         "good_fit",
         f"{measured}: train {name} >= {UNDERFIT_TRAIN_SCORE}, gap <= {MAX_GAP}, and the validation loss did not rise "
         f"more than {MAX_LOSS_RISE:.0%} above its minimum while the train loss fell",
         gap,
+        "nothing to fix in the fit; more labelled rows, or a search over the hyperparameters (finetune --search), are "
+        "what can still raise the validation score",
+    )
+
+
+def _underfit_advice(name: str, train_score: float, curve: list[CurvePoint]) -> str:
+    """Underfitting: the model has not learnt its own training rows: train longer, faster, or with more of it free."""
+    rising = len(curve) >= 2 and curve[-1].validation_loss < min(point.validation_loss for point in curve[:-1])
+    longer = (
+        "train more epochs (the validation loss was still falling at the last evaluation)" if rising
+        else "train more epochs"
+    )
+    return (
+        f"the model reached only {train_score:.2f} train {name} (below {UNDERFIT_TRAIN_SCORE}) on rows it trained on: "
+        f"{longer}, raise learning_rate (e.g. 2x) and head_learning_rate, or unfreeze more of the backbone "
+        "(freeze=none, or a larger trainable_layers)"
+    )
+
+
+def _overfit_advice(name: str, gap: float, curve: list[CurvePoint]) -> str:
+    """Overfitting: the model learns its training rows better than it generalises: less capacity, less time, more
+    data."""
+    best = max(curve, key=lambda point: -point.validation_loss) if curve else None
+    earlier = (
+        f"fewer epochs (the validation loss was lowest at epoch {best.epoch:.1f}, step {best.step})" if best
+        else "fewer epochs"
+    )
+    return (
+        f"train {name} is {gap:+.2f} above validation: freeze more of the backbone (freeze=top_k with a small "
+        f"trainable_layers, or freeze=all), raise head_dropout (e.g. 0.3) or weight_decay, train {earlier}, or add "
+        "more labelled rows"
     )
 
 

@@ -125,6 +125,9 @@ class ResultEvent(WorkerEvent):
     validation_confusion_matrix: dict[str, Any] = field(default_factory=dict)
     validation_per_class: list[dict[str, Any]] = field(default_factory=list)
     trials: list[dict[str, Any]] = field(default_factory=list)        # FineTune(search=N): TrialEvent fields, each
+    calibration: dict[str, Any] = field(default_factory=dict)        # tuneserve.v1.Calibration; {} = none fitted
+    refit: bool = False                                               # the served model was retrained on train+validation
+    max_seq_length: int = 0                                           # text: the token length used
 
     def fields(self) -> dict[str, Any]:
         """The JobResult fields alone (no kind, no message), as metrics.json stores them."""

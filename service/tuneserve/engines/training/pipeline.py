@@ -22,6 +22,7 @@ from transformers.utils import logging as hf_logging
 
 from tuneserve.engines.export.text import TextInput, export_onnx
 from tuneserve.engines.training.artifacts import write_metrics, write_model_artifacts
+from tuneserve.engines.training.calibrate import fit_after_training
 from tuneserve.engines.training.callbacks import CurvePoint, EventReporter, StopCallback
 from tuneserve.engines.training.data import (
     EncodedDataset,
@@ -35,6 +36,7 @@ from tuneserve.engines.training.data import (
 from tuneserve.engines.training.diagnostics import FitDiagnosis, diagnose, train_sample, validation_figures
 from tuneserve.engines.training.events import CancelledEvent, EventWriter, ExportEvent, PreemptedEvent, ResultEvent
 from tuneserve.engines.training.model import TextClassifier
+from tuneserve.engines.training.seq_length import AUTO_SEQ_LENGTH, measure
 from tuneserve.engines.training.spec import ARTIFACTS, StopRequests, TrainingSpec
 from tuneserve.engines.training.trainer import (
     DeviceChoice,
@@ -45,7 +47,7 @@ from tuneserve.engines.training.trainer import (
     resumable_checkpoint,
 )
 from tuneserve.engines.training.variants import export_variants
-from tuneserve.tasks import Task, TaskParams, TaskReport, get_task
+from tuneserve.tasks import Calibration, Task, TaskParams, TaskReport, get_task
 
 if TYPE_CHECKING:  # NOTE: imported when a job is an image one: text jobs must not need efficientnet_lite_pytorch
     from tuneserve.engines.training.vision_pipeline import PreparedImages
@@ -172,7 +174,7 @@ def run_training(
     # NOTE: before the checkpoints go: under DDP, every rank loads the best checkpoint, and the predictions below
     # (tuning, the fit diagnosis) are collective steps every rank reaches.
     task = prepared.task
-    params, report = _tune(trainer, prepared, task, spec.labels)
+    params, calibration, report = _tune(trainer, prepared, task, spec.labels, hp.calibrate)
     fit = _diagnose_fit(trainer, prepared, reporter, params, report)
     figures = validation_figures(report, spec.labels)
     remove_checkpoints(checkpoints)
@@ -188,6 +190,8 @@ def run_training(
     result.validation_metrics = {**result.validation_metrics, **report.metrics}
     result.validation_confusion_matrix, result.validation_per_class = figures
     result.label_thresholds = dict(zip(spec.labels, params.thresholds, strict=False))
+    result.calibration = calibration.to_dict() if calibration else {}
+    result.max_seq_length = getattr(prepared, "max_seq_length", 0)
     result.variant_metric = task.guard_metric
     result.variant_metrics = prepared.export_variants(
         spec, output_dir, writer, params, report.metrics[task.guard_metric]
@@ -208,6 +212,9 @@ def _prepare(spec: TrainingSpec) -> _Prepared:
     tokenizer = AutoTokenizer.from_pretrained(spec.backbone.path, use_fast=True)
     model = new_classifier(TextClassifier, spec, splits.train)
     max_seq_length = _max_seq_length(hp.max_seq_length, tokenizer, model)
+    if hp.max_seq_length == AUTO_SEQ_LENGTH:
+        pairs = [example.text_pair for example in splits.train] if spec.text_pairs else None
+        max_seq_length = measure(tokenizer, [example.text for example in splits.train], pairs, max_seq_length)
     input_names = model.input_names(tokenizer)
     prepared = _Prepared(
         model, tokenizer, splits, EncodedDataset([]), EncodedDataset([]), input_names, max_seq_length,
@@ -234,20 +241,25 @@ def _load_splits(spec: TrainingSpec, task: Task) -> Splits[Example]:
 
 
 def _max_seq_length(requested: int, tokenizer: PreTrainedTokenizerBase, model: TextClassifier) -> int:
-    """The requested length, capped by what the backbone's position embeddings and its tokenizer allow."""
-    positions = int(getattr(model.backbone.config, "max_position_embeddings", requested))
-    return min(requested, positions, int(tokenizer.model_max_length))
+    """The requested length, capped by what the backbone's position embeddings and its tokenizer allow (auto: that
+    cap, which the training texts then lower)."""
+    positions = int(getattr(model.backbone.config, "max_position_embeddings", 512))
+    cap = min(positions, int(tokenizer.model_max_length))
+    return cap if requested == AUTO_SEQ_LENGTH else min(requested, cap)
 
 
 def _tune(
-    trainer: Trainer, prepared: _Prepared | PreparedImages, task: Task, labels: list[str]
-) -> tuple[TaskParams, TaskReport]:
-    """The task parameters fitted on the best checkpoint's validation outputs (multi-label: each label's threshold),
-    and the validation report of the model as it will be served."""
+    trainer: Trainer, prepared: _Prepared | PreparedImages, task: Task, labels: list[str], calibrate: bool
+) -> tuple[TaskParams, Calibration | None, TaskReport]:
+    """The task parameters fitted on the best checkpoint's validation outputs (the temperature, then multi-label:
+    each label's threshold), the calibration's figures, and the validation report of the model as it will be
+    served."""
     validation = targets(prepared.splits.validation)
     logits = _logits(trainer, prepared.validation_set, "figures")
-    params = task.tune(logits, validation, labels, prepared.params)
-    return params, task.report(task.outputs(logits, params), validation, labels, params)
+    params, calibration = fit_after_training(
+        task, logits, validation, labels, prepared.params, calibrate=calibrate
+    )
+    return params, calibration, task.report(task.outputs(logits, params), validation, labels, params)
 
 
 def _diagnose_fit(

@@ -64,6 +64,7 @@ ARTIFACTS = {
 RegressionLoss = Literal["mse", "huber"]
 Freeze = Literal["none", "all", "top_k"]
 Scheduler = Literal["linear", "cosine", "constant"]
+Refit = Literal["auto", "true", "false"]
 
 
 @dataclass
@@ -77,7 +78,7 @@ class Hyperparameters:
     head_learning_rate: float = 1e-3
     weight_decay: float = 0.01
     warmup_ratio: float = 0.1
-    max_seq_length: int = 128
+    max_seq_length: int = 128          # 0 = from the data (the worker: seq_length.seq_length_from); FineTune's auto
     early_stopping_patience: int = 2
     metric_for_best_model: str = ""     # "" = the task's default_metric (the job resolves it); one of task.metrics_for_best
     class_weighting: bool = True
@@ -95,6 +96,8 @@ class Hyperparameters:
     augment_flip: bool = True           # image backbones: random horizontal flips of training images
     augment_random_resized_crop: bool = True  # image backbones: random resized crops (scale 0.35-1) of training images
     regression_loss: RegressionLoss = "mse"    # regression: on the standardised target; huber has delta 1 (one std)
+    refit: Refit = "auto"               # retrain on train+validation for the best step count (engines/training/refit.py)
+    calibrate: bool = True              # temperature scaling fitted on the validation split (classification tasks)
 
 
 @dataclass

@@ -18,6 +18,7 @@ from tuneserve.core.recommend.recommender import CandidateScore, Recommendation,
 from tuneserve.core.registry import VersionSummary
 from tuneserve.core.serving.inference import PredictParams, PredictResult, VersionServing
 from tuneserve.core.serving.resolver import VersionRef
+from tuneserve.core.training.hyperparameters import AUTO_KEY
 from tuneserve.core.training.jobs import FineTuneParams
 from tuneserve.engines.backbones import BackboneInfo
 from tuneserve.engines.training.spec import ExportSpec
@@ -174,13 +175,19 @@ def job_state_from_pb(state: training_pb2.JobState) -> JobState | None:
 
 
 def job_to_pb(j: JobRecord) -> training_pb2.Job:
+    """The job as stored; the fields chosen automatically (stored with its hyperparameters) show in
+    result.auto_hyperparameters from FineTune on, and an automatic max_seq_length (0) as the worker resolved it."""
+    hp = _from_dict(j.hyperparameters, training_pb2.Hyperparameters())
+    result = _from_dict(j.result, training_pb2.JobResult())
+    if not result.auto_hyperparameters:
+        result.auto_hyperparameters.extend(j.hyperparameters.get(AUTO_KEY, []))
+    if hp.max_seq_length == 0 and result.max_seq_length:
+        hp.max_seq_length = result.max_seq_length
     return training_pb2.Job(
         id=j.id, state=job_state_to_pb(j.state), dataset_id=j.dataset_id,
-        validation_dataset_id=j.validation_dataset_id, backbone=j.backbone,
-        hyperparameters=_from_dict(j.hyperparameters, training_pb2.Hyperparameters()),
+        validation_dataset_id=j.validation_dataset_id, backbone=j.backbone, hyperparameters=hp,
         model_id=j.model_id, model_version=j.model_version,
-        progress=_from_dict(j.progress, training_pb2.JobProgress()),
-        result=_from_dict(j.result, training_pb2.JobResult()), error=j.error,
+        progress=_from_dict(j.progress, training_pb2.JobProgress()), result=result, error=j.error,
         create_time=timestamp(j.create_time), start_time=timestamp(j.start_time), end_time=timestamp(j.end_time),
         restarts=j.restarts, task=task_to_pb(j.task), text_pairs=j.text_pairs,
     )
@@ -276,7 +283,8 @@ def _report_to_pb(r: EvaluationReport) -> models_pb2.EvaluationReport:
         runtime=r.runtime, duration_seconds=r.duration_seconds, num_unknown_labels=r.num_unknown_labels,
         task=task_to_pb(r.task), metrics=r.metrics,
         residuals=models_pb2.ResidualSummary(**r.residuals) if r.residuals else None,
-        points=[models_pb2.RegressionPoint(true_value=t, predicted=p) for t, p in r.points],
+        points=[models_pb2.RegressionPoint(true_value=t, predicted=p) for t, p in r.points], ece=r.ece,
+        reliability=[models_pb2.ReliabilityBin(confidence=c, accuracy=a, count=n) for c, a, n in r.reliability],
     )
 
 

@@ -56,7 +56,7 @@ CANDIDATE_STATUS_NOT_INSTALLED: CandidateStatus
 CANDIDATE_STATUS_FAILED: CandidateStatus
 
 class Hyperparameters(_message.Message):
-    __slots__ = ("epochs", "max_steps", "batch_size", "learning_rate", "head_learning_rate", "weight_decay", "warmup_ratio", "max_seq_length", "early_stopping_patience", "metric_for_best_model", "class_weighting", "seed", "validation_fraction", "label_smoothing", "head_dropout", "eval_steps", "freeze", "trainable_layers", "layer_lr_decay", "gradual_unfreezing", "gradient_accumulation_steps", "lr_scheduler", "augment_flip", "augment_random_resized_crop", "regression_loss")
+    __slots__ = ("epochs", "max_steps", "batch_size", "learning_rate", "head_learning_rate", "weight_decay", "warmup_ratio", "max_seq_length", "early_stopping_patience", "metric_for_best_model", "class_weighting", "seed", "validation_fraction", "label_smoothing", "head_dropout", "eval_steps", "freeze", "trainable_layers", "layer_lr_decay", "gradual_unfreezing", "gradient_accumulation_steps", "lr_scheduler", "augment_flip", "augment_random_resized_crop", "regression_loss", "refit", "calibrate")
     EPOCHS_FIELD_NUMBER: _ClassVar[int]
     MAX_STEPS_FIELD_NUMBER: _ClassVar[int]
     BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
@@ -82,6 +82,8 @@ class Hyperparameters(_message.Message):
     AUGMENT_FLIP_FIELD_NUMBER: _ClassVar[int]
     AUGMENT_RANDOM_RESIZED_CROP_FIELD_NUMBER: _ClassVar[int]
     REGRESSION_LOSS_FIELD_NUMBER: _ClassVar[int]
+    REFIT_FIELD_NUMBER: _ClassVar[int]
+    CALIBRATE_FIELD_NUMBER: _ClassVar[int]
     epochs: int
     max_steps: int
     batch_size: int
@@ -107,7 +109,9 @@ class Hyperparameters(_message.Message):
     augment_flip: bool
     augment_random_resized_crop: bool
     regression_loss: str
-    def __init__(self, epochs: _Optional[int] = ..., max_steps: _Optional[int] = ..., batch_size: _Optional[int] = ..., learning_rate: _Optional[float] = ..., head_learning_rate: _Optional[float] = ..., weight_decay: _Optional[float] = ..., warmup_ratio: _Optional[float] = ..., max_seq_length: _Optional[int] = ..., early_stopping_patience: _Optional[int] = ..., metric_for_best_model: _Optional[str] = ..., class_weighting: _Optional[bool] = ..., seed: _Optional[int] = ..., validation_fraction: _Optional[float] = ..., label_smoothing: _Optional[float] = ..., head_dropout: _Optional[float] = ..., eval_steps: _Optional[int] = ..., freeze: _Optional[str] = ..., trainable_layers: _Optional[int] = ..., layer_lr_decay: _Optional[float] = ..., gradual_unfreezing: _Optional[bool] = ..., gradient_accumulation_steps: _Optional[int] = ..., lr_scheduler: _Optional[str] = ..., augment_flip: _Optional[bool] = ..., augment_random_resized_crop: _Optional[bool] = ..., regression_loss: _Optional[str] = ...) -> None: ...
+    refit: str
+    calibrate: bool
+    def __init__(self, epochs: _Optional[int] = ..., max_steps: _Optional[int] = ..., batch_size: _Optional[int] = ..., learning_rate: _Optional[float] = ..., head_learning_rate: _Optional[float] = ..., weight_decay: _Optional[float] = ..., warmup_ratio: _Optional[float] = ..., max_seq_length: _Optional[int] = ..., early_stopping_patience: _Optional[int] = ..., metric_for_best_model: _Optional[str] = ..., class_weighting: _Optional[bool] = ..., seed: _Optional[int] = ..., validation_fraction: _Optional[float] = ..., label_smoothing: _Optional[float] = ..., head_dropout: _Optional[float] = ..., eval_steps: _Optional[int] = ..., freeze: _Optional[str] = ..., trainable_layers: _Optional[int] = ..., layer_lr_decay: _Optional[float] = ..., gradual_unfreezing: _Optional[bool] = ..., gradient_accumulation_steps: _Optional[int] = ..., lr_scheduler: _Optional[str] = ..., augment_flip: _Optional[bool] = ..., augment_random_resized_crop: _Optional[bool] = ..., regression_loss: _Optional[str] = ..., refit: _Optional[str] = ..., calibrate: _Optional[bool] = ...) -> None: ...
 
 class ExportOptions(_message.Message):
     __slots__ = ("int8", "int8_max_f1_drop")
@@ -156,7 +160,7 @@ class JobProgress(_message.Message):
     def __init__(self, step: _Optional[int] = ..., total_steps: _Optional[int] = ..., epoch: _Optional[float] = ..., eta_seconds: _Optional[float] = ..., train_loss: _Optional[float] = ...) -> None: ...
 
 class JobResult(_message.Message):
-    __slots__ = ("validation_metrics", "best_metric_name", "best_metric", "best_step", "stopped_early", "train_seconds", "samples_per_second", "train_examples", "validation_examples", "parity_max_abs_diff", "device", "precision", "final_train_loss", "learning_curve", "fit", "baselines", "transfer_verdict", "variant_macro_f1", "validation_confusion_matrix", "validation_per_class", "variant_metric", "variant_metrics", "label_thresholds", "auto_hyperparameters", "calibration", "trials", "refit")
+    __slots__ = ("validation_metrics", "best_metric_name", "best_metric", "best_step", "stopped_early", "train_seconds", "samples_per_second", "train_examples", "validation_examples", "parity_max_abs_diff", "device", "precision", "final_train_loss", "learning_curve", "fit", "baselines", "transfer_verdict", "variant_macro_f1", "validation_confusion_matrix", "validation_per_class", "variant_metric", "variant_metrics", "label_thresholds", "auto_hyperparameters", "calibration", "trials", "refit", "max_seq_length")
     class ValidationMetricsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -212,6 +216,7 @@ class JobResult(_message.Message):
     CALIBRATION_FIELD_NUMBER: _ClassVar[int]
     TRIALS_FIELD_NUMBER: _ClassVar[int]
     REFIT_FIELD_NUMBER: _ClassVar[int]
+    MAX_SEQ_LENGTH_FIELD_NUMBER: _ClassVar[int]
     validation_metrics: _containers.ScalarMap[str, float]
     best_metric_name: str
     best_metric: float
@@ -239,7 +244,8 @@ class JobResult(_message.Message):
     calibration: Calibration
     trials: _containers.RepeatedCompositeFieldContainer[Trial]
     refit: bool
-    def __init__(self, validation_metrics: _Optional[_Mapping[str, float]] = ..., best_metric_name: _Optional[str] = ..., best_metric: _Optional[float] = ..., best_step: _Optional[int] = ..., stopped_early: _Optional[bool] = ..., train_seconds: _Optional[float] = ..., samples_per_second: _Optional[float] = ..., train_examples: _Optional[int] = ..., validation_examples: _Optional[int] = ..., parity_max_abs_diff: _Optional[float] = ..., device: _Optional[str] = ..., precision: _Optional[str] = ..., final_train_loss: _Optional[float] = ..., learning_curve: _Optional[_Iterable[_Union[LearningCurvePoint, _Mapping]]] = ..., fit: _Optional[_Union[FitDiagnosis, _Mapping]] = ..., baselines: _Optional[_Iterable[_Union[BaselineResult, _Mapping]]] = ..., transfer_verdict: _Optional[str] = ..., variant_macro_f1: _Optional[_Mapping[str, float]] = ..., validation_confusion_matrix: _Optional[_Union[_models_pb2.ConfusionMatrix, _Mapping]] = ..., validation_per_class: _Optional[_Iterable[_Union[_models_pb2.ClassMetrics, _Mapping]]] = ..., variant_metric: _Optional[str] = ..., variant_metrics: _Optional[_Mapping[str, float]] = ..., label_thresholds: _Optional[_Mapping[str, float]] = ..., auto_hyperparameters: _Optional[_Iterable[str]] = ..., calibration: _Optional[_Union[Calibration, _Mapping]] = ..., trials: _Optional[_Iterable[_Union[Trial, _Mapping]]] = ..., refit: _Optional[bool] = ...) -> None: ...
+    max_seq_length: int
+    def __init__(self, validation_metrics: _Optional[_Mapping[str, float]] = ..., best_metric_name: _Optional[str] = ..., best_metric: _Optional[float] = ..., best_step: _Optional[int] = ..., stopped_early: _Optional[bool] = ..., train_seconds: _Optional[float] = ..., samples_per_second: _Optional[float] = ..., train_examples: _Optional[int] = ..., validation_examples: _Optional[int] = ..., parity_max_abs_diff: _Optional[float] = ..., device: _Optional[str] = ..., precision: _Optional[str] = ..., final_train_loss: _Optional[float] = ..., learning_curve: _Optional[_Iterable[_Union[LearningCurvePoint, _Mapping]]] = ..., fit: _Optional[_Union[FitDiagnosis, _Mapping]] = ..., baselines: _Optional[_Iterable[_Union[BaselineResult, _Mapping]]] = ..., transfer_verdict: _Optional[str] = ..., variant_macro_f1: _Optional[_Mapping[str, float]] = ..., validation_confusion_matrix: _Optional[_Union[_models_pb2.ConfusionMatrix, _Mapping]] = ..., validation_per_class: _Optional[_Iterable[_Union[_models_pb2.ClassMetrics, _Mapping]]] = ..., variant_metric: _Optional[str] = ..., variant_metrics: _Optional[_Mapping[str, float]] = ..., label_thresholds: _Optional[_Mapping[str, float]] = ..., auto_hyperparameters: _Optional[_Iterable[str]] = ..., calibration: _Optional[_Union[Calibration, _Mapping]] = ..., trials: _Optional[_Iterable[_Union[Trial, _Mapping]]] = ..., refit: _Optional[bool] = ..., max_seq_length: _Optional[int] = ...) -> None: ...
 
 class Calibration(_message.Message):
     __slots__ = ("temperature", "ece_before", "ece_after", "nll_before", "nll_after")
@@ -304,14 +310,16 @@ class LearningCurvePoint(_message.Message):
     def __init__(self, step: _Optional[int] = ..., epoch: _Optional[float] = ..., train_loss: _Optional[float] = ..., validation_loss: _Optional[float] = ..., metrics: _Optional[_Mapping[str, float]] = ...) -> None: ...
 
 class FitDiagnosis(_message.Message):
-    __slots__ = ("verdict", "rule", "train_validation_gap")
+    __slots__ = ("verdict", "rule", "train_validation_gap", "advice")
     VERDICT_FIELD_NUMBER: _ClassVar[int]
     RULE_FIELD_NUMBER: _ClassVar[int]
     TRAIN_VALIDATION_GAP_FIELD_NUMBER: _ClassVar[int]
+    ADVICE_FIELD_NUMBER: _ClassVar[int]
     verdict: str
     rule: str
     train_validation_gap: float
-    def __init__(self, verdict: _Optional[str] = ..., rule: _Optional[str] = ..., train_validation_gap: _Optional[float] = ...) -> None: ...
+    advice: str
+    def __init__(self, verdict: _Optional[str] = ..., rule: _Optional[str] = ..., train_validation_gap: _Optional[float] = ..., advice: _Optional[str] = ...) -> None: ...
 
 class BaselineResult(_message.Message):
     __slots__ = ("kind", "model_id", "validation_metrics", "train_seconds")

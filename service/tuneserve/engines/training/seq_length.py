@@ -1,0 +1,33 @@
+"""max_seq_length from the data (`auto`): the worker tokenizes the training texts and keeps the length that covers
+95% of them whole, so short texts are not padded to a fixed 128 and long ones are not cut more than they must be."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+AUTO_SEQ_LENGTH = 0         # max_seq_length's "from the data" value, resolved in the worker
+MIN_SEQ_LENGTH = 32
+MULTIPLE = 16
+
+
+def seq_length_from(token_lengths: Sequence[int], cap: int) -> int:
+    """The 95th percentile of token counts rounded up to a multiple of 16, within [32, cap]."""
+    if not token_lengths:
+        return min(cap, 128)
+    ordered = sorted(token_lengths)
+    p95 = ordered[min(len(ordered) - 1, math.ceil(0.95 * len(ordered)) - 1)]
+    return max(min(MIN_SEQ_LENGTH, cap), min(cap, MULTIPLE * math.ceil(p95 / MULTIPLE)))
+
+
+# NOTE: the percentile of a few thousand rows is as good as that of all of them, and tokenizing stays quick.
+SAMPLE_ROWS = 5_000
+
+
+def measure(tokenizer: Any, texts: Sequence[str], pairs: Sequence[str] | None, cap: int) -> int:
+    """seq_length_from the token counts (special tokens included) of the first SAMPLE_ROWS training texts (with their
+    second texts for a pair model)."""
+    texts = list(texts[:SAMPLE_ROWS])
+    encoded = tokenizer(texts, list(pairs[:SAMPLE_ROWS]) if pairs is not None else None, truncation=False)
+    return seq_length_from([len(ids) for ids in encoded["input_ids"]], cap)
