@@ -40,7 +40,7 @@ def trials(job: Job) -> str:
     lead = f"{len(found)} trials ({counts})"
     if best is not None:
         lead += (f"; trial {best.number} was the best ({metric} {num(best.metric)}): its checkpoint is the model "
-                 "version, and the Hyperparameters section shows the request's, not its sampled ones")
+                 "version (the Hyperparameters section shows the job's own, not its sampled ones)")
     rows = [
         [t.number, state_name(t.state), num(t.metric) if has_metric(t) else "-", f"{t.duration_seconds:.1f}", t.steps,
          "best" if t.best else "", ", ".join(f"{k} {v}" for k, v in sorted(t.params.items())), t.reason]
