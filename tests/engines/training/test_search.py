@@ -21,6 +21,8 @@ FIXED = {"epochs": 3, "batch_size": 8, "head_dropout": 0.1, "weight_decay": 0.0,
          "freeze": "none", "layer_lr_decay": 1.0, "metric_for_best_model": "loss"}
 GOOD = {"learning_rate": 1e-3, "head_learning_rate": 1e-2}
 BAD = {"learning_rate": 1e-9, "head_learning_rate": 1e-9}
+# NOTE: 22 train rows (3 steps an epoch, an evaluation after each), 6 validation rows: a trial is a few seconds
+FEW = {"sport": 12, "business": 8, "tech": 8}
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +31,7 @@ def tiny_bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def search_spec(job_dir: Path, backbone: Path, trials: int, budget: float = 600.0) -> Path:
-    path = write_spec(job_dir, backbone, **FIXED)
+    path = write_spec(job_dir, backbone, train_counts=FEW, **FIXED)
     spec = TrainingSpec.load(path)
     spec.search = SearchSpec(trials=trials, budget_seconds=budget, seed=0, fixed=sorted(FIXED))
     spec.save(path)
@@ -66,7 +68,7 @@ def test_a_bad_learning_rate_is_pruned_and_the_best_trial_is_the_version(tmp_pat
 
 
 def test_a_search_interrupted_mid_trial_resumes_and_runs_every_trial(tmp_path: Path, tiny_bert: Path) -> None:
-    path = search_spec(tmp_path, tiny_bert, trials=3)
+    path = search_spec(tmp_path, tiny_bert, trials=2)
     enqueue(path, GOOD)
     process = subprocess.Popen([*WORKER, str(path)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     assert process.stdout is not None
@@ -79,13 +81,15 @@ def test_a_search_interrupted_mid_trial_resumes_and_runs_every_trial(tmp_path: P
     run = run_worker(path, timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
     trials = run.last("result")["trials"]
-    assert len(trials) == 3 and all(t["state"] != "TRIAL_STATE_FAILED" for t in trials), trials
+    # the finished trial 0 is kept (not run again); the interrupted trial 1 is left out, its rerun 2 counts instead
+    assert [t["number"] for t in trials] == [0, 2] and all(t["state"] != "TRIAL_STATE_FAILED" for t in trials), trials
+    assert not [e for e in run.events if "[trial 0]" in e.get("message", "")]
     study = optuna.load_study(study_name=STUDY_NAME, storage=f"sqlite:///{tmp_path / 'search.db'}")
     interrupted = [t for t in study.trials if t.user_attrs.get("interrupted")]
     assert [t.number for t in interrupted] == [1] and interrupted[0].state is optuna.trial.TrialState.FAIL
     rerun = next(t for t in study.trials if t.user_attrs.get("resumes") == 1)
-    assert rerun.params == interrupted[0].params
-    resumed = [e for e in run.events if "resumed from the checkpoint" in e.get("message", "")]
+    assert rerun.number == 2 and rerun.params == interrupted[0].params
+    resumed = [e for e in run.events if e.get("message", "").startswith("[trial 2] resumed from the checkpoint")]
     assert resumed, "the rerun resumes the interrupted trial's checkpoint"
 
 

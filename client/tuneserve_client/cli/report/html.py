@@ -1,4 +1,4 @@
-"""`tuneserve jobs report`: one self-contained HTML file about a finished fine-tune (learning curves, confusion
+"""`tuneserve jobs report`: one self-contained HTML file about a finished fine-tune (learning curves, search trials, confusion
 matrices, per-class metrics, baselines, verdicts, hyperparameters, backbone, times and the ONNX export).
 
 Pictures are drawn with matplotlib (the `report` extra) through its Agg canvas and embedded as base64 PNG; the page
@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from tuneserve_client.cli import render
-from tuneserve_client.cli.report import pictures, tasks
+from tuneserve_client.cli.report import pictures, tasks, trials
 from tuneserve_client.cli.report.blocks import e as _e
 from tuneserve_client.cli.report.blocks import fields as _fields
 from tuneserve_client.cli.report.blocks import image as _image
@@ -282,7 +282,8 @@ def render_html(data: ReportInput) -> str:
     # NOTE: labels are user data: "$x$" must not become mathtext (or fail to parse as it).
     with rc_context({"text.parse_math": False}):
         sections = [
-            _summary(data), _verdicts(job), _learning_curves(job), _validation(job), tasks.thresholds(job, data.model),
+            _summary(data), _verdicts(job), _learning_curves(job), trials.trials(job), _validation(job),
+            tasks.thresholds(job, data.model),
             tasks.calibration(job, data.evaluation.report if data.evaluation else None),
             _baselines(data),
             _test_evaluation(data), _hyperparameters(job), _backbone(data), _export(data),
