@@ -124,6 +124,8 @@ class Task(ABC):
                                          # (higher is better, at most 1: F1 or R²)
     min_labels: int = 0                  # distinct labels an uploaded dataset needs
     stratified: bool = False             # a random validation split keeps each label's share (`stratify_key`)
+    per_token: bool = False              # True: the head answers per sub-word token (logits [N, T, L]), a row is a
+                                         # sentence of words ({"tokens", "tags"}), scores are per word [N, W, L]
     correctness_metric: str | None = None  # the share of rows a model gets wholly right (accuracy, subset accuracy):
                                          # times the rows it counts them, which bound McNemar's test between two runs
                                          # that recorded only aggregates; None: the task has no such count

@@ -22,6 +22,7 @@ from tuneserve.core.training.jobs import FineTuneParams
 from tuneserve.engines.backbones import BackboneInfo
 from tuneserve.engines.training.spec import ExportSpec
 from tuneserve.errors import InvalidArgument
+from tuneserve.tasks import TASKS
 from tuneserve.types import DatasetRecord, JobEventRecord, JobRecord, JobState, ModelRecord, Page
 from tuneserve_client.proto.tuneserve.v1 import (
     common_pb2,
@@ -41,14 +42,11 @@ _FORMATS = {
     datasets_pb2.DATASET_FORMAT_CSV: "csv",
     datasets_pb2.DATASET_FORMAT_JSONL: "jsonl",
     datasets_pb2.DATASET_FORMAT_ZIP: "zip",
+    datasets_pb2.DATASET_FORMAT_CONLL: "conll",
 }
 _MODALITIES = {"text": common_pb2.MODALITY_TEXT, "image": common_pb2.MODALITY_IMAGE}
-_TASKS = {
-    common_pb2.TASK_UNSPECIFIED: "",
-    common_pb2.TASK_CLASSIFICATION: "classification",
-    common_pb2.TASK_MULTI_LABEL: "multi_label",
-    common_pb2.TASK_REGRESSION: "regression",
-}
+# NOTE: every registered task by its enum value, TASK_<NAME> (a task without one is a proto to add, caught at import)
+_TASKS = {common_pb2.TASK_UNSPECIFIED: "", **{common_pb2.Task.Value(f"TASK_{name.upper()}"): name for name in TASKS}}
 _TASK_VALUES = {name: value for value, name in _TASKS.items() if name}
 _EVENT_MESSAGES: dict[str, type[Message]] = {
     "state_changed": training_pb2.StateChanged,
@@ -124,6 +122,7 @@ def upload_metadata_from_pb(pb: datasets_pb2.DatasetUploadMetadata) -> UploadMet
         pb.name, _FORMATS[pb.format], pb.text_column or "text", pb.label_column, pb.image_column,
         task=task_from_pb(pb.task, "metadata.task"), labels_column=pb.labels_column,
         label_separator=pb.label_separator, target_column=pb.target_column, text_pair_column=pb.text_pair_column,
+        tokens_column=pb.tokens_column, tags_column=pb.tags_column, stray_i_tags=pb.stray_i_tags,
     )
 
 
@@ -138,6 +137,8 @@ def dataset_to_pb(d: DatasetRecord) -> datasets_pb2.Dataset:
         _from_dict(d.stats["labels_per_row"], pb.labels_per_row)
     if "target" in d.stats:
         _from_dict(d.stats["target"], pb.target_stats)
+    if "tagging" in d.stats:
+        _from_dict(d.stats["tagging"], pb.tagging)
     return pb
 
 
