@@ -210,6 +210,11 @@ class Task(ABC):
 
     # -- evaluation -------------------------------------------------------------------------------------------------
 
+    def report_labels(self, labels: Sequence[str]) -> list[str]:
+        """The names the rows of `TaskReport.per_label` take for a model of these labels (token classification:
+        the entity types)."""
+        return list(labels)
+
     @abstractmethod
     def report(self, scores: np.ndarray, targets: Sequence[Target], labels: Sequence[str], params: TaskParams) -> TaskReport:
         """Every metric of the task, by name, and its tables, of served scores against the rows' targets."""

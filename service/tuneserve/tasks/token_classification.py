@@ -172,6 +172,9 @@ class TokenClassification(Task):
 
     # -- evaluation -------------------------------------------------------------------------------------------------
 
+    def report_labels(self, labels: Sequence[str]) -> list[str]:
+        return entity_types(labels)
+
     def report(self, scores: np.ndarray, targets: Sequence[Target], labels: Sequence[str], params: TaskParams) -> TaskReport:
         true = [list(t) for t in targets]
         predicted = self.word_tags(scores, labels, [len(t) for t in true])
