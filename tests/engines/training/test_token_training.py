@@ -5,7 +5,6 @@ parity, and the int8 variant judged on entity F1."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
