@@ -42,7 +42,8 @@ class Columns:
         return self._named(task) or task.target_field
 
     def _named(self, task: Task) -> str:
-        return {"label": self.label, "labels": self.labels, "target": self.target}[task.target_field]
+        # NOTE: token classification's "tags" has no column setting here (its upload reads tokens and tags)
+        return {"label": self.label, "labels": self.labels, "target": self.target}.get(task.target_field, "")
 
     @property
     def inferred(self) -> bool:
