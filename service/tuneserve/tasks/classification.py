@@ -12,7 +12,17 @@ import numpy as np
 from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
 from sklearn.utils.class_weight import compute_class_weight
 
-from tuneserve.tasks.base import Decoded, LabelReport, OutputTensor, PairedTest, Target, Task, TaskParams, TaskReport
+from tuneserve.tasks.base import (
+    Decoded,
+    LabelReport,
+    OutputTensor,
+    PairedTest,
+    Source,
+    Target,
+    Task,
+    TaskParams,
+    TaskReport,
+)
 from tuneserve.tasks.stats import leader, mcnemar_p
 
 if TYPE_CHECKING:
@@ -85,7 +95,9 @@ class Classification(Task):
         result: np.ndarray = (exp / exp.sum(axis=1, keepdims=True)).astype(np.float32)
         return result
 
-    def decode(self, scores: np.ndarray, labels: Sequence[str], params: TaskParams, top_k: int) -> Decoded:
+    def decode(
+        self, scores: np.ndarray, labels: Sequence[str], params: TaskParams, top_k: int, source: Source | None = None
+    ) -> Decoded:
         order = np.argsort(-scores, kind="stable")
         if top_k:
             order = order[:top_k]
@@ -95,7 +107,9 @@ class Classification(Task):
     def output_names(self) -> list[tuple[str, str, int]]:
         return [("probabilities", "FP32", -1), ("label", "BYTES", 1)]
 
-    def open_inference(self, scores: np.ndarray, labels: Sequence[str], params: TaskParams) -> list[OutputTensor]:
+    def open_inference(
+        self, scores: np.ndarray, labels: Sequence[str], params: TaskParams, sources: Sequence[Source | None] = (),
+    ) -> list[OutputTensor]:
         top = [labels[int(i)].encode() for i in scores.argmax(axis=1)]
         return [
             OutputTensor("probabilities", "FP32", list(scores.shape), scores.astype(np.float32)),

@@ -11,7 +11,17 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from sklearn.metrics import f1_score, hamming_loss, precision_recall_fscore_support
 
-from tuneserve.tasks.base import Decoded, LabelReport, OutputTensor, PairedTest, Target, Task, TaskParams, TaskReport
+from tuneserve.tasks.base import (
+    Decoded,
+    LabelReport,
+    OutputTensor,
+    PairedTest,
+    Source,
+    Target,
+    Task,
+    TaskParams,
+    TaskReport,
+)
 from tuneserve.tasks.stats import holm, leader, mcnemar_p
 
 if TYPE_CHECKING:
@@ -120,7 +130,9 @@ class MultiLabel(Task):
     def outputs(self, logits: np.ndarray, params: TaskParams) -> np.ndarray:
         return _sigmoid(logits)
 
-    def decode(self, scores: np.ndarray, labels: Sequence[str], params: TaskParams, top_k: int) -> Decoded:
+    def decode(
+        self, scores: np.ndarray, labels: Sequence[str], params: TaskParams, top_k: int, source: Source | None = None
+    ) -> Decoded:
         order = np.argsort(-scores, kind="stable")
         above = scores >= _thresholds(params, len(labels))
         chosen = [labels[i] for i in order if above[i]]
@@ -134,7 +146,9 @@ class MultiLabel(Task):
     def output_names(self) -> list[tuple[str, str, int]]:
         return [("probabilities", "FP32", -1), ("labels", "BYTES", 1)]
 
-    def open_inference(self, scores: np.ndarray, labels: Sequence[str], params: TaskParams) -> list[OutputTensor]:
+    def open_inference(
+        self, scores: np.ndarray, labels: Sequence[str], params: TaskParams, sources: Sequence[Source | None] = (),
+    ) -> list[OutputTensor]:
         chosen = [json.dumps(self.decode(row, labels, params, 0).labels).encode() for row in scores]
         return [
             OutputTensor("probabilities", "FP32", list(scores.shape), scores.astype(np.float32)),

@@ -8,7 +8,10 @@ evaluates, against sub-word labels). Everything that judges a model on its rows 
 `decode`) takes per-*word* scores `[N, W, L]`: each word's probabilities read at its first sub-word, the rows padded
 to the longest sentence; a word no sub-word reached (past the truncation limit) has an all-zero row and counts as
 `O` (argmax 0, since `O` is label 0 of `tagging.iob2_labels`). The training pipeline and the int8 guard gather those
-words (`engines.training.token_data.gather_words`); Predict reads raw text through `entities_of_text`.
+words (`engines.training.token_data.gather_words`); the serving runtime (`engines.token_runtime`) splits raw text into
+words (`tagging.split_words`) and serves the same per-word scores, which `decode` and `open_inference` turn into
+entities with character offsets into the input (`source`). Evaluate passes the stored rows {"tokens", "tags"} as
+targets (`tags_of`); its report keeps examples of missed and spurious entities (`span_errors`).
 """
 
 from __future__ import annotations
@@ -20,7 +23,17 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from tuneserve.tasks.base import Decoded, OutputTensor, PairedTest, Target, Task, TaskParams, TaskReport
+from tuneserve.tasks.base import (
+    Decoded,
+    OutputTensor,
+    PairedTest,
+    Source,
+    SpanError,
+    Target,
+    Task,
+    TaskParams,
+    TaskReport,
+)
 from tuneserve.tasks.entity_metrics import (
     entity_report,
     f1_of_counts,
@@ -32,14 +45,10 @@ from tuneserve.tasks.stats import leader
 from tuneserve.tasks.tagging import (
     IGNORE_INDEX,
     OUTSIDE,
-    Entity,
-    WordIds,
     entities,
     softmax,
-    spans,
     split_tag,
-    split_words,
-    word_predictions,
+    word_tags,
 )
 
 if TYPE_CHECKING:
@@ -47,6 +56,7 @@ if TYPE_CHECKING:
 
 # A top-two gap this small may fall either way between PyTorch and ONNX Runtime.
 PARITY_MARGIN = 1e-4
+MAX_EXAMPLES = 20   # missed and spurious entities a report keeps of each
 
 
 def entity_types(labels: Sequence[str]) -> list[str]:
@@ -127,48 +137,39 @@ class TokenClassification(Task):
         """Probabilities over the last axis (tags), for token [N, T, L] or word [N, W, L] logits alike."""
         return softmax(logits).astype(np.float32)
 
-    def word_tags(self, scores: np.ndarray, labels: Sequence[str], lengths: Sequence[int]) -> list[list[str]]:
-        """Each sentence's predicted tags from per-word scores [N, W, L]: argmax (an all-zero row, a word no sub-word
-        reached, is "O"), and "O" for words past the scores' width."""
-        tags: list[list[str]] = []
-        for row, length in enumerate(lengths):
-            best = scores[row, :length].argmax(axis=-1) if scores.shape[1] else np.zeros(0, dtype=np.int64)
-            tags.append([labels[int(i)] for i in best] + [OUTSIDE] * (length - len(best)))
-        return tags
+    def predicted_tags(self, scores: np.ndarray, targets: Sequence[Target], labels: Sequence[str]) -> list[list[str]]:
+        """Each sentence's predicted tag per word of its target from per-word scores [N, W, L]: argmax (an all-zero
+        row, a word no sub-word reached, is "O"), and "O" for words past the scores' width."""
+        predicted = []
+        for row, target in zip(scores, targets, strict=True):
+            size = len(tags_of(target))
+            predicted.append(word_tags(row[:size], labels)[0] + [OUTSIDE] * max(0, size - len(row)))
+        return predicted
 
-    def decode(self, scores: np.ndarray, labels: Sequence[str], params: TaskParams, top_k: int) -> Decoded:
-        """One sentence's per-word scores [W, L] as its words' tags (`Decoded.labels`, in word order) and their mean
-        probability. Predict on raw text answers entities with character offsets instead: `entities_of_text`."""
-        best = scores.argmax(axis=-1)
-        tags = [labels[int(i)] for i in best]
-        score = float(np.mean(scores.max(axis=-1))) if len(best) else 0.0
-        return Decoded(labels=tags, score=score)
-
-    def entities_of_text(
-        self, text: str, windows: Sequence[WordIds], logits: Sequence[np.ndarray], labels: Sequence[str],
-        params: TaskParams,
-    ) -> list[Entity]:
-        """The entities of raw text: `windows` are the tokenizer's word ids of `tagging.split_words(text)` tokenized
-        with is_split_into_words=True (one window, or several with a stride), `logits[i]` the head's [T_i, L]."""
-        words = split_words(text)
-        probabilities = [self.outputs(np.asarray(rows), params) for rows in logits]
-        tags, scores = word_predictions(windows, probabilities, labels, len(words))
-        return entities(words, tags, scores, text)
+    def decode(
+        self, scores: np.ndarray, labels: Sequence[str], params: TaskParams, top_k: int, source: Source | None = None
+    ) -> Decoded:
+        """One row of per-word scores [W, L] (W may be padded past the row's words) as its entities with character
+        offsets into `source.text` ({type, text, start, end, score}, `text == source.text[start:end]`)."""
+        if source is None:
+            raise ValueError("token classification decodes against the input's words (source)")
+        tags, word_scores = word_tags(scores[: len(source.words)], labels)
+        found = entities(source.words, tags, word_scores, source.text)
+        return Decoded(entities=[dict(entity) for entity in found])
 
     def output_names(self) -> list[tuple[str, str, int]]:
         return [("entities", "BYTES", 1)]
 
-    def open_inference(self, scores: np.ndarray, labels: Sequence[str], params: TaskParams) -> list[OutputTensor]:
-        """Per-word scores [N, W, L] as each sentence's entities over word indices (JSON lists of {type, start, end,
-        score}, `end` exclusive); served raw text answers character offsets (`entities_of_text`)."""
-        answers = []
-        for row in scores:
-            tags = [labels[int(i)] for i in row.argmax(axis=-1)]
-            best = row.max(axis=-1)
-            found = [{"type": kind, "start": start, "end": end, "score": float(np.mean(best[start:end]))}
-                     for kind, start, end in spans(tags)]
-            answers.append(json.dumps(found).encode())
-        return [OutputTensor("entities", "BYTES", [len(answers)], answers)]
+    def open_inference(
+        self, scores: np.ndarray, labels: Sequence[str], params: TaskParams, sources: Sequence[Source | None] = (),
+    ) -> list[OutputTensor]:
+        """BYTES `entities` [N, 1]: each row's entities as a JSON list of {type, text, start, end, score} (character
+        offsets into its input)."""
+        found = [
+            json.dumps(self.decode(row, labels, params, 0, source).entities, ensure_ascii=False).encode()
+            for row, source in zip(scores, sources, strict=True)
+        ]
+        return [OutputTensor("entities", "BYTES", [len(found), 1], found)]
 
     # -- evaluation -------------------------------------------------------------------------------------------------
 
@@ -176,16 +177,24 @@ class TokenClassification(Task):
         return entity_types(labels)
 
     def report(self, scores: np.ndarray, targets: Sequence[Target], labels: Sequence[str], params: TaskParams) -> TaskReport:
-        true = [list(t) for t in targets]
-        predicted = self.word_tags(scores, labels, [len(t) for t in true])
+        """Entity-level figures of per-word scores [N, W, L] against the rows' IOB2 tags (lists, or the stored rows
+        {"tokens", "tags"} Evaluate passes: then the missed and spurious examples quote their words)."""
+        true = [tags_of(t) for t in targets]
+        predicted = self.predicted_tags(scores, targets, labels)
+        tokens = [list(t["tokens"]) for t in targets] if targets and all(isinstance(t, dict) for t in targets) else None
+        found = entity_report(true, predicted, tokens, types=entity_types(labels), max_examples=MAX_EXAMPLES)
+        errors = [SpanError("missed", e.sentence, e.type, e.start, e.end, e.text, e.other) for e in found.missed]
+        errors += [SpanError("spurious", e.sentence, e.type, e.start, e.end, e.text, e.other) for e in found.spurious]
         known = set(labels)
-        entities_report = entity_report(true, predicted, types=entity_types(labels))
         return TaskReport(
-            metrics=entities_report.metrics,
-            per_label=list(entities_report.per_type),
-            confusion_labels=entities_report.confusion_types,
-            confusion=entities_report.confusion,
+            metrics=dict(found.metrics),
+            per_label=list(found.per_type),
+            confusion_labels=list(found.confusion_types),
+            confusion=found.confusion,
             num_unknown_labels=sum(1 for tags in true if any(tag not in known for tag in tags)),
+            span_errors=errors,
+            span_counts={"missed": found.num_missed, "spurious": found.num_spurious,
+                         "wrong_type": found.num_wrong_type},
         )
 
     def metrics_of_logits(
@@ -201,8 +210,8 @@ class TokenClassification(Task):
         universe: Sequence[str],
     ) -> np.ndarray:
         """Per sentence: exact entities found, spurious and missed (int64 [N, 3]: tp, fp, fn)."""
-        true = [list(t) for t in targets]
-        return sentence_counts(true, self.word_tags(scores, labels, [len(t) for t in true]))
+        true = [tags_of(t) for t in targets]
+        return sentence_counts(true, self.predicted_tags(scores, targets, labels))
 
     def paired_test(self, first: np.ndarray, second: np.ndarray) -> PairedTest:
         """Approximate randomization of the corpus entity F1 (`entity_metrics.randomization_p`); the counts are the
@@ -228,3 +237,8 @@ class TokenClassification(Task):
         clear = top[:, -1] - top[:, -2] > PARITY_MARGIN if flat_ref.shape[1] > 1 else np.ones(len(flat_ref), bool)
         flips = int(np.sum((flat_ref.argmax(axis=1) != flat_exp.argmax(axis=1)) & clear))
         return diff, f"{flips} tokens' tag differs" if flips else ""
+
+
+def tags_of(target: Target) -> list[str]:
+    """A row's IOB2 tags: the target itself, or the "tags" of a stored row {"tokens", "tags"} (what Evaluate reads)."""
+    return list(target["tags"]) if isinstance(target, dict) else list(target)

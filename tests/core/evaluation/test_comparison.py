@@ -9,6 +9,7 @@ from tuneserve.core.evaluation import verdict
 from tuneserve.core.evaluation.comparison import compare_pair
 from tuneserve.core.evaluation.reports import EvaluationReport
 from tuneserve.core.training import baselines
+from tuneserve.tasks import get_task
 
 
 def report(model_id: str, accuracy: float, macro_f1: float) -> EvaluationReport:
@@ -59,6 +60,9 @@ def test_comparison_verdict_is_the_shared_rule() -> None:
     assert (c.verdict, c.p_value, c.significant) == (judged.text, judged.p_value, judged.significant)
 
 
+CLASSIFICATION = get_task("classification")
+
+
 def result(rows: int, accuracy: float, macro_f1: float) -> dict[str, object]:
     return {"validation_examples": rows, "validation_metrics": {"macro_f1": macro_f1, "accuracy": accuracy}}
 
@@ -70,7 +74,7 @@ def entry(kind: str, accuracy: float, macro_f1: float) -> dict[str, object]:
 
 def test_job_transfer_verdict_tests_the_validation_counts() -> None:
     entries = [entry("frozen", 0.9, 0.915), entry("scratch", 0.4, 0.40)]
-    text = baselines.verdict(result(200, 0.92, 0.92), entries)
+    text = baselines.verdict(result(200, 0.92, 0.92), entries, CLASSIFICATION)
     scratch, frozen = text.split("; fine-tuning the backbone")
     # scratch first, then the frozen probe, each one sentence of the shared rule
     assert scratch == verdict.judge(
@@ -85,18 +89,20 @@ def test_job_transfer_verdict_tests_the_validation_counts() -> None:
         " made no significant difference: the fine-tuned model vs the frozen baseline model-frozen (validation macro F1 "
         "0.9200 vs 0.9150, +0.5 points; right on 184 vs 180 of the same 200 rows; McNemar p >= "
     )
-    assert baselines.verdict(result(200, 0.1, 0.1), entries[1:]).startswith(
+    assert baselines.verdict(result(200, 0.1, 0.1), entries[1:], CLASSIFICATION).startswith(
         "transfer hurt: the scratch baseline model-scratch beats the fine-tuned model"
     )
-    assert "fine-tuning the backbone" not in baselines.verdict(result(200, 0.1, 0.1), entries[1:])
+    assert "fine-tuning the backbone" not in baselines.verdict(result(200, 0.1, 0.1), entries[1:], CLASSIFICATION)
 
 
 def test_job_transfer_verdict_without_counts_says_no_test_was_possible() -> None:
-    no_rows = baselines.verdict({"validation_metrics": {"macro_f1": 0.92, "accuracy": 0.92}}, [entry("scratch", 0.4, 0.4)])
+    no_rows = baselines.verdict(
+        {"validation_metrics": {"macro_f1": 0.92, "accuracy": 0.92}}, [entry("scratch", 0.4, 0.4)], CLASSIFICATION,
+    )
     assert no_rows.startswith("whether transfer helped is undetermined: the fine-tuned model vs the scratch baseline")
     assert "+52.0 points; no significance test possible: the result does not give the number of validation rows" in no_rows
     no_accuracy = baselines.verdict({"validation_examples": 200, "validation_metrics": {"macro_f1": 0.92}},
-                                    [entry("scratch", 0.4, 0.4)])
+                                    [entry("scratch", 0.4, 0.4)], CLASSIFICATION)
     assert "no significance test possible: the results do not give both runs' validation accuracy" in no_accuracy
-    other_rows = baselines.verdict(result(200, 0.92, 0.92), [entry("scratch", 1 / 3, 0.4)])
-    assert "no significance test possible: the validation accuracies are not counts of the same 200 rows" in other_rows
+    other_rows = baselines.verdict(result(200, 0.92, 0.92), [entry("scratch", 1 / 3, 0.4)], CLASSIFICATION)
+    assert "the validation accuracy figures are not counts of the same 200 rows" in other_rows

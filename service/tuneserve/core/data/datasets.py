@@ -302,12 +302,16 @@ class Row:
     value: str                 # the text, or the image's path relative to the dataset directory
     target: Any
     text_pair: str = ""        # pair datasets: the second text
+    tokens: list[str] | None = None   # token classification: the sentence's words (`target` is the stored row)
 
 
 def _read_rows(path: Path) -> list[Row]:
     rows = []
     with open(path, encoding="utf-8") as f:
         for obj in map(json.loads, f):
+            if "tokens" in obj:   # token classification: {"tokens": [...], "tags": [...]}
+                rows.append(Row("", {"tokens": obj["tokens"], "tags": obj["tags"]}, tokens=list(obj["tokens"])))
+                continue
             target = obj["label"] if "label" in obj else obj["labels"] if "labels" in obj else obj["target"]
             rows.append(Row(obj["text"] if "text" in obj else obj["image"], target, obj.get("text_pair", "")))
     return rows

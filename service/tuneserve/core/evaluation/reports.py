@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from tuneserve.tasks.base import TaskReport
+from tuneserve.tasks.base import SpanError, TaskReport
 
 CLASSIFICATION_METRICS = (
     "accuracy", "macro_precision", "macro_recall", "macro_f1", "weighted_precision", "weighted_recall", "weighted_f1",
@@ -48,6 +48,8 @@ class EvaluationReport:
     metrics: dict[str, float] = field(default_factory=dict)       # every metric of the task, by name
     residuals: dict[str, float] = field(default_factory=dict)     # regression: mean, std, median_abs, p90_abs, max_abs
     points: list[tuple[float, float]] = field(default_factory=list)  # regression: (true, predicted) of a sample
+    span_errors: list[SpanError] = field(default_factory=list)       # token classification: missed/spurious examples
+    span_counts: dict[str, int] = field(default_factory=dict)        # token classification: missed, spurious, wrong_type
 
     @classmethod
     def of(
@@ -66,6 +68,7 @@ class EvaluationReport:
             labels=list(report.confusion_labels), confusion_matrix=[list(row) for row in report.confusion],
             num_unknown_labels=report.num_unknown_labels, duration_seconds=duration_seconds, task=task,
             metrics=dict(m), residuals=dict(report.residuals), points=list(report.points),
+            span_errors=list(report.span_errors), span_counts=dict(report.span_counts),
         )
 
     def figures(self) -> dict[str, float]:

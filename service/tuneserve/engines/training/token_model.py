@@ -30,4 +30,6 @@ class TokenClassifier(TextClassifier):
 
     def collator(self, tokenizer: PreTrainedTokenizerBase | None) -> Any:
         """Pads each batch's inputs and its sub-word labels (with IGNORE_INDEX) to its longest sentence."""
+        if tokenizer is None:
+            raise ValueError("token classification pads its batches with the backbone's tokenizer")
         return DataCollatorForTokenClassification(tokenizer, label_pad_token_id=IGNORE_INDEX)

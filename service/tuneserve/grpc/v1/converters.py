@@ -22,7 +22,7 @@ from tuneserve.core.training.jobs import FineTuneParams
 from tuneserve.engines.backbones import BackboneInfo
 from tuneserve.engines.training.spec import ExportSpec
 from tuneserve.errors import InvalidArgument
-from tuneserve.tasks import TASKS
+from tuneserve.tasks import TASKS, SpanError
 from tuneserve.types import DatasetRecord, JobEventRecord, JobRecord, JobState, ModelRecord, Page
 from tuneserve_client.proto.tuneserve.v1 import (
     common_pb2,
@@ -112,7 +112,7 @@ def task_from_pb(value: common_pb2.Task, field: str) -> str:
 
 
 def task_to_pb(name: str) -> common_pb2.Task:
-    return _TASK_VALUES[name or "classification"]
+    return cast(common_pb2.Task, _TASK_VALUES[name or "classification"])
 
 
 def upload_metadata_from_pb(pb: datasets_pb2.DatasetUploadMetadata) -> UploadMetadata:
@@ -277,6 +277,19 @@ def _report_to_pb(r: EvaluationReport) -> models_pb2.EvaluationReport:
         task=task_to_pb(r.task), metrics=r.metrics,
         residuals=models_pb2.ResidualSummary(**r.residuals) if r.residuals else None,
         points=[models_pb2.RegressionPoint(true_value=t, predicted=p) for t, p in r.points],
+        entity_errors=_entity_errors_to_pb(r) if r.span_counts else None,
+    )
+
+
+def _entity_errors_to_pb(r: EvaluationReport) -> models_pb2.EntityErrors:
+    def error(e: SpanError) -> models_pb2.EntityError:
+        return models_pb2.EntityError(row=e.sentence, type=e.type, start=e.start, end=e.end, text=e.text, other=e.other)
+
+    return models_pb2.EntityErrors(
+        missed=[error(e) for e in r.span_errors if e.kind == "missed"],
+        spurious=[error(e) for e in r.span_errors if e.kind == "spurious"],
+        num_missed=r.span_counts.get("missed", 0), num_spurious=r.span_counts.get("spurious", 0),
+        num_wrong_type=r.span_counts.get("wrong_type", 0),
     )
 
 
@@ -297,6 +310,10 @@ def predict_to_pb(r: PredictResult) -> prediction_pb2.PredictResponse:
                 label=p.label, score=p.score,
                 scores=[prediction_pb2.ClassScore(label=s.label, score=s.score) for s in p.scores],
                 labels=p.labels, value=p.value,
+                entities=[
+                    prediction_pb2.Entity(type=e.type, text=e.text, start=e.start, end=e.end, score=e.score)
+                    for e in p.entities
+                ],
             )
             for p in r.predictions
         ],
