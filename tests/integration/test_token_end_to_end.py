@@ -10,10 +10,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import ServerThread
 from tests.integration.conftest import QUICK
 from tests.tagging_fixtures import NER_LABELS, conll_text, ner_sentences
 from tuneserve_client import Client, JobState
+from tuneserve_client.cli.main import main
 from tuneserve_client.proto.tuneserve.v1.common_pb2 import Task
 
 PROBE = Path(__file__).with_name("tritonclient_probe.py")
@@ -21,7 +24,7 @@ TEXTS = ["Ada Lovelace lives in  Paris.", "in New York, Grace sang 🎉 today", 
 
 
 def test_conll_upload_fine_tune_predict_evaluate_and_open_inference(
-    server: ServerThread, client: Client, tiny_bert: Path, tmp_path: Path
+    server: ServerThread, client: Client, tiny_bert: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     path = tmp_path / "train.conll"
     path.write_text(conll_text(ner_sentences(48)))
@@ -45,6 +48,16 @@ def test_conll_upload_fine_tune_predict_evaluate_and_open_inference(
         for entity in prediction.entities:
             assert text[entity.start:entity.end] == entity.text and entity.type in {"PER", "LOC"}
             assert 0.0 < entity.score <= 1.0
+
+    # the CLI against the same server: --json carries the same entities, the table shows the TEXT
+    assert main(["--target", server.target, "--json", "predict", "--model", done.model_id, *TEXTS]) == 0
+    shown = json.loads(capsys.readouterr().out)["predictions"]
+    assert [p.get("entities", []) for p in shown] == [
+        [{"type": e.type, "text": e.text, "start": e.start, "end": e.end, "score": pytest.approx(e.score)}
+         for e in p.entities] for p in predictions
+    ]
+    assert main(["--target", server.target, "predict", "--model", done.model_id, TEXTS[2]]) == 0
+    assert "START-END" in capsys.readouterr().out
 
     report = client.evaluate(done.model_id, dataset.id).report
     assert report.task == Task.TASK_TOKEN_CLASSIFICATION and report.num_examples == 48
