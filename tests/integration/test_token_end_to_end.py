@@ -43,7 +43,7 @@ def test_conll_upload_fine_tune_predict_evaluate_and_open_inference(
     assert "entity F1" in result.transfer_verdict
 
     predictions = client.predict(done.model_id, TEXTS).predictions
-    assert len(predictions) == len(TEXTS)
+    assert len(predictions) == len(TEXTS) and any(p.entities for p in predictions)   # 12 steps find some
     for text, prediction in zip(TEXTS, predictions, strict=True):
         for entity in prediction.entities:
             assert text[entity.start:entity.end] == entity.text and entity.type in {"PER", "LOC"}
