@@ -68,6 +68,9 @@ class DatasetCalls(ServiceCalls):
         label_separator: str = "",
         target_column: str = "",
         text_pair_column: str = "",
+        tokens_column: str = "",
+        tags_column: str = "",
+        stray_i_tags: str = "",
     ) -> Dataset:
         """Streams a CSV, JSONL or zip file to the server. `name` defaults to the file name, whose extension tells
         the server the format unless `format` ("csv", "jsonl", "zip" or a `DatasetFormat`) is given. A zip holds
@@ -77,13 +80,17 @@ class DatasetCalls(ServiceCalls):
         The task comes from the columns (a `labels` column: multi-label, `target`: regression, else classification)
         unless `task` ("classification", "multi-label", "regression" or a `Task`) says it; `labels_column`,
         `target_column` and `text_pair_column` rename those columns (a `text_pair` column makes a dataset of text
-        pairs), and `label_separator` (default "|") splits a multi-label CSV cell. Raises OSError when the file cannot
+        pairs), and `label_separator` (default "|") splits a multi-label CSV cell. Token classification is uploaded as
+        CoNLL text (format "conll", or a .conll/.bio name) or JSONL with task "token_classification" (`tokens_column`,
+        `tags_column`: default "tokens", "tags"); `stray_i_tags` ("repair" or "refuse") says what to do with an I- tag
+        that continues nothing. Raises OSError when the file cannot
         be read, ValueError for an unknown task."""
         path = Path(path)
         metadata = self._upload_metadata(
             name or path.name, format, chunk_size, text_column=text_column, label_column=label_column,
             image_column=image_column, task=task, labels_column=labels_column, label_separator=label_separator,
-            target_column=target_column, text_pair_column=text_pair_column,
+            target_column=target_column, text_pair_column=text_pair_column, tokens_column=tokens_column,
+            tags_column=tags_column, stray_i_tags=stray_i_tags,
         )
         with path.open("rb") as file:  # opened before the call starts, so a missing file fails plainly
             return await self._upload(metadata, _file_chunks(file, chunk_size))
@@ -103,12 +110,16 @@ class DatasetCalls(ServiceCalls):
         label_separator: str = "",
         target_column: str = "",
         text_pair_column: str = "",
+        tokens_column: str = "",
+        tags_column: str = "",
+        stray_i_tags: str = "",
     ) -> Dataset:
         """Like `upload_dataset`, from bytes in memory; `name` (e.g. "train.csv") gives the format by default."""
         metadata = self._upload_metadata(
             name, format, chunk_size, text_column=text_column, label_column=label_column, image_column=image_column,
             task=task, labels_column=labels_column, label_separator=label_separator, target_column=target_column,
-            text_pair_column=text_pair_column,
+            text_pair_column=text_pair_column, tokens_column=tokens_column, tags_column=tags_column,
+            stray_i_tags=stray_i_tags,
         )
         return await self._upload(metadata, _byte_chunks(data, chunk_size))
 

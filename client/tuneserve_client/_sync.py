@@ -181,6 +181,9 @@ class Client:
         label_separator: str = "",
         target_column: str = "",
         text_pair_column: str = "",
+        tokens_column: str = "",
+        tags_column: str = "",
+        stray_i_tags: str = "",
     ) -> Dataset:
         return self._run(
             self._client.upload_dataset(
@@ -196,6 +199,9 @@ class Client:
                 label_separator=label_separator,
                 target_column=target_column,
                 text_pair_column=text_pair_column,
+                tokens_column=tokens_column,
+                tags_column=tags_column,
+                stray_i_tags=stray_i_tags,
             )
         )
 
@@ -214,6 +220,9 @@ class Client:
         label_separator: str = "",
         target_column: str = "",
         text_pair_column: str = "",
+        tokens_column: str = "",
+        tags_column: str = "",
+        stray_i_tags: str = "",
     ) -> Dataset:
         return self._run(
             self._client.upload_dataset_bytes(
@@ -229,6 +238,9 @@ class Client:
                 label_separator=label_separator,
                 target_column=target_column,
                 text_pair_column=text_pair_column,
+                tokens_column=tokens_column,
+                tags_column=tags_column,
+                stray_i_tags=stray_i_tags,
             )
         )
 

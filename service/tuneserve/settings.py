@@ -170,7 +170,10 @@ class LimitSettings(_Section):
     refused (naming the line) without being held whole. A JSONL image row holds its image base64-encoded (4/3 of the
     file's size): raise this for images over about 12 MiB, or upload them as a zip of class folders."""
     max_labels: int = 1000
-    """Most distinct labels in one dataset."""
+    """Most distinct labels in one dataset (token classification: entity types)."""
+    max_sentence_tokens: int = Field(default=10_000, ge=1)
+    """Token classification uploads: most tokens in one sentence (a CoNLL file missing its blank lines is refused at
+    the first sentence past this, naming the line). Sentences count against max_dataset_rows."""
     max_text_chars: int = 100_000
     """Longest single text in a dataset row or a Predict request (texts are then truncated to the model's
     max_seq_length tokens)."""

@@ -94,6 +94,7 @@ class FakeTuneServe(
                                    execution_provider="CPUExecutionProvider")],
         )  # fmt: skip
         self.predict_label_size = 0  # > 0: Predict answers with labels this long (to exceed 4 MiB)
+        self.predict_answer: PredictResponse | None = None  # set: what Predict answers
 
     def _record(self, name: str, request: object) -> None:
         self.requests[name].append(request)
@@ -189,6 +190,8 @@ class FakeTuneServe(
 
     def Predict(self, request: Any, context: grpc.ServicerContext) -> PredictResponse:
         self._record("Predict", request)
+        if self.predict_answer is not None:
+            return self.predict_answer
         label = "pos" + "x" * self.predict_label_size
         scores = [ClassScore(label=label, score=0.9), ClassScore(label="neg", score=0.1)]
         predictions = [

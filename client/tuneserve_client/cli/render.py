@@ -360,9 +360,12 @@ def predictions(
 ) -> None:
     """`texts` are what each row shows first: the texts, or the image file names (`header` "IMAGE"). The model's
     `task` picks the columns: the top label and its score (classification), the labels over their thresholds
-    (multi-label), or the value (regression)."""
+    (multi-label), the value (regression), or one row per entity (token classification)."""
     variant = f" ({response.variant})" if response.variant else ""
     console.print(f"model {response.model_id} v{response.model_version}{variant}", markup=False)
+    if task == Task.TASK_TOKEN_CLASSIFICATION:
+        entities(console, response, texts)
+        return
     if task == Task.TASK_REGRESSION:
         table = _table(header, "VALUE")
     elif task == Task.TASK_MULTI_LABEL:
@@ -379,6 +382,21 @@ def predictions(
             table.add_row(shown, ", ".join(p.labels) or "-", scores)
         else:
             table.add_row(shown, p.label, f"{p.score:.3f}", scores)
+    _print_table(console, table)
+
+
+def entities(console: Console, response: PredictResponse, texts: Sequence[str]) -> None:
+    """A token-classification answer: one row per entity (its text, type, character offsets start-end into the
+    input, score), the input shown on its first entity's row; "-" for an input with none."""
+    table = _table("TEXT", "ENTITY", "TYPE", "START-END", "SCORE")
+    table.columns[0].max_width = 40
+    for text, p in zip(texts, response.predictions, strict=False):
+        shown = Text(text, overflow="ellipsis", no_wrap=True)
+        if not p.entities:
+            table.add_row(shown, "-", "-", "-", "-")
+        for i, entity in enumerate(p.entities):
+            table.add_row(shown if i == 0 else "", Text(entity.text), Text(entity.type), f"{entity.start}-{entity.end}",
+                          f"{entity.score:.3f}")
     _print_table(console, table)
 
 

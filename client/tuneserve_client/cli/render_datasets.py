@@ -14,8 +14,12 @@ def _dataset_stats(ds: Dataset) -> list[tuple[str, str]]:
     """The per-task lines: labels (rows carrying each, for multi-label) and labels per row, or the target's spread."""
     rows = []
     if ds.labels or not ds.HasField("target_stats"):
-        counts = ", ".join(f"{label} {ds.label_counts[label]}" for label in ds.labels)
-        rows.append(("labels", f"{len(ds.labels)}: {counts}"))
+        if ds.HasField("tagging"):  # NOTE: label_counts holds entity spans per type
+            spans = ", ".join(f"{kind} {count}" for kind, count in sorted(ds.label_counts.items()))
+            rows.append(("entity types", f"{len(ds.label_counts)}: {spans} spans"))
+        else:
+            counts = ", ".join(f"{label} {ds.label_counts[label]}" for label in ds.labels)
+            rows.append(("labels", f"{len(ds.labels)}: {counts}"))
     if ds.HasField("labels_per_row"):
         per_row = ds.labels_per_row
         rows.append(("labels per row", f"mean {per_row.mean:.2f}, max {per_row.max}, "
@@ -24,6 +28,10 @@ def _dataset_stats(ds: Dataset) -> list[tuple[str, str]]:
         t = ds.target_stats
         rows.append(("target", f"min {t.min:g}, max {t.max:g}, mean {t.mean:g}, std {t.std:g}"))
         rows.append(("quantiles", f"p05 {t.p05:g}, p25 {t.p25:g}, median {t.median:g}, p75 {t.p75:g}, p95 {t.p95:g}"))
+    if ds.HasField("tagging"):
+        tagging = ds.tagging
+        rows.append(("sentences", f"{tagging.sentences} ({tagging.tokens} tokens, longest {tagging.max_sentence_tokens})"))
+        rows.append(("tag scheme", f"{tagging.scheme} (stored as IOB2), {tagging.repaired_tags} stray I- tags repaired"))
     return rows
 
 

@@ -1,7 +1,8 @@
 """How `tuneserve evaluate` shows an EvaluateResponse, by the report's task: single-label classification as
 `render.evaluation` (metrics, per-class table, confusion matrix) and `render.comparisons`; multi-label its micro,
 macro and samples F1, subset accuracy, Hamming loss and a per-label table; regression RMSE, MAE, R², Pearson,
-Spearman and the residual summary. With `--compare`, a table of the task's headline metrics, their deltas and its
+Spearman and the residual summary; token classification entity precision, recall and F1, token accuracy, the
+per-type table, the confusion of entity types and examples of missed and spurious entities. With `--compare`, a table of the task's headline metrics, their deltas and its
 paired test, then each verdict."""
 
 from __future__ import annotations
@@ -10,13 +11,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from rich.console import Console
+from rich.text import Text
 
 from tuneserve_client.cli import render
-from tuneserve_client.proto.tuneserve.v1.common_pb2 import TASK_MULTI_LABEL, TASK_REGRESSION
+from tuneserve_client.proto.tuneserve.v1.common_pb2 import TASK_MULTI_LABEL, TASK_REGRESSION, TASK_TOKEN_CLASSIFICATION
 from tuneserve_client.proto.tuneserve.v1.models_pb2 import EvaluateResponse, EvaluationReport
 
 # How each test of Comparison.test reads in a column header.
-TEST_NAMES = {"mcnemar": "MCNEMAR", "mcnemar-holm": "MCNEMAR, HOLM", "wilcoxon": "WILCOXON"}
+TEST_NAMES = {"mcnemar": "MCNEMAR", "mcnemar-holm": "MCNEMAR, HOLM", "wilcoxon": "WILCOXON",
+              "randomization": "RANDOMIZATION"}
+MAX_ERRORS = 10   # missed and spurious entities shown of each
 
 
 @dataclass(frozen=True)
@@ -26,7 +30,9 @@ class _View:
     summary: Callable[[EvaluationReport], list[tuple[str, str]]]   # its `key: value` lines
     per_label: bool                   # the per-label precision / recall / F1 / support table
     headline: tuple[str, ...]         # the metrics the comparison table shows, each with its delta
-    better: str                       # what the discordant counts count: rows "RIGHT" (every label) or "CLOSER"
+    better: str                       # what the discordant counts count: rows "RIGHT" (every label), "CLOSER" or
+                                      # "HIGHER F1" (sentence entity F1)
+    entities: bool = False            # the confusion of entity types and the missed and spurious entities
 
 
 def evaluation_response(console: Console, response: EvaluateResponse) -> None:
@@ -41,6 +47,8 @@ def evaluation_response(console: Console, response: EvaluateResponse) -> None:
     ])  # fmt: skip
     if view.per_label:
         per_label(console, report)
+    if view.entities:
+        entity_errors(console, report)
     if response.comparisons:
         comparisons(console, response, view)
 
@@ -50,6 +58,24 @@ def per_label(console: Console, report: EvaluationReport) -> None:
     for c in report.per_class:
         table.add_row(c.label, f"{c.precision:.4f}", f"{c.recall:.4f}", f"{c.f1:.4f}", str(c.support))
     render._print_table(console, table)
+
+
+def entity_errors(console: Console, report: EvaluationReport) -> None:
+    """Token classification: the confusion of entity types (by exact span; "O" = no entity there) and the first
+    missed and spurious entities."""
+    if report.confusion_matrix.labels:
+        render.confusion_matrix(console, report)
+        console.print("entity types by exact span; O: no entity there", soft_wrap=True)
+    errors = report.entity_errors
+    console.print(f"missed {errors.num_missed}, spurious {errors.num_spurious}, wrong type {errors.num_wrong_type} "
+                  "(exact span, other type)", soft_wrap=True)
+    for kind, shown in (("MISSED", errors.missed), ("SPURIOUS", errors.spurious)):
+        if not shown:
+            continue
+        table = render._table("ROW", kind, "TYPE", "WORDS", "OTHER SIDE")
+        for e in list(shown)[:MAX_ERRORS]:
+            table.add_row(str(e.row), Text(e.text), Text(e.type), f"{e.start}-{e.end}", Text(e.other or "-"))
+        render._print_table(console, table)
 
 
 def comparisons(console: Console, response: EvaluateResponse, view: _View) -> None:
@@ -107,7 +133,20 @@ def _regression(report: EvaluationReport) -> list[tuple[str, str]]:
     ]  # fmt: skip
 
 
+def _token_classification(report: EvaluationReport) -> list[tuple[str, str]]:
+    m = report.metrics
+    return [
+        ("dataset", f"{report.dataset_id} ({report.num_examples} sentences, {report.num_unknown_labels} with tags "
+                    "the model does not know)"),
+        ("entity", f"precision {m.get('entity_precision', 0.0):.4f}  recall {m.get('entity_recall', 0.0):.4f}  "
+                   f"f1 {m.get('entity_f1', 0.0):.4f}  (exact span and type)"),
+        ("token accuracy", f"{m.get('token_accuracy', 0.0):.4f}"),
+    ]  # fmt: skip
+
+
 _VIEWS = {
     TASK_MULTI_LABEL: _View(_multi_label, True, ("micro_f1", "subset_accuracy"), "RIGHT"),
     TASK_REGRESSION: _View(_regression, False, ("rmse", "spearman"), "CLOSER"),
+    TASK_TOKEN_CLASSIFICATION: _View(_token_classification, True, ("entity_f1", "token_accuracy"), "HIGHER F1",
+                                     entities=True),
 }

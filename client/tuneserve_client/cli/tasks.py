@@ -11,6 +11,7 @@ TASK_METRICS: dict[int, tuple[str, ...]] = {
     Task.TASK_CLASSIFICATION: ("macro_f1", "accuracy"),
     Task.TASK_MULTI_LABEL: ("micro_f1", "macro_f1", "samples_f1", "subset_accuracy", "hamming_loss"),
     Task.TASK_REGRESSION: ("rmse", "mae", "r2", "pearson", "spearman"),
+    Task.TASK_TOKEN_CLASSIFICATION: ("entity_f1", "entity_precision", "entity_recall", "token_accuracy"),
 }
 
 

@@ -1,6 +1,7 @@
 """ONNX Runtime sessions for exported models: the `Runtime` contract, the image runtime and `open_runtime`, which
-opens a model version's runtime (the text runtime is `tuneserve.engines.text_runtime`; what both share, options and
-sessions, `tuneserve.engines.onnx_session`).
+opens a model version's runtime (the text runtime is `tuneserve.engines.text_runtime`, the token-classification one
+`tuneserve.engines.token_runtime`: word-level scores [N, W, L], each row's words in its features' `source`; what
+they share, options and sessions, `tuneserve.engines.onnx_session`).
 
 A runtime is loaded from a model version directory (see `tuneserve.engines.training.spec.ARTIFACTS`) for one variant
 (`fp32` = model.onnx, `int8` = model.int8.onnx). Inference is two blocking steps so that a batcher can group texts
@@ -42,12 +43,13 @@ from tuneserve.engines.onnx_session import (
     available_providers,
 )
 from tuneserve.engines.text_runtime import OnnxTextClassifier, TextFeatures
+from tuneserve.engines.token_runtime import OnnxTokenClassifier, TokenFeatures
 from tuneserve.engines.training.spec import ARTIFACTS
-from tuneserve.tasks import Task, TaskParams
+from tuneserve.tasks import Source, Task, TaskParams
 
 __all__ = [
-    "VARIANT_FILES", "Encoded", "OnnxImageClassifier", "OnnxTextClassifier", "Runtime", "RuntimeOptions",
-    "TextFeatures", "available_providers", "open_runtime",
+    "VARIANT_FILES", "Encoded", "OnnxImageClassifier", "OnnxTextClassifier", "OnnxTokenClassifier", "Runtime", "RuntimeOptions",
+    "TextFeatures", "TokenFeatures", "available_providers", "open_runtime",
 ]
 
 log = logging.getLogger(__name__)
@@ -58,6 +60,11 @@ class Encoded(Protocol):
 
     @property
     def length(self) -> int: ...
+
+    @property
+    def source(self) -> Source | None:
+        """The text and its words, for a per-token task's decoding (None for the others)."""
+        ...
 
 
 class Runtime(Protocol):
@@ -93,6 +100,10 @@ class ImageFeatures:
     @property
     def length(self) -> int:
         return 1
+
+    @property
+    def source(self) -> None:
+        return None
 
 
 class OnnxImageClassifier:
@@ -144,10 +155,12 @@ class OnnxImageClassifier:
 
 def open_runtime(
     version_dir: Path, variant: str, *, options: RuntimeOptions
-) -> OnnxTextClassifier | OnnxImageClassifier:
+) -> OnnxTextClassifier | OnnxImageClassifier | OnnxTokenClassifier:
     """The loader the model cache uses: `functools.partial(open_runtime, options=...)`; the version's
-    preprocessing.json says which modality (text when it does not say)."""
+    preprocessing.json says which modality (text when it does not say), its task whether it answers per token."""
     prep = json.loads((version_dir / ARTIFACTS["preprocessing"]).read_text())
     if prep.get("modality", "text") == "image":
         return OnnxImageClassifier(version_dir, options, variant)
+    if Head.read(version_dir).task.per_token:
+        return OnnxTokenClassifier(version_dir, options, variant)
     return OnnxTextClassifier(version_dir, options, variant)

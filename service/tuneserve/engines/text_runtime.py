@@ -36,6 +36,10 @@ class TextFeatures:
     def length(self) -> int:
         return int(self.ids.shape[0])
 
+    @property
+    def source(self) -> None:
+        return None
+
 
 class OnnxTextClassifier:
     modality = "text"

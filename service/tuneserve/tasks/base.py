@@ -65,6 +65,30 @@ class Decoded:
     scores: list[tuple[str, float]] = field(default_factory=list)   # best first
     labels: list[str] = field(default_factory=list)                  # multi-label: over threshold, best first
     value: float = 0.0                                               # regression
+    entities: list[dict[str, Any]] = field(default_factory=list)     # token classification: type, text, start, end, score
+
+
+@dataclass(frozen=True)
+class Source:
+    """What a per-token task decodes a row against: the input text and its words with their character offsets
+    (`tuneserve.tasks.tagging.split_words`: text[start:end] == word), in the order of the row's word scores."""
+
+    text: str
+    words: list[tuple[str, int, int]]
+
+
+@dataclass(frozen=True)
+class SpanError:
+    """An entity one side has and the other lacks (token classification's report): a gold one no prediction has
+    exactly ("missed") or a predicted one no gold entity has exactly ("spurious")."""
+
+    kind: str          # missed | spurious
+    sentence: int      # the row's index among those evaluated
+    type: str
+    start: int         # its words: tokens[start:end]
+    end: int
+    text: str          # its words joined by spaces
+    other: str         # what the other side has over those words ("" = nothing), e.g. "ORG 'Acme Corp'"
 
 
 @dataclass(frozen=True)
@@ -88,6 +112,9 @@ class TaskReport:
     residuals: dict[str, float] = field(default_factory=dict)        # regression: mean, std, median_abs, p90_abs, max_abs
     points: list[tuple[float, float]] = field(default_factory=list)  # regression: (true, predicted) of a sample
     reliability: list[tuple[float, float, int]] = field(default_factory=list)  # (confidence, accuracy, rows) per bin
+
+    span_errors: list[SpanError] = field(default_factory=list)       # token classification: missed/spurious examples
+    span_counts: dict[str, int] = field(default_factory=dict)        # token classification: missed, spurious, wrong_type
 
 
 @dataclass(frozen=True)
@@ -139,6 +166,9 @@ class Task(ABC):
                                          # (higher is better, at most 1: F1 or R²)
     min_labels: int = 0                  # distinct labels an uploaded dataset needs
     stratified: bool = False             # a random validation split keeps each label's share (`stratify_key`)
+    per_token: bool = False              # True: the head answers per sub-word token (logits [N, T, L]), a row is a
+                                         # sentence of words ({"tokens", "tags"}); the runtime reads words and
+                                         # serves, and reports judge, per-word scores [N, W, L]
     correctness_metric: str | None = None  # the share of rows a model gets wholly right (accuracy, subset accuracy):
                                          # times the rows it counts them, which bound McNemar's test between two runs
                                          # that recorded only aggregates; None: the task has no such count
@@ -223,18 +253,30 @@ class Task(ABC):
         """Served scores of raw head outputs [N, num_outputs]: probabilities, or values in the target's units."""
 
     @abstractmethod
-    def decode(self, scores: np.ndarray, labels: Sequence[str], params: TaskParams, top_k: int) -> Decoded:
-        """One row of `outputs` as a Predict answer; top_k limits `scores` (0 = all)."""
+    def decode(
+        self, scores: np.ndarray, labels: Sequence[str], params: TaskParams, top_k: int, source: Source | None = None
+    ) -> Decoded:
+        """One row of `outputs` as a Predict answer; top_k limits `scores` (0 = all). `source`: the row's text and
+        words, for a `per_token` task (None for the others)."""
 
     @abstractmethod
-    def open_inference(self, scores: np.ndarray, labels: Sequence[str], params: TaskParams) -> list[OutputTensor]:
-        """A batch of `outputs` as the Open Inference Protocol's output tensors."""
+    def open_inference(
+        self, scores: np.ndarray, labels: Sequence[str], params: TaskParams,
+        sources: Sequence[Source | None] = (),
+    ) -> list[OutputTensor]:
+        """A batch of `outputs` as the Open Inference Protocol's output tensors (`sources`: each row's, for a
+        `per_token` task)."""
 
     @abstractmethod
     def output_names(self) -> list[tuple[str, str, int]]:
         """(name, datatype, width) of each Open Inference output; width -1 = the number of labels."""
 
     # -- evaluation -------------------------------------------------------------------------------------------------
+
+    def report_labels(self, labels: Sequence[str]) -> list[str]:
+        """The names the rows of `TaskReport.per_label` take for a model of these labels (token classification:
+        the entity types)."""
+        return list(labels)
 
     @abstractmethod
     def report(self, scores: np.ndarray, targets: Sequence[Target], labels: Sequence[str], params: TaskParams) -> TaskReport:

@@ -19,6 +19,7 @@ from tuneserve.tasks.base import (
     LabelReport,
     OutputTensor,
     PairedTest,
+    Source,
     Target,
     Task,
     TaskParams,
@@ -118,7 +119,9 @@ class Classification(Task):
         result: np.ndarray = (exp / exp.sum(axis=1, keepdims=True)).astype(np.float32)
         return result
 
-    def decode(self, scores: np.ndarray, labels: Sequence[str], params: TaskParams, top_k: int) -> Decoded:
+    def decode(
+        self, scores: np.ndarray, labels: Sequence[str], params: TaskParams, top_k: int, source: Source | None = None
+    ) -> Decoded:
         order = np.argsort(-scores, kind="stable")
         if top_k:
             order = order[:top_k]
@@ -128,7 +131,9 @@ class Classification(Task):
     def output_names(self) -> list[tuple[str, str, int]]:
         return [("probabilities", "FP32", -1), ("label", "BYTES", 1)]
 
-    def open_inference(self, scores: np.ndarray, labels: Sequence[str], params: TaskParams) -> list[OutputTensor]:
+    def open_inference(
+        self, scores: np.ndarray, labels: Sequence[str], params: TaskParams, sources: Sequence[Source | None] = (),
+    ) -> list[OutputTensor]:
         top = [labels[int(i)].encode() for i in scores.argmax(axis=1)]
         return [
             OutputTensor("probabilities", "FP32", list(scores.shape), scores.astype(np.float32)),

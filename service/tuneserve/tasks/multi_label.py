@@ -18,6 +18,7 @@ from tuneserve.tasks.base import (
     LabelReport,
     OutputTensor,
     PairedTest,
+    Source,
     Target,
     Task,
     TaskParams,
@@ -152,7 +153,9 @@ class MultiLabel(Task):
             return _sigmoid(logits / np.asarray(params.temperature, dtype=np.float32))
         return _sigmoid(logits)
 
-    def decode(self, scores: np.ndarray, labels: Sequence[str], params: TaskParams, top_k: int) -> Decoded:
+    def decode(
+        self, scores: np.ndarray, labels: Sequence[str], params: TaskParams, top_k: int, source: Source | None = None
+    ) -> Decoded:
         order = np.argsort(-scores, kind="stable")
         above = scores >= _thresholds(params, len(labels))
         chosen = [labels[i] for i in order if above[i]]
@@ -166,7 +169,9 @@ class MultiLabel(Task):
     def output_names(self) -> list[tuple[str, str, int]]:
         return [("probabilities", "FP32", -1), ("labels", "BYTES", 1)]
 
-    def open_inference(self, scores: np.ndarray, labels: Sequence[str], params: TaskParams) -> list[OutputTensor]:
+    def open_inference(
+        self, scores: np.ndarray, labels: Sequence[str], params: TaskParams, sources: Sequence[Source | None] = (),
+    ) -> list[OutputTensor]:
         chosen = [json.dumps(self.decode(row, labels, params, 0).labels).encode() for row in scores]
         return [
             OutputTensor("probabilities", "FP32", list(scores.shape), scores.astype(np.float32)),

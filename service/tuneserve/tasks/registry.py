@@ -6,8 +6,9 @@ from tuneserve.tasks.base import Task
 from tuneserve.tasks.classification import Classification
 from tuneserve.tasks.multi_label import MultiLabel
 from tuneserve.tasks.regression import Regression
+from tuneserve.tasks.token_classification import TokenClassification
 
-TASKS: dict[str, Task] = {task.name: task for task in (Classification(), MultiLabel(), Regression())}
+TASKS: dict[str, Task] = {task.name: task for task in (Classification(), MultiLabel(), Regression(), TokenClassification())}
 DEFAULT_TASK = "classification"
 
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from scipy import stats
 
-from tuneserve.tasks.base import Decoded, OutputTensor, PairedTest, Target, Task, TaskParams, TaskReport
+from tuneserve.tasks.base import Decoded, OutputTensor, PairedTest, Source, Target, Task, TaskParams, TaskReport
 from tuneserve.tasks.stats import signed_rank_leader, wilcoxon_p
 
 if TYPE_CHECKING:
@@ -106,13 +106,17 @@ class Regression(Task):
     def outputs(self, logits: np.ndarray, params: TaskParams) -> np.ndarray:
         return (logits[:, :1].astype(np.float64) * params.target_std + params.target_mean).astype(np.float32)
 
-    def decode(self, scores: np.ndarray, labels: Sequence[str], params: TaskParams, top_k: int) -> Decoded:
+    def decode(
+        self, scores: np.ndarray, labels: Sequence[str], params: TaskParams, top_k: int, source: Source | None = None
+    ) -> Decoded:
         return Decoded(value=float(scores[0]))
 
     def output_names(self) -> list[tuple[str, str, int]]:
         return [("value", "FP32", 1)]
 
-    def open_inference(self, scores: np.ndarray, labels: Sequence[str], params: TaskParams) -> list[OutputTensor]:
+    def open_inference(
+        self, scores: np.ndarray, labels: Sequence[str], params: TaskParams, sources: Sequence[Source | None] = (),
+    ) -> list[OutputTensor]:
         return [OutputTensor("value", "FP32", [len(scores), 1], scores[:, :1].astype(np.float32))]
 
     def report(self, scores: np.ndarray, targets: Sequence[Target], labels: Sequence[str], params: TaskParams) -> TaskReport:

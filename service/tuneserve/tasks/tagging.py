@@ -313,17 +313,17 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return result
 
 
-def word_predictions(
-    windows: Sequence[WordIds], probabilities: Sequence[np.ndarray], labels: Sequence[str], num_words: int
-) -> tuple[list[str], list[float]]:
-    """Each word's tag and its probability, read at the word's first sub-word (the label training used). With several
-    overlapping windows, the window where that sub-word has the most context on both sides wins. A word no window
-    reaches (past the truncation limit, or a word the tokenizer made no sub-word of) is "O" with score 0.0.
-    `probabilities[i]`: [len(windows[i]), len(labels)] (`softmax` of the logits)."""
-    tags = [OUTSIDE] * num_words
-    scores = [0.0] * num_words
+def word_probabilities(
+    windows: Sequence[WordIds], probabilities: Sequence[np.ndarray], num_words: int
+) -> np.ndarray:
+    """Each word's probability row [num_words, L], read at the word's first sub-word (the label training used). With
+    several overlapping windows, the window where that sub-word has the most context on both sides wins. A word no
+    window reaches (past the truncation limit, or a word the tokenizer made no sub-word of) keeps a row of zeros.
+    `probabilities[i]`: [len(windows[i]), L] (`softmax` of the logits)."""
+    width = probabilities[0].shape[-1] if len(probabilities) else 0
+    rows = np.zeros((num_words, width), dtype=np.float32)
     context = [-1] * num_words
-    for word_ids, rows, marks in zip(windows, probabilities, first_subwords(windows), strict=True):
+    for word_ids, window, marks in zip(windows, probabilities, first_subwords(windows), strict=True):
         content = [position for position, word in enumerate(word_ids) if word is not None]
         if not content:
             continue
@@ -332,9 +332,28 @@ def word_predictions(
                 continue
             room = min(position - content[0], content[-1] - position)
             if room > context[word]:
-                best = int(np.argmax(rows[position]))
-                tags[word], scores[word], context[word] = labels[best], float(rows[position][best]), room
+                rows[word], context[word] = window[position], room
+    return rows
+
+
+def word_tags(rows: np.ndarray, labels: Sequence[str]) -> tuple[list[str], list[float]]:
+    """The tag and probability of each word's row of `word_probabilities`; a row of zeros (no window reached the
+    word) is "O" with score 0.0."""
+    tags = [OUTSIDE] * len(rows)
+    scores = [0.0] * len(rows)
+    for word, row in enumerate(rows):
+        if row.any():
+            best = int(np.argmax(row))
+            tags[word], scores[word] = labels[best], float(row[best])
     return tags, scores
+
+
+def word_predictions(
+    windows: Sequence[WordIds], probabilities: Sequence[np.ndarray], labels: Sequence[str], num_words: int
+) -> tuple[list[str], list[float]]:
+    """Each word's tag and its probability (`word_tags` of `word_probabilities`): read at the word's first sub-word,
+    the window with the most context winning; "O" with score 0.0 for a word no window reaches."""
+    return word_tags(word_probabilities(windows, probabilities, num_words), labels)
 
 
 class Entity(TypedDict):

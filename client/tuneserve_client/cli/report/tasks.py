@@ -1,7 +1,8 @@
 """The report's sections that differ by task (the Task enum of the job and of Evaluate's report): which metrics stand
 for a model in tables and bars, how its paired test is named, and the evaluation of a multi-label model (its figures,
 per-label bars and table) or of a regression model (its figures, predicted-vs-true scatter, residual histogram and
-summary), and a multi-label model's tuned decision thresholds. Single-label classification keeps `html`'s sections."""
+summary) or of a token-classification model (entity figures, per-type bars and table, the confusion of entity
+types, examples of missed and spurious entities), and a multi-label model's tuned decision thresholds. Single-label classification keeps `html`'s sections."""
 
 from __future__ import annotations
 
@@ -9,21 +10,31 @@ from collections.abc import Mapping
 
 from tuneserve_client.cli.report import pictures
 from tuneserve_client.cli.report.blocks import fields, image, note, num, section, table
-from tuneserve_client.proto.tuneserve.v1.common_pb2 import TASK_MULTI_LABEL, TASK_REGRESSION, Task
+from tuneserve_client.proto.tuneserve.v1.common_pb2 import (
+    TASK_MULTI_LABEL,
+    TASK_REGRESSION,
+    TASK_TOKEN_CLASSIFICATION,
+    Task,
+)
 from tuneserve_client.proto.tuneserve.v1.models_pb2 import EvaluationReport, Model
 from tuneserve_client.proto.tuneserve.v1.training_pb2 import Job
 
 # The two metrics that stand for a model in the baseline and comparison tables and bars, by task.
 _CLASSIFICATION = ("macro_f1", "accuracy")
-HEADLINE = {TASK_MULTI_LABEL: ("micro_f1", "subset_accuracy"), TASK_REGRESSION: ("rmse", "spearman")}
+HEADLINE = {
+    TASK_MULTI_LABEL: ("micro_f1", "subset_accuracy"), TASK_REGRESSION: ("rmse", "spearman"),
+    TASK_TOKEN_CLASSIFICATION: ("entity_f1", "token_accuracy"),
+}
 # Comparison.test: how a column names it, and how a heading describes it.
 TESTS = {
     "mcnemar": ("McNemar", "McNemar's test on the paired predictions"),
     "mcnemar-holm": ("McNemar per label, Holm", "McNemar's test on each label's paired decisions, Holm-corrected"),
     "wilcoxon": ("Wilcoxon", "Wilcoxon's signed-rank test on the paired absolute errors"),
+    "randomization": ("randomization", "approximate randomization on entity F1 (sentences swapped between models)"),
 }
 # What a paired test's discordant counts count: rows a model gets right, or rows where it is closer.
-_CLOSER = {TASK_REGRESSION: "closer"}
+_CLOSER = {TASK_REGRESSION: "closer", TASK_TOKEN_CLASSIFICATION: "higher sentence F1"}
+MAX_ERRORS = 20   # missed and spurious entities the report lists of each
 
 
 def headline(task: Task) -> tuple[str, str]:
@@ -44,7 +55,8 @@ def value(report: EvaluationReport, metric: str) -> float:
 
 
 def evaluation(report: EvaluationReport) -> str:
-    """The Evaluate section of a multi-label or regression model ("" for single-label classification)."""
+    """The Evaluate section of a multi-label, regression or token-classification model ("" for single-label
+    classification)."""
     draw = _EVALUATIONS.get(report.task)
     return draw(report) if draw is not None else ""
 
@@ -151,4 +163,45 @@ def _regression(report: EvaluationReport) -> str:
     return section("test-evaluation", title, *parts)
 
 
-_EVALUATIONS = {TASK_MULTI_LABEL: _multi_label, TASK_REGRESSION: _regression}
+def _token_classification(report: EvaluationReport) -> str:
+    m, errors = report.metrics, report.entity_errors
+    title = f"Evaluation on dataset {report.dataset_id}"
+    parts = [
+        fields([
+            ("dataset", f"{report.dataset_id} ({report.num_examples} sentences)"),
+            ("entity", f"precision {num(m.get('entity_precision', 0.0))}  recall {num(m.get('entity_recall', 0.0))}  "
+                       f"f1 {num(m.get('entity_f1', 0.0))}  (exact span and type)"),
+            ("token accuracy", num(m.get("token_accuracy", 0.0))),
+            ("errors", f"{errors.num_missed} missed, {errors.num_spurious} spurious, {errors.num_wrong_type} of the "
+                       "wrong type (exact span)"),
+            ("runtime", f"{report.runtime} ({report.duration_seconds:.2f} s)"),
+        ]),
+        _lead(report),
+    ]  # fmt: skip
+    if report.per_class:
+        parts.append(image(pictures.per_class(report.per_class, title), f"per-type metrics: {title}"))
+        parts.append(table(["entity type", "precision", "recall", "f1", "support"],
+                           ([c.label, num(c.precision), num(c.recall), num(c.f1), c.support]
+                            for c in report.per_class)))  # fmt: skip
+    matrix = report.confusion_matrix
+    if matrix.labels:
+        parts.append(note("entity types by exact span: rows the true type, columns the predicted one, O where the "
+                          "other side has no entity over those words"))
+        parts.append(image(pictures.confusion(matrix, title), f"confusion of entity types: {title}"))
+        parts.append(table(["true \\ predicted", *matrix.labels],
+                           ([label, *row.counts] for label, row in zip(matrix.labels, matrix.rows, strict=False))))
+    for kind, shown, total, described in (
+        ("missed", errors.missed, errors.num_missed, "true entities no prediction has exactly"),
+        ("spurious", errors.spurious, errors.num_spurious, "predicted entities no true entity has exactly"),
+    ):
+        if shown:
+            parts.append(note(f"{kind} ({described}): the first {min(len(shown), MAX_ERRORS)} of {total}"))
+            parts.append(table(["row", "type", "words", "text", "the other side"],
+                               ([e.row, e.type, f"{e.start}-{e.end}", e.text, e.other or "nothing"]
+                                for e in list(shown)[:MAX_ERRORS]), numeric_from=5))  # fmt: skip
+    return section("test-evaluation", title, *parts)
+
+
+_EVALUATIONS = {
+    TASK_MULTI_LABEL: _multi_label, TASK_REGRESSION: _regression, TASK_TOKEN_CLASSIFICATION: _token_classification,
+}

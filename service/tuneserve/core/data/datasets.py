@@ -25,8 +25,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from tuneserve.core.data.conll import infer_tagging_format
 from tuneserve.core.data.image_parsing import parse_image_jsonl, parse_zip
 from tuneserve.core.data.parsing import ParsedDataset, ParseLimits, infer_format, parse_file
+from tuneserve.core.data.tagged import TASK as TAGGING_TASK
+from tuneserve.core.data.tagged import parse_tagged, stray_choice
 from tuneserve.core.data.targets import Columns
 from tuneserve.core.ids import new_id
 from tuneserve.errors import (
@@ -67,6 +70,32 @@ class UploadMetadata:
     label_separator: str = ""  # multi-label CSV: default "|"
     target_column: str = ""   # regression: default "target"
     text_pair_column: str = ""  # default "text_pair"; named, every row must have it
+    tokens_column: str = ""   # token classification JSONL: default "tokens"
+    tags_column: str = ""     # token classification JSONL: default "tags"
+    stray_i_tags: str = ""    # token classification: repair (default) | refuse
+
+    def tagged(self) -> bool:
+        """A token-classification upload: its task set, the conll format, or a .conll/.bio name."""
+        return (self.task == TAGGING_TASK or self.format == "conll"
+                or Path(self.name).suffix.lower() in (".conll", ".bio"))
+
+    def check_tagged(self, fmt: str) -> None:
+        """InvalidArgument naming a field a token-classification upload cannot use."""
+        if self.task and self.task != TAGGING_TASK:
+            raise InvalidArgument(f"task {self.task!r}: a {fmt} file of tokens and tags is token_classification")
+        other = {"label_column": self.label_column, "image_column": self.image_column,
+                 "labels_column": self.labels_column, "label_separator": self.label_separator,
+                 "target_column": self.target_column, "text_pair_column": self.text_pair_column}
+        named = [name for name, value in other.items() if value]
+        if named:
+            raise InvalidArgument(f"{', '.join(named)}: not for token classification (tokens_column, tags_column)")
+        if fmt == "conll" and (self.tokens_column or self.tags_column):
+            raise InvalidArgument("tokens_column/tags_column are for JSONL; a CoNLL file has a token and its tag a line")
+        for name in ("tokens_column", "tags_column"):
+            value = getattr(self, name)
+            if value and not value.strip():
+                raise InvalidArgument(f"{name} is only whitespace; name a field (or leave it empty for the default)")
+        stray_choice(self.stray_i_tags)
 
     def columns(self) -> Columns:
         return Columns(
@@ -90,6 +119,9 @@ class UploadMetadata:
         for name, value in columns.items():
             if value and not value.strip():
                 raise InvalidArgument(f"{name} is only whitespace; name a column (or leave it empty for the default)")
+        tagging = [name for name in ("tokens_column", "tags_column", "stray_i_tags") if getattr(self, name)]
+        if tagging:
+            raise InvalidArgument(f"{', '.join(tagging)}: for token classification only (set task or the conll format)")
         named = [name for name in ("labels_column", "target_column", "text_pair_column") if columns[name]]
         if fmt == "zip" and (named or (self.task and self.task != DEFAULT_TASK)):
             raise InvalidArgument(
@@ -137,8 +169,12 @@ class DatasetManager:
     async def _upload(self, meta: UploadMetadata, chunks: AsyncIterator[bytes]) -> DatasetRecord:
         if not meta.name:
             raise InvalidArgument("metadata.name is required (usually the file name)")
-        fmt = infer_format(meta.name, meta.format)
-        meta.check(fmt)
+        if meta.tagged():
+            fmt = infer_tagging_format(meta.name, meta.format)
+            meta.check_tagged(fmt)
+        else:
+            fmt = infer_format(meta.name, meta.format)
+            meta.check(fmt)
         with self._slot() as slot:
             return await self._stage(meta, fmt, chunks, slot)
 
@@ -171,7 +207,7 @@ class DatasetManager:
             parsed = await asyncio.to_thread(self._parse, raw, staged, fmt, meta)
             record = DatasetRecord(
                 id=new_id("ds"), name=meta.name, format=fmt, modality=parsed.modality, num_rows=parsed.num_rows,
-                labels=sorted(parsed.label_counts), label_counts=parsed.label_counts,
+                labels=parsed.labels if parsed.labels is not None else sorted(parsed.label_counts), label_counts=parsed.label_counts,
                 num_duplicates=parsed.num_duplicates, size_bytes=size, sha256=digest, create_time=time.time(),
                 task=parsed.task, text_pairs=parsed.text_pairs, stats=parsed.stats,
             )
@@ -193,6 +229,12 @@ class DatasetManager:
             self._limits.max_name_chars, self._limits.max_image_pixels, self._limits.max_dataset_bytes,
             self._limits.max_line_bytes,
         )
+        if meta.tagged():
+            return parse_tagged(
+                raw, staged, fmt, limits, max_sentence_tokens=self._limits.max_sentence_tokens,
+                stray=stray_choice(meta.stray_i_tags), tokens_column=meta.tokens_column or "tokens",
+                tags_column=meta.tags_column or "tags",
+            )
         if fmt == "zip":
             return parse_zip(raw, staged, limits)
         if fmt == "jsonl" and meta.image_column:
@@ -260,12 +302,16 @@ class Row:
     value: str                 # the text, or the image's path relative to the dataset directory
     target: Any
     text_pair: str = ""        # pair datasets: the second text
+    tokens: list[str] | None = None   # token classification: the sentence's words (`target` is the stored row)
 
 
 def _read_rows(path: Path) -> list[Row]:
     rows = []
     with open(path, encoding="utf-8") as f:
         for obj in map(json.loads, f):
+            if "tokens" in obj:   # token classification: {"tokens": [...], "tags": [...]}
+                rows.append(Row("", {"tokens": obj["tokens"], "tags": obj["tags"]}, tokens=list(obj["tokens"])))
+                continue
             target = obj["label"] if "label" in obj else obj["labels"] if "labels" in obj else obj["target"]
             rows.append(Row(obj["text"] if "text" in obj else obj["image"], target, obj.get("text_pair", "")))
     return rows

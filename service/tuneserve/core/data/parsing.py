@@ -52,6 +52,7 @@ class ParsedDataset:
     task: str = "classification"
     text_pairs: bool = False
     stats: dict[str, Any] = field(default_factory=dict)   # Task.dataset_stats
+    labels: list[str] | None = None      # the dataset's labels in the model's order; None = the counted labels, sorted
 
 
 class RowWriter:

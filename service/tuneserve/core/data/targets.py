@@ -42,7 +42,7 @@ class Columns:
         return self._named(task) or task.target_field
 
     def _named(self, task: Task) -> str:
-        return {"label": self.label, "labels": self.labels, "target": self.target}[task.target_field]
+        return {"label": self.label, "labels": self.labels, "target": self.target}.get(task.target_field, "")
 
     @property
     def inferred(self) -> bool:
@@ -78,8 +78,10 @@ class Columns:
     def _task(self, keys: Collection[str], where: str, kind: str) -> Task:
         if self.task:
             return get_task(self.task)
-        named = [task for task in TASKS.values() if self._named(task)]
-        candidates = named or [task for task in TASKS.values() if task.target_field in keys]
+        # NOTE: a per-token task (token classification) is parsed by core.data.tagged, never from these rows
+        tasks = [task for task in TASKS.values() if not task.per_token]
+        named = [task for task in tasks if self._named(task)]
+        candidates = named or [task for task in tasks if task.target_field in keys]
         if len(candidates) > 1:
             present = [task for task in candidates if self.target_column(task) in keys]
             if len(present) != 1:
@@ -162,6 +164,8 @@ class RowReader:
         pair or neither."""
         if self._columns.inferred:
             for task in TASKS.values():
+                if task.per_token:
+                    continue
                 column = self._columns.target_column(task)
                 if task is not shape.task and column != shape.column and column in record:
                     raise InvalidArgument(

@@ -17,6 +17,7 @@ import numpy as np
 from tuneserve.core.data.datasets import DatasetManager, Row
 from tuneserve.core.evaluation.comparison import Comparison, compare
 from tuneserve.core.evaluation.reports import EvaluationReport
+from tuneserve.core.serving.batching import stack_rows
 from tuneserve.core.serving.inference import InferenceService, Served
 from tuneserve.core.serving.requests import Inputs
 from tuneserve.core.serving.resolver import Target, VersionRef
@@ -84,7 +85,7 @@ class Evaluator:
         batches = [await self._batch(target, inputs[i:i + _BATCH], dataset.id) for i in range(0, len(inputs), _BATCH)]
         # NOTE: read as the version that served them reads them: its runtime's task, parameters and label columns
         task, params, labels = batches[0].task, batches[0].params, batches[0].labels
-        scores = np.concatenate([batch.scores for batch in batches])
+        scores = stack_rows([row for batch in batches for row in batch.scores])
         targets = [row.target for row in rows]
         figures = await asyncio.to_thread(task.report, scores, targets, labels, params)
         outcomes = task.outcomes(scores, targets, labels, params, universe)
@@ -125,6 +126,8 @@ class Evaluator:
 
 
 def _inputs(rows: list[Row], text_pairs: bool) -> Inputs:
+    if rows and rows[0].tokens is not None:   # token classification: the stored words, already split
+        return [row.tokens or [] for row in rows]
     if text_pairs:
         return [(row.value, row.text_pair) for row in rows]
     return [row.value for row in rows]

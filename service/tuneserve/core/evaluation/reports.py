@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from tuneserve.tasks.base import TaskReport
+from tuneserve.tasks.base import SpanError, TaskReport
 
 CLASSIFICATION_METRICS = (
     "accuracy", "macro_precision", "macro_recall", "macro_f1", "weighted_precision", "weighted_recall", "weighted_f1",
@@ -50,6 +50,8 @@ class EvaluationReport:
     points: list[tuple[float, float]] = field(default_factory=list)  # regression: (true, predicted) of a sample
     ece: float | None = None          # classification, multi-label: expected calibration error of the served scores
     reliability: list[tuple[float, float, int]] = field(default_factory=list)  # (confidence, accuracy, rows) per bin
+    span_errors: list[SpanError] = field(default_factory=list)       # token classification: missed/spurious examples
+    span_counts: dict[str, int] = field(default_factory=dict)        # token classification: missed, spurious, wrong_type
 
     @classmethod
     def of(
@@ -68,7 +70,8 @@ class EvaluationReport:
             labels=list(report.confusion_labels), confusion_matrix=[list(row) for row in report.confusion],
             num_unknown_labels=report.num_unknown_labels, duration_seconds=duration_seconds, task=task,
             metrics=dict(m), residuals=dict(report.residuals), points=list(report.points), ece=m.get("ece"),
-            reliability=list(report.reliability),
+            reliability=list(report.reliability), span_errors=list(report.span_errors),
+            span_counts=dict(report.span_counts),
         )
 
     def figures(self) -> dict[str, float]:

@@ -67,6 +67,8 @@ METRIC_WORDS = {
     "accuracy": "accuracy", "macro_f1": "macro F1", "weighted_f1": "weighted F1", "micro_f1": "micro F1",
     "samples_f1": "samples F1", "subset_accuracy": "subset accuracy", "hamming_loss": "Hamming loss", "rmse": "RMSE",
     "mae": "MAE", "r2": "R²", "pearson": "Pearson r", "spearman": "Spearman ρ",
+    "entity_f1": "entity F1", "entity_precision": "entity precision", "entity_recall": "entity recall",
+    "token_accuracy": "token accuracy",
 }
 UNIT_METRICS = frozenset({"rmse", "mae"})
 # The tests of tuneserve.tasks besides McNemar's: what their counts are (b: the first model, c: the second) and
@@ -77,6 +79,9 @@ TESTS = {
         "McNemar per label, Holm-corrected",
     ),
     "wilcoxon": ("closer on {b} rows, farther on {c}", "Wilcoxon signed-rank on absolute errors"),
+    "randomization": (
+        "higher sentence entity F1 on {b} rows, lower on {c}", "approximate randomization on entity F1",
+    ),
 }
 
 Outcome = Literal["first", "second", "no significant difference", "undetermined"]

@@ -238,4 +238,17 @@ def _deliver(item: _Item, row: np.ndarray) -> None:
     request.rows[item.index] = row
     request.remaining -= 1
     if request.remaining == 0:
-        request.future.set_result(np.stack(request.rows))  # type: ignore[arg-type]
+        request.future.set_result(stack_rows(request.rows))  # type: ignore[arg-type]
+
+
+def stack_rows(rows: Sequence[np.ndarray]) -> np.ndarray:
+    """Rows of one request stacked; rows of different lengths (a per-token model's [W, L] rows from batches padded to
+    different widths) are zero-padded to the longest first (a reader slices each row to its own words)."""
+    shapes = {row.shape for row in rows}
+    if len(shapes) <= 1:
+        return np.stack(rows)
+    longest = max(row.shape[0] for row in rows)
+    stacked = np.zeros((len(rows), longest, *rows[0].shape[1:]), dtype=rows[0].dtype)
+    for index, row in enumerate(rows):
+        stacked[index, : row.shape[0]] = row
+    return stacked

@@ -27,11 +27,12 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import AsyncIterable, AsyncIterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from tuneserve.core.registry import ModelRegistry, VariantInfo
+from tuneserve.core.serving.batching import stack_rows
 from tuneserve.core.serving.cache import LoadedModel, ModelCache
 from tuneserve.core.serving.requests import (
     ClassScore,
@@ -50,7 +51,7 @@ from tuneserve.engines.runtime import Encoded, Runtime
 from tuneserve.errors import DeadlineExceeded, InvalidArgument, NotFound
 from tuneserve.metrics import Metrics
 from tuneserve.settings import BatchingSettings, LimitSettings
-from tuneserve.tasks import Decoded, OutputTensor, Task, TaskParams
+from tuneserve.tasks import Decoded, OutputTensor, Source, Task, TaskParams
 from tuneserve.types import ModelRecord, VersionState
 
 __all__ = [
@@ -77,16 +78,18 @@ class VersionServing:
 class Served:
     """A batch's served scores and how to read them: the version's task, its parameters and its label columns."""
 
-    scores: np.ndarray        # [N, width] float32 (`Task.outputs`)
+    scores: np.ndarray        # [N, width] float32 (`Task.outputs`); a per-token task's [N, W, L] (word-level)
     task: Task
     params: TaskParams
     labels: list[str]
+    sources: list[Source | None] = field(default_factory=list)   # per row: its text and words (per-token tasks)
 
-    def decode(self, row: np.ndarray, top_k: int) -> Decoded:
-        return self.task.decode(row, self.labels, self.params, top_k)
+    def decode(self, index: int, top_k: int) -> Decoded:
+        source = self.sources[index] if self.sources else None
+        return self.task.decode(self.scores[index], self.labels, self.params, top_k, source)
 
     def open_inference(self) -> list[OutputTensor]:
-        return self.task.open_inference(self.scores, self.labels, self.params)
+        return self.task.open_inference(self.scores, self.labels, self.params, self.sources)
 
 
 StreamOutcome = tuple[str, "PredictResult | Exception"]
@@ -120,7 +123,7 @@ class InferenceService:
         async with self._resolver.lease(target) as loaded:
             served = await self._served(loaded, inputs, deadline, model.modality)
         self._metrics.predictions.labels(model=model.id).inc(len(inputs))
-        predictions = [Prediction.of(served.decode(row, params.top_k)) for row in served.scores]
+        predictions = [Prediction.of(served.decode(index, params.top_k)) for index in range(len(served.scores))]
         return PredictResult(model.id, target.version, predictions, target.variant)
 
     async def predict_stream(self, requests: AsyncIterable[StreamRequest]) -> AsyncIterator[StreamOutcome]:
@@ -184,8 +187,9 @@ class InferenceService:
                 await self._served(loaded, inputs[i:i + step], deadline, target.model.modality, offset=i)
                 for i in range(0, max(len(inputs), 1), step)
             ]
-        scores = parts[0].scores if len(parts) == 1 else np.concatenate([part.scores for part in parts])
-        return Served(scores, parts[0].task, parts[0].params, parts[0].labels)
+        scores = parts[0].scores if len(parts) == 1 else stack_rows([row for part in parts for row in part.scores])
+        sources = [source for part in parts for source in part.sources]
+        return Served(scores, parts[0].task, parts[0].params, parts[0].labels, sources)
 
     async def _served(
         self, loaded: LoadedModel, inputs: Inputs, deadline: float | None, modality: str, offset: int = 0
@@ -194,7 +198,7 @@ class InferenceService:
         encoded = await self._encode(loaded.runtime, inputs, deadline, modality, offset)
         scores = await loaded.batcher.submit(encoded, _remaining(deadline))
         runtime = loaded.runtime
-        return Served(scores, runtime.task, runtime.params, runtime.labels)
+        return Served(scores, runtime.task, runtime.params, runtime.labels, [_source(item) for item in encoded])
 
     async def _encode(
         self, runtime: Runtime, inputs: Inputs, deadline: float | None, modality: str, offset: int
@@ -217,13 +221,18 @@ class InferenceService:
         return encoded
 
 
+def _source(item: Encoded) -> Source | None:
+    # NOTE: a runtime's features without `source` (a test's fake) decode as every task but per-token ones do
+    return getattr(item, "source", None)
+
+
 def _renumbered(message: str, offset: int) -> str:
     if not offset:
         return message
     return re.sub(r"^image (\d+)", lambda m: f"image {int(m.group(1)) + offset}", message, count=1)
 
 
-def _pieces(inputs: Sequence[str | bytes | tuple[str, str]], modality: str, limit: int) -> list[tuple[int, int]]:
+def _pieces(inputs: Sequence[str | bytes | tuple[str, str] | list[str]], modality: str, limit: int) -> list[tuple[int, int]]:
     """[start, stop) ranges of `inputs` of about `_PIECE_CHARS` characters each (a text, or each side of a pair,
     counts as the `limit` characters the runtime keeps of it at most), or `_PIECE_IMAGES` images."""
     if modality == "image":
@@ -247,7 +256,10 @@ def _remaining(deadline: float | None) -> float | None:
     return None if deadline is None else deadline - asyncio.get_running_loop().time()
 
 
-def _chars(text: str | bytes | tuple[str, str], limit: int = 0) -> int:
-    """A text's characters (a pair's: both sides'), each side counted at most `limit` (0 = no limit)."""
+def _chars(text: str | bytes | tuple[str, str] | list[str], limit: int = 0) -> int:
+    """A text's characters (a pair's: both sides'; pre-split words': theirs and a space each), each side counted at
+    most `limit` (0 = no limit)."""
+    if isinstance(text, list):
+        text = " ".join(text)
     sides = text if isinstance(text, tuple) else (text,)
     return sum(min(len(side), limit) if limit > 0 else len(side) for side in sides)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 
 from tuneserve.core.serving.resolver import VersionRef
 from tuneserve.errors import InvalidArgument
@@ -13,13 +14,23 @@ from tuneserve.settings import LimitSettings
 from tuneserve.tasks import Decoded
 from tuneserve.types import ModelRecord
 
-Inputs = Sequence[str] | Sequence[bytes] | Sequence[tuple[str, str]]
-"""What a runtime encodes: texts, encoded images, or (text, text_pair) tuples for a pair model."""
+Inputs = Sequence[str] | Sequence[bytes] | Sequence[tuple[str, str]] | Sequence[list[str]]
+"""What a runtime encodes: texts, encoded images, (text, text_pair) tuples for a pair model, or pre-split words
+(Evaluate's stored tokens, for a token-classification model)."""
 
 
 @dataclass(frozen=True)
 class ClassScore:
     label: str
+    score: float
+
+
+@dataclass(frozen=True)
+class Entity:
+    type: str
+    text: str                 # input[start:end]
+    start: int                # character offsets (code points) into the input text
+    end: int
     score: float
 
 
@@ -30,12 +41,14 @@ class Prediction:
     scores: list[ClassScore]
     labels: list[str]         # multi-label: the labels over their threshold, best first
     value: float = 0.0        # regression: in the target's units
+    entities: list[Entity] = dataclass_field(default_factory=list)   # token classification: in text order
 
     @classmethod
     def of(cls, decoded: Decoded) -> Prediction:
         return cls(
             decoded.label, decoded.score, [ClassScore(label, score) for label, score in decoded.scores],
             list(decoded.labels), decoded.value,
+            [Entity(e["type"], e["text"], int(e["start"]), int(e["end"]), float(e["score"])) for e in decoded.entities],
         )
 
 

@@ -193,4 +193,4 @@ def _untested(first: rule.Side, second: rule.Side, asked: str, metric: str) -> s
     )
 
 
-_NAMES = {"macro_f1": "macro F1", "micro_f1": "micro F1", "rmse": "RMSE", "mae": "MAE"}
+_NAMES = rule.METRIC_WORDS

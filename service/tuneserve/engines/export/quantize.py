@@ -27,6 +27,7 @@ from sklearn.metrics import f1_score
 from transformers import PreTrainedTokenizerBase
 
 from tuneserve.engines.export.text import TextInput, tokenize
+from tuneserve.engines.export.words import concat_words, first_positions, gather_words
 from tuneserve.tasks import Task, TaskParams, get_task
 
 # NOTE: MatMul holds a transformer's compute; Gather holds its word embeddings, about half of MiniLM's bytes
@@ -182,17 +183,24 @@ def onnx_logits(
     max_seq_length: int,
     threads: int = 0,
 ) -> np.ndarray:
-    """Raw outputs [len(texts), width] from ONNX Runtime on the CPU, tokenized as serving tokenizes."""
+    """Raw outputs [len(texts), width] from ONNX Runtime on the CPU, tokenized as serving tokenizes; for sentences
+    of words (token classification), per word [len(texts), W, L] (`export.words`)."""
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     session = ort.InferenceSession(str(onnx_path), sess_options=options, providers=["CPUExecutionProvider"])
     input_names = [i.name for i in session.get_inputs()]
     batches = []
+    words = bool(texts) and isinstance(texts[0], list)
     for start in range(0, len(texts), _BATCH_SIZE):
-        encoded = tokenize(tokenizer, texts[start : start + _BATCH_SIZE], max_seq_length, "np")
+        chunk = texts[start : start + _BATCH_SIZE]
+        encoded = tokenize(tokenizer, chunk, max_seq_length, "np")
         feeds = {name: encoded[name].astype(np.int64) for name in input_names}
-        batches.append(session.run(["logits"], feeds)[0])
-    return np.concatenate(batches)
+        logits = session.run(["logits"], feeds)[0]
+        if words:  # NOTE: token classification: each word's logits at its first sub-word [B, W, L]
+            positions = [first_positions(encoded.word_ids(row), len(chunk[row])) for row in range(len(chunk))]
+            logits = gather_words(logits, positions)
+        batches.append(logits)
+    return concat_words(batches) if words else np.concatenate(batches)
 
 
 def macro_f1(label_ids: list[int], logits: np.ndarray) -> float:

@@ -43,8 +43,8 @@ FUSED_MODEL_TYPES = frozenset({"bert", "roberta", "xlm-roberta", "camembert", "e
 FUSED_OPS = ("Attention", "SkipLayerNormalization", "BiasGelu")
 
 
-# A text input: one text, or a (text, text_pair) pair for a pair model.
-TextInput = str | tuple[str, str]
+# A text input: one text, a (text, text_pair) pair for a pair model, or a sentence's words (token classification).
+TextInput = str | tuple[str, str] | list[str]
 
 
 class ParityCheckFailed(RuntimeError):
@@ -119,7 +119,9 @@ def _export_graph(
 ) -> None:
     input_names = model.input_names(tokenizer)
     examples = tokenize(tokenizer, _shortest_and_longest(example_texts), max_seq_length, "pt")
-    dynamic_axes = {name: {0: "batch", 1: "sequence"} for name in input_names} | {"logits": {0: "batch"}}
+    # NOTE: a per-token head answers [batch, sequence, labels]
+    logits_axes = {0: "batch", 1: "sequence"} if model.task.per_token else {0: "batch"}
+    dynamic_axes = {name: {0: "batch", 1: "sequence"} for name in input_names} | {"logits": logits_axes}
     with torch.no_grad(), warnings.catch_warnings():
         # NOTE: tracing warns about every Python-level shape check in transformers' masking code; the parity check
         # below is what proves the traced graph generalises to other batch and sequence sizes.
@@ -218,9 +220,14 @@ def check_parity(
     references, exported = [], []
     for start in range(0, len(texts), batch_size):
         batch = tokenize(tokenizer, texts[start : start + batch_size], max_seq_length, "np")
-        exported.append(session.run(["logits"], {name: batch[name] for name in onnx_inputs})[0])
+        onnx_out = session.run(["logits"], {name: batch[name] for name in onnx_inputs})[0]
         with torch.no_grad():
-            references.append(model(**{name: torch.from_numpy(batch[name]) for name in torch_inputs}).logits.numpy())
+            torch_out = model(**{name: torch.from_numpy(batch[name]) for name in torch_inputs}).logits.numpy()
+        if onnx_out.ndim == 3:  # NOTE: per-token logits: the batch's real tokens [K, L] (padding decides nothing)
+            mask = batch["attention_mask"].astype(bool)
+            onnx_out, torch_out = onnx_out[mask], torch_out[mask]
+        exported.append(onnx_out)
+        references.append(torch_out)
     return judge_parity(np.concatenate(references), np.concatenate(exported), task, params, tolerance)
 
 
@@ -242,7 +249,14 @@ def judge_parity(
 def tokenize(
     tokenizer: PreTrainedTokenizerBase, texts: Sequence[TextInput], max_seq_length: int, tensors: str
 ) -> BatchEncoding:
-    """Padded model inputs of texts, or of (text, text_pair) pairs encoded together, as serving tokenizes them."""
+    """Padded model inputs of texts, of (text, text_pair) pairs encoded together, or of sentences' words
+    (is_split_into_words), as serving tokenizes them."""
+    if texts and isinstance(texts[0], list):
+        words: BatchEncoding = tokenizer(
+            [list(words) for words in texts], is_split_into_words=True, padding=True, truncation=True,
+            max_length=max_seq_length, return_tensors=tensors,
+        )
+        return words
     if texts and isinstance(texts[0], tuple):
         firsts, seconds = [pair[0] for pair in texts], [pair[1] for pair in texts]
         encoded: BatchEncoding = tokenizer(
@@ -262,6 +276,8 @@ def _shortest_and_longest(texts: list[TextInput]) -> list[TextInput]:
 
 
 def _length(text: TextInput) -> int:
+    if isinstance(text, list):
+        return sum(len(word) + 1 for word in text)
     return len(text) if isinstance(text, str) else len(text[0]) + len(text[1])
 
 

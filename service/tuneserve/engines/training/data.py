@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, Protocol, TypeVar
 
+import numpy as np
 from sklearn.model_selection import train_test_split
 from torch.utils.data import Dataset
 from transformers import PreTrainedTokenizerBase
@@ -57,6 +58,10 @@ class EncodedDataset(Dataset[dict[str, Any]]):
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         return self._features[index]
+
+    def row_logits(self, logits: np.ndarray) -> np.ndarray:
+        """The model's outputs on these rows as the task judges a row (token classification: per word)."""
+        return logits
 
 
 def read_rows(

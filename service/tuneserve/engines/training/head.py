@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
+from transformers import DataCollatorWithPadding, PreTrainedTokenizerBase, default_data_collator
 from transformers.modeling_outputs import SequenceClassifierOutput
 
 from tuneserve.tasks import Task, get_task
@@ -107,6 +108,10 @@ class TransferClassifier(nn.Module, ABC):
             logits, labels, weights=self.loss_weights, options=self.loss_options
         )
         return SequenceClassifierOutput(loss=loss, logits=logits)
+
+    def collator(self, tokenizer: PreTrainedTokenizerBase | None) -> Any:
+        """The Trainer's data collator: text rows padded per batch; image tensors (no tokenizer) just stacked."""
+        return DataCollatorWithPadding(tokenizer) if tokenizer is not None else default_data_collator
 
     @classmethod
     @abstractmethod

@@ -26,7 +26,6 @@ from tuneserve.engines.training.calibrate import fit_after_training
 from tuneserve.engines.training.callbacks import CurvePoint, EventReporter, StopCallback
 from tuneserve.engines.training.data import (
     EncodedDataset,
-    Example,
     Splits,
     encode,
     make_splits,
@@ -38,6 +37,8 @@ from tuneserve.engines.training.events import CancelledEvent, EventWriter, Expor
 from tuneserve.engines.training.model import TextClassifier
 from tuneserve.engines.training.seq_length import AUTO_SEQ_LENGTH, measure
 from tuneserve.engines.training.spec import ARTIFACTS, StopRequests, TrainingSpec
+from tuneserve.engines.training.token_data import encode_tagged, read_tagged
+from tuneserve.engines.training.token_model import TokenClassifier
 from tuneserve.engines.training.trainer import (
     DeviceChoice,
     build_trainer,
@@ -58,7 +59,7 @@ class _Prepared:
 
     model: TextClassifier
     tokenizer: PreTrainedTokenizerBase
-    splits: Splits[Example]
+    splits: Splits[Any]         # text Examples, or TaggedExamples of a per-token task
     train_set: EncodedDataset
     validation_set: EncodedDataset
     input_names: list[str]
@@ -67,14 +68,23 @@ class _Prepared:
     task: Task
     params: TaskParams          # fitted on the training rows before training (the regression scaler)
 
-    def encode(self, examples: list[Example]) -> EncodedDataset:
+    def encode(self, examples: list[Any]) -> EncodedDataset:
+        """Examples as the model reads them: texts (or pairs) with their encoded targets, or (a per-token task)
+        sentences of words with each word's tag on its first sub-word."""
+        if self.task.per_token:
+            return encode_tagged(
+                examples, self.tokenizer, self.labels, input_names=self.input_names,
+                max_seq_length=self.max_seq_length,
+            )
         return encode(
             examples, self.tokenizer, self.labels, task=self.task, params=self.params, input_names=self.input_names,
             max_seq_length=self.max_seq_length,
         )
 
-    def inputs(self, examples: list[Example]) -> list[TextInput]:
-        """The model inputs of examples as serving takes them: texts, or (text, text_pair) pairs."""
+    def inputs(self, examples: list[Any]) -> list[TextInput]:
+        """The model inputs of examples as serving takes them: texts, (text, text_pair) pairs, or lists of words."""
+        if self.task.per_token:
+            return [list(example.tokens) for example in examples]
         if self.params.text_pairs:
             return [(example.text, example.text_pair) for example in examples]
         return [example.text for example in examples]
@@ -176,7 +186,7 @@ def run_training(
     task = prepared.task
     params, calibration, report = _tune(trainer, prepared, task, spec.labels, hp.calibrate)
     fit = _diagnose_fit(trainer, prepared, reporter, params, report)
-    figures = validation_figures(report, spec.labels)
+    figures = validation_figures(report, task.report_labels(spec.labels))
     remove_checkpoints(checkpoints)
     if not trainer.is_world_process_zero():
         return None
@@ -210,7 +220,7 @@ def _prepare(spec: TrainingSpec) -> _Prepared:
     splits = _load_splits(spec, task)
     params = task.prepare(targets(splits.train), TaskParams(task=task.name, text_pairs=spec.text_pairs))
     tokenizer = AutoTokenizer.from_pretrained(spec.backbone.path, use_fast=True)
-    model = new_classifier(TextClassifier, spec, splits.train)
+    model = new_classifier(TokenClassifier if task.per_token else TextClassifier, spec, splits.train)
     max_seq_length = _max_seq_length(hp.max_seq_length, tokenizer, model)
     if hp.max_seq_length == AUTO_SEQ_LENGTH:
         pairs = [example.text_pair for example in splits.train] if spec.text_pairs else None
@@ -225,8 +235,14 @@ def _prepare(spec: TrainingSpec) -> _Prepared:
     )
 
 
-def _load_splits(spec: TrainingSpec, task: Task) -> Splits[Example]:
+def _load_splits(spec: TrainingSpec, task: Task) -> Splits[Any]:
     hp = spec.hyperparameters
+    if task.per_token:
+        tagged = read_tagged(Path(spec.validation_path), task) if spec.validation_path else None
+        return make_splits(
+            read_tagged(Path(spec.train_path), task), tagged, spec.labels, task, fraction=hp.validation_fraction,
+            seed=hp.seed,
+        )
     validation = (
         read_examples(Path(spec.validation_path), task, pairs=spec.text_pairs) if spec.validation_path else None
     )
@@ -280,9 +296,11 @@ def _diagnose_fit(
 
 
 def _logits(trainer: Trainer, dataset: Any, prefix: str) -> np.ndarray:
+    """The raw outputs on the dataset's rows as the task judges a row (a per-token task's per word)."""
     output = trainer.predict(dataset, metric_key_prefix=prefix)
     logits = output.predictions[0] if isinstance(output.predictions, tuple) else output.predictions
-    return np.asarray(logits, dtype=np.float32)
+    rows: np.ndarray = dataset.row_logits(np.asarray(logits, dtype=np.float32))
+    return rows
 
 
 def _best_point(state: TrainerState, reporter: EventReporter) -> CurvePoint:

@@ -14,14 +14,12 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import torch
 from transformers import (
-    DataCollatorWithPadding,
     EarlyStoppingCallback,
     EvalPrediction,
     PreTrainedTokenizerBase,
     Trainer,
     TrainerCallback,
     TrainingArguments,
-    default_data_collator,
     set_seed,
 )
 from transformers.trainer import OPTIMIZER_NAME, TRAINER_STATE_NAME
@@ -229,8 +227,7 @@ def build_trainer(
     return TransferTrainer(
         model=model,
         args=args,
-        # NOTE: text rows are padded per batch; image tensors all have the preprocessing's size and are just stacked.
-        data_collator=DataCollatorWithPadding(tokenizer) if tokenizer is not None else default_data_collator,
+        data_collator=model.collator(tokenizer),
         train_dataset=train_set,
         eval_dataset=validation_set,
         compute_metrics=metrics_function(task, list(labels), params or TaskParams(task=task.name)),

@@ -89,6 +89,10 @@ class ImageDataset(Dataset[dict[str, Any]]):
         pixels = preprocess(image, self._prep) if self._augment is None else self._augmented(image, self._augment)
         return {"pixel_values": torch.from_numpy(pixels), "labels": self._targets[i]}
 
+    def row_logits(self, logits: np.ndarray) -> np.ndarray:
+        """The model's outputs on these rows as the task judges a row: one row per image."""
+        return logits
+
     def _resized(self, i: int) -> Image.Image:
         cached = self._cache.get(i)
         if cached is not None:

@@ -23,6 +23,7 @@ from tuneserve.core.training.jobs import FineTuneParams
 from tuneserve.engines.backbones import BackboneInfo
 from tuneserve.engines.training.spec import ExportSpec
 from tuneserve.errors import InvalidArgument
+from tuneserve.tasks import TASKS, SpanError
 from tuneserve.types import DatasetRecord, JobEventRecord, JobRecord, JobState, ModelRecord, Page
 from tuneserve_client.proto.tuneserve.v1 import (
     common_pb2,
@@ -42,14 +43,11 @@ _FORMATS = {
     datasets_pb2.DATASET_FORMAT_CSV: "csv",
     datasets_pb2.DATASET_FORMAT_JSONL: "jsonl",
     datasets_pb2.DATASET_FORMAT_ZIP: "zip",
+    datasets_pb2.DATASET_FORMAT_CONLL: "conll",
 }
 _MODALITIES = {"text": common_pb2.MODALITY_TEXT, "image": common_pb2.MODALITY_IMAGE}
-_TASKS = {
-    common_pb2.TASK_UNSPECIFIED: "",
-    common_pb2.TASK_CLASSIFICATION: "classification",
-    common_pb2.TASK_MULTI_LABEL: "multi_label",
-    common_pb2.TASK_REGRESSION: "regression",
-}
+# NOTE: every registered task by its enum value, TASK_<NAME> (a task without one is a proto to add, caught at import)
+_TASKS = {common_pb2.TASK_UNSPECIFIED: "", **{common_pb2.Task.Value(f"TASK_{name.upper()}"): name for name in TASKS}}
 _TASK_VALUES = {name: value for value, name in _TASKS.items() if name}
 _EVENT_MESSAGES: dict[str, type[Message]] = {
     "state_changed": training_pb2.StateChanged,
@@ -116,7 +114,7 @@ def task_from_pb(value: common_pb2.Task, field: str) -> str:
 
 
 def task_to_pb(name: str) -> common_pb2.Task:
-    return _TASK_VALUES[name or "classification"]
+    return cast(common_pb2.Task, _TASK_VALUES[name or "classification"])
 
 
 def upload_metadata_from_pb(pb: datasets_pb2.DatasetUploadMetadata) -> UploadMetadata:
@@ -126,6 +124,7 @@ def upload_metadata_from_pb(pb: datasets_pb2.DatasetUploadMetadata) -> UploadMet
         pb.name, _FORMATS[pb.format], pb.text_column or "text", pb.label_column, pb.image_column,
         task=task_from_pb(pb.task, "metadata.task"), labels_column=pb.labels_column,
         label_separator=pb.label_separator, target_column=pb.target_column, text_pair_column=pb.text_pair_column,
+        tokens_column=pb.tokens_column, tags_column=pb.tags_column, stray_i_tags=pb.stray_i_tags,
     )
 
 
@@ -140,6 +139,8 @@ def dataset_to_pb(d: DatasetRecord) -> datasets_pb2.Dataset:
         _from_dict(d.stats["labels_per_row"], pb.labels_per_row)
     if "target" in d.stats:
         _from_dict(d.stats["target"], pb.target_stats)
+    if "tagging" in d.stats:
+        _from_dict(d.stats["tagging"], pb.tagging)
     return pb
 
 
@@ -285,6 +286,19 @@ def _report_to_pb(r: EvaluationReport) -> models_pb2.EvaluationReport:
         residuals=models_pb2.ResidualSummary(**r.residuals) if r.residuals else None,
         points=[models_pb2.RegressionPoint(true_value=t, predicted=p) for t, p in r.points], ece=r.ece,
         reliability=[models_pb2.ReliabilityBin(confidence=c, accuracy=a, count=n) for c, a, n in r.reliability],
+        entity_errors=_entity_errors_to_pb(r) if r.span_counts else None,
+    )
+
+
+def _entity_errors_to_pb(r: EvaluationReport) -> models_pb2.EntityErrors:
+    def error(e: SpanError) -> models_pb2.EntityError:
+        return models_pb2.EntityError(row=e.sentence, type=e.type, start=e.start, end=e.end, text=e.text, other=e.other)
+
+    return models_pb2.EntityErrors(
+        missed=[error(e) for e in r.span_errors if e.kind == "missed"],
+        spurious=[error(e) for e in r.span_errors if e.kind == "spurious"],
+        num_missed=r.span_counts.get("missed", 0), num_spurious=r.span_counts.get("spurious", 0),
+        num_wrong_type=r.span_counts.get("wrong_type", 0),
     )
 
 
@@ -305,6 +319,10 @@ def predict_to_pb(r: PredictResult) -> prediction_pb2.PredictResponse:
                 label=p.label, score=p.score,
                 scores=[prediction_pb2.ClassScore(label=s.label, score=s.score) for s in p.scores],
                 labels=p.labels, value=p.value,
+                entities=[
+                    prediction_pb2.Entity(type=e.type, text=e.text, start=e.start, end=e.end, score=e.score)
+                    for e in p.entities
+                ],
             )
             for p in r.predictions
         ],

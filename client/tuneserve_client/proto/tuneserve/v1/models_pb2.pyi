@@ -197,7 +197,7 @@ class ConfusionMatrix(_message.Message):
     def __init__(self, labels: _Optional[_Iterable[str]] = ..., rows: _Optional[_Iterable[_Union[ConfusionMatrix.Row, _Mapping]]] = ...) -> None: ...
 
 class EvaluationReport(_message.Message):
-    __slots__ = ("model_id", "model_version", "dataset_id", "num_examples", "accuracy", "macro_precision", "macro_recall", "macro_f1", "weighted_precision", "weighted_recall", "weighted_f1", "per_class", "confusion_matrix", "runtime", "duration_seconds", "num_unknown_labels", "task", "metrics", "residuals", "points", "ece", "reliability")
+    __slots__ = ("model_id", "model_version", "dataset_id", "num_examples", "accuracy", "macro_precision", "macro_recall", "macro_f1", "weighted_precision", "weighted_recall", "weighted_f1", "per_class", "confusion_matrix", "runtime", "duration_seconds", "num_unknown_labels", "task", "metrics", "residuals", "points", "ece", "reliability", "entity_errors")
     class MetricsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -227,6 +227,7 @@ class EvaluationReport(_message.Message):
     POINTS_FIELD_NUMBER: _ClassVar[int]
     ECE_FIELD_NUMBER: _ClassVar[int]
     RELIABILITY_FIELD_NUMBER: _ClassVar[int]
+    ENTITY_ERRORS_FIELD_NUMBER: _ClassVar[int]
     model_id: str
     model_version: int
     dataset_id: str
@@ -249,7 +250,38 @@ class EvaluationReport(_message.Message):
     points: _containers.RepeatedCompositeFieldContainer[RegressionPoint]
     ece: float
     reliability: _containers.RepeatedCompositeFieldContainer[ReliabilityBin]
-    def __init__(self, model_id: _Optional[str] = ..., model_version: _Optional[int] = ..., dataset_id: _Optional[str] = ..., num_examples: _Optional[int] = ..., accuracy: _Optional[float] = ..., macro_precision: _Optional[float] = ..., macro_recall: _Optional[float] = ..., macro_f1: _Optional[float] = ..., weighted_precision: _Optional[float] = ..., weighted_recall: _Optional[float] = ..., weighted_f1: _Optional[float] = ..., per_class: _Optional[_Iterable[_Union[ClassMetrics, _Mapping]]] = ..., confusion_matrix: _Optional[_Union[ConfusionMatrix, _Mapping]] = ..., runtime: _Optional[str] = ..., duration_seconds: _Optional[float] = ..., num_unknown_labels: _Optional[int] = ..., task: _Optional[_Union[_common_pb2.Task, str]] = ..., metrics: _Optional[_Mapping[str, float]] = ..., residuals: _Optional[_Union[ResidualSummary, _Mapping]] = ..., points: _Optional[_Iterable[_Union[RegressionPoint, _Mapping]]] = ..., ece: _Optional[float] = ..., reliability: _Optional[_Iterable[_Union[ReliabilityBin, _Mapping]]] = ...) -> None: ...
+    entity_errors: EntityErrors
+    def __init__(self, model_id: _Optional[str] = ..., model_version: _Optional[int] = ..., dataset_id: _Optional[str] = ..., num_examples: _Optional[int] = ..., accuracy: _Optional[float] = ..., macro_precision: _Optional[float] = ..., macro_recall: _Optional[float] = ..., macro_f1: _Optional[float] = ..., weighted_precision: _Optional[float] = ..., weighted_recall: _Optional[float] = ..., weighted_f1: _Optional[float] = ..., per_class: _Optional[_Iterable[_Union[ClassMetrics, _Mapping]]] = ..., confusion_matrix: _Optional[_Union[ConfusionMatrix, _Mapping]] = ..., runtime: _Optional[str] = ..., duration_seconds: _Optional[float] = ..., num_unknown_labels: _Optional[int] = ..., task: _Optional[_Union[_common_pb2.Task, str]] = ..., metrics: _Optional[_Mapping[str, float]] = ..., residuals: _Optional[_Union[ResidualSummary, _Mapping]] = ..., points: _Optional[_Iterable[_Union[RegressionPoint, _Mapping]]] = ..., ece: _Optional[float] = ..., reliability: _Optional[_Iterable[_Union[ReliabilityBin, _Mapping]]] = ..., entity_errors: _Optional[_Union[EntityErrors, _Mapping]] = ...) -> None: ...
+
+class EntityErrors(_message.Message):
+    __slots__ = ("missed", "spurious", "num_missed", "num_spurious", "num_wrong_type")
+    MISSED_FIELD_NUMBER: _ClassVar[int]
+    SPURIOUS_FIELD_NUMBER: _ClassVar[int]
+    NUM_MISSED_FIELD_NUMBER: _ClassVar[int]
+    NUM_SPURIOUS_FIELD_NUMBER: _ClassVar[int]
+    NUM_WRONG_TYPE_FIELD_NUMBER: _ClassVar[int]
+    missed: _containers.RepeatedCompositeFieldContainer[EntityError]
+    spurious: _containers.RepeatedCompositeFieldContainer[EntityError]
+    num_missed: int
+    num_spurious: int
+    num_wrong_type: int
+    def __init__(self, missed: _Optional[_Iterable[_Union[EntityError, _Mapping]]] = ..., spurious: _Optional[_Iterable[_Union[EntityError, _Mapping]]] = ..., num_missed: _Optional[int] = ..., num_spurious: _Optional[int] = ..., num_wrong_type: _Optional[int] = ...) -> None: ...
+
+class EntityError(_message.Message):
+    __slots__ = ("row", "type", "start", "end", "text", "other")
+    ROW_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    START_FIELD_NUMBER: _ClassVar[int]
+    END_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    OTHER_FIELD_NUMBER: _ClassVar[int]
+    row: int
+    type: str
+    start: int
+    end: int
+    text: str
+    other: str
+    def __init__(self, row: _Optional[int] = ..., type: _Optional[str] = ..., start: _Optional[int] = ..., end: _Optional[int] = ..., text: _Optional[str] = ..., other: _Optional[str] = ...) -> None: ...
 
 class ReliabilityBin(_message.Message):
     __slots__ = ("confidence", "accuracy", "count")
