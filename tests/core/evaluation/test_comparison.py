@@ -62,7 +62,6 @@ def test_comparison_verdict_is_the_shared_rule() -> None:
     assert (c.verdict, c.p_value, c.significant) == (judged.text, judged.p_value, judged.significant)
 
 
-CLASSIFICATION = get_task("classification")
 
 
 def result(rows: int, accuracy: float, macro_f1: float) -> dict[str, object]:
