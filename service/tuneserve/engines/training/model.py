@@ -105,7 +105,11 @@ class TextClassifier(TransferClassifier):
         if token_type_ids is not None:
             backbone_inputs["token_type_ids"] = token_type_ids
         hidden = self.backbone(**backbone_inputs).last_hidden_state
-        return self.classify(self._pool(hidden, attention_mask), labels)
+        return self.classify(self._features(hidden, attention_mask), labels)
+
+    def _features(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """What the head reads: one pooled vector per text (the token model reads every token instead)."""
+        return self._pool(hidden, attention_mask)
 
     def _pool(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         if self.pooling == "cls":

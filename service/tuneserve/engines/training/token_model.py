@@ -8,25 +8,15 @@ from typing import Any
 
 import torch
 from transformers import DataCollatorForTokenClassification, PreTrainedTokenizerBase
-from transformers.modeling_outputs import SequenceClassifierOutput
 
 from tuneserve.engines.training.model import TextClassifier
 from tuneserve.tasks.tagging import IGNORE_INDEX
 
 
 class TokenClassifier(TextClassifier):
-    def forward(
-        self,
-        input_ids: torch.Tensor,
-        attention_mask: torch.Tensor,
-        token_type_ids: torch.Tensor | None = None,
-        labels: torch.Tensor | None = None,
-    ) -> SequenceClassifierOutput:
-        backbone_inputs: dict[str, Any] = {"input_ids": input_ids, "attention_mask": attention_mask}
-        if token_type_ids is not None:
-            backbone_inputs["token_type_ids"] = token_type_ids
-        hidden = self.backbone(**backbone_inputs).last_hidden_state
-        return self.classify(hidden, labels)
+    def _features(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Every sub-word's hidden state: the head classifies each token, so nothing is pooled."""
+        return hidden
 
     def collator(self, tokenizer: PreTrainedTokenizerBase | None) -> Any:
         """Pads each batch's inputs and its sub-word labels (with IGNORE_INDEX) to its longest sentence."""
