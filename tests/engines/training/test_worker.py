@@ -101,8 +101,10 @@ def test_events_arrive_in_order(finished: WorkerRun) -> None:
 
 def test_result_has_every_job_result_field(finished: WorkerRun) -> None:
     result = finished.last("result")
-    # NOTE: the job manager adds baselines and transfer_verdict: they compare several worker runs.
-    fields = {field.name for field in training_pb2.JobResult.DESCRIPTOR.fields} - {"baselines", "transfer_verdict"}
+    # NOTE: the job manager adds baselines and transfer_verdict (they compare several worker runs) and
+    # auto_hyperparameters (the fields it chose from the data before the worker started).
+    manager = {"baselines", "transfer_verdict", "auto_hyperparameters"}
+    fields = {field.name for field in training_pb2.JobResult.DESCRIPTOR.fields} - manager
     assert fields <= set(result)
     assert set(result["validation_metrics"]) == {
         "accuracy",
@@ -112,6 +114,7 @@ def test_result_has_every_job_result_field(finished: WorkerRun) -> None:
         "weighted_f1",
         "weighted_precision",
         "weighted_recall",
+        "ece",
         "loss",
     }
     assert result["best_metric_name"] == "macro_f1"
@@ -126,9 +129,10 @@ def test_output_dir_holds_exactly_the_artifacts(finished: WorkerRun) -> None:
     assert sorted(p.name for p in finished.output_dir.iterdir()) == without_int8
     assert not list(finished.output_dir.rglob("*.onnx.data"))
     assert json.loads((finished.output_dir / "labels.json").read_text()) == {"labels": LABELS}
-    assert json.loads((finished.output_dir / "task.json").read_text()) == {
-        "task": "classification", "text_pairs": False, "thresholds": [], "target_mean": 0.0, "target_std": 1.0
-    }
+    task = json.loads((finished.output_dir / "task.json").read_text())
+    (temperature,) = task.pop("temperature")   # one temperature, fitted on the validation rows
+    assert temperature > 0
+    assert task == {"task": "classification", "text_pairs": False, "thresholds": [], "target_mean": 0.0, "target_std": 1.0}
     preprocessing = json.loads((finished.output_dir / "preprocessing.json").read_text())
     assert preprocessing["input_names"] == ["input_ids", "attention_mask", "token_type_ids"]
     metrics = json.loads((finished.output_dir / "metrics.json").read_text())
