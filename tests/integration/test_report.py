@@ -55,7 +55,7 @@ def test_report_of_a_finished_job_with_baselines(
 
     # NOTE: a real job fits a temperature on its validation rows, so its report has a calibration section too
     assert set(parsed.sections) == SECTIONS | {"test-evaluation", "calibration"} and parsed.links == []
-    assert len(parsed.images) == 7
+    assert len(parsed.images) == 8   # 7, and the calibration section's reliability diagram
     for src in parsed.images:
         png_size(src)
     assert "script" not in parsed.tags and EVIL not in page and EVIL in parsed.text
