@@ -99,3 +99,17 @@ def check_split(train: DatasetRecord, fraction: float) -> None:
             f"validation_fraction {fraction} of {train.num_rows} rows leaves fewer validation rows than the "
             f"{len(train.labels)} labels; raise validation_fraction or pass validation_dataset_id"
         )
+
+
+def check_datasets(
+    train: DatasetRecord, validation: DatasetRecord | None, backbone: BackboneRef, validation_fraction: float
+) -> None:
+    """The training dataset (and the validation one, or the split that makes it) against each other and the backbone."""
+    if validation:
+        check_validation_labels(train, validation)
+    else:
+        check_split(train, validation_fraction)
+    check_modality(train, backbone)
+    if validation:
+        check_modality(validation, backbone)
+

@@ -157,13 +157,7 @@ class JobManager:
         shape = auto.DataShape(train.num_rows, train.task, dict(train.label_counts),
                                validation.num_rows if validation else None)
         hp, chosen = hyperparameters.with_auto(hp, params.hyperparameters, shape, text=backbone.modality == "text")
-        if validation:
-            checks.check_validation_labels(train, validation)
-        else:
-            checks.check_split(train, hp.validation_fraction)
-        checks.check_modality(train, backbone)
-        if validation:
-            checks.check_modality(validation, backbone)
+        checks.check_datasets(train, validation, backbone, hp.validation_fraction)
         checks.check_export(params.export, backbone)
         hyperparameters.check_layers(hp, num_layers(backbone))
         job_id = new_id("job")
