@@ -31,7 +31,7 @@ def bbc_news() -> list[tuple[str, str]]:
     return rows
 
 
-def split(rows: list[tuple[str, str]], test_size: float = 0.2, seed: int = 42):  # type: ignore[no-untyped-def]
+def split(rows: list[tuple[str, str]], test_size: float | int = 0.2, seed: int = 42):  # type: ignore[no-untyped-def]
     return train_test_split(rows, test_size=test_size, random_state=seed, stratify=[label for _, label in rows])
 
 

