@@ -29,6 +29,7 @@ the one written, exported (ONNX parity still checked on the validation inputs) a
 
 from __future__ import annotations
 
+import gc
 import json
 import math
 import os
@@ -37,6 +38,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+import torch
 from transformers import PreTrainedTokenizerBase
 
 from tuneserve.engines.training.callbacks import EventReporter, StopCallback
@@ -134,6 +136,11 @@ def retrain(
 ) -> Refitted | CancelledEvent | PreemptedEvent:
     """Train prepared.model (a fresh one) on the training and validation rows for the scaled best step, in place;
     resume from the newest checkpoint under `path` if an earlier worker left one."""
+    # NOTE: the first run's model, optimizer state and Trainer are no longer referenced but may sit in reference
+    # cycles: free them before a second model trains beside them (on a GPU above all).
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
     hp = spec.hyperparameters
     train, validation = prepared.splits.train, prepared.splits.validation
     rows = [*train, *validation]
