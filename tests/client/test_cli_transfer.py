@@ -116,6 +116,22 @@ def test_finetune_task_flags(capsys: pytest.CaptureFixture[str], fake: FakeTuneS
     assert {f.name: v for f, v in hp.ListFields()} == {"regression_loss": "huber", "metric_for_best_model": "spearman"}
 
 
+def test_finetune_refit_flag_and_jobs_get_shows_the_refit(
+    capsys: pytest.CaptureFixture[str], fake: FakeTuneServe
+) -> None:
+    assert run(capsys, "--target", fake.target, "--json", "finetune", "--dataset", "ds-1", "--refit", "true")[0] == 0
+    hp = fake.requests["FineTune"][0].hyperparameters
+    assert {f.name: v for f, v in hp.ListFields()} == {"refit": "true"}
+    fake.final_job.result.CopyFrom(JobResult(
+        validation_metrics={"macro_f1": 0.9}, best_metric_name="macro_f1", best_metric=0.9, best_step=30,
+        refit=True, refit_steps=38, refit_examples=64, refit_seconds=4.25,
+    ))  # fmt: skip
+    code, out, _ = run(capsys, "--target", fake.target, "jobs", "get", "job-1")
+    assert code == 0
+    assert "served model retrained on 64 train+validation rows for 38 steps (4.2 s); the validation figures are " \
+           "the first run's best checkpoint (step 30)" in " ".join(out.split())
+
+
 def test_jobs_get_shows_the_tasks_metrics_thresholds_and_variants(
     capsys: pytest.CaptureFixture[str], fake: FakeTuneServe
 ) -> None:

@@ -211,6 +211,16 @@ def test_report_of_a_minimal_result_says_what_is_missing() -> None:
     assert set(parsed.sections) == SECTIONS and parsed.images == []
     assert "recorded no evaluations" in parsed.text and "trained no baselines" in parsed.text
     assert "no per-class validation figures" in parsed.text
+    assert "refit" not in parsed.text
+
+
+def test_report_of_a_refit_says_whose_figures_are_shown() -> None:
+    job = Job(id="job-1", state=JobState.JOB_STATE_SUCCEEDED, model_id="m", model_version=1,
+              result={"validation_metrics": {"macro_f1": 0.5}, "best_metric_name": "macro_f1", "refit": True,
+                      "refit_steps": 38, "refit_examples": 64, "refit_seconds": 4.0})  # fmt: skip
+    text = " ".join(parse_report(render_html(ReportInput(job=job))).text.split())
+    assert "the served model was retrained on 64 train+validation rows for 38 steps (4.0 s); the job's validation " \
+           "figures are the first run's best checkpoint" in text
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:

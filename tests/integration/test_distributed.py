@@ -150,3 +150,21 @@ def test_a_rank_that_dies_fails_the_job_with_its_reason(ddp_client: tuple[Client
     assert done.state == JobState.JOB_STATE_FAILED
     assert done.error == "training rank 1 killed by SIGKILL (out of memory?)"
     _wait_gone(list(ranks.values()))
+
+
+def test_a_refit_under_ddp_trains_on_every_rank_and_serves(ddp_client: tuple[Client, str], tiny_bert: Path) -> None:
+    client, dataset_id = ddp_client
+    job = client.fine_tune(dataset_id, backbone=str(tiny_bert),
+                           hyperparameters={**HP, "epochs": 2, "batch_size": 8, "refit": "true"})
+    events: list = []
+    done = client.wait_for_job(job.id, on_event=events.append, timeout=240)
+    assert done.state == JobState.JOB_STATE_SUCCEEDED, done.error
+    r = done.result
+    assert r.refit and r.refit_examples == sum(COUNTS.values())
+    # every rank took part (a step is a batch of 8 on each of 2 processes: 9 steps an epoch on 144 training rows) and
+    # only rank 0 reported: the refit's steps once each, one export
+    assert next(e.progress.total_steps for e in events if e.HasField("progress")) == 2 * 144 // 16
+    refit_steps = [e.progress.step for e in events if e.HasField("progress") and e.message.startswith("[refit] ")]
+    assert refit_steps == sorted(set(refit_steps)) and refit_steps[-1] == r.refit_steps
+    assert len([e for e in events if e.HasField("export")]) == 1
+    assert all(p.label in COUNTS for p in client.predict(done.model_id, TEXTS).predictions)

@@ -24,6 +24,7 @@ _HYPERPARAMETERS = (
     "seed",
     "metric_for_best_model",
     "regression_loss",
+    "refit",
 )
 
 
@@ -51,6 +52,11 @@ def add_finetune(commands: Subcommands) -> None:
     )
     hp.add_argument(
         "--regression-loss", choices=["mse", "huber"], help="regression: the loss on the standardised target (mse)"
+    )
+    hp.add_argument(
+        "--refit", choices=["auto", "true", "false"],
+        help="after early stopping, retrain on train+validation for the best step count and serve that model "
+        "(default auto: by dataset size)",
     )
     transfer.add_finetune_options(finetune, hp)
     export = finetune.add_argument_group("export")

@@ -210,7 +210,9 @@ def _task_rows(r: JobResult) -> list[tuple[str, str]]:
                                     f"{c.ece_before:.4f} -> {c.ece_after:.4f}, NLL {c.nll_before:.4f} -> "
                                     f"{c.nll_after:.4f}"))
     if r.refit:
-        rows.append(("refit", f"retrained on train+validation for {r.best_step} steps (the served model)"))
+        rows.append(("refit", f"served model retrained on {r.refit_examples} train+validation rows for "
+                              f"{r.refit_steps} steps ({r.refit_seconds:.1f} s); the validation figures are the "
+                              f"first run's best checkpoint (step {r.best_step})"))
     return rows
 
 

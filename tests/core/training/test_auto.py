@@ -3,6 +3,9 @@ get, and that a caller's value always wins and feeds the rules that depend on it
 
 from __future__ import annotations
 
+import pytest
+
+from tuneserve.core.training import auto
 from tuneserve.core.training.auto import AUTO_SEQ_LENGTH, DataShape, choose, seq_length_from
 
 
@@ -12,7 +15,7 @@ def test_small_imbalanced_set_gets_many_epochs_small_batches_and_class_weights()
     # 480 training rows / 16 = 30 steps an epoch: 300 steps would take 10 epochs
     assert chosen.values == {
         "epochs": 10, "batch_size": 16, "validation_fraction": 0.2, "eval_steps": 0, "early_stopping_patience": 2,
-        "class_weighting": True, "max_seq_length": AUTO_SEQ_LENGTH,
+        "class_weighting": True, "max_seq_length": AUTO_SEQ_LENGTH, "refit": "false",
     }
     assert chosen.fields == list(chosen.values)
 
@@ -63,3 +66,15 @@ def test_seq_length_from_token_lengths() -> None:
     assert seq_length_from([5] * 50, 512) == 32                 # at least 32
     assert seq_length_from([1000] * 10, 256) == 256             # at most the backbone's limit
     assert seq_length_from([], 512) == 128
+
+
+def test_refit_follows_the_training_rows_and_auto_means_unset(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert auto.REFIT_MAX_TRAIN_ROWS == 0  # NOTE: provisional: auto never refits until the lead sets it
+    monkeypatch.setattr(auto, "REFIT_MAX_TRAIN_ROWS", 1000)
+    # 1,200 rows split 0.2: 960 training rows refit; 1,500: 1,200 do not
+    assert choose(DataShape(rows=1200), {}).values["refit"] == "true"
+    assert choose(DataShape(rows=1500), {}).values["refit"] == "false"
+    assert choose(DataShape(rows=900, validation_rows=5000), {}).values["refit"] == "true"  # a validation set: all 900
+    assert choose(DataShape(rows=1200), {"refit": "auto"}).values["refit"] == "true"
+    assert "refit" not in choose(DataShape(rows=1200), {"refit": "false"}).values
+    assert choose(DataShape(rows=1200), {}).fields[-1] == "refit"

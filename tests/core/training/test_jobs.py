@@ -319,6 +319,17 @@ async def test_a_failed_baseline_fails_the_whole_job(env: Env) -> None:
         assert model.versions[0].state is VersionState.FAILED, model.kind
 
 
+async def test_refit_true_is_accepted_and_never_reaches_the_baselines(env: Env) -> None:
+    from tuneserve.core.training import baselines
+
+    job = await env.manager().submit(env.params(hyperparameters={"refit": "true"}, baselines=("scratch",)))
+    assert job.hyperparameters["refit"] == "true" and "refit" not in job.hyperparameters["auto_hyperparameters"]
+    job_dir = env.artifacts.job_dir(job.id)
+    assert TrainingSpec.load(job_dir / "spec.json").hyperparameters.refit == "true"
+    # NOTE: a baseline's verdict reads validation figures only, which a refit leaves as they were
+    assert TrainingSpec.load(baselines.write_spec(job_dir, "scratch")).hyperparameters.refit == "false"
+
+
 async def test_unset_hyperparameters_are_chosen_from_the_data_and_a_user_value_wins(env: Env) -> None:
     """20 balanced rows: the auto rules give 10 epochs (1 step each, toward 300 steps), batches of 16, no class
     weighting, max_seq_length from the data (0, resolved by the worker); the job, its spec and its proto say so."""
@@ -329,7 +340,8 @@ async def test_unset_hyperparameters_are_chosen_from_the_data_and_a_user_value_w
     hp = job.hyperparameters
     assert (hp["epochs"], hp["batch_size"], hp["class_weighting"], hp["max_seq_length"]) == (10, 16, False, 0)
     assert hp["auto_hyperparameters"] == ["epochs", "batch_size", "validation_fraction", "eval_steps",
-                                          "early_stopping_patience", "class_weighting", "max_seq_length"]
+                                          "early_stopping_patience", "class_weighting", "max_seq_length", "refit"]
+    assert hp["refit"] == "false"  # NOTE: auto.REFIT_MAX_TRAIN_ROWS is provisionally 0: auto never refits
     spec = TrainingSpec.load(env.artifacts.job_dir(job.id) / "spec.json")
     assert spec.hyperparameters.epochs == 10 and spec.hyperparameters.max_seq_length == 0
     assert list(job_to_pb(job).result.auto_hyperparameters) == hp["auto_hyperparameters"]

@@ -4,6 +4,8 @@ artifacts as the version."""
 from __future__ import annotations
 
 import dataclasses
+import json
+import math
 import signal
 import subprocess
 from pathlib import Path
@@ -103,3 +105,46 @@ def test_the_budget_stops_the_search(tmp_path: Path, tiny_bert: Path) -> None:
     assert len(trials) == 1 and "budget after step 1" in trials[0]["reason"], trials
     assert trials[0]["steps"] == 1 and trials[0]["state"] == "TRIAL_STATE_COMPLETE"
     assert dataclasses.fields(SearchSpec)
+
+
+def test_refit_retrains_only_the_best_trial_after_the_search_and_resumes_after_a_preemption(
+    tmp_path: Path, tiny_bert: Path
+) -> None:
+    path = search_spec(tmp_path, tiny_bert, trials=2)
+    spec = TrainingSpec.load(path)
+    spec.hyperparameters.refit = "true"
+    spec.save(path)
+    enqueue(path, GOOD, {"learning_rate": 5e-4, "head_learning_rate": 5e-3})
+    process = subprocess.Popen([*WORKER, str(path)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    assert process.stdout is not None
+    before = []
+    for line in process.stdout:  # preempt the refit as it starts: it stops after its first step, with a checkpoint
+        before.append(json.loads(line))
+        if before[-1]["kind"] == "refit":
+            process.send_signal(signal.SIGTERM)
+            break
+    before += [json.loads(line) for line in process.stdout]
+    assert process.wait(60) == 75
+    ended = [e for e in before if e["kind"] == "trial" and e["state"] != "TRIAL_STATE_RUNNING"]
+    best = min(ended, key=lambda e: e["metric"])  # metric_for_best_model loss: lower is better
+    refit_event = next(e for e in before if e["kind"] == "refit")
+    assert refit_event["message"].startswith(f"[trial {best['number']}] refit: ")
+    assert before[-1]["kind"] == "preempted" and before[-1]["step"] == 1
+    assert Path(before[-1]["checkpoint"]) == tmp_path / "trials" / str(best["number"]) / "checkpoints-refit" / "checkpoint-1"
+
+    run = run_worker(path, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    # no trial runs again and the refit is not started afresh: it resumes from its checkpoint
+    assert {"trial", "evaluation", "refit"}.isdisjoint(run.kinds)
+    assert run.events[0]["message"].startswith(
+        f"[trial {best['number']}] [refit] resumed from the checkpoint at step 1/{refit_event['steps']}"
+    )
+    result = run.last("result")
+    assert [t["number"] for t in result["trials"]] == [0, 1]
+    assert result["best_metric"] == pytest.approx(best["metric"])  # the figures are the best trial's first run
+    assert (result["refit"], result["refit_examples"], result["refit_steps"]) == (True, 28, refit_event["steps"])
+    assert result["refit_steps"] == math.ceil(result["best_step"] * 28 / result["train_examples"])
+    assert result["message"].endswith(f"; served: refit on 28 training and validation rows for {result['refit_steps']} steps")
+    metrics = json.loads((run.output_dir / ARTIFACTS["metrics"]).read_text())
+    assert metrics["refit"] is True and len(metrics["trials"]) == 2
+    assert (run.output_dir / ARTIFACTS["onnx"]).is_file() and not list((tmp_path / "trials").glob("*/checkpoints*"))

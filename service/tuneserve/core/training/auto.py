@@ -18,6 +18,10 @@ The rules, and why (docs/guides/fine-tuning.md repeats them for users):
 - **max_seq_length**: chosen by the worker from the data's token lengths (0 here means "from the data"): the 95th
   percentile of the training texts' token counts, rounded up to a multiple of 16, at least 32, at most what the
   backbone allows.
+- **refit**: "true" (after early stopping has chosen the best step, retrain on train+validation for that many steps,
+  scaled to the extra rows, and serve that model: engines/training/refit.py) when the training rows are fewer than
+  `REFIT_MAX_TRAIN_ROWS`, else "false". Small sets lose the most to the validation split, and a refit costs about one
+  more training run.
 """
 
 from __future__ import annotations
@@ -39,6 +43,9 @@ LARGE = 2_000               # training rows from which batches are 32 and the va
 MIN_VALIDATION_ROWS = 400
 EPOCH_STEPS_FOR_SUB_EPOCH_EVAL = 200
 IMBALANCE = 1.5
+# NOTE: provisionally 0: auto never refits. The lead sets it from a measurement of refit against no refit by dataset
+# size (issue 15); until then refit only on request (hyperparameters.refit "true").
+REFIT_MAX_TRAIN_ROWS = 0
 
 
 @dataclass(frozen=True)
@@ -58,12 +65,14 @@ class Chosen:
 
 
 ORDER = ("epochs", "batch_size", "validation_fraction", "eval_steps", "early_stopping_patience", "class_weighting",
-         "max_seq_length")
+         "max_seq_length", "refit")
 
 
 def choose(shape: DataShape, overrides: dict[str, Any]) -> Chosen:
     """Values for the rule-driven fields the caller left out of `overrides`; a rule that depends on another field
-    (epochs on batch_size) reads the caller's value where there is one."""
+    (epochs on batch_size) reads the caller's value where there is one. refit "auto" asks for its rule, as leaving it
+    unset does."""
+    overrides = {name: value for name, value in overrides.items() if (name, value) != ("refit", "auto")}
     def pick(name: str, rule: Any) -> Any:
         return overrides.get(name, rule)
 
@@ -81,6 +90,7 @@ def choose(shape: DataShape, overrides: dict[str, Any]) -> Chosen:
         "early_stopping_patience": 3 if sub_epoch else 2,
         "class_weighting": class_weighting(shape),
         "max_seq_length": AUTO_SEQ_LENGTH,
+        "refit": "true" if train_rows < REFIT_MAX_TRAIN_ROWS else "false",
     }
     if shape.validation_rows is not None:
         del rules["validation_fraction"]     # a validation dataset was given: no split

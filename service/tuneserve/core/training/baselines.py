@@ -5,7 +5,8 @@
 
 Each runs the job's own spec after the fine-tune, changing only what defines it: same data and validation split,
 epochs / max_steps, batch size, learning rates, schedule, seed and early stopping. The strategy options of the
-fine-tune (top_k, layer-wise decay, gradual unfreezing) are dropped: they concern pretrained layers. Each baseline is a
+fine-tune (top_k, layer-wise decay, gradual unfreezing) are dropped: they concern pretrained layers, and a baseline is
+never refit on train+validation (hyperparameters.refit: the verdict reads only validation figures). Each baseline is a
 model of its own (kind frozen | scratch, source_job_id = the job), exported and servable like any other, and becomes
 READY together with the fine-tuned model when the whole job succeeds.
 
@@ -89,6 +90,9 @@ def write_spec(job_dir: Path, kind: str) -> Path:
         trainable_layers=0,
         layer_lr_decay=1.0,
         gradual_unfreezing=False,
+        # NOTE: a baseline is never refit: the verdict reads validation figures, which a refit leaves as they were,
+        # so it would double the baseline's cost for nothing the job reports.
+        refit="false",
     )
     baseline = dataclasses.replace(
         spec,

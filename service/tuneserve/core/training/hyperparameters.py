@@ -54,9 +54,6 @@ def resolve(overrides: dict[str, Any]) -> Hyperparameters:
             _check_range(name, value)
         if name in _CHOICES and value not in _CHOICES[name]:
             raise InvalidArgument(f"hyperparameters.{name} must be one of {', '.join(_CHOICES[name])}, not {value!r}")
-    if overrides.get("refit") == "true":
-        # NOTE: refit (retraining on train+validation) is not built yet; "auto" does not refit until it is.
-        raise InvalidArgument("hyperparameters.refit=true is not available yet on this server; leave refit unset")
     hp = dataclasses.replace(Hyperparameters(), **overrides)
     _check_strategy(hp)
     return hp

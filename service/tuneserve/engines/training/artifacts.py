@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 from typing import Any
 
 from transformers import PreTrainedTokenizerBase
 
-from tuneserve.engines.training.callbacks import CurvePoint
 from tuneserve.engines.training.events import ResultEvent
 from tuneserve.engines.training.model import TextClassifier
 from tuneserve.engines.training.spec import ARTIFACTS
@@ -38,9 +36,9 @@ def write_model_artifacts(
     _write_json(output_dir / ARTIFACTS["preprocessing"], preprocessing)
 
 
-def write_metrics(output_dir: Path, result: ResultEvent, learning_curve: list[CurvePoint]) -> None:
-    metrics = {**result.fields(), "learning_curve": [dataclasses.asdict(point) for point in learning_curve]}
-    _write_json(output_dir / ARTIFACTS["metrics"], metrics)
+def write_metrics(output_dir: Path, result: ResultEvent) -> None:
+    """metrics.json: the JobResult fields, the learning curve included."""
+    _write_json(output_dir / ARTIFACTS["metrics"], result.fields())
 
 
 def write_variants(output_dir: Path, variants: dict[str, dict[str, Any]]) -> None:

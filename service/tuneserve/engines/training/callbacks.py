@@ -44,10 +44,13 @@ class EventReporter(TrainerCallback):
     """Turns the Trainer's logs, evaluations and saves into worker events, and keeps the learning curve."""
 
     def __init__(
-        self, writer: EventWriter, stopped: Callable[[], bool], *, metric_name: str, early_stopping_patience: int
+        self, writer: EventWriter, stopped: Callable[[], bool], *, metric_name: str, early_stopping_patience: int,
+        evaluates: bool = True,
     ) -> None:
-        """`stopped` says whether training was told to stop (cancel or preemption): then it did not stop early."""
+        """`stopped` says whether training was told to stop (cancel or preemption): then it did not stop early.
+        `evaluates` is False for a run without evaluations (a refit): its checkpoints are not "not evaluated"."""
         self._writer = writer
+        self._evaluates = evaluates
         self._stopped = stopped
         self._metric_name = metric_name
         self._patience = early_stopping_patience
@@ -171,7 +174,8 @@ class EventReporter(TrainerCallback):
                 is_best=is_best,
                 metric=metric if evaluated else None,
                 message=f"checkpoint at step {state.global_step}"
-                + (" (best so far)" if is_best else "" if evaluated else " (not evaluated: training was stopped)"),
+                + (" (best so far)" if is_best else "" if evaluated or not self._evaluates
+                   else " (not evaluated: training was stopped)"),
             )
         )
 

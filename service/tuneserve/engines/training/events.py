@@ -126,7 +126,12 @@ class ResultEvent(WorkerEvent):
     validation_per_class: list[dict[str, Any]] = field(default_factory=list)
     trials: list[dict[str, Any]] = field(default_factory=list)        # FineTune(search=N): TrialEvent fields, each
     calibration: dict[str, Any] = field(default_factory=dict)        # tuneserve.v1.Calibration; {} = none fitted
-    refit: bool = False                                               # the served model was retrained on train+validation
+    # NOTE: with refit, the served model was retrained on train+validation (engines/training/refit.py); every figure
+    # above is still the first run's best checkpoint on the validation rows, which the served model trained on.
+    refit: bool = False
+    refit_steps: int = 0                                              # the steps the refit trained
+    refit_examples: int = 0                                           # the rows it trained on (train + validation)
+    refit_seconds: float = 0.0                                        # its training time
     max_seq_length: int = 0                                           # text: the token length used
 
     def fields(self) -> dict[str, Any]:
@@ -154,6 +159,16 @@ class TrialEvent(WorkerEvent):
         body = dataclasses.asdict(self)
         del body["message"]
         return {k: v for k, v in body.items() if v is not None}
+
+
+@dataclass
+class RefitEvent(WorkerEvent):
+    """The refit (engines/training/refit.py) starts: a fresh model trains on `examples` rows for `steps` steps."""
+
+    kind: ClassVar[str] = "refit"
+    steps: int
+    examples: int
+    best_step: int
 
 
 @dataclass
@@ -186,3 +201,14 @@ class EventWriter:
     def write(self, event: WorkerEvent) -> None:
         self._stream.write(event.to_json() + "\n")
         self._stream.flush()
+
+
+class PrefixedWriter(EventWriter):
+    """Another writer's events, their messages prefixed (a search trial's "[trial 3] ", a refit's "[refit] ")."""
+
+    def __init__(self, writer: EventWriter, prefix: str) -> None:
+        self._writer = writer
+        self._prefix = prefix
+
+    def write(self, event: WorkerEvent) -> None:
+        self._writer.write(dataclasses.replace(event, message=self._prefix + event.message))

@@ -1,5 +1,5 @@
-"""One fine-tuning job from spec to artifacts: data -> model -> Trainer -> best checkpoint -> task parameters -> ONNX ->
-result.
+"""One fine-tuning job from spec to artifacts: data -> model -> Trainer -> best checkpoint -> task parameters ->
+[refit on train+validation: `refit`] -> ONNX -> result.
 
 The modality decides only the preparation (data, model, datasets) and the artifacts/export steps: `_Prepared` here for
 text, `vision_pipeline.PreparedImages` for images; the Trainer, callbacks, early stopping, diagnostics and the result
@@ -10,6 +10,7 @@ multi-label thresholds), all saved as `task.json` beside the model."""
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,7 @@ from transformers import AutoTokenizer, PreTrainedTokenizerBase, Trainer, Traine
 from transformers.utils import logging as hf_logging
 
 from tuneserve.engines.export.text import TextInput, export_onnx
+from tuneserve.engines.training import refit
 from tuneserve.engines.training.artifacts import write_metrics, write_model_artifacts
 from tuneserve.engines.training.calibrate import fit_after_training
 from tuneserve.engines.training.callbacks import CurvePoint, EventReporter, StopCallback
@@ -81,6 +83,14 @@ class _Prepared:
             max_seq_length=self.max_seq_length,
         )
 
+    def training_set(self, examples: list[Any]) -> EncodedDataset:
+        """Examples as the model trains on them (text is encoded the same way for training and evaluation)."""
+        return self.encode(examples)
+
+    def with_fresh_model(self, spec: TrainingSpec, rows: list[Any]) -> _Prepared:
+        """The same preparation with a new model of the spec (a refit's: its class weights from `rows`)."""
+        return dataclasses.replace(self, model=new_classifier(type(self.model), spec, rows))
+
     def inputs(self, examples: list[Any]) -> list[TextInput]:
         """The model inputs of examples as serving takes them: texts, (text, text_pair) pairs, or lists of words."""
         if self.task.per_token:
@@ -135,11 +145,13 @@ def run_training(
 ) -> ResultEvent | CancelledEvent | PreemptedEvent | None:
     """Train, export and write spec.output_dir; return the last event to report. Checkpoints go to the spec's
     checkpoint directory (default: scratch_dir/checkpoints, scratch_dir being the job directory): a run finding a
-    complete checkpoint there resumes from it, a preempted run leaves its own there, a finished run removes them.
+    complete checkpoint there resumes from it, a preempted run leaves its own there, a finished run removes them. With
+    hyperparameters.refit "true", a fresh model then trains on train+validation and is the one written
+    (engines/training/refit.py); a run finding the first run's outcome saved goes straight to the refit.
 
     Under torchrun every rank trains (the Trainer runs DDP); only rank 0 exports and writes artifacts, and the other
-    ranks return None once the last collective step (the fit diagnosis) is done. `callbacks` go to the Trainer after
-    the job's own (a search's pruning and budget: engines/training/search.py)."""
+    ranks return None once the last collective step (the fit diagnosis, or the refit) is done. `callbacks` go to the
+    first run's Trainer after the job's own (a search's pruning and budget: engines/training/search.py)."""
     hp = spec.hyperparameters
     if spec.threads > 0:
         torch.set_num_threads(spec.threads)
@@ -152,10 +164,46 @@ def run_training(
         prepared = prepare_images(spec)
     else:
         prepared = _prepare(spec)
+    checkpoints = Path(spec.checkpoint_dir) if spec.checkpoint_dir else scratch_dir / "checkpoints"
+    refit_dir = refit.directory(checkpoints)
+    first = refit.load(refit_dir) if hp.refit == "true" else None
+    if first is None:
+        trained = _first_run(spec, prepared, writer, stop, device, checkpoints, callbacks)
+        if not isinstance(trained, refit.FirstRun):
+            return trained
+        first = trained
+        if hp.refit == "true" and _rank_zero():
+            refit.save(refit_dir, first)
+    remove_checkpoints(checkpoints)
+    step = first.steps
+    if hp.refit == "true":
+        rows = [*prepared.splits.train, *prepared.splits.validation]
+        prepared = prepared.with_fresh_model(spec, rows)
+        refitted = refit.retrain(spec, prepared, first, writer, stop, device=device, path=refit_dir)
+        if not isinstance(refitted, refit.Refitted):
+            return refitted
+        refit.describe(first.result, refitted)
+        step = refitted.steps
+    if not _rank_zero():
+        return None
+    result = _publish(spec, prepared, first, writer)
+    refit.forget(refit_dir)
+    # NOTE: a cancel that arrives during export still wins: the manager has not seen a result yet.
+    if stop.cancel.is_set():
+        return CancelledEvent(step=step, message="cancelled")
+    return result
+
+
+def _first_run(
+    spec: TrainingSpec, prepared: _Prepared | PreparedImages, writer: EventWriter, stop: StopRequests,
+    device: DeviceChoice, checkpoints: Path, callbacks: Sequence[TrainerCallback],
+) -> refit.FirstRun | CancelledEvent | PreemptedEvent:
+    """Train with evaluation, keep the best checkpoint, fit the task parameters on its validation outputs and
+    diagnose its fit: the result but for the export."""
+    hp = spec.hyperparameters
     reporter = EventReporter(
         writer, stop.is_set, metric_name=spec.best_metric(), early_stopping_patience=hp.early_stopping_patience
     )
-    checkpoints = Path(spec.checkpoint_dir) if spec.checkpoint_dir else scratch_dir / "checkpoints"
     resume = resumable_checkpoint(checkpoints)
     trainer = build_trainer(
         prepared.model,
@@ -186,33 +234,40 @@ def run_training(
     task = prepared.task
     params, calibration, report = _tune(trainer, prepared, task, spec.labels, hp.calibrate)
     fit = _diagnose_fit(trainer, prepared, reporter, params, report)
-    figures = validation_figures(report, task.report_labels(spec.labels))
-    remove_checkpoints(checkpoints)
-    if not trainer.is_world_process_zero():
-        return None
-    output_dir = Path(spec.output_dir)
-    prepared.write_artifacts(output_dir)
-    params.save(output_dir)
-    parity_max_abs_diff = prepared.export(output_dir, writer, params)
-    result = _result(trainer.state, reporter, prepared.splits, device, summary, parity_max_abs_diff, spec, fit)
+    result = _result(trainer.state, reporter, prepared.splits, device, summary, spec, fit)
     # NOTE: the figures of the model as it is served (multi-label: at the tuned thresholds, which were tuned on these
     # same rows, so a little optimistic; Evaluate on held-out rows is the clean figure).
     result.validation_metrics = {**result.validation_metrics, **report.metrics}
-    result.validation_confusion_matrix, result.validation_per_class = figures
+    result.validation_confusion_matrix, result.validation_per_class = validation_figures(
+        report, task.report_labels(spec.labels)
+    )
     result.label_thresholds = dict(zip(spec.labels, params.thresholds, strict=False))
     result.calibration = calibration.to_dict() if calibration else {}
     result.max_seq_length = getattr(prepared, "max_seq_length", 0)
     result.variant_metric = task.guard_metric
+    return refit.FirstRun(result, params, trainer.state.global_step)
+
+
+def _publish(
+    spec: TrainingSpec, prepared: _Prepared | PreparedImages, first: refit.FirstRun, writer: EventWriter
+) -> ResultEvent:
+    """Write prepared.model (the best checkpoint, or the refit model) with the first run's task parameters, export
+    it, judge its variants and complete the result."""
+    output_dir, result, params, task = Path(spec.output_dir), first.result, first.params, prepared.task
+    prepared.write_artifacts(output_dir)
+    params.save(output_dir)
+    result.parity_max_abs_diff = prepared.export(output_dir, writer, params)
     result.variant_metrics = prepared.export_variants(
-        spec, output_dir, writer, params, report.metrics[task.guard_metric]
+        spec, output_dir, writer, params, result.validation_metrics[task.guard_metric]
     )
     if task.guard_metric == "macro_f1":  # NOTE: the field older clients read
         result.variant_macro_f1 = result.variant_metrics
-    write_metrics(output_dir, result, reporter.learning_curve)
-    # NOTE: a cancel that arrives during export still wins: the manager has not seen a result yet.
-    if stop.cancel.is_set():
-        return CancelledEvent(step=trainer.state.global_step, message="cancelled")
+    write_metrics(output_dir, result)
     return result
+
+
+def _rank_zero() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
 
 
 def _prepare(spec: TrainingSpec) -> _Prepared:
@@ -315,10 +370,10 @@ def _result(
     splits: Splits[Any],
     device: DeviceChoice,
     summary: dict[str, float],
-    parity_max_abs_diff: float,
     spec: TrainingSpec,
     fit: FitDiagnosis,
 ) -> ResultEvent:
+    """The first run's result, its export's figures (parity, variants) not yet known."""
     best = _best_point(state, reporter)
     assert state.best_global_step is not None and state.best_metric is not None
     metric_name = spec.best_metric()
@@ -332,7 +387,7 @@ def _result(
         samples_per_second=float(summary["train_samples_per_second"]),
         train_examples=len(splits.train),
         validation_examples=len(splits.validation),
-        parity_max_abs_diff=parity_max_abs_diff,
+        parity_max_abs_diff=0.0,
         device=device.device,
         precision=device.precision,
         final_train_loss=reporter.last_train_loss,

@@ -32,17 +32,18 @@ import optuna
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
 from tuneserve.engines.backbones import num_layers
+from tuneserve.engines.training import refit
 from tuneserve.engines.training.events import (
     CancelledEvent,
     EventWriter,
     PreemptedEvent,
+    PrefixedWriter,
     ResultEvent,
     TrialEvent,
-    WorkerEvent,
 )
 from tuneserve.engines.training.pipeline import run_training
 from tuneserve.engines.training.spec import ARTIFACTS, Hyperparameters, SearchSpec, StopRequests, TrainingSpec
-from tuneserve.tasks import get_task
+from tuneserve.tasks import TaskParams, get_task
 
 STUDY_NAME = "search"
 _STATES = {
@@ -66,8 +67,11 @@ def open_study(spec: TrainingSpec, scratch_dir: Path) -> optuna.Study:
     )
 
 
-def suggest(trial: optuna.Trial, hp: Hyperparameters, fixed: set[str], layers: int | None) -> Hyperparameters:
-    """The trial's hyperparameters: each field of the space the caller did not set is sampled, the rest stay."""
+def suggest(
+    trial: optuna.Trial | optuna.trial.FixedTrial, hp: Hyperparameters, fixed: set[str], layers: int | None
+) -> Hyperparameters:
+    """The trial's hyperparameters: each field of the space the caller did not set is sampled, the rest stay (a
+    FixedTrial of a finished trial's params gives that trial's hyperparameters again)."""
     chosen: dict[str, Any] = {}
 
     def pick(name: str, sample: Any) -> None:
@@ -138,17 +142,6 @@ class _TrialFailed(Exception):
     pass
 
 
-class _TrialWriter(EventWriter):
-    """The trial's own training events, their messages prefixed with the trial's number."""
-
-    def __init__(self, writer: EventWriter, number: int) -> None:
-        self._writer = writer
-        self._prefix = f"[trial {number}] "
-
-    def write(self, event: WorkerEvent) -> None:
-        self._writer.write(dataclasses.replace(event, message=self._prefix + event.message))
-
-
 def run_search(
     spec: TrainingSpec, writer: EventWriter, stop: StopRequests, *, scratch_dir: Path
 ) -> ResultEvent | CancelledEvent | PreemptedEvent | None:
@@ -163,7 +156,8 @@ def run_search(
 
     def objective(trial: optuna.Trial) -> float:
         directory = scratch_dir / "trials" / str(trial.user_attrs.get("resumes", trial.number))
-        hp = suggest(trial, spec.hyperparameters, fixed, layers)
+        # NOTE: no trial refits: only the best one does, once the search is over (_refit_best)
+        hp = dataclasses.replace(suggest(trial, spec.hyperparameters, fixed, layers), refit="false")
         writer.write(TrialEvent(number=trial.number, state="TRIAL_STATE_RUNNING", params=_as_text(trial.params),
                                 message=f"trial {trial.number} started: {_describe(trial.params)}"))
         trial_spec = dataclasses.replace(
@@ -171,8 +165,8 @@ def run_search(
             checkpoint_dir=str(directory / "checkpoints"), search=SearchSpec(),
         )
         try:
-            outcome = run_training(trial_spec, _TrialWriter(writer, trial.number), stop, scratch_dir=directory,
-                                   callbacks=[_TrialCallback(trial, metric, deadline)])
+            outcome = run_training(trial_spec, PrefixedWriter(writer, f"[trial {trial.number}] "), stop,
+                                   scratch_dir=directory, callbacks=[_TrialCallback(trial, metric, deadline)])
         except optuna.TrialPruned:
             raise
         except Exception as error:
@@ -202,7 +196,39 @@ def run_search(
     except _Stopped as stopped:
         study.set_user_attr("spent_seconds", search.budget_seconds - (deadline - time.monotonic()))
         return stopped.event
+    best = _best(study)
+    if spec.hyperparameters.refit == "true" and best is not None:
+        refitted = _refit_best(spec, best, scratch_dir, writer, stop, fixed, layers)
+        if isinstance(refitted, CancelledEvent | PreemptedEvent):
+            return refitted
     return _result(study, spec, scratch_dir, metric)
+
+
+def _refit_best(
+    spec: TrainingSpec, best: optuna.trial.FrozenTrial, scratch_dir: Path, writer: EventWriter, stop: StopRequests,
+    fixed: set[str], layers: int | None,
+) -> ResultEvent | CancelledEvent | PreemptedEvent | None:
+    """Refit the best trial (engines/training/refit.py) with its hyperparameters: its result.json and task.json stand
+    for the first run's outcome, and the refit model replaces its artifacts and result.json (None: an earlier worker
+    refit it already)."""
+    directory = _trial_dir(scratch_dir, best)
+    fields = json.loads((directory / "result.json").read_text())
+    if fields.get("refit"):
+        return None
+    hp = suggest(optuna.trial.FixedTrial(best.params), spec.hyperparameters, fixed, layers)
+    trial_spec = dataclasses.replace(
+        spec, hyperparameters=dataclasses.replace(hp, refit="true"), output_dir=str(directory / "output"),
+        checkpoint_dir=str(directory / "checkpoints"), search=SearchSpec(),
+    )
+    refit_dir = refit.directory(Path(trial_spec.checkpoint_dir))
+    if refit.load(refit_dir) is None:
+        first = refit.FirstRun(ResultEvent(**fields), TaskParams.load(directory / "output"), best.user_attrs["steps"])
+        refit.save(refit_dir, first)
+    outcome = run_training(trial_spec, PrefixedWriter(writer, f"[trial {best.number}] "), stop,
+                           scratch_dir=directory)
+    if isinstance(outcome, ResultEvent):
+        (directory / "result.json").write_text(json.dumps(outcome.fields()))
+    return outcome
 
 
 def _recover(study: optuna.Study) -> None:
@@ -291,6 +317,9 @@ def _result(study: optuna.Study, spec: TrainingSpec, scratch_dir: Path, metric: 
     metrics_path.write_text(json.dumps(metrics, indent=2) + "\n")
     result.message = (f"search: best trial {best.number} of {len(trials)}, {metric} {best.value:.4f} "
                       f"({_describe(best.params)})")
+    if result.refit:
+        result.message += (f"; served: refit on {result.refit_examples} training and validation rows for "
+                           f"{result.refit_steps} steps")
     return result
 
 

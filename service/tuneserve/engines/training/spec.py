@@ -13,6 +13,8 @@ standard output (it moves everything else that would print there to stderr), one
     {"kind": "export", "format": "onnx", "parity_max_abs_diff": 3e-7, "parity_examples": 64, "size_bytes": 90000000}
     {"kind": "trial", "number": 2, "state": "complete", "params": {"learning_rate": "3.1e-05", ..}, "metric": 0.8,
      "duration_seconds": 41.0, "steps": 60, "reason": ""}     FineTune(search=N): a trial started ("running") or ended
+    {"kind": "refit", "steps": 38, "examples": 64, "best_step": 30}   hyperparameters.refit "true": the refit starts
+                              (its progress and checkpoint events follow, their messages prefixed "[refit] ")
     {"kind": "result", ...the fields of tuneserve.v1.JobResult...}            last line of a successful run
                               (learning_curve and fit included; the manager adds baselines and transfer_verdict)
     {"kind": "failed", "reason": "ONNX parity check failed: max |logit diff| 0.02 > 1e-4"}   then exit code 1
@@ -28,7 +30,8 @@ TrainerCallback sets `control.should_training_stop`):
 
 Checkpoints go to `checkpoint_dir`, one per evaluation (the best and the latest kept) plus the preemption's. A worker
 started on a spec whose checkpoint_dir holds a complete checkpoint resumes from the newest one; on success it removes
-the directory.
+the directory. A refit keeps what the first run decided and its own checkpoints in `<checkpoint_dir>-refit`, which a
+worker started again resumes from without training the first run again (engines/training/refit.py).
 
 The worker writes the model version's artifacts into `output_dir` (see `ARTIFACTS`); the manager moves that directory
 into the registry only after a "result" event and exit code 0, so a failed job never leaves a servable model.
@@ -96,7 +99,10 @@ class Hyperparameters:
     augment_flip: bool = True           # image backbones: random horizontal flips of training images
     augment_random_resized_crop: bool = True  # image backbones: random resized crops (scale 0.35-1) of training images
     regression_loss: RegressionLoss = "mse"    # regression: on the standardised target; huber has delta 1 (one std)
-    refit: Refit = "auto"               # retrain on train+validation for the best step count (engines/training/refit.py)
+    refit: Refit = "auto"               # "true": retrain on train+validation for the best step count and serve that
+                                        # model (engines/training/refit.py); the job manager resolves "auto" to
+                                        # "true" or "false" (core/training/auto.py), and a worker given "auto" does
+                                        # not refit
     calibrate: bool = True              # temperature scaling fitted on the validation split (classification tasks)
 
 

@@ -125,10 +125,20 @@ class TransferTrainer(Trainer):
     """A Trainer whose optimizer gives the pretrained backbone (block by block under layer-wise decay) and the new head
     their own learning rates."""
 
-    def __init__(self, *args: Any, hp: Hyperparameters, layers: LayerMap | None, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, hp: Hyperparameters, layers: LayerMap | None, schedule_steps: int = 0, **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
         self._hp = hp
         self._layers = layers
+        self._schedule_steps = schedule_steps
+
+    def create_scheduler(
+        self, num_training_steps: int, optimizer: torch.optim.Optimizer | None = None
+    ) -> torch.optim.lr_scheduler.LRScheduler:
+        # NOTE: a refit (engines/training/refit.py) stops before the end of its schedule: warm-up and decay then run
+        # over schedule_steps, not over the steps it trains.
+        return super().create_scheduler(self._schedule_steps or num_training_steps, optimizer)
 
     def create_optimizer(self, model: torch.nn.Module | None = None) -> torch.optim.Optimizer:
         if self.optimizer is None:
@@ -143,16 +153,22 @@ class TransferTrainer(Trainer):
         return parameter_groups(model, self._hp, self._layers, set(self.get_decay_parameter_names(model)))
 
 
-def training_arguments(
-    hp: Hyperparameters, *, checkpoint_dir: Path, device: DeviceChoice, train_examples: int, metric: str,
-    greater_is_better: bool,
-) -> TrainingArguments:
-    """`metric` picks the best checkpoint (and drives early stopping): the task's resolved metric_for_best_model."""
-    strategy = "steps" if hp.eval_steps > 0 else "epoch"
+def total_steps(hp: Hyperparameters, train_examples: int) -> int:
+    """The optimizer steps a run of hp on train_examples rows takes to its end (the Trainer's own count)."""
     # NOTE: under torchrun (DDP) each step takes a batch on every process, so an epoch has 1/WORLD_SIZE the steps.
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     steps_per_epoch = math.ceil(train_examples / (hp.batch_size * hp.gradient_accumulation_steps * world_size))
-    total_steps = hp.max_steps if hp.max_steps > 0 else steps_per_epoch * hp.epochs
+    return hp.max_steps if hp.max_steps > 0 else steps_per_epoch * hp.epochs
+
+
+def training_arguments(
+    hp: Hyperparameters, *, checkpoint_dir: Path, device: DeviceChoice, train_examples: int, metric: str,
+    greater_is_better: bool, evaluate: bool = True,
+) -> TrainingArguments:
+    """`metric` picks the best checkpoint (and drives early stopping): the task's resolved metric_for_best_model.
+    Without `evaluate` (a refit) nothing is evaluated and the last step's model is kept; checkpoints (only the latest)
+    still come at the same cadence, for a preempted or killed run to resume from."""
+    strategy = "steps" if hp.eval_steps > 0 else "epoch"
     return TrainingArguments(
         output_dir=str(checkpoint_dir),
         per_device_train_batch_size=hp.batch_size,
@@ -165,22 +181,22 @@ def training_arguments(
         lr_scheduler_type=_SCHEDULERS[hp.lr_scheduler],
         # NOTE: transformers 5 dropped warmup_ratio; a float in [0, 1) given as warmup_steps is a ratio of all steps.
         warmup_steps=hp.warmup_ratio,
-        eval_strategy=strategy,
+        eval_strategy=strategy if evaluate else "no",
         save_strategy=strategy,
         eval_steps=hp.eval_steps or None,
         # NOTE: save_steps only counts under the steps strategy, where it must equal eval_steps for
         # load_best_model_at_end; under the epoch strategy it is ignored.
         save_steps=hp.eval_steps or 1,
         logging_strategy="steps",
-        logging_steps=max(1, total_steps // _PROGRESS_EVENTS),
+        logging_steps=max(1, total_steps(hp, train_examples) // _PROGRESS_EVENTS),
         logging_first_step=True,
-        load_best_model_at_end=True,
-        metric_for_best_model=metric,
-        greater_is_better=greater_is_better,
+        load_best_model_at_end=evaluate,
+        metric_for_best_model=metric if evaluate else None,
+        greater_is_better=greater_is_better if evaluate else None,
         # NOTE: whole checkpoints (optimizer, scheduler, RNG too), so that a preempted or killed job resumes from its
         # latest; the best (for load_best_model_at_end) and the latest kept.
         save_only_model=False,
-        save_total_limit=2,
+        save_total_limit=2 if evaluate else 1,
         restore_callback_states_from_checkpoint=True,  # EarlyStoppingCallback's patience counter
         seed=hp.seed,
         report_to=[],
@@ -201,28 +217,31 @@ def build_trainer(
     task: Task | None = None,
     params: TaskParams | None = None,
     train_set: EncodedDataset | ImageDataset,
-    validation_set: EncodedDataset | ImageDataset,
+    validation_set: EncodedDataset | ImageDataset | None,
     checkpoint_dir: Path,
     device: DeviceChoice,
     callbacks: list[TrainerCallback],
     report: Callable[[UnfrozenEvent], None] = lambda event: None,
+    schedule_steps: int = 0,
 ) -> TransferTrainer:
     """checkpoint_dir receives the Trainer's intermediate checkpoints; it must not be the model's output_dir. The
     fine-tuning strategy of `hp` is applied to the model here (requires_grad, optimizer groups, gradual unfreezing,
     which calls `report` each time it opens more of the backbone). `task` (default: classification) gives the metrics
     of each evaluation, and the best-checkpoint metric when hp.metric_for_best_model is unset; `params`: the task
-    parameters fitted before training (the regression scaler), which the validation metrics decode with."""
+    parameters fitted before training (the regression scaler), which the validation metrics decode with. Without a
+    validation_set (a refit) nothing is evaluated, and `schedule_steps` > 0 stretches warm-up and decay over that many
+    steps however many hp.max_steps trains."""
     task = task or get_task("")
     metric = hp.metric_for_best_model or task.default_metric
     args = training_arguments(
         hp, checkpoint_dir=checkpoint_dir, device=device, train_examples=len(train_set), metric=metric,
-        greater_is_better=task.greater_is_better(metric),
+        greater_is_better=task.greater_is_better(metric), evaluate=validation_set is not None,
     )
     layers = apply_freeze(model, hp)
     if hp.gradual_unfreezing and layers is not None:
         # NOTE: first, so that the other callbacks see each epoch's trainable parameters.
         callbacks = [GradualUnfreezing(model, hp, layers, report), *callbacks]
-    if hp.early_stopping_patience > 0:
+    if hp.early_stopping_patience > 0 and validation_set is not None:
         callbacks = [*callbacks, EarlyStoppingCallback(early_stopping_patience=hp.early_stopping_patience)]
     return TransferTrainer(
         model=model,
@@ -234,4 +253,5 @@ def build_trainer(
         callbacks=callbacks,
         hp=hp,
         layers=layers,
+        schedule_steps=schedule_steps,
     )

@@ -7,6 +7,7 @@ Artifacts (spec.ARTIFACTS): checkpoint/ (model.safetensors + classifier.json), l
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +37,8 @@ class PreparedImages:
     labels: list[str]
     task: Task
     params: TaskParams      # fitted on the training rows before training (the regression scaler)
+    augment: Augmentation
+    seed: int
     tokenizer: None = None  # images need no tokenizer: the Trainer stacks fixed-size tensors
 
     def encode(self, examples: list[ImageExample]) -> ImageDataset:
@@ -43,6 +46,17 @@ class PreparedImages:
         return ImageDataset(
             examples, self.labels, self.model.preprocessing, task=self.task, params=self.params
         )
+
+    def training_set(self, examples: list[ImageExample]) -> ImageDataset:
+        """Examples as the model trains on them: a fresh augmented view of each image per access."""
+        return ImageDataset(
+            examples, self.labels, self.model.preprocessing, augment=self.augment, seed=self.seed, task=self.task,
+            params=self.params,
+        )
+
+    def with_fresh_model(self, spec: TrainingSpec, rows: list[ImageExample]) -> PreparedImages:
+        """The same preparation with a new model of the spec (a refit's: its class weights from `rows`)."""
+        return dataclasses.replace(self, model=new_classifier(ImageClassifier, spec, rows))
 
     def write_artifacts(self, output_dir: Path) -> None:
         output_dir.mkdir(parents=True, exist_ok=True)
@@ -87,7 +101,9 @@ def prepare_images(spec: TrainingSpec) -> PreparedImages:
         splits.train, spec.labels, prep, augment=augment, seed=hp.seed, task=task, params=params
     )
     validation_set = ImageDataset(splits.validation, spec.labels, prep, task=task, params=params)
-    return PreparedImages(model, splits, train_set, validation_set, list(spec.labels), task, params)
+    return PreparedImages(
+        model, splits, train_set, validation_set, list(spec.labels), task, params, augment=augment, seed=hp.seed
+    )
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
