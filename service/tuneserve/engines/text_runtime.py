@@ -1,10 +1,12 @@
-"""The ONNX text runtime: texts (or, for a pair model, (text, text_pair) tuples encoded together as a cross-encoder
-reads them) -> token ids -> the graph's logits -> the task's served scores.
+"""The ONNX text runtime: texts (or, for a pair model, (text, text_pair) tuples: encoded together as a cross-encoder
+reads them, or each text alone for a bi-encoder, `TaskParams.bi_encoder`) -> token ids -> the graph's logits -> the
+task's served scores.
 
 Each text (each side of a pair) is cut to `max_chars_per_token x max_seq_length` characters before it is tokenized:
 the tokenizer's truncation keeps the first max_seq_length tokens but still tokenizes the whole text, so a
-100,000-character text would cost 100,000 characters of work for the 128 tokens the model reads. A pair is truncated
-as the training pipeline's tokenizer call truncates it (longest side first, to max_seq_length tokens together).
+100,000-character text would cost 100,000 characters of work for the 128 tokens the model reads. A cross-encoder's
+pair is truncated as the training pipeline's tokenizer call truncates it (longest side first, to max_seq_length tokens
+together), a bi-encoder's texts each to max_seq_length tokens.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from tuneserve.engines.onnx_session import Head, RuntimeOptions, Session, inside
-from tuneserve.engines.training.spec import ARTIFACTS
+from tuneserve.engines.training.spec import ARTIFACTS, PAIR_INPUT_SUFFIX
 
 log = logging.getLogger(__name__)
 
@@ -31,10 +33,12 @@ TextInput = str | tuple[str, str]   # a text, or (text, text_pair) for a pair mo
 class TextFeatures:
     ids: np.ndarray          # int64 token ids, [CLS] ... [SEP] (pairs: [CLS] text [SEP] pair [SEP]), truncated
     type_ids: np.ndarray     # int64 token type ids (pairs: 1 on the second text)
+    second: TextFeatures | None = None   # a bi-encoder's: text_pair's own ids ([CLS] pair [SEP])
 
     @property
     def length(self) -> int:
-        return int(self.ids.shape[0])
+        """What a batch pads to: the longer text's tokens for a bi-encoder."""
+        return max(int(self.ids.shape[0]), self.second.length if self.second is not None else 0)
 
     @property
     def source(self) -> None:
@@ -54,7 +58,7 @@ class OnnxTextClassifier:
         self._input_names: list[str] = list(prep["input_names"])
         tokenizer_dir = inside(version_dir, prep.get("tokenizer", ARTIFACTS["tokenizer"]))
         max_chars = options.max_chars_per_token * self.max_seq_length
-        self._encoder = _TokenEncoder(tokenizer_dir, self.max_seq_length, max_chars)
+        self._encoder = _TokenEncoder(tokenizer_dir, self.max_seq_length, max_chars, separate=head.params.bi_encoder)
         self._session = Session(version_dir, variant, options)
         self.memory_bytes, self.provider = self._session.memory_bytes, self._session.provider
         self._warm_up()
@@ -70,16 +74,26 @@ class OnnxTextClassifier:
         return self.run(self.encode(texts))
 
     def _pad(self, batch: Sequence[TextFeatures]) -> dict[str, np.ndarray]:
-        longest = max(f.length for f in batch)
+        arrays = self._padded(batch)
+        if self.params.bi_encoder:
+            seconds = [features.second for features in batch]
+            assert all(second is not None for second in seconds)  # NOTE: a bi-encoder's encoder always sets it
+            second = self._padded(seconds)  # type: ignore[arg-type]
+            arrays |= {name + PAIR_INPUT_SUFFIX: array for name, array in second.items()}
+        return {name: arrays[name] for name in self._input_names}
+
+    def _padded(self, batch: Sequence[TextFeatures]) -> dict[str, np.ndarray]:
+        """The first texts' ids of a batch padded to the longest of them (a bi-encoder's pair texts: on their own)."""
+        longest = max(f.ids.shape[0] for f in batch)
         ids = np.full((len(batch), longest), self._encoder.pad_id, dtype=np.int64)
         mask = np.zeros((len(batch), longest), dtype=np.int64)
         types = np.zeros((len(batch), longest), dtype=np.int64)
         for row, features in enumerate(batch):
-            ids[row, : features.length] = features.ids
-            mask[row, : features.length] = 1
-            types[row, : features.length] = features.type_ids
-        arrays = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
-        return {name: arrays[name] for name in self._input_names}
+            length = features.ids.shape[0]
+            ids[row, :length] = features.ids
+            mask[row, :length] = 1
+            types[row, :length] = features.type_ids
+        return {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
 
     def _warm_up(self) -> None:
         # NOTE: a short batch of one and a full-length batch, so ORT has planned and allocated both extremes before
@@ -106,12 +120,14 @@ class _TokenEncoder:
     is read-only afterwards and safe to call from any thread.
     """
 
-    def __init__(self, tokenizer_dir: Path, max_length: int, max_chars: int) -> None:
+    def __init__(self, tokenizer_dir: Path, max_length: int, max_chars: int, *, separate: bool = False) -> None:
+        """separate: a bi-encoder's pairs, each text tokenized alone."""
         from transformers import AutoTokenizer
 
         tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
         self.pad_id: int = int(tokenizer.pad_token_id or 0)
         self._max_chars = max_chars
+        self._separate = separate
         self._lock: threading.Lock | None = None
         backend = getattr(tokenizer, "backend_tokenizer", None)
         if backend is None:  # a tokenizer without a Rust backend: serialise calls instead
@@ -128,6 +144,16 @@ class _TokenEncoder:
         # token (words of dozens of letters) are read shorter than the tokenizer's truncation alone would read them.
         # A pair keeps at most max_length tokens of either side, so each side is cut on its own.
         cut = [self._cut(text) for text in texts]
+        if self._separate:
+            pairs = [text for text in cut if isinstance(text, tuple)]
+            if len(pairs) != len(cut):
+                raise ValueError("a bi-encoder reads text pairs, not single texts")
+            firsts = self._encode_texts([first for first, _ in pairs])
+            seconds = self._encode_texts([second for _, second in pairs])
+            return [TextFeatures(a.ids, a.type_ids, b) for a, b in zip(firsts, seconds, strict=True)]
+        return self._encode_texts(cut)
+
+    def _encode_texts(self, cut: list[TextInput]) -> list[TextFeatures]:
         if self._lock is not None:
             return self._encode_slow(cut)
         return [_features(e.ids, e.type_ids) for e in self._backend.encode_batch(cut)]

@@ -37,6 +37,7 @@ class TaskParams:
 
     task: str = "classification"
     text_pairs: bool = False
+    pair_encoding: str = "cross"    # text pairs: "cross" (one sequence) | "bi" (each text alone, one shared encoder)
     thresholds: list[float] = field(default_factory=list)   # multi-label: one per label, in label order
     target_mean: float = 0.0                                 # regression: the scaler the head was trained against
     target_std: float = 1.0
@@ -54,6 +55,11 @@ class TaskParams:
         raw = json.loads(path.read_text())
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{key: value for key, value in raw.items() if key in known})
+
+    @property
+    def bi_encoder(self) -> bool:
+        """The model encodes text and text_pair separately: its inputs are both sides' token ids."""
+        return self.text_pairs and self.pair_encoding == "bi"
 
 
 @dataclass(frozen=True)

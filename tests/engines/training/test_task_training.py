@@ -211,3 +211,27 @@ def test_real_minilm_trains_every_task(tmp_path: Path, task: str) -> None:
     result = succeeded(run_worker(spec, timeout=300))
     assert result["best_step"] > 0 and result["variant_metric"] == get_task(name).guard_metric
     assert TaskParams.load(tmp_path / "output").text_pairs is pairs
+
+
+@pytest.mark.parametrize("regression", [False, True], ids=["classification", "regression"])
+def test_a_bi_encoder_reads_each_text_of_a_pair_alone(tmp_path: Path, tiny_bert: Path, regression: bool) -> None:
+    train = write_rows(tmp_path / "train.jsonl", pair_rows(48, regression=regression))
+    task, labels = ("regression", []) if regression else ("classification", ["different", "same"])
+    export = ExportSpec(int8=True, int8_max_f1_drop=0.5) if regression else None
+    run = run_worker(write_spec(tmp_path, tiny_bert, task, train, labels, pairs=True, export=export,
+                                pair_encoding="bi", epochs=1))
+    result = succeeded(run)
+    params = TaskParams.load(run.output_dir)
+    assert (params.task, params.text_pairs, params.pair_encoding) == (task, True, "bi")
+    names = ["input_ids", "attention_mask", "token_type_ids"]
+    preprocessing = json.loads((run.output_dir / ARTIFACTS["preprocessing"]).read_text())
+    assert preprocessing["input_names"] == names + [f"{name}_pair" for name in names]
+    tokenizer = AutoTokenizer.from_pretrained(run.output_dir / "tokenizer")
+    pairs = [("goal match team", "market profit bank tax"), ("market profit bank tax", "goal match team")]
+    logits = onnx_logits(run.output_dir / ARTIFACTS["onnx"], tokenizer, pairs, max_seq_length=128)
+    assert logits.shape == (2, 1 if regression else 2)
+    if regression:  # NOTE: cosine(u, v) = cosine(v, u): the order of the two texts cannot matter
+        np.testing.assert_allclose(logits[0], logits[1], atol=1e-5)
+        assert set(result["variant_metrics"]) == {"fp32", "int8"}
+    else:  # NOTE: [u, v, |u - v|] is ordered
+        assert not np.allclose(logits[0], logits[1])

@@ -41,6 +41,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "freeze": ("none", "all", "top_k"),
     "lr_scheduler": ("linear", "cosine", "constant"),
     "refit": ("auto", "true", "false"),
+    "pair_encoding": ("cross", "bi"),
 }
 
 
@@ -86,6 +87,16 @@ def for_task(hp: Hyperparameters, task: Task) -> Hyperparameters:
             f"{task.name} dataset, not {metric!r}"
         )
     return dataclasses.replace(hp, metric_for_best_model=metric)
+
+
+def check_pairs(hp: Hyperparameters, text_pairs: bool) -> None:
+    """pair_encoding=bi says how the two texts of a row are encoded: a dataset of single texts has nothing to say it
+    of."""
+    if hp.pair_encoding == "bi" and not text_pairs:
+        raise InvalidArgument(
+            "hyperparameters.pair_encoding=bi needs a dataset of text pairs (rows with \"text_pair\"); this dataset "
+            "holds single texts: unset pair_encoding"
+        )
 
 
 def check_layers(hp: Hyperparameters, num_layers: int | None) -> None:

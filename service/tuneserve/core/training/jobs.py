@@ -150,6 +150,7 @@ class JobManager:
         )
         train = await self._datasets.get(params.dataset_id)
         hp = hyperparameters.for_task(hp, get_task(train.task))
+        hyperparameters.check_pairs(hp, train.text_pairs)
         validation = await self._datasets.get(params.validation_dataset_id) if params.validation_dataset_id else None
         backbone = resolve_backbone(
             params.backbone, allowed_dirs=self._backbone_dirs(), allow_hub=self._settings.allow_hub

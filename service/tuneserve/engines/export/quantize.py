@@ -7,7 +7,8 @@ metric moves at most a configured limit the wrong way:
   an error has no fixed scale, so an absolute limit would mean something else for every dataset.
 
 Both graphs are scored as serving scores them: the same tokenizer call (pad to the longest in the batch, truncate at
-max_seq_length; pairs encoded together), ONNX Runtime on the CPU, and the task's served outputs.
+max_seq_length; a cross-encoder's pairs encoded together, a bi-encoder's each text alone), ONNX Runtime on the CPU,
+and the task's served outputs.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from transformers import PreTrainedTokenizerBase
 
 from tuneserve.engines.export.text import TextInput, tokenize
 from tuneserve.engines.export.words import concat_words, first_positions, gather_words
+from tuneserve.engines.training.spec import PAIR_INPUT_SUFFIX
 from tuneserve.tasks import Task, TaskParams, get_task
 
 # NOTE: MatMul holds a transformer's compute; Gather holds its word embeddings, about half of MiniLM's bytes
@@ -189,11 +191,12 @@ def onnx_logits(
     options.intra_op_num_threads = threads
     session = ort.InferenceSession(str(onnx_path), sess_options=options, providers=["CPUExecutionProvider"])
     input_names = [i.name for i in session.get_inputs()]
+    separate = any(name.endswith(PAIR_INPUT_SUFFIX) for name in input_names)  # a bi-encoder's graph
     batches = []
     words = bool(texts) and isinstance(texts[0], list)
     for start in range(0, len(texts), _BATCH_SIZE):
         chunk = texts[start : start + _BATCH_SIZE]
-        encoded = tokenize(tokenizer, chunk, max_seq_length, "np")
+        encoded = tokenize(tokenizer, chunk, max_seq_length, "np", separate_pairs=separate)
         feeds = {name: encoded[name].astype(np.int64) for name in input_names}
         logits = session.run(["logits"], feeds)[0]
         if words:  # NOTE: token classification: each word's logits at its first sub-word [B, W, L]

@@ -2,13 +2,16 @@
 
 The graph is one self-contained .onnx file whose inputs are named and ordered as the model's forward() takes them
 (input_ids, attention_mask[, token_type_ids]) and whose output is `logits` (the head's raw outputs: class logits,
-per-label logits or the standardised regression value), with dynamic batch and sequence axes. A pair model takes the
-same inputs: its tokenizer encodes (text, text_pair) as one sequence. The parity check compares the raw outputs (max
+per-label logits or the standardised regression value), with dynamic batch and sequence axes. A cross-encoder pair
+model takes the same inputs: its tokenizer encodes (text, text_pair) as one sequence. A bi-encoder (pair_encoding
+"bi") takes each text's own inputs, the second's names ending in `_pair` (input_ids, attention_mask[, token_type_ids],
+input_ids_pair, attention_mask_pair[, token_type_ids_pair]), each with its own sequence axis; the one backbone's
+weights serve both texts, and `logits` is the head's output on their pooled vectors. The parity check compares the raw outputs (max
 |diff|) and asks the task whether the decisions are the same (`Task.parity`: argmax, or each label at its tuned
 threshold).
 
 A BERT-family backbone is served as the fused graph ONNX Runtime's transformer optimizer makes of it (one Attention
-op per layer, SkipLayerNormalization, BiasGelu), which needs about 15% less CPU time than the plain export for a
+op per layer and encoded text, SkipLayerNormalization, BiasGelu), which needs about 15% less CPU time than the plain export for a
 batch of 32 (bench/RESULTS.md); other backbones, or one the optimizer does not fuse completely, are served as the
 plain graph. The parity check always runs on the graph that is written, i.e. served.
 """
@@ -16,6 +19,7 @@ plain graph. The parity check always runs on the graph that is written, i.e. ser
 from __future__ import annotations
 
 import contextlib
+import inspect
 import logging
 import tempfile
 import warnings
@@ -30,6 +34,7 @@ import torch
 from transformers import BatchEncoding, PreTrainedTokenizerBase
 
 from tuneserve.engines.training.model import TextClassifier
+from tuneserve.engines.training.spec import PAIR_INPUT_SUFFIX
 from tuneserve.tasks import Task, TaskParams
 
 log = logging.getLogger(__name__)
@@ -118,10 +123,15 @@ def _export_graph(
     max_seq_length: int,
 ) -> None:
     input_names = model.input_names(tokenizer)
-    examples = tokenize(tokenizer, _shortest_and_longest(example_texts), max_seq_length, "pt")
+    examples = tokenize(
+        tokenizer, _shortest_and_longest(example_texts), max_seq_length, "pt", separate_pairs=model.bi_encoder
+    )
     # NOTE: a per-token head answers [batch, sequence, labels]
     logits_axes = {0: "batch", 1: "sequence"} if model.task.per_token else {0: "batch"}
-    dynamic_axes = {name: {0: "batch", 1: "sequence"} for name in input_names} | {"logits": logits_axes}
+    dynamic_axes = {
+        name: {0: "batch", 1: "sequence_pair" if name.endswith(PAIR_INPUT_SUFFIX) else "sequence"}
+        for name in input_names
+    } | {"logits": logits_axes}
     with torch.no_grad(), warnings.catch_warnings():
         # NOTE: tracing warns about every Python-level shape check in transformers' masking code; the parity check
         # below is what proves the traced graph generalises to other batch and sequence sizes.
@@ -130,7 +140,7 @@ def _export_graph(
             model,
             # NOTE: args bind to forward() by position and input_names name them by position: both must follow
             # forward()'s order, never the tokenizer's dict order (input_ids, token_type_ids, attention_mask).
-            tuple(examples[name] for name in input_names),
+            _positional(model, {name: examples[name] for name in input_names}),
             str(output_path),
             input_names=input_names,
             output_names=["logits"],
@@ -140,6 +150,16 @@ def _export_graph(
             dynamo=False,
         )
     _check_self_contained(output_path)
+
+
+def _positional(model: TextClassifier, inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor | None, ...]:
+    """The inputs as forward()'s positional arguments: None for a parameter the model does not take (a bi-encoder
+    without token types: token_type_ids), which the traced graph leaves out; nothing after the last input."""
+    names = [name for name in inspect.signature(model.forward).parameters if name != "labels"]
+    args = [inputs.get(name) for name in names]
+    while args and args[-1] is None:
+        args.pop()
+    return tuple(args)
 
 
 def _export_fused(
@@ -179,7 +199,8 @@ def _export_fused(
         )
     statistics = optimized.get_fused_operator_statistics()
     fused_ops = {op: int(statistics.get(op, 0)) for op in FUSED_OPS}
-    layers = int(config.num_hidden_layers)
+    # NOTE: a bi-encoder's graph runs the encoder twice (once per text), each pass fused on its own
+    layers = int(config.num_hidden_layers) * (2 if model.bi_encoder else 1)
     if fused_ops["Attention"] != layers or fused_ops["SkipLayerNormalization"] != 2 * layers:
         raise _NotFused(f"{fused_ops} for {layers} encoder layers")
     optimized.save_model_to_file(str(output_path), use_external_data_format=False)
@@ -219,7 +240,9 @@ def check_parity(
     torch_inputs = model.input_names(tokenizer)
     references, exported = [], []
     for start in range(0, len(texts), batch_size):
-        batch = tokenize(tokenizer, texts[start : start + batch_size], max_seq_length, "np")
+        batch = tokenize(
+            tokenizer, texts[start : start + batch_size], max_seq_length, "np", separate_pairs=model.bi_encoder
+        )
         onnx_out = session.run(["logits"], {name: batch[name] for name in onnx_inputs})[0]
         with torch.no_grad():
             torch_out = model(**{name: torch.from_numpy(batch[name]) for name in torch_inputs}).logits.numpy()
@@ -247,9 +270,11 @@ def judge_parity(
 
 
 def tokenize(
-    tokenizer: PreTrainedTokenizerBase, texts: Sequence[TextInput], max_seq_length: int, tensors: str
+    tokenizer: PreTrainedTokenizerBase, texts: Sequence[TextInput], max_seq_length: int, tensors: str, *,
+    separate_pairs: bool = False,
 ) -> BatchEncoding:
-    """Padded model inputs of texts, of (text, text_pair) pairs encoded together, or of sentences' words
+    """Padded model inputs of texts, of (text, text_pair) pairs encoded together (separate_pairs: each text alone,
+    the second's names ending in PAIR_INPUT_SUFFIX, as a bi-encoder reads them), or of sentences' words
     (is_split_into_words), as serving tokenizes them."""
     if texts and isinstance(texts[0], list):
         words: BatchEncoding = tokenizer(
@@ -259,6 +284,10 @@ def tokenize(
         return words
     if texts and isinstance(texts[0], tuple):
         firsts, seconds = [pair[0] for pair in texts], [pair[1] for pair in texts]
+        if separate_pairs:
+            first = tokenizer(firsts, padding=True, truncation=True, max_length=max_seq_length, return_tensors=tensors)
+            second = tokenizer(seconds, padding=True, truncation=True, max_length=max_seq_length, return_tensors=tensors)
+            return BatchEncoding({**first, **{name + PAIR_INPUT_SUFFIX: value for name, value in second.items()}})
         encoded: BatchEncoding = tokenizer(
             firsts, seconds, padding=True, truncation=True, max_length=max_seq_length, return_tensors=tensors
         )

@@ -19,6 +19,7 @@ from sklearn.model_selection import train_test_split
 from torch.utils.data import Dataset
 from transformers import PreTrainedTokenizerBase
 
+from tuneserve.engines.training.spec import PAIR_INPUT_SUFFIX
 from tuneserve.tasks import Task, TaskParams
 
 
@@ -128,19 +129,26 @@ def encode(
     input_names: list[str],
     max_seq_length: int,
 ) -> EncodedDataset:
-    """Token ids and the encoded target of each example; a pair model's rows are encoded as one sequence
-    ([CLS] text [SEP] text_pair [SEP]), truncated longest side first."""
+    """Token ids and the encoded target of each example; a cross-encoder's pairs are encoded as one sequence
+    ([CLS] text [SEP] text_pair [SEP]), truncated longest side first, a bi-encoder's each text alone (the second's
+    input names ending in PAIR_INPUT_SUFFIX)."""
     encoded_targets = task.encode_targets(targets(examples), labels, params).tolist()
     texts = [example.text for example in examples]
-    if params.text_pairs:
-        encoded = tokenizer(
-            texts, [example.text_pair for example in examples], truncation=True, max_length=max_seq_length
-        )
+    pairs = [example.text_pair for example in examples]
+    if params.bi_encoder:
+        first = tokenizer(texts, truncation=True, max_length=max_seq_length)
+        second = tokenizer(pairs, truncation=True, max_length=max_seq_length)
+    elif params.text_pairs:
+        first = second = tokenizer(texts, pairs, truncation=True, max_length=max_seq_length)
     else:
-        encoded = tokenizer(texts, truncation=True, max_length=max_seq_length)
+        first = second = tokenizer(texts, truncation=True, max_length=max_seq_length)
     features: list[dict[str, Any]] = []
     for row in range(len(examples)):
-        feature: dict[str, Any] = {name: encoded[name][row] for name in input_names}
+        feature: dict[str, Any] = {
+            name: second[name.removesuffix(PAIR_INPUT_SUFFIX)][row] if name.endswith(PAIR_INPUT_SUFFIX)
+            else first[name][row]
+            for name in input_names
+        }
         feature["labels"] = encoded_targets[row]
         features.append(feature)
     return EncodedDataset(features)

@@ -68,9 +68,11 @@ class TransferClassifier(nn.Module, ABC):
         loss_weights: torch.Tensor | None = None,
         loss_options: dict[str, Any] | None = None,
         pretrained: bool = True,
+        **model_options: Any,
     ) -> C:
         """A new head of width num_labels on the pretrained backbone at backbone_path; pretrained=False builds the same
-        architecture from random weights (the "scratch" baseline)."""
+        architecture from random weights (the "scratch" baseline); model_options: the subclass's own constructor
+        arguments (a text model's pair_encoding)."""
         backbone, options = cls._load_backbone(backbone_path, pretrained=pretrained)
         return cls(
             backbone,
@@ -80,6 +82,7 @@ class TransferClassifier(nn.Module, ABC):
             loss_weights=loss_weights,
             loss_options=loss_options,
             **options,
+            **model_options,
         )
 
     @classmethod
@@ -99,10 +102,12 @@ class TransferClassifier(nn.Module, ABC):
         }
         (checkpoint_dir / CLASSIFIER_FILE).write_text(json.dumps(meta, indent=2))
 
-    def classify(self, features: torch.Tensor, labels: torch.Tensor | None) -> SequenceClassifierOutput:
+    def classify(
+        self, features: torch.Tensor, labels: torch.Tensor | None, *, dropout: bool = True
+    ) -> SequenceClassifierOutput:
         """Raw head outputs ("logits") of the pooled backbone features [batch, num_features], and the task's loss when
         targets ("labels", as `Task.encode_targets` made them) are given."""
-        logits = self.head(self.dropout(features))
+        logits = self.head(self.dropout(features) if dropout else features)
         # NOTE: the task computes its loss in fp32 even when the forward ran under bf16/fp16 autocast.
         loss = None if labels is None else self.task.loss(
             logits, labels, weights=self.loss_weights, options=self.loss_options

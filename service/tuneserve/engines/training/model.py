@@ -1,6 +1,12 @@
 """The task model: a pretrained text backbone, the pooling it was pretrained with, dropout and a new linear head
 (`head.TransferClassifier`, shared with the image model).
 
+A pair model encodes (text, text_pair) as a cross-encoder (one sequence, the default) or, with pair_encoding "bi", as
+a bi-encoder: each text goes through the same backbone alone and is pooled (u, v), as sentence-transformers trains
+similarity models. The bi-encoder's regression head is an affine map of cosine(u, v), a 1 -> 1 linear layer that
+`pair_encoder.fit_cosine_map` starts at the zero-shot cosines' least-squares fit; its classification head reads
+[u, v, |u - v|] (SBERT's). Its inputs are both texts' ids: the second's names carry spec.PAIR_INPUT_SUFFIX.
+
 A checkpoint directory holds `model.safetensors` (the whole state dict), the backbone's `config.json` and
 `classifier.json` (pooling, labels count, dropout, backbone config), so it reloads without the original backbone.
 """
@@ -18,6 +24,8 @@ from transformers import AutoConfig, AutoModel, PreTrainedModel, PreTrainedToken
 from transformers.modeling_outputs import SequenceClassifierOutput
 
 from tuneserve.engines.training.head import TransferClassifier
+from tuneserve.engines.training.pair_encoder import PairCollator, cosine
+from tuneserve.engines.training.spec import PAIR_INPUT_SUFFIX
 
 Pooling = Literal["mean", "cls"]
 
@@ -49,10 +57,14 @@ class TextClassifier(TransferClassifier):
         task: str = "classification",
         loss_weights: torch.Tensor | None = None,
         loss_options: dict[str, Any] | None = None,
+        pair_encoding: str = "cross",
     ) -> None:
+        """pair_encoding "bi": a bi-encoder of text pairs (the module docstring); "cross": one text or sequence."""
+        hidden = int(backbone.config.hidden_size)
+        bi_features = 1 if task == "regression" else 3 * hidden  # cosine(u, v), or [u, v, |u - v|]
         super().__init__(
             backbone,
-            backbone.config.hidden_size,
+            bi_features if pair_encoding == "bi" else hidden,
             num_labels,
             dropout=dropout,
             task=task,
@@ -60,6 +72,7 @@ class TextClassifier(TransferClassifier):
             loss_options=loss_options,
         )
         self.pooling: Pooling = pooling
+        self.pair_encoding = pair_encoding
 
     @classmethod
     def _load_backbone(cls, backbone_path: str, *, pretrained: bool) -> tuple[nn.Module, dict[str, Any]]:
@@ -79,39 +92,72 @@ class TextClassifier(TransferClassifier):
         backbone = AutoModel.from_config(config)  # type: ignore[no-untyped-call]
         return cls(
             backbone, meta["num_labels"], pooling=meta["pooling"], dropout=meta["dropout"],
-            task=meta.get("task", "classification"),
+            task=meta.get("task", "classification"), pair_encoding=meta.get("pair_encoding", "cross"),
         )
 
     def _save_backbone_meta(self, checkpoint_dir: Path) -> dict[str, Any]:
         self.backbone.config.save_pretrained(checkpoint_dir)
-        return {"pooling": self.pooling, "backbone_config": self.backbone.config.to_dict()}
+        return {
+            "pooling": self.pooling, "pair_encoding": self.pair_encoding,
+            "backbone_config": self.backbone.config.to_dict(),
+        }
+
+    @property
+    def bi_encoder(self) -> bool:
+        return self.pair_encoding == "bi"
 
     def input_names(self, tokenizer: PreTrainedTokenizerBase) -> list[str]:
-        """The inputs to feed, in forward() order; token types only where the tokenizer and the backbone use them."""
+        """The inputs to feed, in forward() order; token types only where the tokenizer and the backbone use them (a
+        bi-encoder: then the same names of the second text, with PAIR_INPUT_SUFFIX)."""
         names = ["input_ids", "attention_mask"]
         backbone_params = inspect.signature(self.backbone.forward).parameters
         if "token_type_ids" in tokenizer.model_input_names and "token_type_ids" in backbone_params:
             names.append("token_type_ids")
-        return names
+        return names + [name + PAIR_INPUT_SUFFIX for name in names] if self.bi_encoder else names
 
     def forward(
         self,
         input_ids: torch.Tensor,
         attention_mask: torch.Tensor,
         token_type_ids: torch.Tensor | None = None,
+        input_ids_pair: torch.Tensor | None = None,
+        attention_mask_pair: torch.Tensor | None = None,
+        token_type_ids_pair: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
     ) -> SequenceClassifierOutput:
+        hidden = self._encode(input_ids, attention_mask, token_type_ids)
+        if not self.bi_encoder:
+            return self.classify(self._features(hidden, attention_mask), labels)
+        if input_ids_pair is None or attention_mask_pair is None:
+            raise ValueError("a bi-encoder reads both texts: input_ids_pair and attention_mask_pair are missing")
+        u = self._pool(hidden, attention_mask)
+        v = self._pool(self._encode(input_ids_pair, attention_mask_pair, token_type_ids_pair), attention_mask_pair)
+        if self.task.name == "regression":
+            # NOTE: no dropout on the one cosine feature: it would scale the prediction itself at random.
+            return self.classify(cosine(u, v).unsqueeze(-1), labels, dropout=False)
+        return self.classify(torch.cat([u, v, (u - v).abs()], dim=-1), labels)
+
+    def collator(self, tokenizer: PreTrainedTokenizerBase | None) -> Any:
+        """A bi-encoder's batches pad each text's ids on their own."""
+        if self.bi_encoder and tokenizer is not None:
+            return PairCollator(tokenizer)
+        return super().collator(tokenizer)
+
+    def _encode(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor | None
+    ) -> torch.Tensor:
         backbone_inputs: dict[str, Any] = {"input_ids": input_ids, "attention_mask": attention_mask}
         if token_type_ids is not None:
             backbone_inputs["token_type_ids"] = token_type_ids
-        hidden = self.backbone(**backbone_inputs).last_hidden_state
-        return self.classify(self._features(hidden, attention_mask), labels)
+        hidden: torch.Tensor = self.backbone(**backbone_inputs).last_hidden_state
+        return hidden
 
     def _features(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """What the head reads: one pooled vector per text (the token model reads every token instead)."""
         return self._pool(hidden, attention_mask)
 
     def _pool(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """One vector per text: the CLS state, or the mean of the real tokens' states."""
         if self.pooling == "cls":
             return hidden[:, 0]
         mask = attention_mask.unsqueeze(-1).to(hidden.dtype)

@@ -37,7 +37,8 @@ from tuneserve.engines.training.data import (
 from tuneserve.engines.training.diagnostics import FitDiagnosis, diagnose, train_sample, validation_figures
 from tuneserve.engines.training.events import CancelledEvent, EventWriter, ExportEvent, PreemptedEvent, ResultEvent
 from tuneserve.engines.training.model import TextClassifier
-from tuneserve.engines.training.seq_length import AUTO_SEQ_LENGTH, measure
+from tuneserve.engines.training.pair_encoder import fit_cosine_map
+from tuneserve.engines.training.seq_length import resolve_seq_length
 from tuneserve.engines.training.spec import ARTIFACTS, StopRequests, TrainingSpec
 from tuneserve.engines.training.token_data import encode_tagged, read_tagged
 from tuneserve.engines.training.token_model import TokenClassifier
@@ -89,7 +90,7 @@ class _Prepared:
 
     def with_fresh_model(self, spec: TrainingSpec, rows: list[Any]) -> _Prepared:
         """The same preparation with a new model of the spec (a refit's: its class weights from `rows`)."""
-        return dataclasses.replace(self, model=new_classifier(type(self.model), spec, rows))
+        return _started(dataclasses.replace(self, model=new_classifier(type(self.model), spec, rows)))
 
     def inputs(self, examples: list[Any]) -> list[TextInput]:
         """The model inputs of examples as serving takes them: texts, (text, text_pair) pairs, or lists of words."""
@@ -273,21 +274,33 @@ def _rank_zero() -> bool:
 def _prepare(spec: TrainingSpec) -> _Prepared:
     hp, task = spec.hyperparameters, get_task(spec.task)
     splits = _load_splits(spec, task)
-    params = task.prepare(targets(splits.train), TaskParams(task=task.name, text_pairs=spec.text_pairs))
+    pair_encoding = hp.pair_encoding if spec.text_pairs else "cross"
+    params = task.prepare(
+        targets(splits.train), TaskParams(task=task.name, text_pairs=spec.text_pairs, pair_encoding=pair_encoding)
+    )
     tokenizer = AutoTokenizer.from_pretrained(spec.backbone.path, use_fast=True)
     model = new_classifier(TokenClassifier if task.per_token else TextClassifier, spec, splits.train)
-    max_seq_length = _max_seq_length(hp.max_seq_length, tokenizer, model)
-    if hp.max_seq_length == AUTO_SEQ_LENGTH:
-        pairs = [example.text_pair for example in splits.train] if spec.text_pairs else None
-        max_seq_length = measure(tokenizer, [example.text for example in splits.train], pairs, max_seq_length)
+    pairs = [example.text_pair for example in splits.train] if spec.text_pairs else None
+    max_seq_length = resolve_seq_length(
+        hp.max_seq_length, tokenizer, model.backbone.config, [example.text for example in splits.train], pairs,
+        together=not params.bi_encoder,
+    )
     input_names = model.input_names(tokenizer)
     prepared = _Prepared(
         model, tokenizer, splits, EncodedDataset([]), EncodedDataset([]), input_names, max_seq_length,
         list(spec.labels), task, params,
     )
-    return dataclasses.replace(
+    return _started(dataclasses.replace(
         prepared, train_set=prepared.encode(splits.train), validation_set=prepared.encode(splits.validation)
-    )
+    ))
+
+
+def _started(prepared: _Prepared) -> _Prepared:
+    """A bi-encoder's regression head starts at the zero-shot cosines' fit (`pair_encoder.fit_cosine_map`)."""
+    model = prepared.model
+    if model.bi_encoder and prepared.task.name == "regression":
+        fit_cosine_map(model, prepared.train_set, model.collator(prepared.tokenizer))
+    return prepared
 
 
 def _load_splits(spec: TrainingSpec, task: Task) -> Splits[Any]:
@@ -309,14 +322,6 @@ def _load_splits(spec: TrainingSpec, task: Task) -> Splits[Any]:
         fraction=hp.validation_fraction,
         seed=hp.seed,
     )
-
-
-def _max_seq_length(requested: int, tokenizer: PreTrainedTokenizerBase, model: TextClassifier) -> int:
-    """The requested length, capped by what the backbone's position embeddings and its tokenizer allow (auto: that
-    cap, which the training texts then lower)."""
-    positions = int(getattr(model.backbone.config, "max_position_embeddings", 512))
-    cap = min(positions, int(tokenizer.model_max_length))
-    return cap if requested == AUTO_SEQ_LENGTH else min(requested, cap)
 
 
 def _tune(

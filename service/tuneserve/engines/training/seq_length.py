@@ -31,3 +31,18 @@ def measure(tokenizer: Any, texts: Sequence[str], pairs: Sequence[str] | None, c
     texts = list(texts[:SAMPLE_ROWS])
     encoded = tokenizer(texts, list(pairs[:SAMPLE_ROWS]) if pairs is not None else None, truncation=False)
     return seq_length_from([len(ids) for ids in encoded["input_ids"]], cap)
+
+
+def resolve_seq_length(
+    requested: int, tokenizer: Any, config: Any, texts: Sequence[str], pairs: Sequence[str] | None, *, together: bool
+) -> int:
+    """The requested length, capped by what the backbone's position embeddings (`config`) and its tokenizer allow;
+    auto (AUTO_SEQ_LENGTH): that cap, lowered to what the training texts need (`measure`), each pair's two texts
+    counted together (`together`, a cross-encoder) or each text alone (a bi-encoder)."""
+    positions = int(getattr(config, "max_position_embeddings", 512))
+    cap = min(positions, int(tokenizer.model_max_length))
+    if requested != AUTO_SEQ_LENGTH:
+        return min(requested, cap)
+    if pairs is not None and not together:
+        texts, pairs = [*texts, *pairs], None
+    return measure(tokenizer, texts, pairs, cap)

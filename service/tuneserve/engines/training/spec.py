@@ -52,6 +52,7 @@ ARTIFACTS = {
     "labels": "labels.json",               # {"labels": ["business", "sport", ...]}, index = logit column
     "preprocessing": "preprocessing.json",  # {"modality": "text", "tokenizer": "tokenizer", "max_seq_length": 128,
                                             #  "input_names": ["input_ids", "attention_mask", "token_type_ids"]}
+                                            # (a bi-encoder's add each name + PAIR_INPUT_SUFFIX: text_pair's own ids)
                                             # or {"modality": "image", "input_name": "pixel_values", "resize": 256,
                                             #  "crop": 224, "mean": [..3], "std": [..3]} (engines/imaging.Preprocessing)
     "tokenizer": "tokenizer",              # tokenizer.save_pretrained() directory
@@ -61,10 +62,15 @@ ARTIFACTS = {
     "variants": "variants.json",           # {"fp32": {METRIC: .., "served": true},
                                             #  "int8": {METRIC: .., "served": bool, "reason": ".."}}
                                             # METRIC: the task's guard metric (macro_f1 | micro_f1 | rmse)
-    "task": "task.json",                   # tuneserve.tasks.TaskParams: task, text_pairs, thresholds, scaler
+    "task": "task.json",                   # tuneserve.tasks.TaskParams: task, text_pairs, pair_encoding, thresholds,
+                                            # scaler
 }
 
+# The suffix of a bi-encoder's inputs that hold the second text ("input_ids_pair", "attention_mask_pair"[, ..]).
+PAIR_INPUT_SUFFIX = "_pair"
+
 RegressionLoss = Literal["mse", "huber"]
+PairEncoding = Literal["cross", "bi"]
 Freeze = Literal["none", "all", "top_k"]
 Scheduler = Literal["linear", "cosine", "constant"]
 Refit = Literal["auto", "true", "false"]
@@ -104,6 +110,8 @@ class Hyperparameters:
                                         # "true" or "false" (core/training/auto.py), and a worker given "auto" does
                                         # not refit
     calibrate: bool = True              # temperature scaling fitted on the validation split (classification tasks)
+    pair_encoding: PairEncoding = "cross"  # text pairs only: "cross" encodes text and text_pair as one sequence; "bi"
+                                        # encodes each alone with the shared backbone (engines/training/pair_encoder.py)
 
 
 @dataclass
@@ -149,7 +157,7 @@ class TrainingSpec:
     init: Literal["pretrained", "scratch"] = "pretrained"   # scratch: same architecture, random weights (baseline)
     checkpoint_dir: str = ""            # the Trainer's resumable checkpoints; "" = <spec's directory>/checkpoints
     task: str = "classification"        # tuneserve.tasks name: classification | multi_label | regression
-    text_pairs: bool = False            # text rows carry "text_pair", encoded with "text" as one input (cross-encoder)
+    text_pairs: bool = False            # text rows carry "text_pair", encoded as hyperparameters.pair_encoding says
     search: SearchSpec = field(default_factory=SearchSpec)
 
     def best_metric(self) -> str:

@@ -92,6 +92,8 @@ def new_classifier(cls: type[C], spec: TrainingSpec, train: Sequence[Targeted]) 
     scratch baseline, from random weights."""
     hp = spec.hyperparameters
     task = get_task(spec.task)
+    # NOTE: only a text model takes pair_encoding; "cross" is its default
+    options = {"pair_encoding": "bi"} if spec.text_pairs and hp.pair_encoding == "bi" else {}
     weights = task.loss_weights(targets(train), spec.labels) if hp.class_weighting else None
     # NOTE: seeded before the head is created, so that its initial weights repeat too.
     set_seed(hp.seed)
@@ -103,6 +105,7 @@ def new_classifier(cls: type[C], spec: TrainingSpec, train: Sequence[Targeted]) 
         loss_weights=None if weights is None else torch.from_numpy(np.asarray(weights, dtype=np.float32)),
         loss_options={"label_smoothing": hp.label_smoothing, "regression_loss": hp.regression_loss},
         pretrained=spec.init == "pretrained",
+        **options,
     )
 
 

@@ -56,7 +56,7 @@ CANDIDATE_STATUS_NOT_INSTALLED: CandidateStatus
 CANDIDATE_STATUS_FAILED: CandidateStatus
 
 class Hyperparameters(_message.Message):
-    __slots__ = ("epochs", "max_steps", "batch_size", "learning_rate", "head_learning_rate", "weight_decay", "warmup_ratio", "max_seq_length", "early_stopping_patience", "metric_for_best_model", "class_weighting", "seed", "validation_fraction", "label_smoothing", "head_dropout", "eval_steps", "freeze", "trainable_layers", "layer_lr_decay", "gradual_unfreezing", "gradient_accumulation_steps", "lr_scheduler", "augment_flip", "augment_random_resized_crop", "regression_loss", "refit", "calibrate")
+    __slots__ = ("epochs", "max_steps", "batch_size", "learning_rate", "head_learning_rate", "weight_decay", "warmup_ratio", "max_seq_length", "early_stopping_patience", "metric_for_best_model", "class_weighting", "seed", "validation_fraction", "label_smoothing", "head_dropout", "eval_steps", "freeze", "trainable_layers", "layer_lr_decay", "gradual_unfreezing", "gradient_accumulation_steps", "lr_scheduler", "augment_flip", "augment_random_resized_crop", "regression_loss", "refit", "calibrate", "pair_encoding")
     EPOCHS_FIELD_NUMBER: _ClassVar[int]
     MAX_STEPS_FIELD_NUMBER: _ClassVar[int]
     BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
@@ -84,6 +84,7 @@ class Hyperparameters(_message.Message):
     REGRESSION_LOSS_FIELD_NUMBER: _ClassVar[int]
     REFIT_FIELD_NUMBER: _ClassVar[int]
     CALIBRATE_FIELD_NUMBER: _ClassVar[int]
+    PAIR_ENCODING_FIELD_NUMBER: _ClassVar[int]
     epochs: int
     max_steps: int
     batch_size: int
@@ -111,7 +112,8 @@ class Hyperparameters(_message.Message):
     regression_loss: str
     refit: str
     calibrate: bool
-    def __init__(self, epochs: _Optional[int] = ..., max_steps: _Optional[int] = ..., batch_size: _Optional[int] = ..., learning_rate: _Optional[float] = ..., head_learning_rate: _Optional[float] = ..., weight_decay: _Optional[float] = ..., warmup_ratio: _Optional[float] = ..., max_seq_length: _Optional[int] = ..., early_stopping_patience: _Optional[int] = ..., metric_for_best_model: _Optional[str] = ..., class_weighting: _Optional[bool] = ..., seed: _Optional[int] = ..., validation_fraction: _Optional[float] = ..., label_smoothing: _Optional[float] = ..., head_dropout: _Optional[float] = ..., eval_steps: _Optional[int] = ..., freeze: _Optional[str] = ..., trainable_layers: _Optional[int] = ..., layer_lr_decay: _Optional[float] = ..., gradual_unfreezing: _Optional[bool] = ..., gradient_accumulation_steps: _Optional[int] = ..., lr_scheduler: _Optional[str] = ..., augment_flip: _Optional[bool] = ..., augment_random_resized_crop: _Optional[bool] = ..., regression_loss: _Optional[str] = ..., refit: _Optional[str] = ..., calibrate: _Optional[bool] = ...) -> None: ...
+    pair_encoding: str
+    def __init__(self, epochs: _Optional[int] = ..., max_steps: _Optional[int] = ..., batch_size: _Optional[int] = ..., learning_rate: _Optional[float] = ..., head_learning_rate: _Optional[float] = ..., weight_decay: _Optional[float] = ..., warmup_ratio: _Optional[float] = ..., max_seq_length: _Optional[int] = ..., early_stopping_patience: _Optional[int] = ..., metric_for_best_model: _Optional[str] = ..., class_weighting: _Optional[bool] = ..., seed: _Optional[int] = ..., validation_fraction: _Optional[float] = ..., label_smoothing: _Optional[float] = ..., head_dropout: _Optional[float] = ..., eval_steps: _Optional[int] = ..., freeze: _Optional[str] = ..., trainable_layers: _Optional[int] = ..., layer_lr_decay: _Optional[float] = ..., gradual_unfreezing: _Optional[bool] = ..., gradient_accumulation_steps: _Optional[int] = ..., lr_scheduler: _Optional[str] = ..., augment_flip: _Optional[bool] = ..., augment_random_resized_crop: _Optional[bool] = ..., regression_loss: _Optional[str] = ..., refit: _Optional[str] = ..., calibrate: _Optional[bool] = ..., pair_encoding: _Optional[str] = ...) -> None: ...
 
 class ExportOptions(_message.Message):
     __slots__ = ("int8", "int8_max_f1_drop")
