@@ -111,9 +111,11 @@ def test_jobs_get_shows_fit_baselines_verdict_and_learning_curve(
 
 def test_finetune_task_flags(capsys: pytest.CaptureFixture[str], fake: FakeTuneServe) -> None:
     argv = ["--target", fake.target, "--json", "finetune", "--dataset", "ds-1", "--regression-loss", "huber"]
-    assert run(capsys, *argv, "--metric", "spearman")[0] == 0
+    assert run(capsys, *argv, "--metric", "spearman", "--pair-encoding", "bi")[0] == 0
     hp = fake.requests["FineTune"][0].hyperparameters
-    assert {f.name: v for f, v in hp.ListFields()} == {"regression_loss": "huber", "metric_for_best_model": "spearman"}
+    assert {f.name: v for f, v in hp.ListFields()} == {
+        "regression_loss": "huber", "metric_for_best_model": "spearman", "pair_encoding": "bi",
+    }
 
 
 def test_finetune_refit_flag_and_jobs_get_shows_the_refit(

@@ -1,5 +1,6 @@
 """FineTune of every task through the real client and server on tiny random-init backbones: the job takes the
-dataset's task and input shape, resolves its metric, trains, tunes and exports; the Job, its result and the model
+dataset's task and input shape, resolves its metric, trains, tunes and exports (text pairs as a cross- or a
+bi-encoder, the bi-encoder's served values the graph's and symmetric in the two texts); the Job, its result and the model
 (and its versions) say what they are; baselines and the transfer verdict on the task's metric.
 
 Datasets are stored as core/data stores an upload (`task_datasets.store_dataset`); `test_uploaded_*` upload the same
@@ -12,12 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from transformers import AutoTokenizer
 
 from tests.conftest import ServerThread
 from tests.integration.conftest import QUICK
 from tests.integration.task_datasets import store_dataset
 from tests.task_fixtures import IMAGE_TAGS, TAGS, multi_label_rows, pair_rows, regression_rows, write_image_task_dataset
-from tuneserve.tasks import TaskParams
+from tuneserve.engines.export.quantize import onnx_logits
+from tuneserve.tasks import TaskParams, get_task
 from tuneserve_client import Client, InvalidArgument, JobState
 from tuneserve_client.proto.tuneserve.v1.common_pb2 import Task
 
@@ -89,6 +92,33 @@ def test_pair_jobs_train_cross_encoders(server: ServerThread, client: Client, ti
     model = client.get_model(done.model_id)
     assert model.text_pairs is True
     assert TaskParams.load(version_dir(server, done.model_id)).text_pairs is True
+
+
+def test_a_bi_encoder_pair_job_serves_the_graphs_symmetric_values(
+    server: ServerThread, client: Client, tiny_bert: Path
+) -> None:
+    dataset = store_dataset(server, pair_rows(48, regression=True), task="regression", text_pairs=True)
+    done = train(client, dataset.id, tiny_bert, hp={"pair_encoding": "bi"})
+    assert done.hyperparameters.pair_encoding == "bi" and done.result.parity_max_abs_diff <= 1e-4
+    directory = version_dir(server, done.model_id)
+    params = TaskParams.load(directory)
+    assert (params.text_pairs, params.pair_encoding) == (True, "bi")
+    texts, pairs = ["goal match team", "market profit bank tax"], ["coach league cup", "goal match team"]
+    served = [p.value for p in client.predict(done.model_id, texts, text_pairs=pairs).predictions]
+    swapped = [p.value for p in client.predict(done.model_id, pairs, text_pairs=texts).predictions]
+    tokenizer = AutoTokenizer.from_pretrained(directory / "tokenizer")
+    logits = onnx_logits(directory / "model.onnx", tokenizer, list(zip(texts, pairs, strict=True)), max_seq_length=32)
+    graph = get_task("regression").outputs(logits, params)[:, 0]
+    assert served == pytest.approx(graph.tolist(), abs=1e-4)
+    assert swapped == pytest.approx(served, abs=1e-4), "cosine(u, v) = cosine(v, u)"
+    assert served[0] != pytest.approx(served[1], abs=1e-6)
+
+
+def test_a_bi_encoder_of_single_texts_is_refused(server: ServerThread, client: Client, tiny_bert: Path) -> None:
+    dataset = store_dataset(server, regression_rows(40), task="regression")
+    with pytest.raises(InvalidArgument, match=r"hyperparameters.pair_encoding=bi needs a dataset of text pairs"):
+        client.fine_tune(dataset.id, backbone=str(tiny_bert), hyperparameters={"pair_encoding": "bi"})
+    assert client.list_jobs().jobs == []
 
 
 @pytest.mark.parametrize("task", ["multi_label", "regression"])

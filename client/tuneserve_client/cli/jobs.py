@@ -25,6 +25,7 @@ _HYPERPARAMETERS = (
     "metric_for_best_model",
     "regression_loss",
     "refit",
+    "pair_encoding",
 )
 
 
@@ -57,6 +58,11 @@ def add_finetune(commands: Subcommands) -> None:
         "--refit", choices=["auto", "true", "false"],
         help="after early stopping, retrain on train+validation for the best step count and serve that model "
         "(default auto: by dataset size)",
+    )
+    hp.add_argument(
+        "--pair-encoding", choices=["cross", "bi"],
+        help="text pairs: cross (default) encodes text and text_pair as one sequence; bi encodes each alone with the "
+        "shared backbone (regression: an affine map of their cosine; classification: a head on [u, v, |u-v|])",
     )
     transfer.add_finetune_options(finetune, hp)
     export = finetune.add_argument_group("export")

@@ -32,7 +32,8 @@ def cosine(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     """Row-wise cosine similarity [batch]; a zero vector's is 0 (the clamp keeps it finite)."""
     # NOTE: written out rather than F.cosine_similarity so the ONNX graph holds plain ReduceSum/Sqrt/Div ops.
     norms = (u.norm(dim=-1) * v.norm(dim=-1)).clamp(min=1e-8)
-    return (u * v).sum(dim=-1) / norms
+    similarity: torch.Tensor = (u * v).sum(dim=-1) / norms
+    return similarity
 
 
 class PairCollator:
