@@ -2,6 +2,7 @@
 and the scratch baseline (issue 13's targets).
 
     python -m bench.tasks [--tasks multi_label,regression,pairs] [--train-rows N] [--test-rows N] [--epochs N]
+                          [--pair-encoding cross|bi]
 
 For each task (data: bench/task_data.py, package versions in bench/RESULTS.md):
 - the service fine-tunes MiniLM-L6 with its defaults (plus --epochs) and the scratch baseline in the same job, then
@@ -41,6 +42,7 @@ def main() -> None:
     parser.add_argument("--test-rows", type=int, default=500)
     parser.add_argument("--epochs", type=int, default=0, help="0 = the service's default")
     parser.add_argument("--max-steps", type=int, default=0, help="smoke runs")
+    parser.add_argument("--pair-encoding", choices=["cross", "bi"], default="", help="pairs: the service's default")
     args = parser.parse_args()
     print(f"machine: {machine()}", flush=True)
     work = Path(tempfile.mkdtemp(prefix="bench-tasks-"))
@@ -50,7 +52,10 @@ def main() -> None:
         for task in args.tasks.split(","):
             train, test, source = _data(task, args.train_rows, args.test_rows)
             print(f"\n== {task}: {source}; train {len(train)}, held-out {len(test)}", flush=True)
-            figures[task] = {"source": source, **_service(client, work, task, train, test, hp), **_probe(task, train, test)}
+            task_hp = {**hp, "pair_encoding": args.pair_encoding} if task == "pairs" and args.pair_encoding else hp
+            figures[task] = {
+                "source": source, **_service(client, work, task, train, test, task_hp), **_probe(task, train, test)
+            }
             _print(task, figures[task])
     print(json.dumps(figures))
 
