@@ -98,8 +98,9 @@ def test_a_bi_encoder_pair_job_serves_the_graphs_symmetric_values(
     server: ServerThread, client: Client, tiny_bert: Path
 ) -> None:
     dataset = store_dataset(server, pair_rows(48, regression=True), task="regression", text_pairs=True)
-    done = train(client, dataset.id, tiny_bert, hp={"pair_encoding": "bi"})
+    done = train(client, dataset.id, tiny_bert, hp={"pair_encoding": "bi", "refit": "true"})
     assert done.hyperparameters.pair_encoding == "bi" and done.result.parity_max_abs_diff <= 1e-4
+    assert done.result.refit, "the served model is a fresh bi-encoder, its head started at the zero-shot fit too"
     directory = version_dir(server, done.model_id)
     params = TaskParams.load(directory)
     assert (params.text_pairs, params.pair_encoding) == (True, "bi")
