@@ -1,8 +1,7 @@
 """Every task through the training worker (a subprocess, as the job manager runs it) on tiny random-init backbones:
 multi-label and regression on text and images, text pairs for classification and regression (cross- and
-bi-encoder). Each run's task.json,
-result fields, ONNX parity and variants; thresholds really tuned on the validation split; the regression scaler
-bringing outputs back to the target's units."""
+bi-encoder). Each run's task.json, result fields, ONNX parity and variants; thresholds really tuned on the validation
+split; the regression scaler bringing outputs back to the target's units."""
 
 from __future__ import annotations
 
