@@ -5,11 +5,13 @@ The modality decides only the preparation (data, model, datasets) and the artifa
 text, `vision_pipeline.PreparedImages` for images; the Trainer, callbacks, early stopping, diagnostics and the result
 are shared. The task (`tuneserve.tasks`, spec.task) decides the rest: the head's width and loss, the metrics, what is
 fitted before training (`Task.prepare`: the regression scaler) and after it on the validation split (`Task.tune`: the
-multi-label thresholds), all saved as `task.json` beside the model."""
+multi-label thresholds), all saved as `task.json` beside the model. A search's trials stop before the ONNX step
+(`run_training(export=False)`), and `export_saved` exports the best one once the search is over."""
 
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -131,7 +133,7 @@ class _Prepared:
 
 def run_training(
     spec: TrainingSpec, writer: EventWriter, stop: StopRequests, *, scratch_dir: Path,
-    callbacks: Sequence[TrainerCallback] = (),
+    callbacks: Sequence[TrainerCallback] = (), export: bool = True,
 ) -> ResultEvent | CancelledEvent | PreemptedEvent | None:
     """Train, export and write spec.output_dir; return the last event to report. Checkpoints go to the spec's
     checkpoint directory (default: scratch_dir/checkpoints, scratch_dir being the job directory): a run finding a
@@ -139,7 +141,9 @@ def run_training(
 
     Under torchrun every rank trains (the Trainer runs DDP); only rank 0 exports and writes artifacts, and the other
     ranks return None once the last collective step (the fit diagnosis) is done. `callbacks` go to the Trainer after
-    the job's own (a search's pruning and budget: engines/training/search.py)."""
+    the job's own (a search's pruning and budget: engines/training/search.py). `export=False` (a search's trials)
+    stops before the ONNX export: output_dir gets the model, tokenizer and task parameters, and `export_saved` turns
+    it into the whole version later (the search's best trial only)."""
     hp = spec.hyperparameters
     if spec.threads > 0:
         torch.set_num_threads(spec.threads)
@@ -193,8 +197,7 @@ def run_training(
     output_dir = Path(spec.output_dir)
     prepared.write_artifacts(output_dir)
     params.save(output_dir)
-    parity_max_abs_diff = prepared.export(output_dir, writer, params)
-    result = _result(trainer.state, reporter, prepared.splits, device, summary, parity_max_abs_diff, spec, fit)
+    result = _result(trainer.state, reporter, prepared.splits, device, summary, spec, fit)
     # NOTE: the figures of the model as it is served (multi-label: at the tuned thresholds, which were tuned on these
     # same rows, so a little optimistic; Evaluate on held-out rows is the clean figure).
     result.validation_metrics = {**result.validation_metrics, **report.metrics}
@@ -202,17 +205,46 @@ def run_training(
     result.label_thresholds = dict(zip(spec.labels, params.thresholds, strict=False))
     result.calibration = calibration.to_dict() if calibration else {}
     result.max_seq_length = getattr(prepared, "max_seq_length", 0)
-    result.variant_metric = task.guard_metric
-    result.variant_metrics = prepared.export_variants(
-        spec, output_dir, writer, params, report.metrics[task.guard_metric]
-    )
-    if task.guard_metric == "macro_f1":  # NOTE: the field older clients read
-        result.variant_macro_f1 = result.variant_metrics
-    write_metrics(output_dir, result, reporter.learning_curve)
+    if not export:
+        return result
+    _export(prepared, spec, writer, params, result)
     # NOTE: a cancel that arrives during export still wins: the manager has not seen a result yet.
     if stop.cancel.is_set():
         return CancelledEvent(step=trainer.state.global_step, message="cancelled")
     return result
+
+
+def export_saved(spec: TrainingSpec, writer: EventWriter, result: ResultEvent) -> ResultEvent:
+    """Export the version that `run_training(spec, export=False)` left in spec.output_dir as run_training would have:
+    model.onnx (parity-checked on the same validation rows), its variants and metrics.json; `result` is that run's,
+    returned with the export's fields."""
+    output_dir = Path(spec.output_dir)
+    prepared: _Prepared | PreparedImages
+    if spec.backbone.modality == "image":
+        from tuneserve.engines.training.vision_pipeline import saved_images
+
+        prepared = saved_images(spec, output_dir)
+    else:
+        prepared = _saved(spec, output_dir)
+    _export(prepared, spec, writer, prepared.params, result)
+    return result
+
+
+def _export(
+    prepared: _Prepared | PreparedImages, spec: TrainingSpec, writer: EventWriter, params: TaskParams,
+    result: ResultEvent,
+) -> None:
+    """The version's last artifacts: model.onnx (raises when parity fails), its variants judged on the task's guard
+    metric, and metrics.json; their figures go into `result`."""
+    output_dir, task = Path(spec.output_dir), prepared.task
+    result.parity_max_abs_diff = prepared.export(output_dir, writer, params)
+    result.variant_metric = task.guard_metric
+    result.variant_metrics = prepared.export_variants(
+        spec, output_dir, writer, params, result.validation_metrics[task.guard_metric]
+    )
+    if task.guard_metric == "macro_f1":  # NOTE: the field older clients read
+        result.variant_macro_f1 = result.variant_metrics
+    write_metrics(output_dir, result, [CurvePoint(**point) for point in result.learning_curve])
 
 
 def _prepare(spec: TrainingSpec) -> _Prepared:
@@ -232,6 +264,20 @@ def _prepare(spec: TrainingSpec) -> _Prepared:
     )
     return dataclasses.replace(
         prepared, train_set=prepared.encode(splits.train), validation_set=prepared.encode(splits.validation)
+    )
+
+
+def _saved(spec: TrainingSpec, output_dir: Path) -> _Prepared:
+    """The text model version written to output_dir, with the spec's validation rows (not encoded: export reads
+    the texts)."""
+    task = get_task(spec.task)
+    preprocessing = json.loads((output_dir / ARTIFACTS["preprocessing"]).read_text())
+    model = (TokenClassifier if task.per_token else TextClassifier).from_checkpoint(output_dir / ARTIFACTS["checkpoint"])
+    tokenizer = AutoTokenizer.from_pretrained(str(output_dir / ARTIFACTS["tokenizer"]), use_fast=True)
+    return _Prepared(
+        model, tokenizer, _load_splits(spec, task), EncodedDataset([]), EncodedDataset([]),
+        preprocessing["input_names"], preprocessing["max_seq_length"], list(spec.labels), task,
+        TaskParams.load(output_dir),
     )
 
 
@@ -315,7 +361,6 @@ def _result(
     splits: Splits[Any],
     device: DeviceChoice,
     summary: dict[str, float],
-    parity_max_abs_diff: float,
     spec: TrainingSpec,
     fit: FitDiagnosis,
 ) -> ResultEvent:
@@ -332,7 +377,7 @@ def _result(
         samples_per_second=float(summary["train_samples_per_second"]),
         train_examples=len(splits.train),
         validation_examples=len(splits.validation),
-        parity_max_abs_diff=parity_max_abs_diff,
+        parity_max_abs_diff=0.0,  # NOTE: set by the export
         device=device.device,
         precision=device.precision,
         final_train_loss=reporter.last_train_loss,
