@@ -128,6 +128,7 @@ class ResultEvent(WorkerEvent):
     calibration: dict[str, Any] = field(default_factory=dict)        # tuneserve.v1.Calibration; {} = none fitted
     refit: bool = False                                               # the served model was retrained on train+validation
     max_seq_length: int = 0                                           # text: the token length used
+    auto_actions: list[str] = field(default_factory=list)             # what auto did during the run, one sentence each
 
     def fields(self) -> dict[str, Any]:
         """The JobResult fields alone (no kind, no message), as metrics.json stores them."""

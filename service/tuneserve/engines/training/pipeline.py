@@ -24,6 +24,7 @@ from transformers.utils import logging as hf_logging
 
 from tuneserve.engines.export.text import TextInput, export_onnx
 from tuneserve.engines.training.artifacts import write_metrics, write_model_artifacts
+from tuneserve.engines.training.auto_stop import auto_callbacks
 from tuneserve.engines.training.calibrate import fit_after_training
 from tuneserve.engines.training.callbacks import CurvePoint, EventReporter, StopCallback
 from tuneserve.engines.training.data import (
@@ -172,7 +173,7 @@ def run_training(
         validation_set=prepared.validation_set,
         checkpoint_dir=checkpoints,
         device=device,
-        callbacks=[reporter, StopCallback(stop.cancel, stop.preempt), *callbacks],
+        callbacks=[reporter, StopCallback(stop.cancel, stop.preempt), *auto_callbacks(spec, reporter), *callbacks],
         report=writer.write,
     )
     summary = trainer.train(resume_from_checkpoint=str(resume) if resume else None).metrics
@@ -383,5 +384,6 @@ def _result(
         final_train_loss=reporter.last_train_loss,
         learning_curve=[dataclasses.asdict(point) for point in reporter.learning_curve],
         fit=fit.to_dict(),
+        auto_actions=list(reporter.auto_actions),
         message=f"best {metric_name} {state.best_metric:.4f} at step {state.best_global_step}",
     )
