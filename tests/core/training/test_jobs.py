@@ -15,7 +15,8 @@ import pytest
 
 from tuneserve.core.data.datasets import DatasetManager, UploadMetadata
 from tuneserve.core.registry import ModelRegistry
-from tuneserve.core.training.jobs import FineTuneParams, JobManager
+from tuneserve.core.training.admission import FineTuneParams
+from tuneserve.core.training.jobs import JobManager
 from tuneserve.core.training.runners.base import EventHandler, WorkerOutcome
 from tuneserve.engines.training.spec import ARTIFACTS, TrainingSpec
 from tuneserve.errors import FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
