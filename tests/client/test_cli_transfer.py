@@ -100,10 +100,12 @@ def test_jobs_get_shows_fit_baselines_verdict_and_learning_curve(
         transfer_verdict="transfer helped: validation macro F1 0.9500 fine-tuned vs 0.4100 from scratch",
         learning_curve=[{"step": 10, "epoch": 1.0, "train_loss": 0.8, "validation_loss": 0.6,
                          "metrics": {"macro_f1": 0.95}}],
+        auto_actions=["stopped at step 30 of 80 at the first sign of overfitting"],
     ))  # fmt: skip
     code, out, _ = run(capsys, "--target", fake.target, "jobs", "get", "job-1")
     assert code == 0
     assert "fit:" in out and "good_fit: train macro F1 0.99 vs validation 0.95" in out
+    assert "auto did:" in out and "stopped at step 30 of 80 at the first sign of overfitting" in out
     assert "baseline scratch: model model-9  macro_f1 0.4100  (12.5 s)" in out
     assert "transfer:" in out and "0.4100 from scratch" in out
     assert "learning curve" in out and "0.6000" in out

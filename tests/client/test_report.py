@@ -135,6 +135,7 @@ def finished_job(labels: list[str]) -> Job:
                  "train_seconds": 30.0},
             ],
             "transfer_verdict": "transfer helped: +41.8 macro-F1 points over scratch",
+            "auto_actions": ["stopped at step 16 of 32 at the first sign of overfitting"],
             "variant_macro_f1": {"fp32": 0.7483},
             "validation_confusion_matrix": matrix, "validation_per_class": per_class,
         },
@@ -198,6 +199,7 @@ def test_report_sections_pictures_escaping_and_numbers() -> None:
     assert comparison[1] == ["model-2 v1", "0.6000", "+0.2889", "0.6000", "+0.3000", "4", "1", "0.0313", "yes"]
     assert f"{r.best_metric:.4f} at step 16" in parsed.text
     assert r.fit.rule in parsed.text and r.transfer_verdict in parsed.text and "+0.1500" in parsed.text
+    assert "what auto did" in parsed.text and r.auto_actions[0] in parsed.text
     assert ["learning_rate", "3e-05"] in table_with(parsed, "name") and ["freeze", "top_k"] in table_with(parsed, "name")
     assert "3.0 MiB" in parsed.text and "2.5e-06" in parsed.text  # the fine-tune's export, not the baseline's
     assert "9.5 ms (batch 1, 128 tokens, 2 threads)" in parsed.text and "22,713,216" in parsed.text

@@ -222,6 +222,7 @@ def _transfer_rows(r: JobResult, names: Sequence[str] = ("macro_f1", "accuracy")
         rows.append(("fit", f"{r.fit.verdict}: {r.fit.rule}"))
     if r.fit.advice:
         rows.append(("advice", r.fit.advice))
+    rows += [("auto did", action) for action in r.auto_actions]
     for b in r.baselines:
         metrics = _metrics(b.validation_metrics, names[:2])
         rows.append((f"baseline {b.kind}", f"model {b.model_id}  {metrics}  ({b.train_seconds:.1f} s)"))

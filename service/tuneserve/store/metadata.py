@@ -14,7 +14,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from tuneserve.errors import Unavailable
+from tuneserve.errors import DiskFull, Unavailable
 from tuneserve.types import (
     DatasetRecord,
     JobEventRecord,
@@ -27,6 +27,9 @@ from tuneserve.types import (
 )
 
 Row = Mapping[str, Any]
+# What a store write raises while the database cannot take writes for a while (its disk full, PostgreSQL unreachable):
+# the core waits such an outage out, never failing the work it was recording for it.
+STORE_OUTAGES = (Unavailable, DiskFull)
 # How many numbers `add_model_version` tries before giving up: each lost try means another server's version of the
 # same model was inserted in between, so this bounds a burst of that many concurrent FineTunes of one model.
 ADD_VERSION_ATTEMPTS = 64

@@ -15,7 +15,8 @@ import pytest
 
 from tuneserve.core.data.datasets import DatasetManager, UploadMetadata
 from tuneserve.core.registry import ModelRegistry
-from tuneserve.core.training.jobs import FineTuneParams, JobManager
+from tuneserve.core.training.admission import FineTuneParams
+from tuneserve.core.training.jobs import JobManager
 from tuneserve.core.training.runners.base import EventHandler, WorkerOutcome
 from tuneserve.engines.training.spec import ARTIFACTS, TrainingSpec
 from tuneserve.errors import FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
@@ -352,3 +353,11 @@ async def test_unset_hyperparameters_are_chosen_from_the_data_and_a_user_value_w
     assert not {"epochs", "max_seq_length", "class_weighting"} & set(mine.hyperparameters["auto_hyperparameters"])
     shown = job_to_pb(mine)
     assert shown.hyperparameters.epochs == 2 and "batch_size" in shown.result.auto_hyperparameters
+
+
+async def test_automatic_early_stopping_also_stops_on_overfitting_and_a_caller_s_patience_wins(env: Env) -> None:
+    jobs = env.manager()
+    chosen = await jobs.submit(env.params())
+    assert TrainingSpec.load(env.artifacts.job_dir(chosen.id) / "spec.json").stop_on_overfit is True
+    mine = await jobs.submit(env.params(hyperparameters={"early_stopping_patience": 2}))
+    assert TrainingSpec.load(env.artifacts.job_dir(mine.id) / "spec.json").stop_on_overfit is False

@@ -65,6 +65,13 @@ def test_a_bad_learning_rate_is_pruned_and_the_best_trial_is_the_version(tmp_pat
     assert best[0]["params"]["learning_rate"] in {"0.001", "0.0005"}
     # the best trial's artifacts are the job's output, nothing trained again; the others are gone
     assert (run.output_dir / ARTIFACTS["onnx"]).is_file()
+    # exported once, at the end: no trial exports
+    (export,) = [e for e in run.events if e["kind"] == "export"]
+    assert export["message"].startswith("exported ONNX"), export
+    assert sorted(p.name for p in run.output_dir.iterdir()) == sorted(
+        name for key, name in ARTIFACTS.items() if key != "onnx_int8"
+    )
+    assert 0 < result["parity_max_abs_diff"] <= 1e-4 and set(result["variant_metrics"]) == {"fp32"}
     assert "trials" in (run.output_dir / ARTIFACTS["metrics"]).read_text()
     assert not any((tmp_path / "trials").glob("*/output"))
 
@@ -104,6 +111,10 @@ def test_the_budget_stops_the_search(tmp_path: Path, tiny_bert: Path) -> None:
     trials = run.last("result")["trials"]
     assert len(trials) == 1 and "budget after step 1" in trials[0]["reason"], trials
     assert trials[0]["steps"] == 1 and trials[0]["state"] == "TRIAL_STATE_COMPLETE"
+    # a worker started again after the search ended (its end was lost) trains and exports nothing again
+    again = run_worker(path, timeout=300)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert again.kinds == ["result"] and again.last("result") == run.last("result")
     assert dataclasses.fields(SearchSpec)
 
 

@@ -235,6 +235,7 @@ def _verdicts(job: Job) -> str:
                  ("train - validation gap", f"{r.fit.train_validation_gap:+.4f}")]
         if r.fit.advice:
             rows.append(("what to try next", r.fit.advice))
+    rows += [("what auto did", action) for action in r.auto_actions]
     if r.transfer_verdict:
         rows.append(("transfer", r.transfer_verdict))
     if not rows:

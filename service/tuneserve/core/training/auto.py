@@ -12,7 +12,13 @@ The rules, and why (docs/guides/fine-tuning.md repeats them for users):
   keeps at least 2 validation rows where it can (stratified split).
 - **eval_steps**: once per epoch (0) while an epoch is at most 200 steps; past that, 4 evaluations per epoch, so early
   stopping and the best checkpoint see the run at a useful grain.
-- **early_stopping_patience**: 3 evaluations when evaluating several times per epoch, else 2.
+- **early_stopping_patience**: 3 evaluations when evaluating several times per epoch, else 2. Chosen this way (the
+  caller left it unset), early stopping also acts on the fit diagnosis' advice during the run: training stops at the
+  first evaluation where the validation loss has risen more than MAX_LOSS_RISE (20%) above its minimum while the
+  train loss fell, and the metric for the best model has not improved since that minimum, rather than waiting out the
+  patience (the best checkpoint so far is kept as always; `TrainingSpec.stop_on_overfit`,
+  engines/training/auto_stop.py).
+  JobResult.auto_actions says when it did. A patience the caller set is left alone: no such stop.
 - **class_weighting**: on when the most frequent class has at least 1.5x the rows of the rarest (multi-label: always,
   as pos_weight), off for balanced data, where weights only add variance. Regression has none.
 - **max_seq_length**: chosen by the worker from the data's token lengths (0 here means "from the data"): the 95th

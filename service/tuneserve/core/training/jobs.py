@@ -1,4 +1,4 @@
-"""Fine-tuning jobs: validate and queue FineTune requests, run them one worker process each, track their lifecycle
+"""Fine-tuning jobs: queue FineTune requests (admitted by admission.py), run them one worker process each, track their lifecycle
 (QUEUED -> RUNNING -> SUCCEEDED | FAILED | CANCELLED) and publish their events.
 
 The dispatch loops outlive every job: a store that cannot be written (its disk full, PostgreSQL unreachable) loses
@@ -11,41 +11,27 @@ trained again.
 from __future__ import annotations
 
 import asyncio
-import builtins
 import contextlib
 import dataclasses
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
 from tuneserve.core.data.datasets import DatasetManager
-from tuneserve.core.ids import new_id
 from tuneserve.core.registry import ModelRegistry
-from tuneserve.core.training import auto, baselines, checks, hyperparameters, searching
+from tuneserve.core.training import baselines
+from tuneserve.core.training.admission import Admission, FineTuneParams
 from tuneserve.core.training.events import EventBus
 from tuneserve.core.training.publishing import JobPublisher
 from tuneserve.core.training.runners.base import Runner, WorkerOutcome
-from tuneserve.core.training.specs import job_spec
-from tuneserve.cpus import available_cpus
-from tuneserve.engines.backbones import num_layers, resolve_backbone
-from tuneserve.engines.training.spec import BackboneRef, ExportSpec, SearchSpec
-from tuneserve.errors import (
-    DiskFull,
-    FailedPrecondition,
-    InvalidArgument,
-    NotFound,
-    ResourceExhausted,
-    TuneServeError,
-    Unavailable,
-)
+from tuneserve.errors import FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
 from tuneserve.metrics import Metrics
 from tuneserve.settings import Settings
-from tuneserve.store import ArtifactStore, MetadataStore
+from tuneserve.store import STORE_OUTAGES, ArtifactStore, MetadataStore
 from tuneserve.tasks import get_task
-from tuneserve.types import DatasetRecord, JobEventRecord, JobRecord, JobState, Page
+from tuneserve.types import JobEventRecord, JobRecord, JobState, Page
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
@@ -53,22 +39,6 @@ _T = TypeVar("_T")
 # The server running a job marks it alive this often; a RUNNING job not marked for ORPHAN_AFTER_SECONDS lost its server.
 HEARTBEAT_SECONDS = 2.0
 ORPHAN_AFTER_SECONDS = 60.0
-# What a store write raises while the database cannot take writes for a while: waited out, never a job's failure.
-STORE_OUTAGES = (Unavailable, DiskFull)
-
-
-@dataclass(frozen=True)
-class FineTuneParams:
-    dataset_id: str
-    validation_dataset_id: str = ""
-    backbone: str = ""
-    hyperparameters: dict[str, Any] = field(default_factory=dict)  # only the fields the caller set
-    model_name: str = ""
-    model_id: str = ""
-    export: ExportSpec = field(default_factory=ExportSpec)
-    baselines: tuple[str, ...] = ()  # also train: "frozen" (head only), "scratch" (random init)
-    search: int = 0                  # > 0: this many trials over the hyperparameters left unset (Optuna TPE, pruned)
-    search_budget_seconds: float = 0.0  # 0 = training.default_search_budget_seconds
 
 
 class JobManager:
@@ -77,12 +47,11 @@ class JobManager:
         registry: ModelRegistry, runner: Runner, metrics: Metrics,
     ) -> None:
         self._settings = settings.training
-        self._storage_root = settings.storage.data_dir
         self._store = store
         self._artifacts = artifacts
-        self._datasets = datasets
         self._registry = registry
         self._publisher = JobPublisher(artifacts, registry)
+        self._admission = Admission(settings, store, artifacts, datasets, registry, self._publisher)
         self._runner = runner
         self._metrics = metrics
         self.events = EventBus(store)
@@ -137,63 +106,12 @@ class JobManager:
             raise ResourceExhausted(f"{waiting} jobs are already queued (limit max_queued_jobs)")
         self._admitting += 1
         try:
-            return await self._admit(params)
+            job = await self._admission.admit(params)
+            await self._note(job, "job queued")
+            self._queue.put_nowait(job.id)
+            return job
         finally:
             self._admitting -= 1
-
-    async def _admit(self, params: FineTuneParams) -> JobRecord:
-        hp = hyperparameters.resolve(params.hyperparameters)
-        checks.check_processes(hp, self._settings.processes_per_job * self._settings.nodes_per_job)
-        baseline_kinds = baselines.validate(params.baselines, hp)
-        search = searching.resolve(
-            params.search, params.search_budget_seconds, params.hyperparameters, hp.seed, self._settings
-        )
-        train = await self._datasets.get(params.dataset_id)
-        hp = hyperparameters.for_task(hp, get_task(train.task))
-        hyperparameters.check_pairs(hp, train.text_pairs)
-        validation = await self._datasets.get(params.validation_dataset_id) if params.validation_dataset_id else None
-        backbone = resolve_backbone(
-            params.backbone, allowed_dirs=self._backbone_dirs(), allow_hub=self._settings.allow_hub
-        )
-        shape = auto.DataShape(train.num_rows, train.task, dict(train.label_counts),
-                               validation.num_rows if validation else None)
-        hp, chosen = hyperparameters.with_auto(hp, params.hyperparameters, shape, text=backbone.modality == "text")
-        checks.check_datasets(train, validation, backbone, hp.validation_fraction)
-        checks.check_export(params.export, backbone)
-        hyperparameters.check_layers(hp, num_layers(backbone))
-        job_id = new_id("job")
-        if params.model_id:
-            model = await self._registry.get(params.model_id)
-            checks.check_model_labels(model, train)
-        else:
-            model = await self._registry.create(
-                params.model_name or train.name, backbone.name, train.labels, backbone.modality, source_job_id=job_id,
-                task=train.task, text_pairs=train.text_pairs,
-            )
-        version = await self._registry.add_version(model, job_id)
-        await baselines.register(self._registry, baseline_kinds, name=model.name, backbone=backbone, train=train,
-                                 job_id=job_id)
-        job = JobRecord(
-            id=job_id, state=JobState.QUEUED, dataset_id=train.id, validation_dataset_id=params.validation_dataset_id,
-            backbone=backbone.name, hyperparameters={**dataclasses.asdict(hp), hyperparameters.AUTO_KEY: chosen},
-            model_id=model.id,
-            model_version=version.version, create_time=time.time(), task=train.task, text_pairs=train.text_pairs,
-        )
-        try:
-            with self._artifacts.map_disk_full(f"writing the spec of job {job_id!r}"):
-                self._artifacts.job_dir(job_id).mkdir(parents=True)
-                self._write_spec(job, train, backbone, params.export, search)
-            await self._store.add_job(job)
-        except TuneServeError:  # NOTE: e.g. DiskFull: the models it registered must not stay TRAINING for good
-            self._artifacts.remove(self._artifacts.job_dir(job_id))
-            try:
-                await self._publisher.discard(job)
-            except STORE_OUTAGES as exc:
-                log.warning("job %s was not queued; its model versions stay TRAINING: %s", job_id, exc.message)
-            raise
-        await self._note(job, "job queued")
-        self._queue.put_nowait(job_id)
-        return job
 
     async def get(self, job_id: str) -> JobRecord:
         job = await self._store.get_job(job_id)
@@ -398,17 +316,3 @@ class JobManager:
             await self._publish_state(job, message)
         except STORE_OUTAGES as exc:
             log.warning("job %s: event %r not stored: %s", job.id, message, exc.message)
-
-    def _write_spec(
-        self, job: JobRecord, train: DatasetRecord, backbone: BackboneRef, export: ExportSpec, search: SearchSpec
-    ) -> None:
-        job_dir, ids = self._artifacts.job_dir(job.id), [train.id, job.validation_dataset_id]
-        paths = {dataset_id: self._datasets.rows_path(dataset_id) for dataset_id in ids if dataset_id}
-        threads = self._settings.worker_threads or available_cpus()
-        spec = job_spec(job, train, backbone, export, job_dir=job_dir, rows_path=paths, device=self._settings.device,
-                        threads=threads)
-        spec.search = search
-        spec.save(job_dir / "spec.json")
-
-    def _backbone_dirs(self) -> builtins.list[Path]:  # `list` is a method here
-        return [*self._settings.backbone_dirs, self._storage_root / "backbones"]

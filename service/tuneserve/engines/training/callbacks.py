@@ -54,11 +54,13 @@ class EventReporter(TrainerCallback):
         self._stopped = stopped
         self._metric_name = metric_name
         self._patience = early_stopping_patience
+        self._stop_reason = ""
         self._started = 0.0
         self._start_step = 0
         self._last_log = (0, 0.0)
         self.last_train_loss = float("nan")
         self.learning_curve: list[CurvePoint] = []
+        self.auto_actions: list[str] = []  # what FineTune's auto did to the run (JobResult.auto_actions)
         self._window_losses: list[float] = []
 
     def on_train_begin(
@@ -183,8 +185,14 @@ class EventReporter(TrainerCallback):
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
     ) -> None:
         if self.stopped_early(state):
-            reason = f"{self._metric_name} did not improve for {self._patience} evaluations"
+            reason = self._stop_reason or f"{self._metric_name} did not improve for {self._patience} evaluations"
             self._writer.write(EarlyStoppedEvent(step=state.global_step, reason=reason, message=reason))
+
+    def auto_stopped(self, action: str) -> None:
+        """An automatic rule stopped training (auto_stop.OverfitStop): the early-stop event gives `action` as its
+        reason, and the result lists it among auto_actions."""
+        self._stop_reason = action
+        self.auto_actions.append(action)
 
     def stopped_early(self, state: TrainerState) -> bool:
         # NOTE: only EarlyStoppingCallback, a cancel and a preemption end training before max_steps.

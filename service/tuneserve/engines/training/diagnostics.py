@@ -62,8 +62,9 @@ def diagnose(
                             _underfit_advice(name, train_score, curve))
     if gap > MAX_GAP:
         return FitDiagnosis("overfitting", f"{measured}: gap > {MAX_GAP}", gap, _overfit_advice(name, gap, curve))
-    rise = _loss_rise(curve)
-    if rise is not None:
+    lowest = loss_rise_minimum(curve)
+    if lowest is not None:
+        rise = describe_loss_rise(lowest, curve[-1])
         return FitDiagnosis("overfitting", f"{measured}; but {rise}", gap, _overfit_advice(name, gap, curve))
     return FitDiagnosis(
         "good_fit",
@@ -104,15 +105,19 @@ def _overfit_advice(name: str, gap: float, curve: list[CurvePoint]) -> str:
     )
 
 
-def _loss_rise(curve: list[CurvePoint]) -> str | None:
-    """Describe a validation-loss rise of more than MAX_LOSS_RISE over its minimum while the train loss fell."""
+def loss_rise_minimum(curve: list[CurvePoint]) -> CurvePoint | None:
+    """Rule 3 on the curve so far: the evaluation of lowest validation loss when the last one rose more than
+    MAX_LOSS_RISE above it while the train loss fell; None when the curve shows no such rise."""
     if len(curve) < 2:
         return None
     lowest = min(curve, key=lambda point: point.validation_loss)
     last = curve[-1]
     rose = last.validation_loss > lowest.validation_loss * (1 + MAX_LOSS_RISE)
-    if not rose or not last.train_loss < lowest.train_loss:
-        return None
+    return lowest if rose and last.train_loss < lowest.train_loss else None
+
+
+def describe_loss_rise(lowest: CurvePoint, last: CurvePoint) -> str:
+    """Rule 3's numbers: from the lowest validation loss to the last, and the train loss over the same stretch."""
     return (
         f"validation loss rose from {lowest.validation_loss:.4f} (step {lowest.step}) to {last.validation_loss:.4f} "
         f"(step {last.step}, +{last.validation_loss / lowest.validation_loss - 1:.0%} > {MAX_LOSS_RISE:.0%}) while "

@@ -133,6 +133,7 @@ class ResultEvent(WorkerEvent):
     refit_examples: int = 0                                           # the rows it trained on (train + validation)
     refit_seconds: float = 0.0                                        # its training time
     max_seq_length: int = 0                                           # text: the token length used
+    auto_actions: list[str] = field(default_factory=list)             # what auto did during the run, one sentence each
 
     def fields(self) -> dict[str, Any]:
         """The JobResult fields alone (no kind, no message), as metrics.json stores them."""

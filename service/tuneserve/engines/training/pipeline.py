@@ -5,11 +5,13 @@ The modality decides only the preparation (data, model, datasets) and the artifa
 text, `vision_pipeline.PreparedImages` for images; the Trainer, callbacks, early stopping, diagnostics and the result
 are shared. The task (`tuneserve.tasks`, spec.task) decides the rest: the head's width and loss, the metrics, what is
 fitted before training (`Task.prepare`: the regression scaler) and after it on the validation split (`Task.tune`: the
-multi-label thresholds), all saved as `task.json` beside the model."""
+multi-label thresholds), all saved as `task.json` beside the model. A search's trials stop before the ONNX step
+(`run_training(export=False)`), and `export_saved` exports the best one once the search is over."""
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,6 +26,7 @@ from transformers.utils import logging as hf_logging
 from tuneserve.engines.export.text import TextInput, export_onnx
 from tuneserve.engines.training import refit
 from tuneserve.engines.training.artifacts import write_metrics, write_model_artifacts
+from tuneserve.engines.training.auto_stop import auto_callbacks
 from tuneserve.engines.training.calibrate import fit_after_training
 from tuneserve.engines.training.callbacks import CurvePoint, EventReporter, StopCallback
 from tuneserve.engines.training.data import (
@@ -142,7 +145,7 @@ class _Prepared:
 
 def run_training(
     spec: TrainingSpec, writer: EventWriter, stop: StopRequests, *, scratch_dir: Path,
-    callbacks: Sequence[TrainerCallback] = (),
+    callbacks: Sequence[TrainerCallback] = (), export: bool = True,
 ) -> ResultEvent | CancelledEvent | PreemptedEvent | None:
     """Train, export and write spec.output_dir; return the last event to report. Checkpoints go to the spec's
     checkpoint directory (default: scratch_dir/checkpoints, scratch_dir being the job directory): a run finding a
@@ -152,7 +155,9 @@ def run_training(
 
     Under torchrun every rank trains (the Trainer runs DDP); only rank 0 exports and writes artifacts, and the other
     ranks return None once the last collective step (the fit diagnosis, or the refit) is done. `callbacks` go to the
-    first run's Trainer after the job's own (a search's pruning and budget: engines/training/search.py)."""
+    first run's Trainer after the job's own (a search's pruning and budget: engines/training/search.py).
+    `export=False` (a search's trials) stops before the ONNX export: output_dir gets the model, tokenizer and task
+    parameters, and `export_saved` turns it into the whole version later (the search's best trial only)."""
     hp = spec.hyperparameters
     if spec.threads > 0:
         torch.set_num_threads(spec.threads)
@@ -187,7 +192,7 @@ def run_training(
         step = refitted.steps
     if not _rank_zero():
         return None
-    result = _publish(spec, prepared, first, writer)
+    result = _publish(spec, prepared, first, writer, export)
     refit.forget(refit_dir)
     # NOTE: a cancel that arrives during export still wins: the manager has not seen a result yet.
     if stop.cancel.is_set():
@@ -217,7 +222,7 @@ def _first_run(
         validation_set=prepared.validation_set,
         checkpoint_dir=checkpoints,
         device=device,
-        callbacks=[reporter, StopCallback(stop.cancel, stop.preempt), *callbacks],
+        callbacks=[reporter, StopCallback(stop.cancel, stop.preempt), *auto_callbacks(spec, reporter), *callbacks],
         report=writer.write,
     )
     summary = trainer.train(resume_from_checkpoint=str(resume) if resume else None).metrics
@@ -250,25 +255,53 @@ def _first_run(
 
 
 def _publish(
-    spec: TrainingSpec, prepared: _Prepared | PreparedImages, first: refit.FirstRun, writer: EventWriter
+    spec: TrainingSpec, prepared: _Prepared | PreparedImages, first: refit.FirstRun, writer: EventWriter, export: bool
 ) -> ResultEvent:
-    """Write prepared.model (the best checkpoint, or the refit model) with the first run's task parameters, export
-    it, judge its variants and complete the result."""
-    output_dir, result, params, task = Path(spec.output_dir), first.result, first.params, prepared.task
+    """Write prepared.model (the best checkpoint, or the refit model) with the first run's task parameters and, unless
+    `export` is off (a search's trial), export it, judge its variants and complete the result."""
+    output_dir, result, params = Path(spec.output_dir), first.result, first.params
     prepared.write_artifacts(output_dir)
     params.save(output_dir)
+    if export:
+        _export(prepared, spec, writer, params, result)
+    return result
+
+
+def _rank_zero() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def export_saved(spec: TrainingSpec, writer: EventWriter, result: ResultEvent) -> ResultEvent:
+    """Export the version that `run_training(spec, export=False)` left in spec.output_dir as run_training would have:
+    model.onnx (parity-checked on the same validation rows), its variants and metrics.json; `result` is that run's,
+    returned with the export's fields."""
+    output_dir = Path(spec.output_dir)
+    prepared: _Prepared | PreparedImages
+    if spec.backbone.modality == "image":
+        from tuneserve.engines.training.vision_pipeline import saved_images
+
+        prepared = saved_images(spec, output_dir)
+    else:
+        prepared = _saved(spec, output_dir)
+    _export(prepared, spec, writer, prepared.params, result)
+    return result
+
+
+def _export(
+    prepared: _Prepared | PreparedImages, spec: TrainingSpec, writer: EventWriter, params: TaskParams,
+    result: ResultEvent,
+) -> None:
+    """The version's last artifacts: model.onnx (raises when parity fails), its variants judged on the task's guard
+    metric, and metrics.json; their figures go into `result`."""
+    output_dir, task = Path(spec.output_dir), prepared.task
     result.parity_max_abs_diff = prepared.export(output_dir, writer, params)
+    result.variant_metric = task.guard_metric
     result.variant_metrics = prepared.export_variants(
         spec, output_dir, writer, params, result.validation_metrics[task.guard_metric]
     )
     if task.guard_metric == "macro_f1":  # NOTE: the field older clients read
         result.variant_macro_f1 = result.variant_metrics
     write_metrics(output_dir, result)
-    return result
-
-
-def _rank_zero() -> bool:
-    return int(os.environ.get("RANK", "0")) == 0
 
 
 def _prepare(spec: TrainingSpec) -> _Prepared:
@@ -301,6 +334,20 @@ def _started(prepared: _Prepared) -> _Prepared:
     if model.bi_encoder and prepared.task.name == "regression":
         fit_cosine_map(model, prepared.train_set, model.collator(prepared.tokenizer))
     return prepared
+
+
+def _saved(spec: TrainingSpec, output_dir: Path) -> _Prepared:
+    """The text model version written to output_dir, with the spec's validation rows (not encoded: export reads
+    the texts)."""
+    task = get_task(spec.task)
+    preprocessing = json.loads((output_dir / ARTIFACTS["preprocessing"]).read_text())
+    model = (TokenClassifier if task.per_token else TextClassifier).from_checkpoint(output_dir / ARTIFACTS["checkpoint"])
+    tokenizer = AutoTokenizer.from_pretrained(str(output_dir / ARTIFACTS["tokenizer"]), use_fast=True)
+    return _Prepared(
+        model, tokenizer, _load_splits(spec, task), EncodedDataset([]), EncodedDataset([]),
+        preprocessing["input_names"], preprocessing["max_seq_length"], list(spec.labels), task,
+        TaskParams.load(output_dir),
+    )
 
 
 def _load_splits(spec: TrainingSpec, task: Task) -> Splits[Any]:
@@ -392,11 +439,12 @@ def _result(
         samples_per_second=float(summary["train_samples_per_second"]),
         train_examples=len(splits.train),
         validation_examples=len(splits.validation),
-        parity_max_abs_diff=0.0,
+        parity_max_abs_diff=0.0,  # NOTE: set by the export
         device=device.device,
         precision=device.precision,
         final_train_loss=reporter.last_train_loss,
         learning_curve=[dataclasses.asdict(point) for point in reporter.learning_curve],
         fit=fit.to_dict(),
+        auto_actions=list(reporter.auto_actions),
         message=f"best {metric_name} {state.best_metric:.4f} at step {state.best_global_step}",
     )

@@ -1,6 +1,10 @@
 """FineTune(search=N): N trials of the single-run training (`pipeline.run_training`) over the hyperparameters the
 caller left unset, with Optuna; the best trial's artifacts become the model version (nothing is trained again).
 
+- **Export once**: a trial trains, tunes its task parameters (calibration, thresholds) and reports its metric, and
+  keeps its model, tokenizer and task parameters (`run_training(export=False)`); only the best trial is exported
+  (ONNX, parity, variants, metrics.json: `pipeline.export_saved`), once, when the search ends.
+
 - **Sampler**: TPE, seeded with the job's seed (SearchSpec.seed).
 - **Pruner**: `MedianPruner(n_startup_trials=2, n_warmup_steps=1)`. A trial reports its best-model metric at each
   evaluation (step = the evaluation's number: trials with other epochs or batch sizes still line up); from its
@@ -41,7 +45,7 @@ from tuneserve.engines.training.events import (
     ResultEvent,
     TrialEvent,
 )
-from tuneserve.engines.training.pipeline import run_training
+from tuneserve.engines.training.pipeline import export_saved, run_training
 from tuneserve.engines.training.spec import ARTIFACTS, Hyperparameters, SearchSpec, StopRequests, TrainingSpec
 from tuneserve.tasks import TaskParams, get_task
 
@@ -166,7 +170,8 @@ def run_search(
         )
         try:
             outcome = run_training(trial_spec, PrefixedWriter(writer, f"[trial {trial.number}] "), stop,
-                                   scratch_dir=directory, callbacks=[_TrialCallback(trial, metric, deadline)])
+                                   scratch_dir=directory, callbacks=[_TrialCallback(trial, metric, deadline)],
+                                   export=False)
         except optuna.TrialPruned:
             raise
         except Exception as error:
@@ -201,7 +206,9 @@ def run_search(
         refitted = _refit_best(spec, best, scratch_dir, writer, stop, fixed, layers)
         if isinstance(refitted, CancelledEvent | PreemptedEvent):
             return refitted
-    return _result(study, spec, scratch_dir, metric)
+    result = _result(study, spec, writer, scratch_dir, metric)
+    # NOTE: a cancel that arrives during the export still wins, as in a single run
+    return CancelledEvent(step=result.best_step, message="cancelled") if stop.cancel.is_set() else result
 
 
 def _refit_best(
@@ -225,7 +232,7 @@ def _refit_best(
         first = refit.FirstRun(ResultEvent(**fields), TaskParams.load(directory / "output"), best.user_attrs["steps"])
         refit.save(refit_dir, first)
     outcome = run_training(trial_spec, PrefixedWriter(writer, f"[trial {best.number}] "), stop,
-                           scratch_dir=directory)
+                           scratch_dir=directory, export=False)
     if isinstance(outcome, ResultEvent):
         (directory / "result.json").write_text(json.dumps(outcome.fields()))
     return outcome
@@ -296,8 +303,10 @@ def _trial_event(study: optuna.Study, trial: optuna.trial.FrozenTrial, metric: s
     )
 
 
-def _result(study: optuna.Study, spec: TrainingSpec, scratch_dir: Path, metric: str) -> ResultEvent:
-    """The best trial's result and artifacts as the job's, with every trial (interrupted ones left out)."""
+def _result(
+    study: optuna.Study, spec: TrainingSpec, writer: EventWriter, scratch_dir: Path, metric: str
+) -> ResultEvent:
+    """The best trial's result and artifacts, exported, as the job's, with every trial (interrupted ones left out)."""
     best = _best(study)
     trials = [t for t in study.get_trials(deepcopy=False) if not t.user_attrs.get("interrupted")
               and t.state in _STATES and t.state is not optuna.trial.TrialState.RUNNING]
@@ -305,13 +314,15 @@ def _result(study: optuna.Study, spec: TrainingSpec, scratch_dir: Path, metric: 
         reasons = "; ".join(f"trial {t.number}: {t.user_attrs.get('reason', _STATES[t.state])}" for t in trials)
         raise RuntimeError(f"no search trial completed ({reasons or 'the budget ran out before the first'})")
     directory = _trial_dir(scratch_dir, best)
-    fields = json.loads((directory / "result.json").read_text())
-    result = ResultEvent(**fields)
-    result.trials = [_trial_event(study, t, metric).fields() for t in trials]
     output_dir = Path(spec.output_dir)
     if not output_dir.exists():  # NOTE: a rerun after the move found it there already
         shutil.move(directory / "output", output_dir)
     metrics_path = output_dir / ARTIFACTS["metrics"]
+    if metrics_path.exists():  # NOTE: written last by the export: a rerun after it exports nothing again
+        result = ResultEvent(**json.loads(metrics_path.read_text()))
+    else:
+        result = export_saved(spec, writer, ResultEvent(**json.loads((directory / "result.json").read_text())))
+    result.trials = [_trial_event(study, t, metric).fields() for t in trials]
     metrics = json.loads(metrics_path.read_text())
     metrics["trials"] = result.trials
     metrics_path.write_text(json.dumps(metrics, indent=2) + "\n")

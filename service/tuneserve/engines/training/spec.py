@@ -159,6 +159,9 @@ class TrainingSpec:
     task: str = "classification"        # tuneserve.tasks name: classification | multi_label | regression
     text_pairs: bool = False            # text rows carry "text_pair", encoded as hyperparameters.pair_encoding says
     search: SearchSpec = field(default_factory=SearchSpec)
+    # FineTune chose early stopping itself (auto: the caller left early_stopping_patience unset), so a run that shows
+    # overfitting stops at once rather than after the patience (engines/training/auto_stop.py)
+    stop_on_overfit: bool = False
 
     def best_metric(self) -> str:
         """metric_for_best_model, or the task's default when unset."""

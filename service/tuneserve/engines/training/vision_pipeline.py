@@ -84,15 +84,7 @@ class PreparedImages:
 
 def prepare_images(spec: TrainingSpec) -> PreparedImages:
     hp, task = spec.hyperparameters, get_task(spec.task)
-    validation = read_image_examples(Path(spec.validation_path), task) if spec.validation_path else None
-    splits = make_splits(
-        read_image_examples(Path(spec.train_path), task),
-        validation,
-        spec.labels,
-        task,
-        fraction=hp.validation_fraction,
-        seed=hp.seed,
-    )
+    splits = _splits(spec, task)
     params = task.prepare(targets(splits.train), TaskParams(task=task.name))
     model = new_classifier(ImageClassifier, spec, splits.train)
     augment = Augmentation(flip=hp.augment_flip, random_resized_crop=hp.augment_random_resized_crop)
@@ -103,6 +95,31 @@ def prepare_images(spec: TrainingSpec) -> PreparedImages:
     validation_set = ImageDataset(splits.validation, spec.labels, prep, task=task, params=params)
     return PreparedImages(
         model, splits, train_set, validation_set, list(spec.labels), task, params, augment=augment, seed=hp.seed
+    )
+
+
+def saved_images(spec: TrainingSpec, output_dir: Path) -> PreparedImages:
+    """The image model version written to output_dir, with the spec's validation rows (pipeline.export_saved)."""
+    task, params = get_task(spec.task), TaskParams.load(output_dir)
+    model = ImageClassifier.from_checkpoint(output_dir / ARTIFACTS["checkpoint"])
+    unused = ImageDataset([], spec.labels, model.preprocessing, task=task, params=params)  # NOTE: export reads splits
+    hp = spec.hyperparameters
+    augment = Augmentation(flip=hp.augment_flip, random_resized_crop=hp.augment_random_resized_crop)
+    return PreparedImages(
+        model, _splits(spec, task), unused, unused, list(spec.labels), task, params, augment=augment, seed=hp.seed
+    )
+
+
+def _splits(spec: TrainingSpec, task: Task) -> Splits[ImageExample]:
+    hp = spec.hyperparameters
+    validation = read_image_examples(Path(spec.validation_path), task) if spec.validation_path else None
+    return make_splits(
+        read_image_examples(Path(spec.train_path), task),
+        validation,
+        spec.labels,
+        task,
+        fraction=hp.validation_fraction,
+        seed=hp.seed,
     )
 
 

@@ -18,8 +18,8 @@ from tuneserve.core.recommend.recommender import CandidateScore, Recommendation,
 from tuneserve.core.registry import VersionSummary
 from tuneserve.core.serving.inference import PredictParams, PredictResult, VersionServing
 from tuneserve.core.serving.resolver import VersionRef
+from tuneserve.core.training.admission import FineTuneParams
 from tuneserve.core.training.hyperparameters import AUTO_KEY
-from tuneserve.core.training.jobs import FineTuneParams
 from tuneserve.engines.backbones import BackboneInfo
 from tuneserve.engines.training.spec import ExportSpec
 from tuneserve.errors import InvalidArgument
