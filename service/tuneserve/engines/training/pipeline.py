@@ -1,146 +1,48 @@
 """One fine-tuning job from spec to artifacts: data -> model -> Trainer -> best checkpoint -> task parameters ->
 [refit on train+validation: `refit`] -> ONNX -> result.
 
-The modality decides only the preparation (data, model, datasets) and the artifacts/export steps: `_Prepared` here for
-text, `vision_pipeline.PreparedImages` for images; the Trainer, callbacks, early stopping, diagnostics and the result
-are shared. The task (`tuneserve.tasks`, spec.task) decides the rest: the head's width and loss, the metrics, what is
-fitted before training (`Task.prepare`: the regression scaler) and after it on the validation split (`Task.tune`: the
-multi-label thresholds), all saved as `task.json` beside the model. A search's trials stop before the ONNX step
-(`run_training(export=False)`), and `export_saved` exports the best one once the search is over."""
+The modality decides only the preparation (data, model, datasets) and the artifacts/export steps:
+`text_pipeline.PreparedText` for text, `vision_pipeline.PreparedImages` for images; the Trainer, callbacks, early
+stopping, diagnostics and the result are shared. The task (`tuneserve.tasks`, spec.task) decides the rest: the head's
+width and loss, the metrics, what is fitted before training (`Task.prepare`: the regression scaler) and after it on
+the validation split (`Task.tune`: the multi-label thresholds), all saved as `task.json` beside the model. A search's
+trials stop before the ONNX step (`run_training(export=False)`), and `export_saved` exports the best one once the
+search is over."""
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-from transformers import AutoTokenizer, PreTrainedTokenizerBase, Trainer, TrainerCallback, TrainerState
+from transformers import Trainer, TrainerCallback, TrainerState
 from transformers.utils import logging as hf_logging
 
-from tuneserve.engines.export.text import TextInput, export_onnx
 from tuneserve.engines.training import refit
-from tuneserve.engines.training.artifacts import write_metrics, write_model_artifacts
+from tuneserve.engines.training.artifacts import write_metrics
 from tuneserve.engines.training.auto_stop import auto_callbacks
 from tuneserve.engines.training.calibrate import fit_after_training
 from tuneserve.engines.training.callbacks import CurvePoint, EventReporter, StopCallback
-from tuneserve.engines.training.data import (
-    EncodedDataset,
-    Splits,
-    encode,
-    make_splits,
-    read_examples,
-    targets,
-)
+from tuneserve.engines.training.data import Splits, targets
 from tuneserve.engines.training.diagnostics import FitDiagnosis, diagnose, train_sample, validation_figures
-from tuneserve.engines.training.events import CancelledEvent, EventWriter, ExportEvent, PreemptedEvent, ResultEvent
-from tuneserve.engines.training.model import TextClassifier
-from tuneserve.engines.training.pair_encoder import fit_cosine_map
-from tuneserve.engines.training.seq_length import resolve_seq_length
-from tuneserve.engines.training.spec import ARTIFACTS, StopRequests, TrainingSpec
-from tuneserve.engines.training.token_data import encode_tagged, read_tagged
-from tuneserve.engines.training.token_model import TokenClassifier
+from tuneserve.engines.training.events import CancelledEvent, EventWriter, PreemptedEvent, ResultEvent
+from tuneserve.engines.training.spec import StopRequests, TrainingSpec
+from tuneserve.engines.training.text_pipeline import PreparedText, prepare_text, saved_text
 from tuneserve.engines.training.trainer import (
     DeviceChoice,
     build_trainer,
     choose_device,
-    new_classifier,
     remove_checkpoints,
     resumable_checkpoint,
 )
-from tuneserve.engines.training.variants import export_variants
-from tuneserve.tasks import Calibration, Task, TaskParams, TaskReport, get_task
+from tuneserve.tasks import Calibration, Task, TaskParams, TaskReport
 
 if TYPE_CHECKING:  # NOTE: imported when a job is an image one: text jobs must not need efficientnet_lite_pytorch
     from tuneserve.engines.training.vision_pipeline import PreparedImages
-
-@dataclass(frozen=True)
-class _Prepared:
-    """The model with a new head, its tokenizer and the encoded data, ready for the Trainer."""
-
-    model: TextClassifier
-    tokenizer: PreTrainedTokenizerBase
-    splits: Splits[Any]         # text Examples, or TaggedExamples of a per-token task
-    train_set: EncodedDataset
-    validation_set: EncodedDataset
-    input_names: list[str]
-    max_seq_length: int
-    labels: list[str]
-    task: Task
-    params: TaskParams          # fitted on the training rows before training (the regression scaler)
-
-    def encode(self, examples: list[Any]) -> EncodedDataset:
-        """Examples as the model reads them: texts (or pairs) with their encoded targets, or (a per-token task)
-        sentences of words with each word's tag on its first sub-word."""
-        if self.task.per_token:
-            return encode_tagged(
-                examples, self.tokenizer, self.labels, input_names=self.input_names,
-                max_seq_length=self.max_seq_length,
-            )
-        return encode(
-            examples, self.tokenizer, self.labels, task=self.task, params=self.params, input_names=self.input_names,
-            max_seq_length=self.max_seq_length,
-        )
-
-    def training_set(self, examples: list[Any]) -> EncodedDataset:
-        """Examples as the model trains on them (text is encoded the same way for training and evaluation)."""
-        return self.encode(examples)
-
-    def with_fresh_model(self, spec: TrainingSpec, rows: list[Any]) -> _Prepared:
-        """The same preparation with a new model of the spec (a refit's: its class weights from `rows`)."""
-        return _started(dataclasses.replace(self, model=new_classifier(type(self.model), spec, rows)))
-
-    def inputs(self, examples: list[Any]) -> list[TextInput]:
-        """The model inputs of examples as serving takes them: texts, (text, text_pair) pairs, or lists of words."""
-        if self.task.per_token:
-            return [list(example.tokens) for example in examples]
-        if self.params.text_pairs:
-            return [(example.text, example.text_pair) for example in examples]
-        return [example.text for example in examples]
-
-    def write_artifacts(self, output_dir: Path) -> None:
-        write_model_artifacts(
-            output_dir,
-            self.model,
-            self.tokenizer,
-            labels=self.labels,
-            input_names=self.input_names,
-            max_seq_length=self.max_seq_length,
-        )
-
-    def export(self, output_dir: Path, writer: EventWriter, params: TaskParams) -> float:
-        """Export the best model to ONNX (raises when parity fails), report it, and return the parity max diff."""
-        export = export_onnx(
-            self.model,
-            self.tokenizer,
-            output_dir / ARTIFACTS["onnx"],
-            example_texts=self.inputs(self.splits.validation),
-            max_seq_length=self.max_seq_length,
-            params=params,
-        )
-        writer.write(ExportEvent.of(export, examples="text pairs" if params.text_pairs else "texts"))
-        return export.parity.max_abs_diff
-
-    def export_variants(
-        self, spec: TrainingSpec, output_dir: Path, writer: EventWriter, params: TaskParams, fp32_value: float
-    ) -> dict[str, float]:
-        validation = self.splits.validation
-        return export_variants(
-            spec,
-            output_dir,
-            writer,
-            self.tokenizer,
-            (self.inputs(validation), targets(validation)),
-            task=self.task,
-            params=params,
-            max_seq_length=self.max_seq_length,
-            fp32_value=fp32_value,
-        )
 
 
 def run_training(
@@ -163,13 +65,13 @@ def run_training(
         torch.set_num_threads(spec.threads)
     hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
     device = choose_device(spec.device)
-    prepared: _Prepared | PreparedImages
+    prepared: PreparedText | PreparedImages
     if spec.backbone.modality == "image":
         from tuneserve.engines.training.vision_pipeline import prepare_images
 
         prepared = prepare_images(spec)
     else:
-        prepared = _prepare(spec)
+        prepared = prepare_text(spec)
     checkpoints = Path(spec.checkpoint_dir) if spec.checkpoint_dir else scratch_dir / "checkpoints"
     refit_dir = refit.directory(checkpoints)
     first = refit.load(refit_dir) if hp.refit == "true" else None
@@ -201,7 +103,7 @@ def run_training(
 
 
 def _first_run(
-    spec: TrainingSpec, prepared: _Prepared | PreparedImages, writer: EventWriter, stop: StopRequests,
+    spec: TrainingSpec, prepared: PreparedText | PreparedImages, writer: EventWriter, stop: StopRequests,
     device: DeviceChoice, checkpoints: Path, callbacks: Sequence[TrainerCallback],
 ) -> refit.FirstRun | CancelledEvent | PreemptedEvent:
     """Train with evaluation, keep the best checkpoint, fit the task parameters on its validation outputs and
@@ -255,7 +157,7 @@ def _first_run(
 
 
 def _publish(
-    spec: TrainingSpec, prepared: _Prepared | PreparedImages, first: refit.FirstRun, writer: EventWriter, export: bool
+    spec: TrainingSpec, prepared: PreparedText | PreparedImages, first: refit.FirstRun, writer: EventWriter, export: bool
 ) -> ResultEvent:
     """Write prepared.model (the best checkpoint, or the refit model) with the first run's task parameters and, unless
     `export` is off (a search's trial), export it, judge its variants and complete the result."""
@@ -276,19 +178,19 @@ def export_saved(spec: TrainingSpec, writer: EventWriter, result: ResultEvent) -
     model.onnx (parity-checked on the same validation rows), its variants and metrics.json; `result` is that run's,
     returned with the export's fields."""
     output_dir = Path(spec.output_dir)
-    prepared: _Prepared | PreparedImages
+    prepared: PreparedText | PreparedImages
     if spec.backbone.modality == "image":
         from tuneserve.engines.training.vision_pipeline import saved_images
 
         prepared = saved_images(spec, output_dir)
     else:
-        prepared = _saved(spec, output_dir)
+        prepared = saved_text(spec, output_dir)
     _export(prepared, spec, writer, prepared.params, result)
     return result
 
 
 def _export(
-    prepared: _Prepared | PreparedImages, spec: TrainingSpec, writer: EventWriter, params: TaskParams,
+    prepared: PreparedText | PreparedImages, spec: TrainingSpec, writer: EventWriter, params: TaskParams,
     result: ResultEvent,
 ) -> None:
     """The version's last artifacts: model.onnx (raises when parity fails), its variants judged on the task's guard
@@ -304,75 +206,8 @@ def _export(
     write_metrics(output_dir, result)
 
 
-def _prepare(spec: TrainingSpec) -> _Prepared:
-    hp, task = spec.hyperparameters, get_task(spec.task)
-    splits = _load_splits(spec, task)
-    pair_encoding = hp.pair_encoding if spec.text_pairs else "cross"
-    params = task.prepare(
-        targets(splits.train), TaskParams(task=task.name, text_pairs=spec.text_pairs, pair_encoding=pair_encoding)
-    )
-    tokenizer = AutoTokenizer.from_pretrained(spec.backbone.path, use_fast=True)
-    model = new_classifier(TokenClassifier if task.per_token else TextClassifier, spec, splits.train)
-    pairs = [example.text_pair for example in splits.train] if spec.text_pairs else None
-    max_seq_length = resolve_seq_length(
-        hp.max_seq_length, tokenizer, model.backbone.config, [example.text for example in splits.train], pairs,
-        together=not params.bi_encoder,
-    )
-    input_names = model.input_names(tokenizer)
-    prepared = _Prepared(
-        model, tokenizer, splits, EncodedDataset([]), EncodedDataset([]), input_names, max_seq_length,
-        list(spec.labels), task, params,
-    )
-    return _started(dataclasses.replace(
-        prepared, train_set=prepared.encode(splits.train), validation_set=prepared.encode(splits.validation)
-    ))
-
-
-def _started(prepared: _Prepared) -> _Prepared:
-    """A bi-encoder's regression head starts at the zero-shot cosines' fit (`pair_encoder.fit_cosine_map`)."""
-    model = prepared.model
-    if model.bi_encoder and prepared.task.name == "regression":
-        fit_cosine_map(model, prepared.train_set, model.collator(prepared.tokenizer))
-    return prepared
-
-
-def _saved(spec: TrainingSpec, output_dir: Path) -> _Prepared:
-    """The text model version written to output_dir, with the spec's validation rows (not encoded: export reads
-    the texts)."""
-    task = get_task(spec.task)
-    preprocessing = json.loads((output_dir / ARTIFACTS["preprocessing"]).read_text())
-    model = (TokenClassifier if task.per_token else TextClassifier).from_checkpoint(output_dir / ARTIFACTS["checkpoint"])
-    tokenizer = AutoTokenizer.from_pretrained(str(output_dir / ARTIFACTS["tokenizer"]), use_fast=True)
-    return _Prepared(
-        model, tokenizer, _load_splits(spec, task), EncodedDataset([]), EncodedDataset([]),
-        preprocessing["input_names"], preprocessing["max_seq_length"], list(spec.labels), task,
-        TaskParams.load(output_dir),
-    )
-
-
-def _load_splits(spec: TrainingSpec, task: Task) -> Splits[Any]:
-    hp = spec.hyperparameters
-    if task.per_token:
-        tagged = read_tagged(Path(spec.validation_path), task) if spec.validation_path else None
-        return make_splits(
-            read_tagged(Path(spec.train_path), task), tagged, spec.labels, task, fraction=hp.validation_fraction,
-            seed=hp.seed,
-        )
-    validation = (
-        read_examples(Path(spec.validation_path), task, pairs=spec.text_pairs) if spec.validation_path else None
-    )
-    return make_splits(
-        read_examples(Path(spec.train_path), task, pairs=spec.text_pairs),
-        validation,
-        spec.labels,
-        task,
-        fraction=hp.validation_fraction,
-        seed=hp.seed,
-    )
-
-
 def _tune(
-    trainer: Trainer, prepared: _Prepared | PreparedImages, task: Task, labels: list[str], calibrate: bool
+    trainer: Trainer, prepared: PreparedText | PreparedImages, task: Task, labels: list[str], calibrate: bool
 ) -> tuple[TaskParams, Calibration | None, TaskReport]:
     """The task parameters fitted on the best checkpoint's validation outputs (the temperature, then multi-label:
     each label's threshold), the calibration's figures, and the validation report of the model as it will be
@@ -386,7 +221,7 @@ def _tune(
 
 
 def _diagnose_fit(
-    trainer: Trainer, prepared: _Prepared | PreparedImages, reporter: EventReporter, params: TaskParams,
+    trainer: Trainer, prepared: PreparedText | PreparedImages, reporter: EventReporter, params: TaskParams,
     report: TaskReport,
 ) -> FitDiagnosis:
     """The best checkpoint's fit metric (the task's) on a sample of its own training rows, against its validation

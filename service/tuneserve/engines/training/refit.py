@@ -63,7 +63,7 @@ FIRST_RUN = "first_run.json"
 
 
 class Prepared(Protocol):
-    """What the refit reads of a prepared job (pipeline._Prepared for text, vision_pipeline.PreparedImages)."""
+    """What the refit reads of a prepared job (text_pipeline.PreparedText, vision_pipeline.PreparedImages)."""
 
     @property
     def model(self) -> TransferClassifier: ...
