@@ -267,7 +267,7 @@ def _max_seq_length(requested: int, tokenizer: PreTrainedTokenizerBase, model: T
 def _tune(
     trainer: Trainer, prepared: _Prepared | PreparedImages, task: Task, labels: list[str], calibrate: bool
 ) -> tuple[TaskParams, Calibration | None, TaskReport]:
-    """The task parameters fitted on the best checkpoint's validation outputs (the temperature, then multi-label:
+    """The task parameters fitted on the best checkpoint's validation outputs (the calibration, then multi-label:
     each label's threshold), the calibration's figures, and the validation report of the model as it will be
     served."""
     validation = targets(prepared.splits.validation)

@@ -97,7 +97,8 @@ class Hyperparameters:
     augment_random_resized_crop: bool = True  # image backbones: random resized crops (scale 0.35-1) of training images
     regression_loss: RegressionLoss = "mse"    # regression: on the standardised target; huber has delta 1 (one std)
     refit: Refit = "auto"               # retrain on train+validation for the best step count (engines/training/refit.py)
-    calibrate: bool = True              # temperature scaling fitted on the validation split (classification tasks)
+    calibrate: bool = True              # fitted on the validation split: temperature scaling (classification),
+                                        # Platt scaling per label (multi-label)
 
 
 @dataclass
