@@ -9,9 +9,11 @@ within a label never changes) and a bias per label. The bias is what a temperatu
 (class weighting) shifts each label's logit up by about log(pos_weight), which no scale undoes. (T, b) minimise the
 label's binary cross-entropy on the validation rows against Platt's smoothed targets ((positives + 1) / (positives + 2)
 for a positive row, 1 / (negatives + 2) for a negative one), so a label whose rows a threshold separates keeps a finite
-scale. A label whose validation rows are all negative (or all positive) says nothing about the scale: T stays 1 and
-only b is fitted, which brings its mean probability to the smoothed prior 1 / (rows + 2) (or its complement). A fit is
-kept only if it lowers the label's NLL against the 0/1 targets; otherwise T = 1, b = 0 (identity).
+scale. A label whose validation rows are all negative (or all positive) keeps T = 1, b = 0 (identity, the raw sigmoid
+the training's decision rule was made for): they say nothing about its scale, and a bias fitted to them alone would
+push a rare label's scores to about 1 / (rows + 2), below any threshold, however often the label occurs in training
+(its threshold stays 0.5 too: `MultiLabel.tune`). A fit is also kept only if it lowers the label's NLL against the 0/1
+targets; otherwise identity.
 Regression has nothing to calibrate.
 
 ECE is the usual one: 15 equal-width bins of the top score (multi-label: of every (row, label) probability, each a
@@ -73,40 +75,37 @@ def fit_softmax_temperature(logits: np.ndarray, targets: np.ndarray) -> float:
 
 def fit_binary_platt(logits: np.ndarray, targets: np.ndarray) -> tuple[list[float], list[float]]:
     """One (T, b) per column minimising that column's binary_nll against Platt's smoothed targets (module docstring);
-    a column whose targets are all one value fits b only, and a column with no rows or no gain keeps (1, 0)."""
+    (1, 0) for a column whose targets are all one value (or that has no rows) and where the fit does not lower the
+    NLL."""
     temperatures, biases = [], []
     for j in range(logits.shape[1]):
         column = np.asarray(logits[:, j], dtype=np.float64)
         wanted = np.asarray(targets[:, j], dtype=np.float64)
-        t, b = _platt(column, wanted) if len(wanted) else (1.0, 0.0)
-        if len(wanted) and binary_nll(column, wanted, t, b) >= binary_nll(column, wanted) - 1e-9:
-            t, b = 1.0, 0.0
+        t, b = 1.0, 0.0
+        if len(wanted) and wanted.min() != wanted.max():
+            t, b = _platt(column, wanted)
+            if binary_nll(column, wanted, t, b) >= binary_nll(column, wanted) - 1e-9:
+                t, b = 1.0, 0.0
         temperatures.append(t)
         biases.append(b)
     return temperatures, biases
 
 
 def _platt(z: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """(T, b) of one label with both positive and negative rows."""
     positives = float(y.sum())
-    negatives = len(y) - positives
-    soft = np.where(y > 0.5, (positives + 1.0) / (positives + 2.0), 1.0 / (negatives + 2.0))
-    one_sided = positives == 0 or negatives == 0
+    soft = np.where(y > 0.5, (positives + 1.0) / (positives + 2.0), 1.0 / (len(y) - positives + 2.0))
 
     # NOTE: in (a = 1/T, b) the objective is a logistic regression on one feature, convex, so a bounded quasi-Newton
     # search finds its minimum; the gradient is exact.
     def objective(x: np.ndarray) -> tuple[float, np.ndarray]:
-        a, b = (1.0, x[0]) if one_sided else (x[0], x[1])
-        s = a * z + b
-        loss = float(np.mean(np.logaddexp(0.0, s) - soft * s))
+        s = x[0] * z + x[1]
         residual = 1.0 / (1.0 + np.exp(-np.clip(s, -60.0, 60.0))) - soft
-        grad_b = float(residual.mean())
-        return loss, np.array([grad_b] if one_sided else [float((residual * z).mean()), grad_b])
+        loss = float(np.mean(np.logaddexp(0.0, s) - soft * s))
+        return loss, np.array([float((residual * z).mean()), float(residual.mean())])
 
     scale_bounds = (float(np.exp(-LOG_T_BOUNDS[1])), float(np.exp(-LOG_T_BOUNDS[0])))
-    start, bounds = ([0.0], [BIAS_BOUNDS]) if one_sided else ([1.0, 0.0], [scale_bounds, BIAS_BOUNDS])
-    found = minimize(objective, np.array(start), jac=True, method="L-BFGS-B", bounds=bounds)
-    if one_sided:
-        return 1.0, float(found.x[0])
+    found = minimize(objective, np.array([1.0, 0.0]), jac=True, method="L-BFGS-B", bounds=[scale_bounds, BIAS_BOUNDS])
     return 1.0 / float(found.x[0]), float(found.x[1])
 
 
