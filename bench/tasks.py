@@ -10,7 +10,10 @@ For each task (data: bench/task_data.py, package versions in bench/RESULTS.md):
 - the probe is the usual frozen-backbone baseline, fitted in this process on mean-pooled MiniLM features of the same
   rows: one-vs-rest logistic regression (multi-label, threshold 0.5) or ridge regression (regression, and pairs on
   [u, v, |u-v|, u*v]); for pairs also the zero-shot cosine similarity of the two sides' embeddings;
-- Predict latency: the median of 50 single-row Predict calls through the client.
+- Predict latency: the median of 50 single-row Predict calls through the client;
+- multi-label calibration: the held-out ECE (every (row, label) probability, 15 bins) of the served scores and of the
+  raw sigmoid before calibration, recovered from them by undoing the job's stored Platt scaling
+  (logit = T * (log(p / (1 - p)) - b)), beside the job's own validation figures (`result.calibration`).
 Targets: multi-label micro F1 >= probe + 0.03; regression Pearson >= probe + 0.05; pairs Spearman above the zero-shot
 cosine. Prints a table and one JSON line of figures.
 """
@@ -103,13 +106,39 @@ def _service(
         else:
             client.predict(done.model_id, [row["text"]])
         latencies.append((time.perf_counter() - t0) * 1000)
+    calibration = _held_out_calibration(client, done, test) if task == "multi_label" else {}
     return {
+        **calibration,
         "finetune": dict(response.report.metrics), "scratch": dict(response.compared[0].metrics),
         "test": comparison.test, "p_value": comparison.p_value, "verdict": comparison.verdict,
         "job_wall_seconds": round(wall, 1), "train_seconds": round(done.result.train_seconds, 1),
         "hyperparameters": {"epochs": done.hyperparameters.epochs, "metric": done.hyperparameters.metric_for_best_model},
         "predict_ms_median": round(statistics.median(latencies), 2),
     }
+
+
+def _held_out_calibration(client: Client, done: Any, test: list[dict[str, Any]]) -> dict[str, Any]:
+    """ECE on the held-out rows before (raw sigmoid) and after (served) the job's calibration, and its validation
+    figures."""
+    from tuneserve.tasks.calibration import expected_calibration_error, sigmoid
+
+    labels = list(client.get_model(done.model_id).labels)
+    texts = [r["text"] for r in test]
+    rows = [p for i in range(0, len(texts), 32) for p in client.predict(done.model_id, texts[i:i + 32]).predictions]
+    served = np.array([[dict((s.label, s.score) for s in p.scores)[label] for label in labels] for p in rows])
+    truth = np.array([[label in r["labels"] for label in labels] for r in test], dtype=np.float64)
+    fit = done.result.calibration
+    t = np.array(fit.temperature) if fit.temperature else 1.0
+    b = np.array(fit.bias) if fit.bias else 0.0
+    p = np.clip(served.astype(np.float64), 1e-7, 1 - 1e-7)
+    raw = sigmoid(t * (np.log(p / (1 - p)) - b))
+    return {"calibration": {
+        "held_out_ece_before": expected_calibration_error(raw, truth),
+        "held_out_ece_after": expected_calibration_error(served, truth),
+        "validation": {k: getattr(fit, k) for k in ("ece_before", "ece_after", "nll_before", "nll_after")},
+        "temperature": list(fit.temperature), "bias": list(fit.bias),
+        "thresholds": dict(done.result.label_thresholds),
+    }}
 
 
 def _embed(texts: list[str]) -> np.ndarray:
@@ -173,6 +202,10 @@ def _print(task: str, f: dict[str, Any]) -> None:
     print(f"target: {metric} >= {baseline_name} + {margin}: {'met' if met else 'NOT met'} "
           f"({f['finetune'][metric]:.4f} vs {baseline:.4f}); fine-tune vs scratch: {f['test']} p={f['p_value']:.3g}")
     print(f"job wall {f['job_wall_seconds']} s (train {f['train_seconds']} s); Predict median {f['predict_ms_median']} ms")
+    if "calibration" in f:
+        c = f["calibration"]
+        print(f"held-out ECE {c['held_out_ece_before']:.4f} before calibration, {c['held_out_ece_after']:.4f} after "
+              f"(validation {c['validation']['ece_before']:.4f} -> {c['validation']['ece_after']:.4f})")
 
 
 if __name__ == "__main__":

@@ -144,6 +144,8 @@ def test_jobs_get_shows_the_tasks_metrics_thresholds_and_variants(
         validation_metrics={"micro_f1": 0.81, "hamming_loss": 0.07, "macro_f1": 0.7, "micro_recall": 0.8},
         best_metric_name="micro_f1", best_metric=0.8, variant_metric="micro_f1",
         variant_metrics={"fp32": 0.81, "int8": 0.8}, label_thresholds={"water": 0.3, "aid": 0.55},
+        calibration={"temperature": [1.2, 0.8], "bias": [-1.5, -0.25], "ece_before": 0.2, "ece_after": 0.03,
+                     "nll_before": 0.5, "nll_after": 0.3},
         learning_curve=[{"step": 10, "epoch": 1.0, "train_loss": 0.8, "validation_loss": 0.6,
                          "metrics": {"micro_f1": 0.8, "macro_f1": 0.7}}],
     ))  # fmt: skip
@@ -153,3 +155,4 @@ def test_jobs_get_shows_the_tasks_metrics_thresholds_and_variants(
     assert "micro_f1 0.8100  macro_f1 0.7000  hamming_loss 0.0700  micro_recall 0.8000" in out
     assert "micro_f1: fp32 0.8100  int8 0.8000" in out and "aid 0.55  water 0.30" in out
     assert "VAL MICRO F1  VAL MACRO F1" in out
+    assert "temperature 1.2 0.8 bias -1.5 -0.25: validation ECE 0.2000 -> 0.0300, NLL 0.5000 -> 0.3000" in out

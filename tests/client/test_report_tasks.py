@@ -105,6 +105,19 @@ def test_multi_label_thresholds_fall_back_to_the_job_result() -> None:
     assert "test-evaluation" not in parsed.sections
 
 
+def test_multi_label_report_shows_the_platt_scaling_of_each_label() -> None:
+    job = multi_label_job()
+    job.result.calibration.CopyFrom(type(job.result.calibration)(
+        temperature=[1.5, 1.0, 0.75], bias=[-2.0, -0.5, 0.25], ece_before=0.21, ece_after=0.04, nll_before=0.6,
+        nll_after=0.35,
+    ))
+    parsed = parse_report(render_html(ReportInput(job=job)))
+    assert "calibration" in parsed.sections and "Platt scaling" in parsed.text
+    figures = {row[0]: row[1] for row in table_with(parsed, "temperature")}
+    assert (figures["temperature"], figures["bias"]) == ("1.500 1.000 0.750", "-2.000 -0.500 0.250")
+    assert figures["validation ECE"] == "0.2100 before, 0.0400 after"
+
+
 def test_regression_report_has_scatter_residuals_and_the_wilcoxon_comparison() -> None:
     job = Job(id="job-r", state=JobState.JOB_STATE_SUCCEEDED, task=TASK_REGRESSION, model_id="model-r", model_version=2,
               result={"validation_metrics": {"rmse": 1.3, "spearman": 0.97}, "best_metric_name": "rmse",

@@ -1,7 +1,11 @@
-"""Temperature scaling and ECE on controlled data: an overconfident model is softened, the NLL drops, the argmax and
-ranking stay, and ECE matches a hand-computed value."""
+"""Temperature scaling, Platt scaling and ECE on controlled data: an overconfident model is softened, the NLL drops,
+the argmax and ranking stay; a multi-label model shifted as `pos_weight` shifts it is brought back by a bias per label
+where a temperature cannot; ECE matches a hand-computed value."""
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -9,7 +13,7 @@ import pytest
 from tuneserve.tasks.calibration import (
     binary_nll,
     expected_calibration_error,
-    fit_binary_temperatures,
+    fit_binary_platt,
     fit_softmax_temperature,
     reliability,
     sigmoid,
@@ -38,18 +42,62 @@ def test_temperature_softens_an_overconfident_model_and_lowers_its_nll() -> None
     assert (softmax(logits / t).argmax(1) == softmax(logits).argmax(1)).all()
 
 
-def test_per_label_temperatures_fit_each_label_and_leave_constant_labels_alone() -> None:
+def _shifted(n: int = 3000, seed: int = 2) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Multi-label logits calibrated by construction (rare labels), then shifted up by log(negatives / positives) per
+    label: what training with `pos_weight` does to a model's sigmoid."""
+    rng = np.random.default_rng(seed)
+    calibrated = rng.normal(-3.0, 2.0, size=(n, 4)) + np.array([0.0, 0.5, -0.5, 1.0])
+    targets = (rng.random((n, 4)) < sigmoid(calibrated)).astype(np.float64)
+    shift = np.log((1 - targets.mean(axis=0)) / targets.mean(axis=0))
+    return calibrated + shift, targets, shift
+
+
+def _best_temperatures(logits: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """Temperature scaling alone, per label, by a fine grid over T in [0.05, 20]."""
+    grid = np.exp(np.linspace(-3.0, 3.0, 601))
+    return np.array([grid[np.argmin([binary_nll(logits[:, j], targets[:, j], t) for t in grid])]
+                     for j in range(logits.shape[1])])
+
+
+def test_platt_undoes_a_pos_weight_shift_that_a_temperature_cannot() -> None:
+    logits, targets, shift = _shifted()
+    assert shift.min() > 1.0
+    temperature = _best_temperatures(logits, targets)
+    t, b = (np.array(v) for v in fit_binary_platt(logits, targets))
+    assert b == pytest.approx(-shift, abs=0.35) and t == pytest.approx(1.0, abs=0.15)
+    ece_temperature = expected_calibration_error(sigmoid(logits / temperature), targets)
+    ece_platt = expected_calibration_error(sigmoid(logits / t + b), targets)
+    assert ece_temperature > 0.1
+    assert ece_platt < 0.03
+    assert binary_nll(logits, targets, t, b) < binary_nll(logits, targets, temperature) - 0.05
+
+
+def test_platt_recovers_a_scale_and_leaves_the_order_of_scores() -> None:
     rng = np.random.default_rng(1)
-    calibrated = rng.normal(size=(3000, 3)) * 2.0
-    targets = (rng.random((3000, 3)) < sigmoid(calibrated)).astype(np.float64)
-    targets[:, 2] = 1.0                      # one value only: nothing to learn about its calibration
-    logits = calibrated * np.array([3.0, 0.5, 2.0])
-    t = fit_binary_temperatures(logits, targets)
-    assert t[0] == pytest.approx(3.0, rel=0.2)
-    assert t[1] == pytest.approx(0.5, rel=0.2)
-    assert t[2] == 1.0
+    calibrated = rng.normal(size=(3000, 2)) * 2.0
+    targets = (rng.random((3000, 2)) < sigmoid(calibrated)).astype(np.float64)
+    logits = calibrated * np.array([3.0, 0.5])
+    t, b = fit_binary_platt(logits, targets)
+    assert t[0] == pytest.approx(3.0, rel=0.2) and t[1] == pytest.approx(0.5, rel=0.2)
+    assert np.abs(b).max() < 0.2
     for j in range(2):
-        assert binary_nll(logits[:, j], targets[:, j], t[j]) < binary_nll(logits[:, j], targets[:, j])
+        assert binary_nll(logits[:, j], targets[:, j], t[j], b[j]) < binary_nll(logits[:, j], targets[:, j])
+        served = sigmoid(logits[:, j] / t[j] + b[j])
+        assert (np.argsort(served, kind="stable") == np.argsort(logits[:, j], kind="stable")).all()
+
+
+def test_platt_keeps_identity_where_a_label_has_one_value_or_no_rows() -> None:
+    rng = np.random.default_rng(3)
+    logits = rng.normal(1.0, 1.0, size=(200, 3))
+    targets = np.zeros((200, 3))
+    targets[:, 1] = 1.0
+    targets[:, 2] = logits[:, 2] > 1.0          # separable: the smoothed targets keep the scale finite
+    t, b = fit_binary_platt(logits, targets)
+    assert (t[:2], b[:2]) == ([1.0, 1.0], [0.0, 0.0])   # one value: nothing to learn about the label's calibration
+    assert 0.05 <= t[2] < 1.0 and np.isfinite(b[2])
+    assert fit_binary_platt(np.zeros((0, 2)), np.zeros((0, 2))) == ([1.0, 1.0], [0.0, 0.0])
+    # every logit equal and the targets balanced: nothing lowers the NLL below the identity's
+    assert fit_binary_platt(np.zeros((10, 1)), np.tile([0.0, 1.0], 5)[:, None]) == ([1.0], [0.0])
 
 
 def test_a_calibrated_model_keeps_temperature_near_one() -> None:
@@ -95,22 +143,43 @@ def test_task_calibration_lowers_the_nll_of_an_overconfident_classifier_and_outp
 
 
 def test_multi_label_calibrates_each_label_before_tuning_its_threshold() -> None:
+    """Task.calibrate fits Platt scaling per label on a shifted model, lowers the NLL and the ECE, Task.outputs serves
+    sigmoid(z / T + b), and the thresholds are tuned on those calibrated probabilities."""
     from tuneserve.tasks import TaskParams, get_task
 
-    rng = np.random.default_rng(1)
-    truth = rng.random((400, 2)) < 0.4
-    logits = np.where(truth, 1.0, -1.0) + rng.normal(0.0, 1.5, (400, 2))
-    logits[:, 0] *= 5.0                  # label 0 overconfident, label 1 about right
-    labels = ["x", "y"]
+    logits, truth, _ = _shifted(n=600)
+    labels = ["w", "x", "y", "z"]
     targets = [[labels[j] for j in np.flatnonzero(row)] for row in truth]
     task = get_task("multi_label")
     params, fit = task.calibrate(logits, targets, labels, TaskParams("multi_label"))
-    assert fit is not None and fit.temperature[0] > 3.0 and 0.5 < fit.temperature[1] < 2.0
-    assert fit.nll_after < fit.nll_before
+    assert fit is not None and params.temperature == fit.temperature and params.bias == fit.bias
+    assert len(fit.bias) == 4 and max(fit.bias) < -1.0
+    assert fit.nll_after < fit.nll_before and fit.ece_after < 0.05 < fit.ece_before
     served = task.outputs(logits, params)
-    assert np.allclose(served, sigmoid(logits / np.array(fit.temperature)), atol=1e-6)
+    assert np.allclose(served, sigmoid(logits / np.array(fit.temperature) + np.array(fit.bias)), atol=1e-6)
     tuned = task.tune(logits, targets, labels, params)
-    assert tuned.temperature == params.temperature and len(tuned.thresholds) == 2
+    assert (tuned.temperature, tuned.bias) == (params.temperature, params.bias) and len(tuned.thresholds) == 4
+    calibrated_logits = logits / np.array(fit.temperature) + np.array(fit.bias)
+    assert tuned.thresholds == task.tune(calibrated_logits, targets, labels, TaskParams("multi_label")).thresholds
+    # on the shifted sigmoid the F1-best thresholds sit higher: the same decisions, but not the served probabilities
+    assert min(task.tune(logits, targets, labels, TaskParams("multi_label")).thresholds) > max(tuned.thresholds)
+
+
+def test_a_task_json_written_before_biases_serves_as_before(tmp_path: Path) -> None:
+    """A multi-label version calibrated before Platt scaling (temperatures only) and one not calibrated at all load
+    without a bias and serve sigmoid(z / T) and sigmoid(z)."""
+    from tuneserve.tasks import TaskParams, get_task
+
+    logits = np.random.default_rng(4).normal(size=(5, 2))
+    task = get_task("multi_label")
+    (tmp_path / "task.json").write_text(json.dumps(
+        {"task": "multi_label", "text_pairs": False, "thresholds": [0.3, 0.6], "target_mean": 0.0, "target_std": 1.0,
+         "temperature": [2.0, 0.5]}))
+    params = TaskParams.load(tmp_path)
+    assert (params.bias, params.temperature, params.thresholds) == ([], [2.0, 0.5], [0.3, 0.6])
+    assert np.allclose(task.outputs(logits, params), sigmoid(logits / np.array([2.0, 0.5])), atol=1e-6)
+    (tmp_path / "task.json").write_text(json.dumps({"task": "multi_label", "thresholds": [0.3, 0.6]}))
+    assert np.allclose(task.outputs(logits, TaskParams.load(tmp_path)), sigmoid(logits), atol=1e-6)
 
 
 def test_regression_has_nothing_to_calibrate() -> None:

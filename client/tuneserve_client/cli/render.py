@@ -206,8 +206,9 @@ def _task_rows(r: JobResult) -> list[tuple[str, str]]:
         rows.append(("auto", ", ".join(r.auto_hyperparameters) + " (chosen from the data)"))
     c = r.calibration
     if c.temperature:
-        rows.append(("calibration", f"temperature {' '.join(f'{t:.3g}' for t in c.temperature)}: validation ECE "
-                                    f"{c.ece_before:.4f} -> {c.ece_after:.4f}, NLL {c.nll_before:.4f} -> "
+        bias = f" bias {' '.join(f'{b:.3g}' for b in c.bias)}" if c.bias else ""
+        rows.append(("calibration", f"temperature {' '.join(f'{t:.3g}' for t in c.temperature)}{bias}: validation "
+                                    f"ECE {c.ece_before:.4f} -> {c.ece_after:.4f}, NLL {c.nll_before:.4f} -> "
                                     f"{c.nll_after:.4f}"))
     if r.refit:
         rows.append(("refit", f"served model retrained on {r.refit_examples} train+validation rows for "

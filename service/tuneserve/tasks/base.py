@@ -42,6 +42,8 @@ class TaskParams:
     target_mean: float = 0.0                                 # regression: the scaler the head was trained against
     target_std: float = 1.0
     temperature: list[float] = field(default_factory=list)   # calibration: [] = none; one T, or one per label
+    bias: list[float] = field(default_factory=list)          # multi-label calibration (Platt): [] = none; one per
+                                                             # label, served as sigmoid(logit / T + b)
 
     def save(self, directory: Path) -> None:
         (directory / TASK_FILE).write_text(json.dumps(dataclasses.asdict(self), indent=2))
@@ -125,13 +127,15 @@ class TaskReport:
 
 @dataclass(frozen=True)
 class Calibration:
-    """A temperature fit on the validation rows (JobResult.calibration): the temperatures and what they changed."""
+    """A calibration fitted on the validation rows (JobResult.calibration): the temperatures (multi-label: and the
+    biases of Platt scaling) and what they changed."""
 
     temperature: list[float]
     ece_before: float
     ece_after: float
     nll_before: float
     nll_after: float
+    bias: list[float] = field(default_factory=list)   # multi-label: one per label; [] = temperature scaling only
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -248,8 +252,9 @@ class Task(ABC):
     def calibrate(
         self, logits: np.ndarray, targets: Sequence[Target], labels: Sequence[str], params: TaskParams
     ) -> tuple[TaskParams, Calibration | None]:
-        """Temperature scaling fitted on the validation rows' raw outputs (tasks/calibration.py), stored in
-        params.temperature for `outputs` to apply; None where the task has nothing to calibrate (regression)."""
+        """Calibration fitted on the validation rows' raw outputs (tasks/calibration.py: temperature scaling, or
+        multi-label Platt scaling), stored in params.temperature (and params.bias) for `outputs` to apply; None where the
+        task has nothing to calibrate (regression)."""
         return params, None
 
     # -- outputs ----------------------------------------------------------------------------------------------------

@@ -1,22 +1,35 @@
-"""Temperature scaling (Guo et al., 2017) and the expected calibration error.
+"""Temperature scaling (Guo et al., 2017), Platt scaling (Platt, 1999) and the expected calibration error.
 
-A temperature T > 0 divides the head's logits before the softmax (one T per model) or before each sigmoid (one T per
-label for multi-label); it is fitted after training by minimising the negative log-likelihood of the validation rows,
-so the argmax and the ranking of scores never change, only how confident they read. T > 1 softens an overconfident
-model. Regression has nothing to calibrate.
+Single-label classification: a temperature T > 0 divides the head's logits before the softmax (one T per model), fitted
+after training by minimising the negative log-likelihood of the validation rows, so the argmax and the ranking of
+scores never change, only how confident they read. T > 1 softens an overconfident model.
 
-ECE is the usual one: 15 equal-width bins of the top score (multi-label: of every label's probability, each a yes/no
-event), the weighted mean of |accuracy - mean confidence| over the bins.
+Multi-label: Platt scaling per label, p = sigmoid(z / T + b), a scale (kept as a temperature, T > 0, so the ranking
+within a label never changes) and a bias per label. The bias is what a temperature lacks: training with `pos_weight`
+(class weighting) shifts each label's logit up by about log(pos_weight), which no scale undoes. (T, b) minimise the
+label's binary cross-entropy on the validation rows against Platt's smoothed targets ((positives + 1) / (positives + 2)
+for a positive row, 1 / (negatives + 2) for a negative one), so a label whose rows a threshold separates keeps a finite
+scale. A label whose validation rows are all negative (or all positive) keeps T = 1, b = 0 (identity, the raw sigmoid
+the training's decision rule was made for): they say nothing about its scale, and a bias fitted to them alone would
+push a rare label's scores to about 1 / (rows + 2), below any threshold, however often the label occurs in training
+(its threshold stays 0.5 too: `MultiLabel.tune`). A fit is also kept only if it lowers the label's NLL against the 0/1
+targets; otherwise identity.
+Regression has nothing to calibrate.
+
+ECE is the usual one: 15 equal-width bins of the top score (multi-label: of every (row, label) probability, each a
+yes/no forecast of its own), the weighted mean of |accuracy - mean confidence| over the bins.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from scipy.optimize import minimize_scalar
+from scipy.optimize import minimize, minimize_scalar
 
 BINS = 15
 # log T is searched in [-3, 3]: T from 0.05 (sharpen 20x) to 20 (flatten 20x).
 LOG_T_BOUNDS = (-3.0, 3.0)
+# Platt's bias: far beyond any shift pos_weight (at most 50, log 50 = 3.9) or a skewed label needs.
+BIAS_BOUNDS = (-30.0, 30.0)
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -39,9 +52,12 @@ def softmax_nll(logits: np.ndarray, targets: np.ndarray, temperature: float = 1.
     return float(-log_probs[np.arange(len(targets)), targets].mean())
 
 
-def binary_nll(logits: np.ndarray, targets: np.ndarray, temperature: float = 1.0) -> float:
-    """Mean binary cross-entropy of 0/1 targets under sigmoid(logits / T) (any shape)."""
-    z = logits.astype(np.float64) / temperature
+def binary_nll(
+    logits: np.ndarray, targets: np.ndarray, temperature: float | np.ndarray = 1.0, bias: float | np.ndarray = 0.0
+) -> float:
+    """Mean binary cross-entropy of targets in [0, 1] under sigmoid(logits / T + b) (any shape; T and b broadcast, so
+    one per column of a matrix)."""
+    z = logits.astype(np.float64) / temperature + bias
     # NOTE: log(1 + e^z) - y z, written to stay finite for large |z|.
     return float(np.mean(np.logaddexp(0.0, z) - targets * z))
 
@@ -57,22 +73,40 @@ def fit_softmax_temperature(logits: np.ndarray, targets: np.ndarray) -> float:
                  softmax_nll(logits, targets))
 
 
-def fit_binary_temperatures(logits: np.ndarray, targets: np.ndarray) -> list[float]:
-    """One T per column minimising that column's binary_nll; 1 for a column whose targets are all one value (its
-    likelihood would push T to a bound without saying anything about calibration)."""
-    temperatures = []
+def fit_binary_platt(logits: np.ndarray, targets: np.ndarray) -> tuple[list[float], list[float]]:
+    """One (T, b) per column minimising that column's binary_nll against Platt's smoothed targets (module docstring);
+    (1, 0) for a column whose targets are all one value (or that has no rows) and where the fit does not lower the
+    NLL."""
+    temperatures, biases = [], []
     for j in range(logits.shape[1]):
-        column, wanted = logits[:, j], targets[:, j]
-        if len(wanted) == 0 or wanted.min() == wanted.max():
-            temperatures.append(1.0)
-            continue
-        found = minimize_scalar(
-            lambda log_t, c=column, w=wanted: binary_nll(c, w, float(np.exp(log_t))),
-            bounds=LOG_T_BOUNDS, method="bounded",
-        )
-        t = float(np.exp(found.x))
-        temperatures.append(_kept(t, binary_nll(column, wanted, t), binary_nll(column, wanted)))
-    return temperatures
+        column = np.asarray(logits[:, j], dtype=np.float64)
+        wanted = np.asarray(targets[:, j], dtype=np.float64)
+        t, b = 1.0, 0.0
+        if len(wanted) and wanted.min() != wanted.max():
+            t, b = _platt(column, wanted)
+            if binary_nll(column, wanted, t, b) >= binary_nll(column, wanted) - 1e-9:
+                t, b = 1.0, 0.0
+        temperatures.append(t)
+        biases.append(b)
+    return temperatures, biases
+
+
+def _platt(z: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """(T, b) of one label with both positive and negative rows."""
+    positives = float(y.sum())
+    soft = np.where(y > 0.5, (positives + 1.0) / (positives + 2.0), 1.0 / (len(y) - positives + 2.0))
+
+    # NOTE: in (a = 1/T, b) the objective is a logistic regression on one feature, convex, so a bounded quasi-Newton
+    # search finds its minimum; the gradient is exact.
+    def objective(x: np.ndarray) -> tuple[float, np.ndarray]:
+        s = x[0] * z + x[1]
+        residual = 1.0 / (1.0 + np.exp(-np.clip(s, -60.0, 60.0))) - soft
+        loss = float(np.mean(np.logaddexp(0.0, s) - soft * s))
+        return loss, np.array([float((residual * z).mean()), float(residual.mean())])
+
+    scale_bounds = (float(np.exp(-LOG_T_BOUNDS[1])), float(np.exp(-LOG_T_BOUNDS[0])))
+    found = minimize(objective, np.array([1.0, 0.0]), jac=True, method="L-BFGS-B", bounds=[scale_bounds, BIAS_BOUNDS])
+    return 1.0 / float(found.x[0]), float(found.x[1])
 
 
 def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray, bins: int = BINS) -> float:

@@ -1,6 +1,8 @@
 """Multi-label classification: any number of labels per row (none included). One sigmoid per label trained with
-binary cross-entropy (class weighting as `pos_weight`), a decision threshold per label tuned on the validation split
-after training, micro F1 to pick the best checkpoint, and McNemar per label with Holm's correction between models."""
+binary cross-entropy (class weighting as `pos_weight`), Platt scaling per label (a temperature and a bias: the bias
+undoes the shift `pos_weight` gives each logit) and then a decision threshold per label, both fitted on the validation
+split after training, micro F1 to pick the best checkpoint, and McNemar per label with Holm's correction between
+models."""
 
 from __future__ import annotations
 
@@ -114,19 +116,20 @@ class MultiLabel(Task):
     def calibrate(
         self, logits: np.ndarray, targets: Sequence[Target], labels: Sequence[str], params: TaskParams
     ) -> tuple[TaskParams, Calibration | None]:
-        """One temperature per label, each minimising that label's binary NLL on the validation rows (1 for a label
-        whose rows are all positive or all negative); fitted before the thresholds, which are tuned on the calibrated
+        """Platt scaling per label (a temperature and a bias, `calibration.fit_binary_platt`), each minimising that
+        label's binary NLL on the validation rows; fitted before the thresholds, which are tuned on the calibrated
         probabilities."""
         z = np.asarray(logits, dtype=np.float64)
         truth = _multi_hot(targets, labels).astype(np.float64)
-        temperatures = calibration.fit_binary_temperatures(z, truth)
-        t = np.array(temperatures, dtype=np.float64)
-        fitted = TaskParams(**{**params.__dict__, "temperature": temperatures})
+        temperatures, biases = calibration.fit_binary_platt(z, truth)
+        t, b = np.array(temperatures, dtype=np.float64), np.array(biases, dtype=np.float64)
+        fitted = TaskParams(**{**params.__dict__, "temperature": temperatures, "bias": biases})
         return fitted, Calibration(
             temperatures,
             calibration.expected_calibration_error(calibration.sigmoid(z), truth),
-            calibration.expected_calibration_error(calibration.sigmoid(z / t), truth),
-            calibration.binary_nll(z, truth), _binary_nll_per_label(z, truth, t),
+            calibration.expected_calibration_error(calibration.sigmoid(z / t + b), truth),
+            calibration.binary_nll(z, truth), calibration.binary_nll(z, truth, t, b),
+            bias=biases,
         )
 
     def tune(self, logits: np.ndarray, targets: Sequence[Target], labels: Sequence[str], params: TaskParams) -> TaskParams:
@@ -149,9 +152,13 @@ class MultiLabel(Task):
         return TaskParams(**{**params.__dict__, "thresholds": thresholds})
 
     def outputs(self, logits: np.ndarray, params: TaskParams) -> np.ndarray:
-        if len(params.temperature) == logits.shape[-1]:
-            return _sigmoid(logits / np.asarray(params.temperature, dtype=np.float32))
-        return _sigmoid(logits)
+        """sigmoid(logits / T + b) per label: the stored Platt scaling, or a part of it a model lacks (a version
+        calibrated before biases existed has temperatures only; one not calibrated serves the raw sigmoid)."""
+        width = logits.shape[-1]
+        temperature = params.temperature if len(params.temperature) == width else [1.0] * width
+        bias = params.bias if len(params.bias) == width else [0.0] * width
+        return _sigmoid(logits.astype(np.float32) / np.asarray(temperature, dtype=np.float32)
+                        + np.asarray(bias, dtype=np.float32))
 
     def decode(
         self, scores: np.ndarray, labels: Sequence[str], params: TaskParams, top_k: int, source: Source | None = None
@@ -248,11 +255,6 @@ class MultiLabel(Task):
         if len(scores):
             predicted[:, : len(labels)] = scores >= _thresholds(params, len(labels))
         return every, truth, predicted
-
-
-def _binary_nll_per_label(logits: np.ndarray, truth: np.ndarray, temperatures: np.ndarray) -> float:
-    z = logits / temperatures
-    return float(np.mean(np.logaddexp(0.0, z) - truth * z))
 
 
 def _thresholds(params: TaskParams, count: int) -> np.ndarray:

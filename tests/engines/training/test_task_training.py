@@ -96,8 +96,8 @@ def test_multi_label_reports_its_metrics_and_tuned_thresholds(multi_label: Worke
 
 
 def test_multi_label_thresholds_are_tuned_on_the_validation_rows(multi_label: WorkerRun) -> None:
-    """The temperatures are fitted first, on the validation rows' logits; the stored thresholds are those that maximise
-    each label's F1 on the calibrated probabilities of those rows."""
+    """Platt scaling (a temperature and a bias per label) is fitted first, on the validation rows' logits; the stored
+    thresholds are those that maximise each label's F1 on the calibrated probabilities of those rows."""
     rows = [json.loads(line) for line in (multi_label.output_dir.parent / "validation.jsonl").read_text().splitlines()]
     tokenizer = AutoTokenizer.from_pretrained(multi_label.output_dir / "tokenizer")
     logits = onnx_logits(multi_label.output_dir / ARTIFACTS["onnx"], tokenizer, [r["text"] for r in rows], max_seq_length=128)
@@ -105,6 +105,7 @@ def test_multi_label_thresholds_are_tuned_on_the_validation_rows(multi_label: Wo
     task, params = get_task("multi_label"), TaskParams.load(multi_label.output_dir)
     calibrated, _ = task.calibrate(logits, [r["labels"] for r in rows], TAGS, TaskParams(task="multi_label"))
     assert np.allclose(calibrated.temperature, params.temperature, rtol=0.05)
+    assert len(params.bias) == len(TAGS) and np.allclose(calibrated.bias, params.bias, atol=0.05)
     tuned = task.tune(logits, [r["labels"] for r in rows], TAGS, calibrated)
     assert np.allclose(tuned.thresholds, params.thresholds, atol=0.021)
     # the served decisions at those thresholds reproduce the reported micro F1

@@ -84,8 +84,8 @@ def thresholds(job: Job, model: Model | None) -> str:
 
 
 def calibration(job: Job, report: EvaluationReport | None) -> str:
-    """The temperature fitted on the validation rows and what it did to the ECE and NLL, and the reliability diagram
-    of Evaluate's served scores ("" when the job fitted no temperature and Evaluate gave no bins)."""
+    """The temperatures (multi-label: and biases) fitted on the validation rows and what they did to the ECE and NLL,
+    and the reliability diagram of Evaluate's served scores ("" when the job fitted none and Evaluate gave no bins)."""
     c = job.result.calibration
     bins = list(report.reliability) if report is not None else []
     if not c.temperature and not bins:
@@ -94,6 +94,7 @@ def calibration(job: Job, report: EvaluationReport | None) -> str:
     if c.temperature:
         parts.append(fields([
             ("temperature", " ".join(num(t, 3) for t in c.temperature)),
+            *([("bias", " ".join(num(b, 3) for b in c.bias))] if c.bias else []),
             ("validation ECE", f"{num(c.ece_before)} before, {num(c.ece_after)} after"),
             ("validation NLL", f"{num(c.nll_before)} before, {num(c.nll_after)} after"),
         ]))  # fmt: skip
@@ -102,8 +103,9 @@ def calibration(job: Job, report: EvaluationReport | None) -> str:
                            "reliability diagram"))
     return section(
         "calibration", "Calibration",
-        note("temperature scaling fitted on the job's validation rows: a score of 0.9 should be right about 9 times "
-             "in 10; the diagram plots Evaluate's served scores (15 equal-width bins)"),
+        note("fitted on the job's validation rows (temperature scaling; multi-label: Platt scaling, a temperature "
+             "and a bias per label): a score of 0.9 should be right about 9 times in 10; the diagram plots "
+             "Evaluate's served scores (15 equal-width bins)"),
         *parts,
     )
 

@@ -1,6 +1,7 @@
-"""What is fitted on the validation split after training, in order: the temperature (`Task.calibrate`, when
-hyperparameters.calibrate), then the task's decision parameters (`Task.tune`: multi-label thresholds) on the
-calibrated probabilities, so a threshold means the same probability the model serves."""
+"""What is fitted on the validation split after training, in order: the calibration (`Task.calibrate`, when
+hyperparameters.calibrate: a temperature, or multi-label Platt scaling per label), then the task's decision parameters
+(`Task.tune`: multi-label thresholds) on the calibrated probabilities, so a threshold means the same probability the
+model serves."""
 
 from __future__ import annotations
 

@@ -209,7 +209,7 @@ def _export(
 def _tune(
     trainer: Trainer, prepared: PreparedText | PreparedImages, task: Task, labels: list[str], calibrate: bool
 ) -> tuple[TaskParams, Calibration | None, TaskReport]:
-    """The task parameters fitted on the best checkpoint's validation outputs (the temperature, then multi-label:
+    """The task parameters fitted on the best checkpoint's validation outputs (the calibration, then multi-label:
     each label's threshold), the calibration's figures, and the validation report of the model as it will be
     served."""
     validation = targets(prepared.splits.validation)

@@ -109,7 +109,8 @@ class Hyperparameters:
                                         # model (engines/training/refit.py); the job manager resolves "auto" to
                                         # "true" or "false" (core/training/auto.py), and a worker given "auto" does
                                         # not refit
-    calibrate: bool = True              # temperature scaling fitted on the validation split (classification tasks)
+    calibrate: bool = True              # fitted on the validation split: temperature scaling (classification),
+                                        # Platt scaling per label (multi-label)
     pair_encoding: PairEncoding = "cross"  # text pairs only: "cross" encodes text and text_pair as one sequence; "bi"
                                         # encodes each alone with the shared backbone (engines/training/pair_encoder.py)
 
