@@ -133,6 +133,7 @@ def test_output_dir_holds_exactly_the_artifacts(finished: WorkerRun) -> None:
     (temperature,) = task.pop("temperature")   # one temperature, fitted on the validation rows
     assert temperature > 0
     assert task.pop("bias") == []               # Platt's biases are multi-label's
+    assert task.pop("pair_encoding") == "cross"  # the default, though this model reads single texts
     assert task == {"task": "classification", "text_pairs": False, "thresholds": [], "target_mean": 0.0, "target_std": 1.0}
     preprocessing = json.loads((finished.output_dir / "preprocessing.json").read_text())
     assert preprocessing["input_names"] == ["input_ids", "attention_mask", "token_type_ids"]
