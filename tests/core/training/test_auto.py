@@ -62,7 +62,8 @@ def test_task_rules() -> None:
 
 
 def test_seq_length_from_token_lengths() -> None:
-    assert seq_length_from(list(range(1, 101)), 512) == 96      # p95 = 95 -> 96
+    assert seq_length_from(list(range(1, 101)), 512) == 112     # p99 = 99 -> 112
+    assert seq_length_from(list(range(1, 1001)), 2048) == 992   # p99 = 990 -> 992: 1 text in 100 is cut
     assert seq_length_from([5] * 50, 512) == 32                 # at least 32
     assert seq_length_from([1000] * 10, 256) == 256             # at most the backbone's limit
     assert seq_length_from([], 512) == 128

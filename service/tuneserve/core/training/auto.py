@@ -21,7 +21,7 @@ The rules, and why (docs/guides/fine-tuning.md repeats them for users):
   JobResult.auto_actions says when it did. A patience the caller set is left alone: no such stop.
 - **class_weighting**: on when the most frequent class has at least 1.5x the rows of the rarest (multi-label: always,
   as pos_weight), off for balanced data, where weights only add variance. Regression has none.
-- **max_seq_length**: chosen by the worker from the data's token lengths (0 here means "from the data"): the 95th
+- **max_seq_length**: chosen by the worker from the data's token lengths (0 here means "from the data"): the 99th
   percentile of the training texts' token counts, rounded up to a multiple of 16, at least 32, at most what the
   backbone allows.
 - **refit**: "true" (after early stopping has chosen the best step, retrain on train+validation for that many steps,

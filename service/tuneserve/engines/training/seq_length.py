@@ -1,5 +1,5 @@
 """max_seq_length from the data (`auto`): the worker tokenizes the training texts and keeps the length that covers
-95% of them whole, so short texts are not padded to a fixed 128 and long ones are not cut more than they must be."""
+99% of them whole, so short texts are not padded to a fixed 128 and long ones are not cut more than they must be."""
 
 from __future__ import annotations
 
@@ -10,15 +10,19 @@ from typing import Any
 AUTO_SEQ_LENGTH = 0         # max_seq_length's "from the data" value, resolved in the worker
 MIN_SEQ_LENGTH = 32
 MULTIPLE = 16
+COVERAGE = 0.99           # the share of training texts kept whole
 
 
 def seq_length_from(token_lengths: Sequence[int], cap: int) -> int:
-    """The 95th percentile of token counts rounded up to a multiple of 16, within [32, cap]."""
+    """The 99th percentile of token counts rounded up to a multiple of 16, within [32, cap].
+
+    Batches are padded to their longest row, so a length past the typical text costs time only where a text is that
+    long; the 95th percentile, used before, cut the end off 1 text in 20."""
     if not token_lengths:
         return min(cap, 128)
     ordered = sorted(token_lengths)
-    p95 = ordered[min(len(ordered) - 1, math.ceil(0.95 * len(ordered)) - 1)]
-    return max(min(MIN_SEQ_LENGTH, cap), min(cap, MULTIPLE * math.ceil(p95 / MULTIPLE)))
+    p99 = ordered[min(len(ordered) - 1, math.ceil(COVERAGE * len(ordered)) - 1)]
+    return max(min(MIN_SEQ_LENGTH, cap), min(cap, MULTIPLE * math.ceil(p99 / MULTIPLE)))
 
 
 # NOTE: the percentile of a few thousand rows is as good as that of all of them, and tokenizing stays quick.
