@@ -232,6 +232,13 @@ class Task(ABC):
         """What a random validation split keeps in proportion; None = a plain shuffle split."""
         return None
 
+    def split_strata(self, targets: Sequence[Target], max_strata: int) -> list[str] | None:
+        """One stratum per row for the validation split (`stratify_key`), or None for a plain shuffle. A task whose
+        strata are a best effort (multi-label) keeps to `max_strata` and at least 2 rows each, the bounds of a
+        stratified split; classification's are exact, and a split they do not allow is an error the caller reports."""
+        keys = [self.stratify_key(target) for target in targets]
+        return None if any(key is None for key in keys) else [str(key) for key in keys]
+
     # -- training ---------------------------------------------------------------------------------------------------
 
     @abstractmethod

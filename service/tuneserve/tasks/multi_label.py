@@ -7,6 +7,7 @@ models."""
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -89,6 +90,19 @@ class MultiLabel(Task):
             "max": int(counts.max()) if counts.size else 0,
             "rows_without_labels": int(np.count_nonzero(counts == 0)),
         }}
+
+    def split_strata(self, targets: Sequence[Target], max_strata: int) -> list[str] | None:
+        """Each row's rarest label (by its count in these rows; "" for a row with none), so the validation split gets
+        its share of every label's positives: a plain shuffle can leave a rare label with none, and then that label's
+        calibration and threshold are not fitted at all. Strata of one row, and the smallest past `max_strata`, are
+        pooled (into the largest stratum when the pool would be a single row)."""
+        counts = Counter(label for target in targets for label in target)
+        keys = [min(target, key=lambda label: (counts[label], label)) if target else "" for target in targets]
+        sizes = Counter(keys).most_common()
+        kept = {key for key, size in sizes[: max(0, max_strata - 1)] if size >= 2}
+        pooled = [key for key in keys if key not in kept]
+        pool = sizes[0][0] if len(pooled) == 1 and kept else "\x00pooled"
+        return [key if key in kept else pool for key in keys]
 
     def encode_targets(self, targets: Sequence[Target], labels: Sequence[str], params: TaskParams) -> np.ndarray:
         return _multi_hot(targets, labels)

@@ -78,7 +78,7 @@ def test_bad_targets_name_the_line(tmp_path: Path, task: object, pairs: bool, li
     assert str(error.value) == f"data.jsonl {message}"
 
 
-def test_split_is_stratified_for_classification_and_plain_for_the_others() -> None:
+def test_split_is_stratified_for_classification_and_plain_for_regression() -> None:
     rows = [Example(f"t{i}", "rare" if i < 4 else "common") for i in range(40)]
     split = make_splits(rows, None, ["common", "rare"], CLASSIFICATION, fraction=0.25, seed=0)
     assert sum(e.target == "rare" for e in split.validation) == 1 and len(split.validation) == 10
@@ -88,3 +88,22 @@ def test_split_is_stratified_for_classification_and_plain_for_the_others() -> No
     tags = [Example(f"t{i}", ["a"] if i % 2 else []) for i in range(10)]
     with pytest.raises(DatasetError, match=r"training labels \['a'\] do not occur in the job's labels \['b'\]"):
         make_splits(tags, None, ["b"], MULTI_LABEL, fraction=0.2, seed=0)
+
+
+def test_a_multi_label_split_gives_every_label_its_share_of_validation_rows() -> None:
+    # 5 of 100 rows carry "rare" (each also "common"): a plain 20% shuffle leaves it no validation row about one time
+    # in three; stratifying on each row's rarest label gives it its one row at every seed.
+    rows = [Example(f"t{i}", ["common", "rare"] if i < 5 else (["common"] if i % 3 else [])) for i in range(100)]
+    for seed in range(20):
+        split = make_splits(rows, None, ["common", "rare"], MULTI_LABEL, fraction=0.2, seed=seed)
+        assert len(split.validation) == 20
+        assert sum("rare" in e.target for e in split.validation) == 1, seed
+
+
+def test_a_multi_label_split_pools_strata_it_cannot_keep() -> None:
+    # 25 labels on one row each and 3 validation rows: more strata than rows, and strata of one row; a stratified
+    # split of them would raise, so they are pooled and the split goes ahead.
+    rows = [Example(f"t{i}", [f"l{i}"] if i < 25 else ["common"]) for i in range(30)]
+    split = make_splits(rows, None, [f"l{i}" for i in range(25)] + ["common"], MULTI_LABEL, fraction=0.1, seed=0)
+    assert len(split.validation) == 3 and len(split.train) == 27
+    assert sorted(e.text for e in split.train + split.validation) == sorted(e.text for e in rows)

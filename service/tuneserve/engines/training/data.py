@@ -9,6 +9,7 @@ its loss takes.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -106,7 +107,7 @@ def make_splits(
     train: list[E], validation: list[E] | None, labels: list[str], task: Task, *, fraction: float, seed: int
 ) -> Splits[E]:
     """Check labels against the head's label order, and split off a validation set when none is given (stratified by
-    the task's `stratify_key`, a plain shuffle where it has none)."""
+    the task's `split_strata`, a plain shuffle where it has none)."""
     _check_labels(train, set(labels), task, "training", "the job's labels")
     if validation is None:
         return _split(train, task, fraction, seed)
@@ -161,8 +162,8 @@ def _check_labels(examples: Sequence[Targeted], known: set[str], task: Task, wha
 
 
 def _split(examples: list[E], task: Task, fraction: float, seed: int) -> Splits[E]:
-    keys = [task.stratify_key(example.target) for example in examples]
-    stratify = None if any(key is None for key in keys) else keys
+    validation_rows = math.ceil(fraction * len(examples))
+    stratify = task.split_strata(targets(examples), min(validation_rows, len(examples) - validation_rows))
     try:
         train, validation = train_test_split(examples, test_size=fraction, stratify=stratify, random_state=seed)
     except ValueError as error:
