@@ -2,7 +2,7 @@
 and the scratch baseline (issue 13's targets).
 
     python -m bench.tasks [--tasks multi_label,regression,pairs] [--train-rows N] [--test-rows N] [--epochs N]
-                          [--pair-encoding cross|bi]
+                          [--pair-encoding cross|bi] [--refit auto|true|false]
 
 For each task (data: bench/task_data.py, package versions in bench/RESULTS.md):
 - the service fine-tunes MiniLM-L6 with its defaults (plus --epochs) and the scratch baseline in the same job, then
@@ -13,7 +13,10 @@ For each task (data: bench/task_data.py, package versions in bench/RESULTS.md):
 - Predict latency: the median of 50 single-row Predict calls through the client;
 - multi-label calibration: the held-out ECE (every (row, label) probability, 15 bins) of the served scores and of the
   raw sigmoid before calibration, recovered from them by undoing the job's stored Platt scaling
-  (logit = T * (log(p / (1 - p)) - b)), beside the job's own validation figures (`result.calibration`).
+  (logit = T * (log(p / (1 - p)) - b)), beside the job's own validation figures (`result.calibration`);
+- multi-label thresholds, when the served model was not refit: the job's validation split rebuilt from its seed and
+  fraction, the served scores of those rows (Predict), and the held-out micro/macro F1 of the thresholds each rule
+  fits on them: per label (shrink 0), shrunk toward the shared threshold (5, 10: the service's, 20), one shared.
 Targets: multi-label micro F1 >= probe + 0.03; regression Pearson >= probe + 0.05; pairs Spearman above the zero-shot
 cosine. Prints a table and one JSON line of figures.
 """
@@ -46,10 +49,13 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=0, help="0 = the service's default")
     parser.add_argument("--max-steps", type=int, default=0, help="smoke runs")
     parser.add_argument("--pair-encoding", choices=["cross", "bi"], default="", help="pairs: the service's default")
+    parser.add_argument("--refit", choices=["auto", "true", "false"], default="", help="the service's default: auto")
     args = parser.parse_args()
     print(f"machine: {machine()}", flush=True)
     work = Path(tempfile.mkdtemp(prefix="bench-tasks-"))
-    hp: dict[str, Any] = {k: v for k, v in {"epochs": args.epochs, "max_steps": args.max_steps}.items() if v}
+    print(f"work: {work}", flush=True)
+    hp: dict[str, Any] = {k: v for k, v in {"epochs": args.epochs, "max_steps": args.max_steps, "refit": args.refit}.items()
+                          if v}
     figures: dict[str, Any] = {}
     with server(work / "data") as target, Client(target, timeout=3600) as client:
         for task in args.tasks.split(","):
@@ -107,6 +113,8 @@ def _service(
             client.predict(done.model_id, [row["text"]])
         latencies.append((time.perf_counter() - t0) * 1000)
     calibration = _held_out_calibration(client, done, test) if task == "multi_label" else {}
+    if task == "multi_label" and not done.result.refit:
+        calibration["threshold_rules"] = _threshold_rules(client, done, train, test)
     return {
         **calibration,
         "finetune": dict(response.report.metrics), "scratch": dict(response.compared[0].metrics),
@@ -123,9 +131,7 @@ def _held_out_calibration(client: Client, done: Any, test: list[dict[str, Any]])
     from tuneserve.tasks.calibration import expected_calibration_error, sigmoid
 
     labels = list(client.get_model(done.model_id).labels)
-    texts = [r["text"] for r in test]
-    rows = [p for i in range(0, len(texts), 32) for p in client.predict(done.model_id, texts[i:i + 32]).predictions]
-    served = np.array([[dict((s.label, s.score) for s in p.scores)[label] for label in labels] for p in rows])
+    served = _served_scores(client, done.model_id, labels, test)
     truth = np.array([[label in r["labels"] for label in labels] for r in test], dtype=np.float64)
     fit = done.result.calibration
     t = np.array(fit.temperature) if fit.temperature else 1.0
@@ -139,6 +145,42 @@ def _held_out_calibration(client: Client, done: Any, test: list[dict[str, Any]])
         "temperature": list(fit.temperature), "bias": list(fit.bias),
         "thresholds": dict(done.result.label_thresholds),
     }}
+
+
+def _served_scores(client: Client, model_id: str, labels: list[str], rows: list[dict[str, Any]]) -> np.ndarray:
+    texts = [r["text"] for r in rows]
+    predictions = [p for i in range(0, len(texts), 32) for p in client.predict(model_id, texts[i:i + 32]).predictions]
+    return np.array([[dict((s.label, s.score) for s in p.scores)[label] for label in labels] for p in predictions])
+
+
+def _threshold_rules(client: Client, done: Any, train: list[dict[str, Any]], test: list[dict[str, Any]]
+                     ) -> dict[str, Any]:
+    """Held-out micro/macro F1 of the thresholds each rule fits on the job's own validation rows (served scores)."""
+    from sklearn.metrics import f1_score
+
+    from tuneserve.engines.training.data import Example, make_splits
+    from tuneserve.tasks import get_task
+    from tuneserve.tasks.multi_label import tuned_thresholds
+
+    labels = list(client.get_model(done.model_id).labels)
+    task, hp = get_task("multi_label"), done.hyperparameters
+    examples = [Example(r["text"], r["labels"]) for r in train]
+    split = make_splits(examples, None, labels, task, fraction=hp.validation_fraction, seed=hp.seed)
+    validation = [{"text": e.text, "labels": e.target} for e in split.validation]
+    truth_v = np.array([[label in r["labels"] for label in labels] for r in validation])
+    truth_t = np.array([[label in r["labels"] for label in labels] for r in test])
+    scores_v = _served_scores(client, done.model_id, labels, validation)
+    scores_t = _served_scores(client, done.model_id, labels, test)
+    served = np.array([done.result.label_thresholds[label] for label in labels])
+    reproduced = np.array(tuned_thresholds(scores_v, truth_v))
+    rules = {"served": served, **{f"shrink {k:g}": np.array(tuned_thresholds(scores_v, truth_v, k)) for k in (0, 5, 10, 20)},
+             "shared": np.array(tuned_thresholds(scores_v, truth_v, 1e9))}
+    out: dict[str, Any] = {"validation_rows": len(validation), "served_rule_reproduced": bool(np.allclose(served, reproduced, atol=0.021))}
+    for name, thresholds in rules.items():
+        decided = scores_t >= thresholds
+        out[name] = {"micro_f1": float(f1_score(truth_t, decided, average="micro", zero_division=0)),
+                     "macro_f1": float(f1_score(truth_t, decided, average="macro", zero_division=0))}
+    return out
 
 
 def _embed(texts: list[str]) -> np.ndarray:
@@ -206,6 +248,13 @@ def _print(task: str, f: dict[str, Any]) -> None:
         c = f["calibration"]
         print(f"held-out ECE {c['held_out_ece_before']:.4f} before calibration, {c['held_out_ece_after']:.4f} after "
               f"(validation {c['validation']['ece_before']:.4f} -> {c['validation']['ece_after']:.4f})")
+    if "threshold_rules" in f:
+        rules = f["threshold_rules"]
+        print(f"thresholds fitted on the {rules['validation_rows']} validation rows (served rule reproduced: "
+              f"{rules['served_rule_reproduced']}), held-out micro / macro F1:")
+        for name, figures in rules.items():
+            if isinstance(figures, dict):
+                print(f"  {name:<12} {figures['micro_f1']:.4f} / {figures['macro_f1']:.4f}")
 
 
 if __name__ == "__main__":

@@ -46,7 +46,8 @@ def test_multi_label_pos_weight_is_negatives_over_positives() -> None:
 
 def test_thresholds_are_tuned_where_f1_is_best_not_at_one_half() -> None:
     """Label a's positives score 0.35-0.45 and its negatives 0.1-0.25: at 0.5 it finds none (F1 0), the tuned
-    threshold sits between the two groups. Label b, with no positive row, keeps 0.5."""
+    threshold sits between the two groups. Label b, with no positive row, takes the shared threshold, which sits there
+    too (above b's scores of 0.2)."""
     rng = np.random.default_rng(0)
     positives, negatives = rng.uniform(0.35, 0.45, 20), rng.uniform(0.1, 0.25, 30)
     probabilities = np.concatenate([positives, negatives])
@@ -54,11 +55,25 @@ def test_thresholds_are_tuned_where_f1_is_best_not_at_one_half() -> None:
     targets = [["a"]] * 20 + [[]] * 30
     params = MULTI_LABEL.tune(logits, targets, ["a", "b"], TaskParams(task="multi_label"))
     a, b = params.thresholds
-    assert 0.25 < a <= 0.35 and a != 0.5 and b == 0.5
+    assert 0.25 < a <= 0.35 and 0.25 < b <= 0.35
     tuned = MULTI_LABEL.metrics(MULTI_LABEL.outputs(logits, params), targets, ["a", "b"], params)
     untuned = MULTI_LABEL.metrics(MULTI_LABEL.outputs(logits, TaskParams()), targets, ["a", "b"], TaskParams())
     assert (tuned["micro_f1"], untuned["micro_f1"]) == (1.0, 0.0)
     assert MULTI_LABEL.decode(MULTI_LABEL.outputs(logits[:1], params)[0], ["a", "b"], params, 0).labels == ["a"]
+
+
+def test_a_label_with_few_validation_positives_is_shrunk_toward_the_shared_threshold() -> None:
+    """'rich' (100 positives at 0.5-0.9, 100 negatives at 0.1-0.45) sets the shared, micro-F1-best threshold near
+    0.5 and keeps about its own; 'thin' has 2 positives at 0.96 over negatives reaching 0.9, so its own optimum sits
+    above 0.9, a cut no held-out row of it is likely to clear: it is pulled most of the way to the shared one."""
+    rng = np.random.default_rng(1)
+    rich = np.concatenate([rng.uniform(0.5, 0.9, 100), rng.uniform(0.1, 0.45, 100)])
+    thin = np.concatenate([[0.96, 0.96], rng.uniform(0.1, 0.9, 198)])
+    targets = [["rich", "thin"]] * 2 + [["rich"]] * 98 + [[]] * 100
+    logits = np.stack([logit(rich), logit(thin)], axis=1)
+    rich_t, thin_t = MULTI_LABEL.tune(logits, targets, ["rich", "thin"], TaskParams(task="multi_label")).thresholds
+    assert 0.44 <= rich_t <= 0.52
+    assert 0.5 < thin_t < 0.65            # its own optimum alone: above 0.9
 
 
 def test_regression_scaler_round_trip_in_the_targets_units() -> None:

@@ -36,8 +36,37 @@ DEFAULT_THRESHOLD = 0.5
 # Thresholds tried per label; the middle of the best-scoring run wins, so a flat optimum does not sit on its edge.
 CANDIDATES = np.round(np.linspace(0.02, 0.98, 49), 2)
 MAX_POS_WEIGHT = 50.0
+# A label's own F1-best threshold and the shared (micro-F1-best) one weigh the same at this many positive validation
+# rows (`MultiLabel.tune`).
+SHRINK_POSITIVES = 10
 # A served score this close to a threshold may fall either side of it between PyTorch and ONNX Runtime.
 PARITY_MARGIN = 1e-4
+
+
+def tuned_thresholds(probabilities: np.ndarray, truth: np.ndarray, shrink: float = SHRINK_POSITIVES) -> list[float]:
+    """`MultiLabel.tune`'s rule on probabilities and boolean truth [N, L]: each label's F1-best threshold shrunk toward
+    the micro-F1-best shared one, (n * own + shrink * shared) / (n + shrink) for a label with n positive rows."""
+    shared = _best_threshold(probabilities, truth)
+    thresholds = []
+    for j in range(truth.shape[1]):
+        positives = int(truth[:, j].sum())
+        if not positives:
+            thresholds.append(shared)
+            continue
+        own = _best_threshold(probabilities[:, j], truth[:, j])
+        thresholds.append(round((positives * own + shrink * shared) / (positives + shrink), 4))
+    return thresholds
+
+
+def _best_threshold(scores: np.ndarray, truth: np.ndarray) -> float:
+    """The CANDIDATES threshold with the best F1 of `scores >= threshold` against the boolean `truth` (any shape,
+    pooled: micro F1 for a matrix), counted from the sorted scores rather than a candidates x scores matrix."""
+    positives, negatives = np.sort(scores[truth]), np.sort(scores[~truth])
+    tp = len(positives) - np.searchsorted(positives, CANDIDATES, side="left")
+    fp = len(negatives) - np.searchsorted(negatives, CANDIDATES, side="left")
+    f1 = 2 * tp / np.maximum(tp + fp + len(positives), 1)
+    best = np.flatnonzero(f1 == f1.max())
+    return float(CANDIDATES[best[len(best) // 2]])
 
 
 def _sigmoid(logits: np.ndarray) -> np.ndarray:
@@ -147,23 +176,13 @@ class MultiLabel(Task):
         )
 
     def tune(self, logits: np.ndarray, targets: Sequence[Target], labels: Sequence[str], params: TaskParams) -> TaskParams:
-        """Each label's threshold maximising its F1 on the validation rows (of the served, calibrated probabilities);
-        0.5 for a label with no positive row."""
-        probabilities = self.outputs(logits, params)
+        """Each label's threshold on the validation rows' served (calibrated) probabilities: the one maximising that
+        label's F1, shrunk toward the one threshold that maximises micro F1 over every label, in proportion to how
+        few positive validation rows the label has: (n * own + SHRINK_POSITIVES * shared) / (n + SHRINK_POSITIVES).
+        A label's own optimum on a handful of positives is mostly noise (its F1 jumps with each row), while the
+        shared one rests on all of them; a label with no positive row takes the shared threshold."""
         truth = _multi_hot(targets, labels).astype(bool)
-        thresholds = []
-        for j in range(len(labels)):
-            if not truth[:, j].any():
-                thresholds.append(DEFAULT_THRESHOLD)
-                continue
-            predicted = probabilities[:, j][:, None] >= CANDIDATES[None, :]
-            tp = (predicted & truth[:, j][:, None]).sum(axis=0)
-            fp = (predicted & ~truth[:, j][:, None]).sum(axis=0)
-            fn = (~predicted & truth[:, j][:, None]).sum(axis=0)
-            f1 = 2 * tp / np.maximum(2 * tp + fp + fn, 1)
-            best = np.flatnonzero(f1 == f1.max())
-            thresholds.append(float(CANDIDATES[best[len(best) // 2]]))
-        return TaskParams(**{**params.__dict__, "thresholds": thresholds})
+        return TaskParams(**{**params.__dict__, "thresholds": tuned_thresholds(self.outputs(logits, params), truth)})
 
     def outputs(self, logits: np.ndarray, params: TaskParams) -> np.ndarray:
         """sigmoid(logits / T + b) per label: the stored Platt scaling, or a part of it a model lacks (a version
