@@ -19,9 +19,9 @@ from tuneserve_client import Client, JobState
 
 # Imbalanced on purpose, as tests/integration/conftest.py's TRAIN_COUNTS.
 COUNTS = {"sport": 40, "politics": 24, "tech": 12}
-# A few steps of the tiny model: seconds on 2 CPUs.
+# A few steps of the tiny model: seconds on 2 CPUs (no refit, as tests/integration/conftest.py's QUICK).
 STEPS = {"max_steps": 24, "batch_size": 8, "eval_steps": 8, "max_seq_length": 32, "learning_rate": 1e-3,
-         "head_learning_rate": 3e-3, "early_stopping_patience": 0}
+         "head_learning_rate": 3e-3, "early_stopping_patience": 0, "refit": "false"}
 
 
 def fine_tune_tiny(target: str, train_file: Path, backbone: Path, model_name: str = "tiny") -> tuple[str, str]:

@@ -24,7 +24,7 @@ from tuneserve_client import Client, InvalidArgument, JobState
 
 COUNTS = {"sport": 60, "politics": 60, "tech": 60}
 HP = {"epochs": 5, "max_seq_length": 32, "learning_rate": 5e-3, "head_learning_rate": 2e-2, "early_stopping_patience": 0,
-      "seed": 7}
+      "seed": 7, "refit": "false"}
 TEXTS = ["the match ended with a late goal", "parliament votes on the new law", "a faster chip for phones"]
 
 

@@ -27,7 +27,7 @@ from tuneserve_client.cli.main import main
 PROBE = Path(__file__).with_name("tritonclient_image_probe.py")
 LABELS = sorted(IMAGE_LABELS)
 MAX_PIXELS = 200 * 200
-QUICK_IMAGES = {"epochs": 2, "batch_size": 8, "learning_rate": 1e-3, "head_learning_rate": 1e-2}
+QUICK_IMAGES = {"epochs": 2, "batch_size": 8, "learning_rate": 1e-3, "head_learning_rate": 1e-2, "refit": "false"}
 
 
 @dataclass

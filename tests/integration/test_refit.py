@@ -1,5 +1,5 @@
-"""FineTune with refit "true" through the real client and server: the job retrains on train+validation after its
-first run, says so in its events and result (the validation figures staying the first run's), and the version it
+"""FineTune on a small set with refit left to auto, through the real client and server: auto chooses a refit (fewer
+than auto.REFIT_MAX_TRAIN_ROWS training rows), so the job retrains on train+validation after its first run, says so in its events and result (the validation figures staying the first run's), and the version it
 publishes is the refit model, which Predict serves."""
 
 from __future__ import annotations
@@ -19,13 +19,14 @@ def test_refit_job_publishes_and_serves_the_retrained_model(
     server: ServerThread, client: Client, tiny_bert: Path, train_file: Path
 ) -> None:
     train = client.upload_dataset(train_file)
-    job = client.fine_tune(train.id, backbone=str(tiny_bert), hyperparameters={**QUICK, "refit": "true"})
+    hyperparameters = {name: value for name, value in QUICK.items() if name != "refit"}
+    job = client.fine_tune(train.id, backbone=str(tiny_bert), hyperparameters=hyperparameters)
     events = []
     done = client.wait_for_job(job.id, on_event=events.append, timeout=300)
     assert done.state == JobState.JOB_STATE_SUCCEEDED, done.error
 
     r = done.result
-    assert done.hyperparameters.refit == "true" and "refit" not in r.auto_hyperparameters
+    assert done.hyperparameters.refit == "true" and "refit" in r.auto_hyperparameters
     assert r.refit and r.refit_examples == r.train_examples + r.validation_examples == train.num_rows
     assert r.refit_steps == math.ceil(r.best_step * r.refit_examples / r.train_examples) and r.refit_seconds > 0
     messages = [e.message for e in events]

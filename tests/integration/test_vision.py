@@ -17,7 +17,7 @@ from tuneserve_client import Client, JobEvent, JobState, Modality, ModelVersionS
 LABELS = sorted(IMAGE_LABELS)
 READY = ModelVersionState.MODEL_VERSION_STATE_READY
 # NOTE: 3 worker runs in one job (fine-tune + 2 baselines), each 2 epochs of 3 steps on 32x32 inputs.
-QUICK_IMAGES = {"epochs": 2, "batch_size": 8, "learning_rate": 3e-3, "head_learning_rate": 1e-2}
+QUICK_IMAGES = {"epochs": 2, "batch_size": 8, "learning_rate": 3e-3, "head_learning_rate": 1e-2, "refit": "false"}
 
 
 def zip_of(counts: dict[str, int], *, seed: int, fmt: str = "PNG") -> bytes:

@@ -19,7 +19,7 @@ from tuneserve_client import Client, JobState, NotFound, Unavailable
 
 TRAIN_COUNTS = {"sport": 40, "politics": 24, "tech": 12}
 QUICK = {"max_steps": 16, "batch_size": 8, "eval_steps": 8, "max_seq_length": 32, "learning_rate": 1e-3,
-         "head_learning_rate": 3e-3, "early_stopping_patience": 0}
+         "head_learning_rate": 3e-3, "early_stopping_patience": 0, "refit": "false"}
 SERVING, NOT_SERVING = health_pb2.HealthCheckResponse.SERVING, health_pb2.HealthCheckResponse.NOT_SERVING
 DATASETS, PREDICTION = "tuneserve.v1.DatasetService", "tuneserve.v1.PredictionService"
 

@@ -342,7 +342,7 @@ async def test_unset_hyperparameters_are_chosen_from_the_data_and_a_user_value_w
     assert (hp["epochs"], hp["batch_size"], hp["class_weighting"], hp["max_seq_length"]) == (10, 16, False, 0)
     assert hp["auto_hyperparameters"] == ["epochs", "batch_size", "validation_fraction", "eval_steps",
                                           "early_stopping_patience", "class_weighting", "max_seq_length", "refit"]
-    assert hp["refit"] == "false"  # NOTE: auto.REFIT_MAX_TRAIN_ROWS is provisionally 0: auto never refits
+    assert hp["refit"] == "true"  # 16 training rows: below auto.REFIT_MAX_TRAIN_ROWS
     spec = TrainingSpec.load(env.artifacts.job_dir(job.id) / "spec.json")
     assert spec.hyperparameters.epochs == 10 and spec.hyperparameters.max_seq_length == 0
     assert list(job_to_pb(job).result.auto_hyperparameters) == hp["auto_hyperparameters"]
