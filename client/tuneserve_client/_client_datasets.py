@@ -8,6 +8,8 @@ from os import PathLike
 from pathlib import Path
 from typing import IO, cast
 
+import grpc
+
 from ._client_base import ServiceCalls, enum_name
 from ._exceptions import map_rpc_errors
 from .proto.tuneserve.v1.common_pb2 import Task
@@ -135,13 +137,23 @@ class DatasetCalls(ServiceCalls):
         )
 
     async def _upload(self, metadata: DatasetUploadMetadata, chunks: AsyncIterator[bytes]) -> Dataset:
-        async def requests() -> AsyncIterator[UploadDatasetRequest]:
-            yield UploadDatasetRequest(metadata=metadata)
-            async for chunk in chunks:
-                yield UploadDatasetRequest(chunk=chunk)
-
+        """The metadata, then the chunks, written one by one: once the server has ended the call (it refused the
+        upload: the concurrency or size limits, a bad row) no more chunks are written and its status is what is
+        raised. A write that meets the server's status makes grpc's asyncio client report INTERNAL "Internal error
+        from Core" in its place (grpc/grpc#36066); not writing past the end keeps that to a write already under way."""
         with map_rpc_errors():
-            dataset: Dataset = await self._datasets.UploadDataset(requests(), metadata=self._metadata)
+            call = self._datasets.UploadDataset(metadata=self._metadata)
+            try:
+                await call.write(UploadDatasetRequest(metadata=metadata))
+                async for chunk in chunks:
+                    if call.done():
+                        break
+                    await call.write(UploadDatasetRequest(chunk=chunk))
+                if not call.done():
+                    await call.done_writing()
+            except (asyncio.InvalidStateError, grpc.aio.AioRpcError):
+                pass  # the call ended between the check and the write: awaiting it raises its own status
+            dataset: Dataset = await call
             return dataset
 
     async def get_dataset(self, id: str) -> Dataset:
