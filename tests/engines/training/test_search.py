@@ -15,8 +15,8 @@ import pytest
 
 from tests.engines.training.test_worker import WORKER, run_worker, write_spec
 from tests.fixtures import build_tiny_bert
-from tuneserve.engines.training.search import STUDY_NAME, open_study
-from tuneserve.engines.training.spec import ARTIFACTS, SearchSpec, TrainingSpec
+from tuneserve.engines.training.search import STUDY_NAME, open_study, own_params, suggest
+from tuneserve.engines.training.spec import ARTIFACTS, Hyperparameters, SearchSpec, TrainingSpec
 
 # NOTE: the caller's values stay fixed; only the learning rates are searched (and enqueued below)
 FIXED = {"epochs": 3, "batch_size": 8, "head_dropout": 0.1, "weight_decay": 0.0, "warmup_ratio": 0.0,
@@ -159,3 +159,28 @@ def test_refit_retrains_only_the_best_trial_after_the_search_and_resumes_after_a
     metrics = json.loads((run.output_dir / ARTIFACTS["metrics"]).read_text())
     assert metrics["refit"] is True and len(metrics["trials"]) == 2
     assert (run.output_dir / ARTIFACTS["onnx"]).is_file() and not list((tmp_path / "trials").glob("*/checkpoints*"))
+
+
+@pytest.mark.parametrize("hp", [
+    Hyperparameters(),
+    Hyperparameters(epochs=10, learning_rate=3e-5, head_dropout=0.2, freeze="top_k", trainable_layers=2),
+    Hyperparameters(max_steps=40, layer_lr_decay=0.9),
+])
+def test_the_jobs_own_hyperparameters_are_a_point_of_the_search_space(hp: Hyperparameters) -> None:
+    params = own_params(hp, {"weight_decay"}, layers=6)
+    assert "weight_decay" not in params and ("epochs" in params) == (hp.max_steps == 0)
+    assert suggest(optuna.trial.FixedTrial(params), hp, {"weight_decay"}, 6) == hp
+
+
+def test_a_search_starts_with_the_jobs_own_hyperparameters(tmp_path: Path, tiny_bert: Path) -> None:
+    path = write_spec(tmp_path, tiny_bert, train_counts=FEW, epochs=2, batch_size=8, learning_rate=2e-4)
+    spec = TrainingSpec.load(path)
+    spec.search = SearchSpec(trials=1, budget_seconds=600, seed=0, fixed=["batch_size"])
+    spec.save(path)
+    run = run_worker(path, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    (first,) = [e for e in run.events if e["kind"] == "trial" and e["state"] == "TRIAL_STATE_RUNNING"]
+    assert first["message"].endswith("(the job's own hyperparameters)")
+    own = own_params(spec.hyperparameters, {"batch_size"}, layers=2)
+    assert first["params"] == {name: f"{v:.4g}" if isinstance(v, float) else str(v) for name, v in own.items()}
+    assert first["params"]["learning_rate"] == "0.0002" and first["params"]["epochs"] == "2"

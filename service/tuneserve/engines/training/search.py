@@ -5,10 +5,14 @@ caller left unset, with Optuna; the best trial's artifacts become the model vers
   keeps its model, tokenizer and task parameters (`run_training(export=False)`); only the best trial is exported
   (ONNX, parity, variants, metrics.json: `pipeline.export_saved`), once, when the search ends.
 
-- **Sampler**: TPE, seeded with the job's seed (SearchSpec.seed).
-- **Pruner**: `MedianPruner(n_startup_trials=2, n_warmup_steps=1)`. A trial reports its best-model metric at each
-  evaluation (step = the evaluation's number: trials with other epochs or batch sizes still line up); from its
-  second evaluation on it is stopped when it is worse than the median of the earlier trials at the same evaluation.
+- **Sampler**: TPE, seeded with the job's seed (SearchSpec.seed). The first trial is the job's own hyperparameters
+  (the `auto` values and the caller's), queued before TPE samples anything, so the search starts from what the job
+  would have trained without it, the trials after it have that run to beat, and it is the pruner's first reference.
+- **Pruner**: `MedianPruner(n_startup_trials=2, n_warmup_steps=2)`. A trial reports its best-model metric at each
+  evaluation (step = the evaluation's number, from 1: trials with other epochs or batch sizes still line up); from
+  its second evaluation on it is stopped when it is worse than the median of the earlier trials at the same
+  evaluation. The first evaluation is never judged: after one epoch the metric says more about a trial's warm-up and
+  schedule length than about how well it will end.
   Median rather than successive halving: a search here has few trials (8 is typical) with few evaluations each, and
   the median rule needs no resource schedule to be tuned to them (successive halving's rungs assume many trials and
   a minimum resource that fits every dataset size).
@@ -67,7 +71,7 @@ def open_study(spec: TrainingSpec, scratch_dir: Path) -> optuna.Study:
         load_if_exists=True,
         direction="maximize" if get_task(spec.task).greater_is_better(metric) else "minimize",
         sampler=optuna.samplers.TPESampler(seed=spec.search.seed),
-        pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1),
+        pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=2),
     )
 
 
@@ -96,6 +100,21 @@ def suggest(
     if chosen.get("freeze", hp.freeze) != "all":
         pick("layer_lr_decay", lambda n: trial.suggest_float(n, 0.7, 1.0))
     return dataclasses.replace(hp, **chosen)
+
+
+def own_params(hp: Hyperparameters, fixed: set[str], layers: int | None) -> dict[str, Any]:
+    """The job's own hyperparameters as the params `suggest` would sample, for the first trial: a FixedTrial of
+    them gives `hp` back."""
+    names = ["learning_rate", "head_learning_rate", *(["epochs"] if hp.max_steps <= 0 else []), "head_dropout",
+             "weight_decay", "warmup_ratio"]
+    params: dict[str, Any] = {name: getattr(hp, name) for name in names if name not in fixed}
+    if layers is not None and layers > 1 and not {"freeze", "trainable_layers", "gradual_unfreezing"} & fixed:
+        params["freeze"] = hp.freeze if hp.freeze in ("none", "top_k") else "none"
+        if params["freeze"] == "top_k":
+            params["trainable_layers"] = hp.trainable_layers
+    if params.get("freeze", hp.freeze) != "all" and "layer_lr_decay" not in fixed:
+        params["layer_lr_decay"] = hp.layer_lr_decay
+    return params
 
 
 class _TrialCallback(TrainerCallback):
@@ -152,18 +171,21 @@ def run_search(
     search, metric = spec.search, spec.best_metric()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = open_study(spec, scratch_dir)
+    fixed, layers = set(search.fixed), num_layers(spec.backbone)
+    if not study.trials:
+        study.enqueue_trial(own_params(spec.hyperparameters, fixed, layers), user_attrs={"own": True})
     _recover(study)
     started = time.monotonic()
     remaining_budget = search.budget_seconds - float(study.user_attrs.get("spent_seconds", 0.0))
     deadline = started + remaining_budget
-    fixed, layers = set(search.fixed), num_layers(spec.backbone)
 
     def objective(trial: optuna.Trial) -> float:
         directory = scratch_dir / "trials" / str(trial.user_attrs.get("resumes", trial.number))
         # NOTE: no trial refits: only the best one does, once the search is over (_refit_best)
         hp = dataclasses.replace(suggest(trial, spec.hyperparameters, fixed, layers), refit="false")
         writer.write(TrialEvent(number=trial.number, state="TRIAL_STATE_RUNNING", params=_as_text(trial.params),
-                                message=f"trial {trial.number} started: {_describe(trial.params)}"))
+                                message=f"trial {trial.number} started: {_describe(trial.params)}"
+                                        + (" (the job's own hyperparameters)" if trial.user_attrs.get("own") else "")))
         trial_spec = dataclasses.replace(
             spec, hyperparameters=hp, output_dir=str(directory / "output"),
             checkpoint_dir=str(directory / "checkpoints"), search=SearchSpec(),
