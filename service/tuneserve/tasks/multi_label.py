@@ -1,8 +1,8 @@
 """Multi-label classification: any number of labels per row (none included). One sigmoid per label trained with
 binary cross-entropy (class weighting as `pos_weight`), Platt scaling per label (a temperature and a bias: the bias
 undoes the shift `pos_weight` gives each logit) and then a decision threshold per label (shrunk toward one shared
-threshold by how few validation positives the label has), both fitted on the validation split after training, micro F1 to pick the best checkpoint, and McNemar per label with Holm's correction between
-models."""
+threshold by how few validation positives the label has), both fitted on the validation split after training,
+micro F1 to pick the best checkpoint, and McNemar per label with Holm's correction between models."""
 
 from __future__ import annotations
 
