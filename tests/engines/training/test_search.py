@@ -15,7 +15,14 @@ import pytest
 
 from tests.engines.training.test_worker import WORKER, run_worker, write_spec
 from tests.fixtures import build_tiny_bert
-from tuneserve.engines.training.search import STUDY_NAME, open_study, own_params, suggest
+from tuneserve.engines.training.search import (
+    STUDY_NAME,
+    open_study,
+    own_params,
+    selection_margin,
+    served_trial,
+    suggest,
+)
 from tuneserve.engines.training.spec import ARTIFACTS, Hyperparameters, SearchSpec, TrainingSpec
 
 # NOTE: the caller's values stay fixed; only the learning rates are searched (and enqueued below)
@@ -184,3 +191,28 @@ def test_a_search_starts_with_the_jobs_own_hyperparameters(tmp_path: Path, tiny_
     own = own_params(spec.hyperparameters, {"batch_size"}, layers=2)
     assert first["params"] == {name: f"{v:.4g}" if isinstance(v, float) else str(v) for name, v in own.items()}
     assert first["params"]["learning_rate"] == "0.0002" and first["params"]["epochs"] == "2"
+
+
+def _study(direction: str, own: float, margin: float, other: float) -> optuna.Study:
+    study = optuna.create_study(direction=direction)
+    distribution = {"x": optuna.distributions.FloatDistribution(0, 1)}
+    study.add_trial(optuna.trial.create_trial(params={"x": 0.1}, distributions=distribution, value=own,
+                                              user_attrs={"own": True, "margin": margin}))
+    study.add_trial(optuna.trial.create_trial(params={"x": 0.9}, distributions=distribution, value=other))
+    return study
+
+
+def test_a_trial_replaces_the_jobs_own_run_only_when_it_beats_it_by_more_than_the_noise() -> None:
+    # 60 validation rows at macro F1 0.86: one standard error is 0.045
+    margin = selection_margin("macro_f1", 0.86, 60)
+    assert margin == pytest.approx(math.sqrt(0.86 * 0.14 / 60))
+    served = served_trial(_study("maximize", 0.86, margin, 0.87))
+    assert served is not None and served.user_attrs.get("own")            # +1 point: within the noise
+    served = served_trial(_study("maximize", 0.86, margin, 0.93))
+    assert served is not None and served.number == 1                      # +7 points: served
+    served = served_trial(_study("maximize", 0.86, margin, 0.80))
+    assert served is not None and served.user_attrs.get("own")
+    # metrics with no standard error here (loss, rmse, correlations): the best wins
+    assert selection_margin("rmse", 0.5, 60) == selection_margin("loss", 0.3, 60) == 0.0
+    served = served_trial(_study("minimize", 0.50, 0.0, 0.49))
+    assert served is not None and served.number == 1
