@@ -13,7 +13,8 @@ Configs, all on the same backbone (MiniLM-L6 / Lite0) and training rows:
 - old: FineTune with the service's defaults before `auto` (4 epochs, batch 16, 128 tokens, patience 2, class weights,
   20% validation, evaluation each epoch), given explicitly;
 - auto: FineTune with only refit=false (every other field by the auto rules);
-- refit: FineTune with only refit=true (auto + refit); what auto does by itself follows these two (core/training/auto.py);
+- refit: FineTune with only refit=true (auto + refit); what auto does by itself is one of these two, by dataset size
+  (core/training/auto.py);
 - search: FineTune(search=8) with a budget of 4x the auto job's wall time.
 The service's jobs are scored by Evaluate on the held-out rows (macro F1, accuracy, ECE of the served, calibrated
 scores); the job result gives the validation ECE before/after temperature scaling. Every result is kept in

@@ -54,8 +54,8 @@ def main() -> None:
     print(f"machine: {machine()}", flush=True)
     work = Path(tempfile.mkdtemp(prefix="bench-tasks-"))
     print(f"work: {work}", flush=True)
-    hp: dict[str, Any] = {k: v for k, v in {"epochs": args.epochs, "max_steps": args.max_steps, "refit": args.refit}.items()
-                          if v}
+    options = {"epochs": args.epochs, "max_steps": args.max_steps, "refit": args.refit}
+    hp: dict[str, Any] = {k: v for k, v in options.items() if v}
     figures: dict[str, Any] = {}
     with server(work / "data") as target, Client(target, timeout=3600) as client:
         for task in args.tasks.split(","):
@@ -173,9 +173,11 @@ def _threshold_rules(client: Client, done: Any, train: list[dict[str, Any]], tes
     scores_t = _served_scores(client, done.model_id, labels, test)
     served = np.array([done.result.label_thresholds[label] for label in labels])
     reproduced = np.array(tuned_thresholds(scores_v, truth_v))
-    rules = {"served": served, **{f"shrink {k:g}": np.array(tuned_thresholds(scores_v, truth_v, k)) for k in (0, 5, 10, 20)},
+    rules = {"served": served,
+             **{f"shrink {k:g}": np.array(tuned_thresholds(scores_v, truth_v, k)) for k in (0, 5, 10, 20)},
              "shared": np.array(tuned_thresholds(scores_v, truth_v, 1e9))}
-    out: dict[str, Any] = {"validation_rows": len(validation), "served_rule_reproduced": bool(np.allclose(served, reproduced, atol=0.021))}
+    out: dict[str, Any] = {"validation_rows": len(validation),
+                           "served_rule_reproduced": bool(np.allclose(served, reproduced, atol=0.021))}
     for name, thresholds in rules.items():
         decided = scores_t >= thresholds
         out[name] = {"micro_f1": float(f1_score(truth_t, decided, average="micro", zero_division=0)),
