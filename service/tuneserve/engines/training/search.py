@@ -5,9 +5,10 @@ caller left unset, with Optuna; the best trial's artifacts become the model vers
   keeps its model, tokenizer and task parameters (`run_training(export=False)`); only the best trial is exported
   (ONNX, parity, variants, metrics.json: `pipeline.export_saved`), once, when the search ends.
 
-- **Sampler**: TPE, seeded with the job's seed (SearchSpec.seed). The first trial is the job's own hyperparameters
-  (the `auto` values and the caller's), queued before TPE samples anything, so the search starts from what the job
-  would have trained without it, the trials after it have that run to beat, and it is the pruner's first reference.
+- **Sampler**: TPE, seeded with the job's seed (SearchSpec.seed), from its model after max(2, N/3) start-up trials.
+  The first trial is the job's own hyperparameters (the `auto` values and the caller's), queued before TPE samples
+  anything, so the search starts from what the job would have trained without it, the trials after it have that run
+  to beat, and it is the pruner's first reference.
   It stays the served trial unless another beats it by more than the validation noise (`served_trial`).
 - **Pruner**: `MedianPruner(n_startup_trials=2, n_warmup_steps=2)`. A trial reports its best-model metric at each
   evaluation (step = the evaluation's number, from 1: trials with other epochs or batch sizes still line up); from
