@@ -115,7 +115,10 @@ def test_prometheus_scrapes_training_inference_and_cache_series(
     # The alerting rules load and evaluate without error against these series.
     rules = [r for g in prom.api("rules")["groups"] for r in g["rules"]]
     assert len(rules) >= 5 and all(r["health"] == "ok" for r in rules), [(r["name"], r.get("lastError")) for r in rules]
-    # Every dashboard query is valid PromQL to this Prometheus (the ones for this data return series).
+    # Every dashboard query is valid PromQL to this Prometheus (the ones for this data return series). A scrape that
+    # failed (a slow metrics endpoint under load) marks every series of the target stale until the next one succeeds:
+    # query after a good scrape.
+    prom.wait_for(f"up{{{SCRAPE}}} == 1")
     empty = []
     for title, expr in dashboard_exprs(dashboard()):
         if not prom.query(substitute(expr)):
