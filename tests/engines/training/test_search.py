@@ -15,14 +15,8 @@ import pytest
 
 from tests.engines.training.test_worker import WORKER, run_worker, write_spec
 from tests.fixtures import build_tiny_bert
-from tuneserve.engines.training.search import (
-    STUDY_NAME,
-    open_study,
-    own_params,
-    selection_margin,
-    served_trial,
-    suggest,
-)
+from tuneserve.engines.training.search import STUDY_NAME, open_study, selection_margin, served_trial
+from tuneserve.engines.training.search_space import own_params, suggest
 from tuneserve.engines.training.spec import ARTIFACTS, Hyperparameters, SearchSpec, TrainingSpec
 
 # NOTE: the caller's values stay fixed; only the learning rates are searched (and enqueued below)
