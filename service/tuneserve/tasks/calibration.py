@@ -12,8 +12,8 @@ for a positive row, 1 / (negatives + 2) for a negative one), so a label whose ro
 scale. A label whose validation rows are all negative (or all positive) keeps T = 1, b = 0 (identity, the raw sigmoid
 the training's decision rule was made for): they say nothing about its scale, and a bias fitted to them alone would
 push a rare label's scores to about 1 / (rows + 2), below any threshold, however often the label occurs in training
-(its threshold stays 0.5 too: `MultiLabel.tune`). A fit is also kept only if it lowers the label's NLL against the 0/1
-targets; otherwise identity.
+(with no positive row its threshold is the shared one: `MultiLabel.tune`). A fit is also kept only if it lowers the
+label's NLL against the 0/1 targets; otherwise identity.
 Regression has nothing to calibrate.
 
 ECE is the usual one: 15 equal-width bins of the top score (multi-label: of every (row, label) probability, each a
