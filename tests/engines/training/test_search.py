@@ -9,12 +9,15 @@ import math
 import signal
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import optuna
 import pytest
+import torch
 
 from tests.engines.training.test_worker import WORKER, run_worker, write_spec
 from tests.fixtures import build_tiny_bert
+from tuneserve.engines.training.model import TextClassifier
 from tuneserve.engines.training.search import STUDY_NAME, open_study, selection_margin, served_trial
 from tuneserve.engines.training.search_space import own_params, suggest
 from tuneserve.engines.training.spec import ARTIFACTS, Hyperparameters, SearchSpec, TrainingSpec
@@ -119,47 +122,97 @@ def test_the_budget_stops_the_search(tmp_path: Path, tiny_bert: Path) -> None:
     assert dataclasses.fields(SearchSpec)
 
 
-def test_refit_retrains_only_the_best_trial_after_the_search_and_resumes_after_a_preemption(
-    tmp_path: Path, tiny_bert: Path
-) -> None:
-    path = search_spec(tmp_path, tiny_bert, trials=2)
+def _preempt_at(path: Path, message: str) -> list[dict[str, Any]]:
+    """Run the worker on path and SIGTERM it at the first refit event whose message holds `message`: it stops after
+    that refit's first step, with a checkpoint."""
+    process = subprocess.Popen([*WORKER, str(path)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    assert process.stdout is not None
+    events = []
+    for line in process.stdout:
+        events.append(json.loads(line))
+        if events[-1]["kind"] == "refit" and message in events[-1]["message"]:
+            process.send_signal(signal.SIGTERM)
+            break
+    events += [json.loads(line) for line in process.stdout]
+    assert process.wait(60) == 75
+    return events
+
+
+def _refit_search(tmp_path: Path, tiny_bert: Path) -> Path:
+    path = search_spec(tmp_path, tiny_bert, trials=2)  # NOTE: a 600 s budget: trials of seconds leave it for 4 refits
     spec = TrainingSpec.load(path)
     spec.hyperparameters.refit = "true"
     spec.save(path)
     enqueue(path, GOOD, {"learning_rate": 5e-4, "head_learning_rate": 5e-3})
-    process = subprocess.Popen([*WORKER, str(path)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    assert process.stdout is not None
-    before = []
-    for line in process.stdout:  # preempt the refit as it starts: it stops after its first step, with a checkpoint
-        before.append(json.loads(line))
-        if before[-1]["kind"] == "refit":
-            process.send_signal(signal.SIGTERM)
-            break
-    before += [json.loads(line) for line in process.stdout]
-    assert process.wait(60) == 75
+    return path
+
+
+def test_the_best_trial_is_refit_as_a_soup_of_row_orders_that_resumes_member_by_member(
+    tmp_path: Path, tiny_bert: Path
+) -> None:
+    path = _refit_search(tmp_path, tiny_bert)
+    before = _preempt_at(path, "refit: ")  # the first refit, as it starts
     ended = [e for e in before if e["kind"] == "trial" and e["state"] != "TRIAL_STATE_RUNNING"]
     best = min(ended, key=lambda e: e["metric"])  # metric_for_best_model loss: lower is better
     refit_event = next(e for e in before if e["kind"] == "refit")
     assert refit_event["message"].startswith(f"[trial {best['number']}] refit: ")
     assert before[-1]["kind"] == "preempted" and before[-1]["step"] == 1
-    assert Path(before[-1]["checkpoint"]) == tmp_path / "trials" / str(best["number"]) / "checkpoints-refit" / "checkpoint-1"
+    refit_dir = tmp_path / "trials" / str(best["number"]) / "checkpoints-refit"
+    assert Path(before[-1]["checkpoint"]) == refit_dir / "checkpoint-1"
+
+    # the first refit resumes from its checkpoint; the soup's third member is preempted as it starts
+    middle = _preempt_at(path, "soup member 3")
+    assert {"trial", "evaluation"}.isdisjoint(e["kind"] for e in middle)
+    assert middle[0]["message"].startswith(
+        f"[trial {best['number']}] [refit] resumed from the checkpoint at step 1/{refit_event['steps']}"
+    )
+    assert [e["steps"] for e in middle if e["kind"] == "refit"] == [refit_event["steps"]] * 2
+    assert sorted(p.name for p in refit_dir.glob("member-*.pt")) == ["member-1.pt", "member-2.pt"]
 
     run = run_worker(path, timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
-    # no trial runs again and the refit is not started afresh: it resumes from its checkpoint
-    assert {"trial", "evaluation", "refit"}.isdisjoint(run.kinds)
-    assert run.events[0]["message"].startswith(
-        f"[trial {best['number']}] [refit] resumed from the checkpoint at step 1/{refit_event['steps']}"
-    )
+    trained = {e["message"].split("] ")[1] + "]" for e in run.events if e["kind"] == "progress"}
+    assert trained == {"[refit 3]", "[refit 4]"}, trained  # members 1 and 2 are not trained again
+    assert run.events[0]["message"].startswith(f"[trial {best['number']}] [refit 3] resumed from the checkpoint at step 1/")
+    soup_event = [e for e in run.events if e["kind"] == "refit"][-1]
+    assert soup_event["message"].startswith(f"[trial {best['number']}] refit soup: 4 refits averaged"), soup_event
     result = run.last("result")
     assert [t["number"] for t in result["trials"]] == [0, 1]
     assert result["best_metric"] == pytest.approx(best["metric"])  # the figures are the best trial's first run
-    assert (result["refit"], result["refit_examples"], result["refit_steps"]) == (True, 28, refit_event["steps"])
+    assert (result["refit"], result["refit_examples"], result["refit_steps"], result["refit_members"]) == (
+        True, 28, refit_event["steps"], 4
+    )
     assert result["refit_steps"] == math.ceil(result["best_step"] * 28 / result["train_examples"])
-    assert result["message"].endswith(f"; served: refit on 28 training and validation rows for {result['refit_steps']} steps")
+    assert result["message"].endswith(
+        f"; served: refit on 28 training and validation rows for {result['refit_steps']} steps, 4 data orders averaged"
+    )
     metrics = json.loads((run.output_dir / ARTIFACTS["metrics"]).read_text())
-    assert metrics["refit"] is True and len(metrics["trials"]) == 2
+    assert metrics["refit"] is True and metrics["refit_members"] == 4 and len(metrics["trials"]) == 2
     assert (run.output_dir / ARTIFACTS["onnx"]).is_file() and not list((tmp_path / "trials").glob("*/checkpoints*"))
+
+
+def test_a_soup_that_no_longer_fits_its_rows_serves_the_first_refit(tmp_path: Path, tiny_bert: Path) -> None:
+    path = _refit_search(tmp_path, tiny_bert)
+    before = _preempt_at(path, "soup member 2")
+    best = min((e for e in before if e["kind"] == "trial" and e["state"] != "TRIAL_STATE_RUNNING"),
+               key=lambda e: e["metric"])
+    refit_dir = tmp_path / "trials" / str(best["number"]) / "checkpoints-refit"
+    first = torch.load(refit_dir / "member-1.pt", weights_only=True)
+    generator = torch.Generator().manual_seed(0)
+    for member in (2, 3, 4):  # members from another basin: the first one's weights, each scrambled
+        scrambled = {name: torch.randn(t.shape, generator=generator) * 2 if t.is_floating_point() else t
+                     for name, t in first["weights"].items()}
+        torch.save({**first, "weights": scrambled}, refit_dir / f"member-{member}.pt")
+
+    run = run_worker(path, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert not [e for e in run.events if e["kind"] == "progress"]  # every member was on disk
+    rejected = [e for e in run.events if e["kind"] == "refit"][-1]
+    assert "refit soup not served: the average of 4 refits fits" in rejected["message"], rejected
+    result = run.last("result")
+    assert (result["refit"], result["refit_members"]) == (True, 1)
+    served = TextClassifier.from_checkpoint(run.output_dir / ARTIFACTS["checkpoint"]).state_dict()
+    assert all(torch.equal(served[name], tensor) for name, tensor in first["weights"].items())
 
 
 @pytest.mark.parametrize("hp", [

@@ -131,7 +131,8 @@ class ResultEvent(WorkerEvent):
     refit: bool = False
     refit_steps: int = 0                                              # the steps the refit trained
     refit_examples: int = 0                                           # the rows it trained on (train + validation)
-    refit_seconds: float = 0.0                                        # its training time
+    refit_seconds: float = 0.0                                        # its training time (a soup's: all members')
+    refit_members: int = 0                                            # refits averaged into the served model (soup.py)
     max_seq_length: int = 0                                           # text: the token length used
     auto_actions: list[str] = field(default_factory=list)             # what auto did during the run, one sentence each
 

@@ -17,12 +17,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import torch
 from transformers import Trainer, TrainerCallback, TrainerState
 from transformers.utils import logging as hf_logging
 
-from tuneserve.engines.training import refit
+from tuneserve.engines.training import refit, soup
 from tuneserve.engines.training.artifacts import write_metrics
 from tuneserve.engines.training.auto_stop import auto_callbacks
 from tuneserve.engines.training.calibrate import fit_after_training
@@ -38,6 +37,7 @@ from tuneserve.engines.training.trainer import (
     choose_device,
     remove_checkpoints,
     resumable_checkpoint,
+    row_logits,
 )
 from tuneserve.tasks import Calibration, Task, TaskParams, TaskReport
 
@@ -47,7 +47,7 @@ if TYPE_CHECKING:  # NOTE: imported when a job is an image one: text jobs must n
 
 def run_training(
     spec: TrainingSpec, writer: EventWriter, stop: StopRequests, *, scratch_dir: Path,
-    callbacks: Sequence[TrainerCallback] = (), export: bool = True,
+    callbacks: Sequence[TrainerCallback] = (), export: bool = True, refit_members: int = 1,
 ) -> ResultEvent | CancelledEvent | PreemptedEvent | None:
     """Train, export and write spec.output_dir; return the last event to report. Checkpoints go to the spec's
     checkpoint directory (default: scratch_dir/checkpoints, scratch_dir being the job directory): a run finding a
@@ -59,7 +59,9 @@ def run_training(
     ranks return None once the last collective step (the fit diagnosis, or the refit) is done. `callbacks` go to the
     first run's Trainer after the job's own (a search's pruning and budget: engines/training/search.py).
     `export=False` (a search's trials) stops before the ONNX export: output_dir gets the model, tokenizer and task
-    parameters, and `export_saved` turns it into the whole version later (the search's best trial only)."""
+    parameters, and `export_saved` turns it into the whole version later (the search's best trial only).
+    `refit_members` > 1 (a search's served trial) averages that many refits, each in its own order of the rows
+    (engines/training/soup.py)."""
     hp = spec.hyperparameters
     if spec.threads > 0:
         torch.set_num_threads(spec.threads)
@@ -87,7 +89,8 @@ def run_training(
     if hp.refit == "true":
         rows = [*prepared.splits.train, *prepared.splits.validation]
         prepared = prepared.with_fresh_model(spec, rows)
-        refitted = refit.retrain(spec, prepared, first, writer, stop, device=device, path=refit_dir)
+        refitted = soup.retrain(spec, prepared, first, writer, stop, device=device, path=refit_dir,
+                                members=refit_members)
         if not isinstance(refitted, refit.Refitted):
             return refitted
         refit.describe(first.result, refitted)
@@ -213,7 +216,7 @@ def _tune(
     each label's threshold), the calibration's figures, and the validation report of the model as it will be
     served."""
     validation = targets(prepared.splits.validation)
-    logits = _logits(trainer, prepared.validation_set, "figures")
+    logits = row_logits(trainer, prepared.validation_set, "figures")
     params, calibration = fit_after_training(
         task, logits, validation, labels, prepared.params, calibrate=calibrate
     )
@@ -229,20 +232,12 @@ def _diagnose_fit(
     task, labels = prepared.task, prepared.labels
     rows: list[Any] = prepared.splits.train  # text or image examples: encode() takes its own kind
     sample = train_sample(rows, int(trainer.args.seed))
-    logits = _logits(trainer, prepared.encode(sample), "train")
+    logits = row_logits(trainer, prepared.encode(sample), "train")
     train_score = task.metrics(task.outputs(logits, params), targets(sample), labels, params)[task.fit_metric]
     _best_point(trainer.state, reporter)  # NOTE: raises when training ended without an evaluation
     return diagnose(
         train_score, report.metrics[task.fit_metric], reporter.learning_curve, len(sample), metric=task.fit_metric
     )
-
-
-def _logits(trainer: Trainer, dataset: Any, prefix: str) -> np.ndarray:
-    """The raw outputs on the dataset's rows as the task judges a row (a per-token task's per word)."""
-    output = trainer.predict(dataset, metric_key_prefix=prefix)
-    logits = output.predictions[0] if isinstance(output.predictions, tuple) else output.predictions
-    rows: np.ndarray = dataset.row_logits(np.asarray(logits, dtype=np.float32))
-    return rows
 
 
 def _best_point(state: TrainerState, reporter: EventReporter) -> CurvePoint:

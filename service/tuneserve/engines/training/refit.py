@@ -93,6 +93,7 @@ class Refitted:
     steps: int
     examples: int
     seconds: float
+    members: int = 1     # refits averaged into the served model (a search's refit soup: engines/training/soup.py)
 
 
 def directory(checkpoint_dir: Path) -> Path:
@@ -132,10 +133,11 @@ def scaled(steps: int, train_rows: int, validation_rows: int) -> int:
 
 def retrain(
     spec: TrainingSpec, prepared: Prepared, first: FirstRun, writer: EventWriter, stop: StopRequests, *,
-    device: DeviceChoice, path: Path,
+    device: DeviceChoice, path: Path, member: int = 0,
 ) -> Refitted | CancelledEvent | PreemptedEvent:
     """Train prepared.model (a fresh one) on the training and validation rows for the scaled best step, in place;
-    resume from the newest checkpoint under `path` if an earlier worker left one."""
+    resume from the newest checkpoint under `path` if an earlier worker left one. `member` k > 0 (a refit soup's,
+    engines/training/soup.py) takes the rows in another order (data seed hp.seed + k), all else the same."""
     # NOTE: the first run's model, optimizer state and Trainer are no longer referenced but may sit in reference
     # cycles: free them before a second model trains beside them (on a GPU above all).
     gc.collect()
@@ -146,14 +148,15 @@ def retrain(
     rows = [*train, *validation]
     steps = scaled(first.result.best_step, len(train), len(validation))
     resume = resumable_checkpoint(path)
+    name = f"refit (soup member {member + 1}, its own order of the rows)" if member else "refit"
     if resume is None:
         writer.write(RefitEvent(
             steps=steps, examples=len(rows), best_step=first.result.best_step,
-            message=f"refit: a fresh model trains on the {len(rows)} training and validation rows for {steps} steps "
+            message=f"{name}: a fresh model trains on the {len(rows)} training and validation rows for {steps} steps "
             f"(best step {first.result.best_step} x {len(rows)}/{len(train)} rows); the validation figures stay "
             "the first run's",
         ))
-    refit_writer = PrefixedWriter(writer, "[refit] ")
+    refit_writer = PrefixedWriter(writer, f"[refit {member + 1}] " if member else "[refit] ")
     reporter = EventReporter(
         refit_writer, stop.is_set, metric_name=spec.best_metric(), early_stopping_patience=0, evaluates=False
     )
@@ -171,6 +174,7 @@ def retrain(
         callbacks=[reporter, StopCallback(stop.cancel, stop.preempt)],
         report=refit_writer.write,
         schedule_steps=scaled(total_steps(hp, len(train)), len(train), len(validation)),
+        data_seed=hp.seed + member if member else None,
     )
     summary = trainer.train(resume_from_checkpoint=str(resume) if resume else None).metrics
     step = trainer.state.global_step
@@ -188,10 +192,11 @@ def retrain(
 def describe(result: ResultEvent, refitted: Refitted) -> None:
     """Mark the result as the refit model's: its refit figures, and a message that says which figures are whose."""
     result.refit = True
-    result.refit_steps, result.refit_examples, result.refit_seconds = (
-        refitted.steps, refitted.examples, refitted.seconds
+    result.refit_steps, result.refit_examples, result.refit_seconds, result.refit_members = (
+        refitted.steps, refitted.examples, refitted.seconds, refitted.members
     )
+    soup = f", {refitted.members} data orders averaged" if refitted.members > 1 else ""
     result.message = (
         f"{result.message} (first run, validation); served: refit on {refitted.examples} training and validation rows "
-        f"for {refitted.steps} steps"
+        f"for {refitted.steps} steps{soup}"
     )

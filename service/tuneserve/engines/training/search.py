@@ -42,7 +42,7 @@ import optuna
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
 from tuneserve.engines.backbones import num_layers
-from tuneserve.engines.training import refit
+from tuneserve.engines.training import refit, soup
 from tuneserve.engines.training.events import (
     CancelledEvent,
     EventWriter,
@@ -190,7 +190,8 @@ def run_search(
         return stopped.event
     best = served_trial(study)
     if spec.hyperparameters.refit == "true" and best is not None:
-        refitted = _refit_best(spec, best, scratch_dir, writer, stop, fixed, layers)
+        members = _soup_members(study, best, scratch_dir, deadline)
+        refitted = _refit_best(spec, best, scratch_dir, writer, stop, fixed, layers, members)
         if isinstance(refitted, CancelledEvent | PreemptedEvent):
             return refitted
     result = _result(study, spec, writer, scratch_dir, metric)
@@ -198,13 +199,29 @@ def run_search(
     return CancelledEvent(step=result.best_step, message="cancelled") if stop.cancel.is_set() else result
 
 
+def _soup_members(study: optuna.Study, best: optuna.trial.FrozenTrial, scratch_dir: Path, deadline: float) -> int:
+    """How many refits the served trial's refit soup averages (engines/training/soup.py): as many as the budget the
+    trials left pays for, each costed at the trial's own duration scaled to the training + validation rows, at least 1
+    (the plain refit, which runs even when the trials spent the budget), at most soup.MAX_MEMBERS. Decided once and
+    kept in the study, so that a worker started again trains the same soup."""
+    if "soup_members" in study.user_attrs:
+        return int(study.user_attrs["soup_members"])
+    fields = json.loads((_trial_dir(scratch_dir, best) / "result.json").read_text())
+    rows = (fields["train_examples"] + fields["validation_examples"]) / max(1, fields["train_examples"])
+    cost = (best.duration.total_seconds() if best.duration else 0.0) * rows
+    left = deadline - time.monotonic()
+    members = max(1, min(soup.MAX_MEMBERS, int(left // cost) if cost > 0 else 1))
+    study.set_user_attr("soup_members", members)
+    return members
+
+
 def _refit_best(
     spec: TrainingSpec, best: optuna.trial.FrozenTrial, scratch_dir: Path, writer: EventWriter, stop: StopRequests,
-    fixed: set[str], layers: int | None,
+    fixed: set[str], layers: int | None, members: int,
 ) -> ResultEvent | CancelledEvent | PreemptedEvent | None:
-    """Refit the best trial (engines/training/refit.py) with its hyperparameters: its result.json and task.json stand
-    for the first run's outcome, and the refit model replaces its artifacts and result.json (None: an earlier worker
-    refit it already)."""
+    """Refit the best trial (engines/training/refit.py) with its hyperparameters, `members` times averaged
+    (engines/training/soup.py): its result.json and task.json stand for the first run's outcome, and the refit model
+    replaces its artifacts and result.json (None: an earlier worker refit it already)."""
     directory = _trial_dir(scratch_dir, best)
     fields = json.loads((directory / "result.json").read_text())
     if fields.get("refit"):
@@ -219,7 +236,7 @@ def _refit_best(
         first = refit.FirstRun(ResultEvent(**fields), TaskParams.load(directory / "output"), best.user_attrs["steps"])
         refit.save(refit_dir, first)
     outcome = run_training(trial_spec, PrefixedWriter(writer, f"[trial {best.number}] "), stop,
-                           scratch_dir=directory, export=False)
+                           scratch_dir=directory, export=False, refit_members=members)
     if isinstance(outcome, ResultEvent):
         (directory / "result.json").write_text(json.dumps(outcome.fields()))
     return outcome
@@ -342,7 +359,8 @@ def _result(
                       f"({_describe(best.params)})")
     if result.refit:
         result.message += (f"; served: refit on {result.refit_examples} training and validation rows for "
-                           f"{result.refit_steps} steps")
+                           f"{result.refit_steps} steps"
+                           + (f", {result.refit_members} data orders averaged" if result.refit_members > 1 else ""))
     return result
 
 

@@ -166,11 +166,12 @@ def total_steps(hp: Hyperparameters, train_examples: int) -> int:
 
 def training_arguments(
     hp: Hyperparameters, *, checkpoint_dir: Path, device: DeviceChoice, train_examples: int, metric: str,
-    greater_is_better: bool, evaluate: bool = True,
+    greater_is_better: bool, evaluate: bool = True, data_seed: int | None = None,
 ) -> TrainingArguments:
     """`metric` picks the best checkpoint (and drives early stopping): the task's resolved metric_for_best_model.
     Without `evaluate` (a refit) nothing is evaluated and the last step's model is kept; checkpoints (only the latest)
-    still come at the same cadence, for a preempted or killed run to resume from."""
+    still come at the same cadence, for a preempted or killed run to resume from. `data_seed` (None: hp.seed) orders
+    the training rows alone: the head's initial weights and dropout still follow hp.seed (a refit soup's members)."""
     strategy = "steps" if hp.eval_steps > 0 else "epoch"
     return TrainingArguments(
         output_dir=str(checkpoint_dir),
@@ -202,6 +203,7 @@ def training_arguments(
         save_total_limit=2 if evaluate else 1,
         restore_callback_states_from_checkpoint=True,  # EarlyStoppingCallback's patience counter
         seed=hp.seed,
+        data_seed=data_seed,
         report_to=[],
         disable_tqdm=True,
         dataloader_num_workers=0,
@@ -226,6 +228,7 @@ def build_trainer(
     callbacks: list[TrainerCallback],
     report: Callable[[UnfrozenEvent], None] = lambda event: None,
     schedule_steps: int = 0,
+    data_seed: int | None = None,
 ) -> TransferTrainer:
     """checkpoint_dir receives the Trainer's intermediate checkpoints; it must not be the model's output_dir. The
     fine-tuning strategy of `hp` is applied to the model here (requires_grad, optimizer groups, gradual unfreezing,
@@ -233,12 +236,12 @@ def build_trainer(
     of each evaluation, and the best-checkpoint metric when hp.metric_for_best_model is unset; `params`: the task
     parameters fitted before training (the regression scaler), which the validation metrics decode with. Without a
     validation_set (a refit) nothing is evaluated, and `schedule_steps` > 0 stretches warm-up and decay over that many
-    steps however many hp.max_steps trains."""
+    steps however many hp.max_steps trains; `data_seed` orders the training rows (`training_arguments`)."""
     task = task or get_task("")
     metric = hp.metric_for_best_model or task.default_metric
     args = training_arguments(
         hp, checkpoint_dir=checkpoint_dir, device=device, train_examples=len(train_set), metric=metric,
-        greater_is_better=task.greater_is_better(metric), evaluate=validation_set is not None,
+        greater_is_better=task.greater_is_better(metric), evaluate=validation_set is not None, data_seed=data_seed,
     )
     layers = apply_freeze(model, hp)
     if hp.gradual_unfreezing and layers is not None:
@@ -258,3 +261,11 @@ def build_trainer(
         layers=layers,
         schedule_steps=schedule_steps,
     )
+
+
+def row_logits(trainer: Trainer, dataset: Any, prefix: str) -> np.ndarray:
+    """The raw outputs on the dataset's rows as the task judges a row (a per-token task's per word)."""
+    output = trainer.predict(dataset, metric_key_prefix=prefix)
+    logits = output.predictions[0] if isinstance(output.predictions, tuple) else output.predictions
+    rows: np.ndarray = dataset.row_logits(np.asarray(logits, dtype=np.float32))
+    return rows
