@@ -223,6 +223,9 @@ def test_report_of_a_refit_says_whose_figures_are_shown() -> None:
     text = " ".join(parse_report(render_html(ReportInput(job=job))).text.split())
     assert "the served model was retrained on 64 train+validation rows for 38 steps (4.0 s); the job's validation " \
            "figures are the first run's best checkpoint" in text
+    job.result.refit_members = 3  # a search's refit soup
+    text = " ".join(parse_report(render_html(ReportInput(job=job))).text.split())
+    assert "for 38 steps (4.0 s), 3 refits in their own row orders averaged; the job's validation" in text
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:

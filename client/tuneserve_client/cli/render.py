@@ -212,8 +212,8 @@ def _task_rows(r: JobResult) -> list[tuple[str, str]]:
                                     f"{c.nll_after:.4f}"))
     if r.refit:
         rows.append(("refit", f"served model retrained on {r.refit_examples} train+validation rows for "
-                              f"{r.refit_steps} steps ({r.refit_seconds:.1f} s); the validation figures are the "
-                              f"first run's best checkpoint (step {r.best_step})"))
+                              f"{r.refit_steps} steps ({r.refit_seconds:.1f} s){refit_soup(r.refit_members)}; the "
+                              f"validation figures are the first run's best checkpoint (step {r.best_step})"))
     return rows
 
 
@@ -423,3 +423,8 @@ def backbones(console: Console, response: ListBackbonesResponse) -> None:
             "says on what)",
             soft_wrap=True,
         )
+
+
+def refit_soup(members: int) -> str:
+    """A search's refit soup in words (empty for the plain refit)."""
+    return f", {members} refits in their own row orders averaged" if members > 1 else ""

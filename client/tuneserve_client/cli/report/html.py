@@ -84,8 +84,8 @@ def _summary(data: ReportInput) -> str:
         ("train time", f"{r.train_seconds:.1f} s ({r.samples_per_second:.1f} samples/s)"),
         ("final train loss", _num(r.final_train_loss)),
         *([("refit", f"the served model was retrained on {r.refit_examples} train+validation rows for "
-                     f"{r.refit_steps} steps ({r.refit_seconds:.1f} s); the job's validation figures are the first "
-                     "run's best checkpoint")] if r.refit else []),
+                     f"{r.refit_steps} steps ({r.refit_seconds:.1f} s){render.refit_soup(r.refit_members)}; the job's "
+                     "validation figures are the first run's best checkpoint")] if r.refit else []),
         ("created", _time(job.create_time)),
         ("started", _time(job.start_time)),
         ("ended", _time(job.end_time)),
