@@ -1,5 +1,6 @@
 """FineTune(search=N): N trials of the single-run training (`pipeline.run_training`) over the hyperparameters the
-caller left unset, with Optuna; the best trial's artifacts become the model version (nothing is trained again).
+caller left unset, with Optuna; the best trial's artifacts become the model version (nothing is trained again, but
+for a refit: then its refit soup is the model).
 
 - **Export once**: a trial trains, tunes its task parameters (calibration, thresholds) and reports its metric, and
   keeps its model, tokenizer and task parameters (`run_training(export=False)`); only the best trial is exported
@@ -21,6 +22,8 @@ caller left unset, with Optuna; the best trial's artifacts become the model vers
 - **Budget**: no trial starts once the budget is spent (study.optimize's timeout), and the trial running at its end
   is stopped there after one last evaluation, which counts (`_TrialCallback`). Worker time is counted across restarts
   (the study's user attribute "spent_seconds"), not the time the job waited.
+- **Refit soup**: with refit "true" the served trial is refit once the trials are over, as the average of as many
+  refits, each in its own order of the rows, as the budget they left pays for (`_soup_members`, engines/training/soup.py).
 - **Resume**: the study lives in JOB_DIR/search.db (Optuna RDB storage), each trial in JOB_DIR/trials/<n>/. A worker
   started again (server restart, preemption, crash) keeps the finished trials; a trial that was interrupted mid-way
   is marked FAILED in the study (user attribute "interrupted") and run again as a new trial with the same parameters
