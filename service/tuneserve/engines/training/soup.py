@@ -74,8 +74,8 @@ def retrain(
     soup_fit = _fit(spec, prepared, prepared.model, sample, device, first)
     metric = prepared.task.fit_metric
     if soup_fit < min(scores) - TOLERANCE:
-        prepared.model.load_state_dict(torch.load(_weights_path(path, 0), map_location="cpu", weights_only=True)
-                                       ["weights"])
+        first_member = _weights_path(path, 0)
+        prepared.model.load_state_dict(torch.load(first_member, map_location="cpu", weights_only=True)["weights"])
         writer.write(RefitEvent(
             steps=steps, examples=len(rows), best_step=first.result.best_step,
             message=f"refit soup not served: the average of {members} refits fits {metric} {soup_fit:.4f} on "
