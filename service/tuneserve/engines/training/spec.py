@@ -14,7 +14,8 @@ standard output (it moves everything else that would print there to stderr), one
     {"kind": "trial", "number": 2, "state": "complete", "params": {"learning_rate": "3.1e-05", ..}, "metric": 0.8,
      "duration_seconds": 41.0, "steps": 60, "reason": ""}     FineTune(search=N): a trial started ("running") or ended
     {"kind": "refit", "steps": 38, "examples": 64, "best_step": 30}   hyperparameters.refit "true": the refit starts
-                              (its progress and checkpoint events follow, their messages prefixed "[refit] ")
+                              (its progress and checkpoint events follow, their messages prefixed "[refit] "; a
+                              search's refit soup: one as each member starts, "[refit k] ", and one with its outcome)
     {"kind": "result", ...the fields of tuneserve.v1.JobResult...}            last line of a successful run
                               (learning_curve and fit included; the manager adds baselines and transfer_verdict)
     {"kind": "failed", "reason": "ONNX parity check failed: max |logit diff| 0.02 > 1e-4"}   then exit code 1
