@@ -23,8 +23,8 @@ skipped / failed with the reason, so a missing package costs only what depends o
 5. vision_*: the same for EfficientNet-Lite0 at 224x224 (gpu_vision.py): ImageNet weights when vendored (else a
    random-init Lite0 trained from scratch, said so), synthetic shape images, worker fine-tune, export + parity,
    OnnxImageClassifier (IO binding on CUDA) and eager fp32/bf16 at batch 1 and 32: p50/p99 ms, images/s, ratios.
-6. heads_*: the task heads through the worker on the text backbone (gpu/heads.py): multi-label, regression and a
-   bi-encoder pair that refits: device, validation metrics, export parity.
+6. heads_*: the task heads through the worker on the text backbone (gpu/heads.py): multi-label, regression, a
+   bi-encoder pair that refits and a search whose refit is a soup: device, validation metrics, export parity.
 
 The JSON summary is rewritten after every stage, so a run cut short still leaves what it measured.
 """
@@ -270,7 +270,7 @@ def run_vision(check: Check, work: Path, out_dir: Path | None, device: str, mode
 
 
 def run_heads(check: Check, work: Path, out_dir: Path | None, device: str, mode: str) -> None:
-    """Multi-label, regression and a refit bi-encoder pair through the worker (bench/gpu/heads.py), each while the
+    """The task heads and the search's refit soup through the worker (bench/gpu/heads.py), each while the
     deadline leaves a minute for it (always on the CPU fallback)."""
     plan = PLAN[mode]
     backbone = work / "backbone"

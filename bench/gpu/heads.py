@@ -1,6 +1,7 @@
 """The GPU check's task heads (check.py stage `heads_*`): multi-label, regression and a bi-encoder text pair, each a
 few steps of the real worker on the synthetic MiniLM-shaped backbone and corpus (synth.py), with its ONNX export and
-parity gate; the pair job also refits, so the refit path runs on the device too."""
+parity gate; the pair job also refits, so the refit path runs on the device too, and a search of 2 trials that
+refits serves a refit soup (engines/training/soup.py: members trained, averaged and checked on the device)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,9 @@ HEADS: dict[str, tuple[str, bool, dict[str, Any]]] = {
     "multi_label": ("multi_label", False, {}),
     "regression": ("regression", False, {}),
     "pairs_bi_refit": ("regression", True, {"pair_encoding": "bi", "refit": "true"}),
+    "search_refit_soup": ("classification", False, {"refit": "true"}),
 }
+SEARCH = {"search_refit_soup": 2}   # head -> trials (a budget of 600 s leaves the soup its 4 members)
 
 
 def rows(corpus: gpu_synth.Corpus, head: str, count: int, seed: int) -> list[dict[str, Any]]:
@@ -29,6 +32,8 @@ def rows(corpus: gpu_synth.Corpus, head: str, count: int, seed: int) -> list[dic
         nxt = {label: gpu_synth.LABELS[(i + 1) % len(gpu_synth.LABELS)] for label, i in index.items()}
         return [{"text": r["text"], "labels": [r["label"], *([nxt[r["label"]]] if i % 2 else [])]}
                 for i, r in enumerate(base)]
+    if head in SEARCH:
+        return base
     if head == "regression":
         return [{"text": r["text"], "target": float(index[r["label"]])} for r in base]
     others = [base[rng.randrange(len(base))] for _ in base]
@@ -37,7 +42,7 @@ def rows(corpus: gpu_synth.Corpus, head: str, count: int, seed: int) -> list[dic
 
 
 def spec(head: str, backbone: Path, work: Path, device: str, steps: int, batch: int, train_rows: int) -> Any:
-    from tuneserve.engines.training.spec import BackboneRef, Hyperparameters, TrainingSpec
+    from tuneserve.engines.training.spec import BackboneRef, Hyperparameters, SearchSpec, TrainingSpec
 
     task, pairs, extra = HEADS[head]
     corpus = gpu_synth.Corpus(seed=0)
@@ -50,7 +55,7 @@ def spec(head: str, backbone: Path, work: Path, device: str, steps: int, batch: 
         backbone=BackboneRef(name="synthetic-minilm-l6", path=str(backbone)),
         train_path=str(data / "train.jsonl"),
         validation_path=str(data / "validation.jsonl"),
-        labels=list(gpu_synth.LABELS) if task == "multi_label" else [],
+        labels=list(gpu_synth.LABELS) if task in ("multi_label", "classification") else [],
         output_dir=str(data / "job" / "version"),
         device="cuda" if device == "cuda" else "cpu",
         task=task,
@@ -59,4 +64,5 @@ def spec(head: str, backbone: Path, work: Path, device: str, steps: int, batch: 
             max_steps=steps, batch_size=batch, max_seq_length=96, learning_rate=2e-4, eval_steps=max(1, steps // 2),
             early_stopping_patience=0, warmup_ratio=0.1, **extra,
         ),
+        search=SearchSpec(trials=SEARCH[head], budget_seconds=600.0, seed=0) if head in SEARCH else SearchSpec(),
     )

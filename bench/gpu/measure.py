@@ -118,6 +118,7 @@ def summarise_events(
             "validation_metrics": result.get("validation_metrics"),
             "final_train_loss": result.get("final_train_loss"),
             "best_step": result.get("best_step"),
+            "refit_members": result.get("refit_members", 0),
         }
     if export:
         out |= {

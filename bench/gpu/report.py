@@ -81,7 +81,9 @@ def print_summary(report: dict[str, Any], json_path: Path) -> None:
     for name, stage in stages.items():
         if name.startswith("heads_") and name != "heads_build":
             figures = ", ".join(f"{k} {v:.3f}" for k, v in (stage.get("validation_metrics") or {}).items()
-                                if isinstance(v, float) and k in ("micro_f1", "rmse", "pearson", "spearman"))
+                                if isinstance(v, float) and k in ("micro_f1", "macro_f1", "rmse", "pearson", "spearman"))
+            members = stage.get("refit_members") or 0
+            figures += f", refit soup of {members}" if members > 1 else ", refit" if members == 1 else ""
             lines.append(f"--- {name}: {stage['status']} on {stage.get('device')}, {stage.get('precision')}, {figures}; "
                          f"parity max |diff| {stage.get('parity_max_abs_diff')}" +
                          (f": {stage.get('reason')}" if stage["status"] != "ok" else ""))
