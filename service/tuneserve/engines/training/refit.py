@@ -195,8 +195,11 @@ def describe(result: ResultEvent, refitted: Refitted) -> None:
     result.refit_steps, result.refit_examples, result.refit_seconds, result.refit_members = (
         refitted.steps, refitted.examples, refitted.seconds, refitted.members
     )
-    soup = f", {refitted.members} data orders averaged" if refitted.members > 1 else ""
-    result.message = (
-        f"{result.message} (first run, validation); served: refit on {refitted.examples} training and validation rows "
-        f"for {refitted.steps} steps{soup}"
-    )
+    result.message = f"{result.message} (first run, validation); {served(result)}"
+
+
+def served(result: ResultEvent) -> str:
+    """What a refit result serves, in words (the job's message; a search's too)."""
+    soup = f", {result.refit_members} data orders averaged" if result.refit_members > 1 else ""
+    return (f"served: refit on {result.refit_examples} training and validation rows for {result.refit_steps} steps"
+            f"{soup}")

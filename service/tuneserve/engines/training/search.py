@@ -361,9 +361,7 @@ def _result(
     result.message = (f"search: best trial {best.number} of {len(trials)}, {metric} {best.value:.4f} "
                       f"({_describe(best.params)})")
     if result.refit:
-        result.message += (f"; served: refit on {result.refit_examples} training and validation rows for "
-                           f"{result.refit_steps} steps"
-                           + (f", {result.refit_members} data orders averaged" if result.refit_members > 1 else ""))
+        result.message += f"; {refit.served(result)}"
     return result
 
 

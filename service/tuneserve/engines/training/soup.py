@@ -49,33 +49,31 @@ def retrain(
     average in prepared.model (or the first member's weights, when the average fails the check); `prepared` is a
     text_pipeline.PreparedText or vision_pipeline.PreparedImages with a fresh model."""
     members = max(1, min(members, MAX_MEMBERS))
+    if members == 1:
+        return refit.retrain(spec, prepared, first, writer, stop, device=device, path=path)
     rows = [*prepared.splits.train, *prepared.splits.validation]
     sample = train_sample(rows, spec.hyperparameters.seed)
-    scores: list[float] = []
-    seconds, steps = 0.0, 0
-    for member in range(members):
-        saved = _weights_path(path, member)
-        if not saved.is_file():
-            model = prepared if member == 0 else prepared.with_fresh_model(spec, rows)
-            outcome = refit.retrain(spec, model, first, writer, stop, device=device,
-                                    path=path if member == 0 else path / f"member-{member + 1}", member=member)
-            if not isinstance(outcome, refit.Refitted):
-                return outcome
-            if members == 1:
-                return outcome
-            _save(model.model, saved, fit=_fit(spec, prepared, model.model, sample, device, first),
-                  seconds=outcome.seconds, steps=outcome.steps)
-            del model
-            gc.collect()
-        record = torch.load(saved, map_location="cpu", weights_only=True)
-        scores.append(float(record["fit"]))
-        seconds, steps = seconds + float(record["seconds"]), int(record["steps"])
-    _average(prepared.model, [_weights_path(path, member) for member in range(members)])
-    soup_fit = _fit(spec, prepared, prepared.model, sample, device, first)
+    encoded = prepared.encode(sample)
+    paths = [_weights_path(path, member) for member in range(members)]
+    for member, saved in enumerate(paths):
+        if saved.is_file():  # NOTE: trained by an earlier worker
+            continue
+        model = prepared if member == 0 else prepared.with_fresh_model(spec, rows)
+        outcome = refit.retrain(spec, model, first, writer, stop, device=device,
+                                path=path if member == 0 else path / f"member-{member + 1}", member=member)
+        if not isinstance(outcome, refit.Refitted):
+            return outcome
+        _save(model.model, saved, fit=_fit(spec, prepared, model.model, sample, encoded, device, first),
+              seconds=outcome.seconds, steps=outcome.steps)
+        del model
+        gc.collect()
+    figures = _average(prepared.model, paths)
+    scores = [float(f["fit"]) for f in figures]
+    seconds, steps = sum(float(f["seconds"]) for f in figures), int(figures[0]["steps"])
+    soup_fit = _fit(spec, prepared, prepared.model, sample, encoded, device, first)
     metric = prepared.task.fit_metric
     if soup_fit < min(scores) - TOLERANCE:
-        first_member = _weights_path(path, 0)
-        prepared.model.load_state_dict(torch.load(first_member, map_location="cpu", weights_only=True)["weights"])
+        prepared.model.load_state_dict(torch.load(paths[0], map_location="cpu", weights_only=True)["weights"])
         writer.write(RefitEvent(
             steps=steps, examples=len(rows), best_step=first.result.best_step,
             message=f"refit soup not served: the average of {members} refits fits {metric} {soup_fit:.4f} on "
@@ -103,12 +101,15 @@ def _save(model: TransferClassifier, saved: Path, **figures: float) -> None:
     os.replace(partial, saved)
 
 
-def _average(model: TransferClassifier, paths: list[Path]) -> None:
+def _average(model: TransferClassifier, paths: list[Path]) -> list[dict[str, Any]]:
     """Load into `model` the mean of the members' floating-point tensors (the first member's integer buffers, such as
-    BatchNorm's batch counts, as they are)."""
+    BatchNorm's batch counts, as they are); return each member's figures (each file is read once)."""
     total: dict[str, torch.Tensor] = {}
+    figures: list[dict[str, Any]] = []
     for path in paths:
-        weights = torch.load(path, map_location="cpu", weights_only=True)["weights"]
+        record = torch.load(path, map_location="cpu", weights_only=True)
+        weights = record.pop("weights")
+        figures.append(record)
         for name, tensor in weights.items():
             if not tensor.is_floating_point():
                 total.setdefault(name, tensor)
@@ -122,20 +123,21 @@ def _average(model: TransferClassifier, paths: list[Path]) -> None:
         name: (tensor / len(paths)).to(reference[name].dtype) if tensor.is_floating_point() else tensor
         for name, tensor in total.items()
     })
+    return figures
 
 
 def _fit(
-    spec: TrainingSpec, prepared: Any, model: TransferClassifier, sample: list[Any], device: DeviceChoice,
-    first: refit.FirstRun,
+    spec: TrainingSpec, prepared: Any, model: TransferClassifier, sample: list[Any], encoded: Any,
+    device: DeviceChoice, first: refit.FirstRun,
 ) -> float:
-    """The task's fit metric of `model` on `sample` (rows it trained on), decoded with the first run's parameters."""
+    """The task's fit metric of `model` on `sample` (rows it trained on; `encoded`: them as the model's inputs),
+    decoded with the first run's parameters."""
     task = prepared.task
     with tempfile.TemporaryDirectory(prefix="soup-") as scratch:
         trainer = build_trainer(
             model, prepared.tokenizer, hp=spec.hyperparameters, labels=spec.labels, task=task, params=first.params,
-            train_set=prepared.encode(sample), validation_set=None, checkpoint_dir=Path(scratch), device=device,
-            callbacks=[],
+            train_set=encoded, validation_set=None, checkpoint_dir=Path(scratch), device=device, callbacks=[],
         )
-        logits = row_logits(trainer, prepared.encode(sample), "soup")
+        logits = row_logits(trainer, encoded, "soup")
     outputs = task.outputs(logits, first.params)
     return float(task.metrics(outputs, targets(sample), list(spec.labels), first.params)[task.fit_metric])
