@@ -17,8 +17,9 @@ from tests.conftest import ServerThread, make_settings
 from tests.fixtures import make_texts
 from tests.serving_models import TinyVersion, publish
 from tuneserve.tasks import TaskParams, get_task
-from tuneserve.tasks.calibration import expected_calibration_error
+from tuneserve.tasks.calibration import consistency, expected_calibration_error
 from tuneserve_client import Client, EvaluationReport, Prediction
+from tuneserve_client.cli.main import main as cli
 from tuneserve_client.proto.inference import grpc_service_pb2 as pb
 from tuneserve_client.proto.inference import grpc_service_pb2_grpc as pb_grpc
 
@@ -77,6 +78,19 @@ def test_predict_oip_and_evaluate_serve_the_calibrated_scores(calibrated: dict[s
     assert report.metrics["ece"] == pytest.approx(ece, abs=1e-5)
     assert sum(b.count for b in report.reliability) == len(TEXTS)
     assert all(0.0 <= b.confidence <= 1.0 and 0.0 <= b.accuracy <= 1.0 for b in report.reliability)
+    _assert_consistency(report, ece)
+
+
+def test_cli_evaluate_prints_the_ece_beside_a_calibrated_models(
+    calibrated: dict[str, Served], capsys: pytest.CaptureFixture[str]
+) -> None:
+    served = calibrated["classification"]
+    assert cli(["--target", served.server.target, "evaluate", "--model", served.model_id, "--dataset",
+                served.dataset]) == 0
+    _, report = _predict_and_evaluate(served)
+    line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("calibration:"))
+    assert f"ECE {report.ece:.4f} (a perfectly calibrated model would show about {report.ece_if_calibrated:.4f}" in line
+    assert f"p = {report.ece_p_value:.3g}: " in line
 
 
 def test_multi_label_platt_scores_and_decisions_are_the_same_over_predict_oip_and_evaluate(
@@ -107,7 +121,21 @@ def test_multi_label_platt_scores_and_decisions_are_the_same_over_predict_oip_an
     ece = expected_calibration_error(expected, truth)
     assert report.HasField("ece") and report.ece == pytest.approx(ece, abs=1e-5)
     assert sum(b.count for b in report.reliability) == len(TEXTS) * len(LABELS)
+    _assert_consistency(report, ece)
     assert report.metrics["micro_f1"] == pytest.approx(task.metrics(expected, TAGGED, LABELS, PLATT)["micro_f1"])
+
+
+def _assert_consistency(report: EvaluationReport, ece: float) -> None:
+    """Evaluate's consistency test is the one of its own reliability bins, each bin's band a range of accuracies, and
+    neither figure is among the metrics a comparison takes deltas of."""
+    bins = [(b.confidence, b.accuracy, b.count) for b in report.reliability]
+    wanted = consistency(bins, ece)
+    assert report.ece_if_calibrated == pytest.approx(wanted.ece_if_calibrated, abs=1e-4)
+    assert report.ece_p_value == pytest.approx(wanted.p_value, abs=1e-3)
+    assert all(0.0 <= b.calibrated_low <= b.calibrated_high <= 1.0 for b in report.reliability)
+    served = [x for b in report.reliability for x in (b.calibrated_low, b.calibrated_high)]
+    assert served == pytest.approx([x for band in wanted.bands for x in band])
+    assert not {"ece_if_calibrated", "ece_p_value"} & set(report.metrics)
 
 
 def _predict_and_evaluate(served: Served) -> tuple[list[Prediction], EvaluationReport]:

@@ -9,6 +9,7 @@ same heads run in torch, with scipy's tests."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -207,6 +208,9 @@ def test_cli_evaluate_shows_each_tasks_tables(world: World, capsys: pytest.Captu
     out = capsys.readouterr().out
     assert "subset accuracy:" in out and "hamming loss:" in out and "P (MCNEMAR, HOLM)" in out
     assert all(tag in out for tag in TAGS) and "confusion matrix" not in out
+    assert re.search(r"calibration: +ECE \d\.\d{4} \(a perfectly calibrated model would show about \d\.\d{4} on these "
+                     r"rows; p = [\d.e-]+: (within|miscalibrated beyond) these rows' sampling noise\)", out)
     assert cli([*base, "--model", world.id("regression"), "--dataset", world.datasets["regression"]]) == 0
     out = capsys.readouterr().out
     assert "rmse:" in out and "spearman:" in out and "residuals:" in out and "LABEL" not in out
+    assert "calibration:" not in out   # regression has no calibration

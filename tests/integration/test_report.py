@@ -59,6 +59,9 @@ def test_report_of_a_finished_job_with_baselines(
     for src in parsed.images:
         png_size(src)
     assert "script" not in parsed.tags and EVIL not in page and EVIL in parsed.text
+    held_out = client.evaluate(done.model_id, test.id).report
+    assert f"ECE {held_out.ece:.4f} (a perfectly calibrated model would show about {held_out.ece_if_calibrated:.4f}" \
+        in parsed.text
 
     curve = table_with(parsed, "step")
     assert [row[0] for row in curve[1:]] == [str(p.step) for p in r.learning_curve] == ["8", "16"]

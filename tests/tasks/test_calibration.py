@@ -1,6 +1,7 @@
 """Temperature scaling, Platt scaling and ECE on controlled data: an overconfident model is softened, the NLL drops,
 the argmax and ranking stay; a multi-label model shifted as `pos_weight` shifts it is brought back by a bias per label
-where a temperature cannot; ECE matches a hand-computed value."""
+where a temperature cannot; ECE matches a hand-computed value; the consistency test passes calibrated scores at its
+level and fails overconfident ones."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import pytest
 
 from tuneserve.tasks.calibration import (
     binary_nll,
+    consistency,
     expected_calibration_error,
     fit_binary_platt,
     fit_softmax_temperature,
@@ -114,6 +116,43 @@ def test_ece_by_hand() -> None:
     assert expected_calibration_error(confidence, correct) == pytest.approx((2 * 0.47 + 0.5) / 3)
     assert reliability(confidence, correct) == [(0.5, 1.0, 1), (pytest.approx(0.97), 0.5, 2)]
     assert expected_calibration_error(np.array([]), np.array([])) == 0.0
+
+
+def _forecasts(rows: int, rng: np.random.Generator, sharpen: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """Top scores in [1/3, 1] and outcomes drawn from score ** sharpen: calibrated at 1, overconfident above."""
+    confidence = np.clip(rng.beta(5.0, 1.0, rows), 1 / 3, 1.0)
+    return confidence, rng.random(rows) < confidence**sharpen
+
+
+def test_consistency_passes_calibrated_scores_at_its_level_and_fails_overconfident_ones() -> None:
+    rng = np.random.default_rng(7)
+    p_calibrated, p_overconfident, noise = [], [], []
+    for _ in range(200):
+        confidence, correct = _forecasts(300, rng)
+        found = consistency(reliability(confidence, correct), expected_calibration_error(confidence, correct))
+        p_calibrated.append(found.p_value)
+        noise.append(found.ece_if_calibrated)
+        confidence, correct = _forecasts(300, rng, sharpen=2.0)
+        p_overconfident.append(consistency(reliability(confidence, correct),
+                                           expected_calibration_error(confidence, correct)).p_value)
+    # a test at level 0.05 rejects about 5% of calibrated sets (binomial sd of 200 draws: 1.5%) ...
+    assert 0.01 <= np.mean(np.array(p_calibrated) < 0.05) <= 0.10
+    # ... and nearly every overconfident one
+    assert np.mean(np.array(p_overconfident) < 0.05) > 0.9
+    # ECE's noise on 300 rows is several hundredths, on 3,000 a third of that (1 / sqrt(rows))
+    big = consistency(reliability(*_forecasts(3000, rng)), 0.0).ece_if_calibrated
+    assert 0.03 < float(np.median(noise)) < 0.07 and big < float(np.median(noise)) / 2.5
+
+
+def test_consistency_bands_hold_each_bins_calibrated_accuracy() -> None:
+    points = [(0.5, 0.5, 100), (0.95, 1.0, 20), (0.7, 0.7, 1)]
+    found = consistency(points, expected_calibration_error(np.array([]), np.array([])))
+    assert found.p_value == 1.0   # an ECE of 0: every draw is at least as far off
+    for (confidence, _, _), (low, high) in zip(points, found.bands, strict=True):
+        assert 0.0 <= low <= confidence <= high <= 1.0
+    assert found.bands[0] == pytest.approx((0.42, 0.58), abs=0.01)   # 50 +- 1.645 * 5 rows of 100
+    assert found.bands[2] == (0.0, 1.0)                               # one row: right or wrong
+    assert consistency([], 0.0).p_value == 1.0 and consistency([], 0.0).bands == []
 
 
 def test_nothing_to_fit() -> None:

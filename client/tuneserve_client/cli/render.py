@@ -311,6 +311,7 @@ def evaluation(console: Console, report: EvaluationReport) -> None:
                 f"precision {report.weighted_precision:.4f}  recall {report.weighted_recall:.4f}  "
                 f"f1 {report.weighted_f1:.4f}",
             ),
+            *([("calibration", calibration_text(report))] if report.HasField("ece") else []),
             ("runtime", f"{report.runtime} ({report.duration_seconds:.2f} s)"),
         ],
     )
@@ -319,6 +320,18 @@ def evaluation(console: Console, report: EvaluationReport) -> None:
         per_class.add_row(c.label, f"{c.precision:.4f}", f"{c.recall:.4f}", f"{c.f1:.4f}", str(c.support))
     _print_table(console, per_class)
     confusion_matrix(console, report)
+
+
+def calibration_text(report: EvaluationReport) -> str:
+    """ECE of the served scores beside what a perfectly calibrated model would show on as many rows, and the
+    consistency test's verdict."""
+    text = f"ECE {report.ece:.4f}"
+    if not report.HasField("ece_p_value"):
+        return text
+    verdict = ("miscalibrated beyond these rows' sampling noise" if report.ece_p_value < 0.05
+               else "within these rows' sampling noise")
+    return (f"{text} (a perfectly calibrated model would show about {report.ece_if_calibrated:.4f} on these rows; "
+            f"p = {report.ece_p_value:.3g}: {verdict})")
 
 
 def evaluation_response(console: Console, response: EvaluateResponse) -> None:

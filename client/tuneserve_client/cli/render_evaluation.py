@@ -116,6 +116,7 @@ def _multi_label(report: EvaluationReport) -> list[tuple[str, str]]:
         ("samples f1", f"{m.get('samples_f1', 0.0):.4f}"),
         ("subset accuracy", f"{m.get('subset_accuracy', 0.0):.4f}"),
         ("hamming loss", f"{m.get('hamming_loss', 0.0):.4f}"),
+        *([("calibration", render.calibration_text(report))] if report.HasField("ece") else []),
     ]  # fmt: skip
 
 

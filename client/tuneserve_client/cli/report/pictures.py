@@ -135,9 +135,16 @@ def residuals(points: Sequence[RegressionPoint], title: str) -> Figure:
 
 
 def reliability(bins: Sequence[ReliabilityBin], title: str) -> Figure:
-    """Accuracy against mean confidence per bin (a marker's area: its rows), with the line of perfect calibration."""
+    """Accuracy against mean confidence per bin (a marker's area: its rows), with the line of perfect calibration and
+    each bin's consistency band (the 5-95% range of accuracies a perfectly calibrated model would show with its rows:
+    a marker outside its band is off by more than sampling explains)."""
     figure, axes = _figure(5.5, 5)
     axes.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1, label="perfectly calibrated")
+    banded = [b for b in bins if b.calibrated_high > 0]
+    if banded:
+        axes.vlines([b.confidence for b in banded], [b.calibrated_low for b in banded],
+                    [b.calibrated_high for b in banded], color="grey", linewidth=3, alpha=0.35,
+                    label="5-95% if calibrated")
     total = max(1, sum(b.count for b in bins))
     axes.plot([b.confidence for b in bins], [b.accuracy for b in bins], color="C0", linewidth=1)
     axes.scatter([b.confidence for b in bins], [b.accuracy for b in bins], s=[20 + 400 * b.count / total for b in bins],

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from tuneserve_client.cli import render
 from tuneserve_client.cli.report import pictures
 from tuneserve_client.cli.report.blocks import fields, image, note, num, section, table
 from tuneserve_client.proto.tuneserve.v1.common_pb2 import (
@@ -101,11 +102,13 @@ def calibration(job: Job, report: EvaluationReport | None) -> str:
     if bins and report is not None:
         parts.append(image(pictures.reliability(bins, f"reliability on {report.dataset_id} (ECE {num(report.ece)})"),
                            "reliability diagram"))
+        parts.append(fields([("held-out ECE", render.calibration_text(report))]))
     return section(
         "calibration", "Calibration",
         note("fitted on the job's validation rows (temperature scaling; multi-label: Platt scaling, a temperature "
              "and a bias per label): a score of 0.9 should be right about 9 times in 10; the diagram plots "
-             "Evaluate's served scores (15 equal-width bins)"),
+             "Evaluate's served scores (15 equal-width bins), each with the band a perfectly calibrated model's "
+             "accuracy would fall in on that many rows"),
         *parts,
     )
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from tuneserve.tasks import calibration
 from tuneserve.tasks.base import SpanError, TaskReport
 
 CLASSIFICATION_METRICS = (
@@ -50,6 +51,11 @@ class EvaluationReport:
     points: list[tuple[float, float]] = field(default_factory=list)  # regression: (true, predicted) of a sample
     ece: float | None = None          # classification, multi-label: expected calibration error of the served scores
     reliability: list[tuple[float, float, int]] = field(default_factory=list)  # (confidence, accuracy, rows) per bin
+    # With ece: what a perfectly calibrated model with these scores would show on these rows (calibration.consistency):
+    # its median ECE, the p-value of the observed one, and each reliability bin's 5-95% band of accuracies.
+    ece_if_calibrated: float | None = None
+    ece_p_value: float | None = None
+    reliability_bands: list[tuple[float, float]] = field(default_factory=list)
     span_errors: list[SpanError] = field(default_factory=list)       # token classification: missed/spurious examples
     span_counts: dict[str, int] = field(default_factory=dict)        # token classification: missed, spurious, wrong_type
 
@@ -60,6 +66,8 @@ class EvaluationReport:
     ) -> EvaluationReport:
         """The report of a task's figures (`Task.report`) for one model version on one dataset."""
         m = report.metrics
+        ece = m.get("ece")
+        consistent = calibration.consistency(report.reliability, ece) if ece is not None else None
         return cls(
             model_id=model_id, model_version=model_version, dataset_id=dataset_id, num_examples=num_examples,
             accuracy=m.get("accuracy", 0.0), macro_precision=m.get("macro_precision", 0.0),
@@ -69,9 +77,12 @@ class EvaluationReport:
             per_class=[ClassReport(r.label, r.precision, r.recall, r.f1, r.support) for r in report.per_label],
             labels=list(report.confusion_labels), confusion_matrix=[list(row) for row in report.confusion],
             num_unknown_labels=report.num_unknown_labels, duration_seconds=duration_seconds, task=task,
-            metrics=dict(m), residuals=dict(report.residuals), points=list(report.points), ece=m.get("ece"),
+            metrics=dict(m), residuals=dict(report.residuals), points=list(report.points), ece=ece,
             reliability=list(report.reliability), span_errors=list(report.span_errors),
             span_counts=dict(report.span_counts),
+            ece_if_calibrated=consistent.ece_if_calibrated if consistent else None,
+            ece_p_value=consistent.p_value if consistent else None,
+            reliability_bands=consistent.bands if consistent else [],
         )
 
     def figures(self) -> dict[str, float]:

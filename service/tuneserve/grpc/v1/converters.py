@@ -285,7 +285,11 @@ def _report_to_pb(r: EvaluationReport) -> models_pb2.EvaluationReport:
         task=task_to_pb(r.task), metrics=r.metrics,
         residuals=models_pb2.ResidualSummary(**r.residuals) if r.residuals else None,
         points=[models_pb2.RegressionPoint(true_value=t, predicted=p) for t, p in r.points], ece=r.ece,
-        reliability=[models_pb2.ReliabilityBin(confidence=c, accuracy=a, count=n) for c, a, n in r.reliability],
+        ece_if_calibrated=r.ece_if_calibrated, ece_p_value=r.ece_p_value,
+        reliability=[
+            models_pb2.ReliabilityBin(confidence=c, accuracy=a, count=n, calibrated_low=low, calibrated_high=high)
+            for (c, a, n), (low, high) in zip(r.reliability, r.reliability_bands, strict=True)
+        ],
         entity_errors=_entity_errors_to_pb(r) if r.span_counts else None,
     )
 

@@ -197,7 +197,7 @@ class ConfusionMatrix(_message.Message):
     def __init__(self, labels: _Optional[_Iterable[str]] = ..., rows: _Optional[_Iterable[_Union[ConfusionMatrix.Row, _Mapping]]] = ...) -> None: ...
 
 class EvaluationReport(_message.Message):
-    __slots__ = ("model_id", "model_version", "dataset_id", "num_examples", "accuracy", "macro_precision", "macro_recall", "macro_f1", "weighted_precision", "weighted_recall", "weighted_f1", "per_class", "confusion_matrix", "runtime", "duration_seconds", "num_unknown_labels", "task", "metrics", "residuals", "points", "ece", "reliability", "entity_errors")
+    __slots__ = ("model_id", "model_version", "dataset_id", "num_examples", "accuracy", "macro_precision", "macro_recall", "macro_f1", "weighted_precision", "weighted_recall", "weighted_f1", "per_class", "confusion_matrix", "runtime", "duration_seconds", "num_unknown_labels", "task", "metrics", "residuals", "points", "ece", "reliability", "entity_errors", "ece_if_calibrated", "ece_p_value")
     class MetricsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -228,6 +228,8 @@ class EvaluationReport(_message.Message):
     ECE_FIELD_NUMBER: _ClassVar[int]
     RELIABILITY_FIELD_NUMBER: _ClassVar[int]
     ENTITY_ERRORS_FIELD_NUMBER: _ClassVar[int]
+    ECE_IF_CALIBRATED_FIELD_NUMBER: _ClassVar[int]
+    ECE_P_VALUE_FIELD_NUMBER: _ClassVar[int]
     model_id: str
     model_version: int
     dataset_id: str
@@ -251,7 +253,9 @@ class EvaluationReport(_message.Message):
     ece: float
     reliability: _containers.RepeatedCompositeFieldContainer[ReliabilityBin]
     entity_errors: EntityErrors
-    def __init__(self, model_id: _Optional[str] = ..., model_version: _Optional[int] = ..., dataset_id: _Optional[str] = ..., num_examples: _Optional[int] = ..., accuracy: _Optional[float] = ..., macro_precision: _Optional[float] = ..., macro_recall: _Optional[float] = ..., macro_f1: _Optional[float] = ..., weighted_precision: _Optional[float] = ..., weighted_recall: _Optional[float] = ..., weighted_f1: _Optional[float] = ..., per_class: _Optional[_Iterable[_Union[ClassMetrics, _Mapping]]] = ..., confusion_matrix: _Optional[_Union[ConfusionMatrix, _Mapping]] = ..., runtime: _Optional[str] = ..., duration_seconds: _Optional[float] = ..., num_unknown_labels: _Optional[int] = ..., task: _Optional[_Union[_common_pb2.Task, str]] = ..., metrics: _Optional[_Mapping[str, float]] = ..., residuals: _Optional[_Union[ResidualSummary, _Mapping]] = ..., points: _Optional[_Iterable[_Union[RegressionPoint, _Mapping]]] = ..., ece: _Optional[float] = ..., reliability: _Optional[_Iterable[_Union[ReliabilityBin, _Mapping]]] = ..., entity_errors: _Optional[_Union[EntityErrors, _Mapping]] = ...) -> None: ...
+    ece_if_calibrated: float
+    ece_p_value: float
+    def __init__(self, model_id: _Optional[str] = ..., model_version: _Optional[int] = ..., dataset_id: _Optional[str] = ..., num_examples: _Optional[int] = ..., accuracy: _Optional[float] = ..., macro_precision: _Optional[float] = ..., macro_recall: _Optional[float] = ..., macro_f1: _Optional[float] = ..., weighted_precision: _Optional[float] = ..., weighted_recall: _Optional[float] = ..., weighted_f1: _Optional[float] = ..., per_class: _Optional[_Iterable[_Union[ClassMetrics, _Mapping]]] = ..., confusion_matrix: _Optional[_Union[ConfusionMatrix, _Mapping]] = ..., runtime: _Optional[str] = ..., duration_seconds: _Optional[float] = ..., num_unknown_labels: _Optional[int] = ..., task: _Optional[_Union[_common_pb2.Task, str]] = ..., metrics: _Optional[_Mapping[str, float]] = ..., residuals: _Optional[_Union[ResidualSummary, _Mapping]] = ..., points: _Optional[_Iterable[_Union[RegressionPoint, _Mapping]]] = ..., ece: _Optional[float] = ..., reliability: _Optional[_Iterable[_Union[ReliabilityBin, _Mapping]]] = ..., entity_errors: _Optional[_Union[EntityErrors, _Mapping]] = ..., ece_if_calibrated: _Optional[float] = ..., ece_p_value: _Optional[float] = ...) -> None: ...
 
 class EntityErrors(_message.Message):
     __slots__ = ("missed", "spurious", "num_missed", "num_spurious", "num_wrong_type")
@@ -284,14 +288,18 @@ class EntityError(_message.Message):
     def __init__(self, row: _Optional[int] = ..., type: _Optional[str] = ..., start: _Optional[int] = ..., end: _Optional[int] = ..., text: _Optional[str] = ..., other: _Optional[str] = ...) -> None: ...
 
 class ReliabilityBin(_message.Message):
-    __slots__ = ("confidence", "accuracy", "count")
+    __slots__ = ("confidence", "accuracy", "count", "calibrated_low", "calibrated_high")
     CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
     ACCURACY_FIELD_NUMBER: _ClassVar[int]
     COUNT_FIELD_NUMBER: _ClassVar[int]
+    CALIBRATED_LOW_FIELD_NUMBER: _ClassVar[int]
+    CALIBRATED_HIGH_FIELD_NUMBER: _ClassVar[int]
     confidence: float
     accuracy: float
     count: int
-    def __init__(self, confidence: _Optional[float] = ..., accuracy: _Optional[float] = ..., count: _Optional[int] = ...) -> None: ...
+    calibrated_low: float
+    calibrated_high: float
+    def __init__(self, confidence: _Optional[float] = ..., accuracy: _Optional[float] = ..., count: _Optional[int] = ..., calibrated_low: _Optional[float] = ..., calibrated_high: _Optional[float] = ...) -> None: ...
 
 class ResidualSummary(_message.Message):
     __slots__ = ("mean", "std", "median_abs", "p90_abs", "max_abs")
