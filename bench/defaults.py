@@ -184,6 +184,7 @@ def _service(client: Client, data: dict[str, Any], hp: dict[str, Any], search: i
     r, h = done.result, done.hyperparameters
     out = {
         "model_id": done.model_id, "macro_f1": report.macro_f1, "accuracy": report.accuracy, "ece": report.ece,
+        "ece_if_calibrated": report.ece_if_calibrated, "ece_p_value": report.ece_p_value,
         "ece_validation_before": r.calibration.ece_before, "ece_validation_after": r.calibration.ece_after,
         "wall_seconds": round(wall, 1), "train_seconds": round(r.train_seconds, 1), "best_step": r.best_step,
         "epochs": h.epochs, "batch_size": h.batch_size, "max_seq_length": r.max_seq_length,
@@ -192,7 +193,8 @@ def _service(client: Client, data: dict[str, Any], hp: dict[str, Any], search: i
     }
     if "calibration_file" in data:
         pool = client.evaluate(done.model_id, client.upload_dataset(data["calibration_file"]).id).report
-        out.update(ece_pool=pool.ece, pool_rows=pool.num_examples, reliability_pool=_bins(pool))
+        out.update(ece_pool=pool.ece, ece_pool_if_calibrated=pool.ece_if_calibrated, ece_pool_p_value=pool.ece_p_value,
+                   pool_rows=pool.num_examples, reliability_pool=_bins(pool))
     if search:
         out["trials"] = [{"state": TrialState.Name(t.state), "metric": round(t.metric, 4), "steps": t.steps,
                           "seconds": round(t.duration_seconds, 1), "best": t.best} for t in r.trials]
