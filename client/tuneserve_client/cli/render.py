@@ -209,7 +209,10 @@ def _task_rows(r: JobResult) -> list[tuple[str, str]]:
         bias = f" bias {' '.join(f'{b:.3g}' for b in c.bias)}" if c.bias else ""
         rows.append(("calibration", f"temperature {' '.join(f'{t:.3g}' for t in c.temperature)}{bias}: validation "
                                     f"ECE {c.ece_before:.4f} -> {c.ece_after:.4f}, NLL {c.nll_before:.4f} -> "
-                                    f"{c.nll_after:.4f}"))
+                                    f"{c.nll_after:.4f}"
+                                    + (f"; carried to the refit model: temperature "
+                                       f"{' '.join(f'{t:.3g}' for t in c.refit_temperature)}"
+                                       if c.refit_temperature else "")))
     if r.refit:
         rows.append(("refit", f"served model retrained on {r.refit_examples} train+validation rows for "
                               f"{r.refit_steps} steps ({r.refit_seconds:.1f} s){refit_soup(r.refit_members)}; the "

@@ -264,6 +264,11 @@ class Task(ABC):
         task has nothing to calibrate (regression)."""
         return params, None
 
+    def logit_scale(self, logits: np.ndarray) -> list[float]:
+        """How large raw outputs are, one figure per fitted temperature (what a temperature divides), for carrying a
+        calibration to a refit model (engines/training/calibrate.py: `carried`); [] where there is none to carry."""
+        return []
+
     # -- outputs ----------------------------------------------------------------------------------------------------
 
     @abstractmethod

@@ -77,6 +77,12 @@ def binary_nll(
     return float(np.mean(np.logaddexp(0.0, z) - targets * z))
 
 
+def logit_scale(logits: np.ndarray) -> float:
+    """The median over rows of the logits' standard deviation across classes: a temperature divides it exactly
+    (logit_scale(z / T) = logit_scale(z) / T), and the argmax and a shift of a row leave it alone."""
+    return float(np.median(np.asarray(logits, dtype=np.float64).std(axis=1)))
+
+
 def fit_softmax_temperature(logits: np.ndarray, targets: np.ndarray) -> float:
     """The T minimising softmax_nll on (logits, class indices); 1 when there is nothing to fit."""
     if len(targets) == 0:

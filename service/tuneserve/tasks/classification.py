@@ -112,6 +112,9 @@ class Classification(Task):
             [t], _ece(before, y), _ece(after, y), calibration.softmax_nll(z, y), calibration.softmax_nll(z, y, t)
         )
 
+    def logit_scale(self, logits: np.ndarray) -> list[float]:
+        return [calibration.logit_scale(logits)] if logits.ndim == 2 and logits.shape[1] > 1 and len(logits) else []
+
     def outputs(self, logits: np.ndarray, params: TaskParams) -> np.ndarray:
         z = logits / params.temperature[0] if params.temperature else logits
         shifted = z - z.max(axis=1, keepdims=True)

@@ -11,6 +11,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -27,10 +28,11 @@ from tests.tagging_fixtures import NER_LABELS, ner_sentences, write_sentences
 from tests.task_fixtures import TAGS, multi_label_rows, pair_rows, write_rows
 from tuneserve.engines.export.quantize import onnx_logits
 from tuneserve.engines.training import refit
-from tuneserve.engines.training.data import EncodedDataset
+from tuneserve.engines.training.data import EncodedDataset, make_splits, read_examples
 from tuneserve.engines.training.events import ResultEvent
 from tuneserve.engines.training.spec import ARTIFACTS, TrainingSpec
-from tuneserve.tasks import TaskParams
+from tuneserve.tasks import TaskParams, get_task
+from tuneserve.tasks.calibration import logit_scale
 
 # NOTE: 40 training rows (5 steps an epoch) and a separate validation set 4.5 times larger: the refit trains about 5.5
 # times the first run's best step, long enough to be stopped in the middle.
@@ -61,10 +63,14 @@ def test_refit_serves_a_fresh_model_trained_on_train_and_validation(tmp_path: Pa
     assert [e for e in refitted.events[: refitted.kinds.index("refit")] if e["kind"] == "evaluation"] == [
         e for e in plain.events if e["kind"] == "evaluation"
     ]
-    for name in ("validation_metrics", "best_step", "best_metric", "learning_curve", "fit", "calibration",
+    for name in ("validation_metrics", "best_step", "best_metric", "learning_curve", "fit",
                  "validation_confusion_matrix", "validation_per_class", "variant_metrics"):
         assert result[name] == first[name], name
-    assert TaskParams.load(refitted.output_dir) == TaskParams.load(plain.output_dir)  # the first run's temperature
+    # the first run's calibration figures, and its temperature carried to the refit model (below)
+    carried = result["calibration"].pop("refit_temperature")
+    assert result["calibration"] == first["calibration"] and "refit_temperature" not in first["calibration"]
+    served_params, first_params = TaskParams.load(refitted.output_dir), TaskParams.load(plain.output_dir)
+    assert served_params == replace(first_params, temperature=carried)
 
     # then a refit on every row for the best step scaled to the rows, with no evaluation
     steps = math.ceil(first["best_step"] * (train + validation) / train)
@@ -95,6 +101,17 @@ def test_refit_serves_a_fresh_model_trained_on_train_and_validation(tmp_path: Pa
     best_checkpoint = onnx_logits(plain.output_dir / ARTIFACTS["onnx"], tokenizer, texts, max_seq_length=128)
     assert not np.allclose(served, best_checkpoint, atol=1e-3)
     assert sorted(p.name for p in (tmp_path / "refit").iterdir()) == ["output", "spec.json", "train.jsonl"]
+
+    # the carried temperature: the first run's x the two models' logit scales on the same training rows (the
+    # training split's, all of them here: fewer than the sample's 512), measured here on their ONNX graphs
+    spec, task = TrainingSpec.load(tmp_path / "refit" / "spec.json"), get_task("classification")
+    rows = make_splits(read_examples(Path(spec.train_path), task), None, spec.labels, task,
+                       fraction=spec.hyperparameters.validation_fraction, seed=spec.hyperparameters.seed).train
+    texts = [row.text for row in rows]
+    ratio = (logit_scale(onnx_logits(refitted.output_dir / ARTIFACTS["onnx"], tokenizer, texts, max_seq_length=128))
+             / logit_scale(onnx_logits(plain.output_dir / ARTIFACTS["onnx"], tokenizer, texts, max_seq_length=128)))
+    assert abs(ratio - 1.0) > 0.01, "the refit model's logits must differ in scale for this to test anything"
+    assert carried == pytest.approx([first_params.temperature[0] * ratio], rel=1e-3)
 
 
 def signal_when(spec_path: Path, sig: signal.Signals, when: Callable[[dict[str, Any]], bool]) -> tuple[WorkerRun, float]:

@@ -95,6 +95,8 @@ def calibration(job: Job, report: EvaluationReport | None) -> str:
     if c.temperature:
         parts.append(fields([
             ("temperature", " ".join(num(t, 3) for t in c.temperature)),
+            *([("refit temperature", " ".join(num(t, 3) for t in c.refit_temperature) + " (carried to the refit "
+                "model by its logit scale)")] if c.refit_temperature else []),
             *([("bias", " ".join(num(b, 3) for b in c.bias))] if c.bias else []),
             ("validation ECE", f"{num(c.ece_before)} before, {num(c.ece_after)} after"),
             ("validation NLL", f"{num(c.nll_before)} before, {num(c.nll_after)} after"),

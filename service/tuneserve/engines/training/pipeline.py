@@ -94,6 +94,7 @@ def run_training(
         if not isinstance(refitted, refit.Refitted):
             return refitted
         refit.describe(first.result, refitted)
+        refit.carry_calibration(spec, prepared, first, device)
         step = refitted.steps
     if not _rank_zero():
         return None
@@ -144,7 +145,7 @@ def _first_run(
     # (tuning, the fit diagnosis) are collective steps every rank reaches.
     task = prepared.task
     params, calibration, report = _tune(trainer, prepared, task, spec.labels, hp.calibrate)
-    fit = _diagnose_fit(trainer, prepared, reporter, params, report)
+    fit, scale = _diagnose_fit(trainer, prepared, reporter, params, report)
     result = _result(trainer.state, reporter, prepared.splits, device, summary, spec, fit)
     # NOTE: the figures of the model as it is served (multi-label: at the tuned thresholds, which were tuned on these
     # same rows, so a little optimistic; Evaluate on held-out rows is the clean figure).
@@ -156,7 +157,7 @@ def _first_run(
     result.calibration = calibration.to_dict() if calibration else {}
     result.max_seq_length = getattr(prepared, "max_seq_length", 0)
     result.variant_metric = task.guard_metric
-    return refit.FirstRun(result, params, trainer.state.global_step)
+    return refit.FirstRun(result, params, trainer.state.global_step, scale)
 
 
 def _publish(
@@ -226,9 +227,9 @@ def _tune(
 def _diagnose_fit(
     trainer: Trainer, prepared: PreparedText | PreparedImages, reporter: EventReporter, params: TaskParams,
     report: TaskReport,
-) -> FitDiagnosis:
+) -> tuple[FitDiagnosis, list[float]]:
     """The best checkpoint's fit metric (the task's) on a sample of its own training rows, against its validation
-    value."""
+    value; and its logit scale on those rows (`Task.logit_scale`), which a refit's temperature is carried by."""
     task, labels = prepared.task, prepared.labels
     rows: list[Any] = prepared.splits.train  # text or image examples: encode() takes its own kind
     sample = train_sample(rows, int(trainer.args.seed))
@@ -237,7 +238,7 @@ def _diagnose_fit(
     _best_point(trainer.state, reporter)  # NOTE: raises when training ended without an evaluation
     return diagnose(
         train_score, report.metrics[task.fit_metric], reporter.learning_curve, len(sample), metric=task.fit_metric
-    )
+    ), task.logit_scale(logits)
 
 
 def _best_point(state: TrainerState, reporter: EventReporter) -> CurvePoint:

@@ -11,13 +11,16 @@ the one written, exported (ONNX parity still checked on the validation inputs) a
   run was scheduled for, `trainer.total_steps`) and the refit stops at refit_steps, so its learning rate follows the
   best checkpoint's path and gradual unfreezing opens the same blocks in the same epochs. Its class weights come from
   the rows it trains on.
-- **Kept from the first run**: the temperature, the multi-label thresholds and the regression scaler (`task.json`),
-  and every figure of the result (validation metrics, confusion matrix, per-class figures, calibration, learning
-  curve, fit diagnosis, best step and metric). They describe the first run's best checkpoint on the validation rows;
+- **Kept from the first run**: the multi-label thresholds and the regression scaler (`task.json`), and every figure of
+  the result (validation metrics, confusion matrix, per-class figures, calibration, learning curve, fit diagnosis,
+  best step and metric). They describe the first run's best checkpoint on the validation rows;
   the served model has trained on those rows, so no validation figure of it would be honest (Evaluate it on held-out
   rows). With an int8 variant, its guard compares the refit model's fp32 and int8 graphs on the validation rows: the
   difference is a fair test of quantisation, the two values are flattering. The result says what was refit:
   `refit`, `refit_steps`, `refit_examples` (train + validation rows), `refit_seconds`.
+- **Carried to the refit model**: the temperature (single-label classification), scaled by the two models' logit
+  scales on the same sample of training rows (`carry_calibration`; calibrate.carried says why), into `task.json` and
+  `calibration.refit_temperature`. A soup (soup.py) is carried as one model: its average's logits.
 - **Cancel, preemption, restarts**: before the refit trains, the first run's outcome is saved in
   `<checkpoint_dir>-refit/` (`first_run.json`: the result so far; `task.json`: the fitted task parameters), and the
   first run's checkpoints are removed. The refit checkpoints there, at the first run's cadence (each epoch, or every
@@ -34,15 +37,17 @@ import json
 import math
 import os
 import shutil
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 from transformers import PreTrainedTokenizerBase
 
+from tuneserve.engines.training.calibrate import carried
 from tuneserve.engines.training.callbacks import EventReporter, StopCallback
 from tuneserve.engines.training.data import EncodedDataset, Splits
+from tuneserve.engines.training.diagnostics import train_sample
 from tuneserve.engines.training.events import (
     CancelledEvent,
     EventWriter,
@@ -53,7 +58,13 @@ from tuneserve.engines.training.events import (
 )
 from tuneserve.engines.training.head import TransferClassifier
 from tuneserve.engines.training.spec import StopRequests, TrainingSpec
-from tuneserve.engines.training.trainer import DeviceChoice, build_trainer, resumable_checkpoint, total_steps
+from tuneserve.engines.training.trainer import (
+    DeviceChoice,
+    build_trainer,
+    model_logits,
+    resumable_checkpoint,
+    total_steps,
+)
 from tuneserve.tasks import Task, TaskParams
 
 if TYPE_CHECKING:  # NOTE: the image modules import efficientnet_lite_pytorch, which text jobs must not need
@@ -76,6 +87,7 @@ class Prepared(Protocol):
     @property
     def params(self) -> TaskParams: ...
     def training_set(self, examples: list[Any]) -> EncodedDataset | ImageDataset: ...
+    def encode(self, examples: list[Any]) -> EncodedDataset | ImageDataset: ...
 
 
 @dataclass
@@ -86,6 +98,7 @@ class FirstRun:
     result: ResultEvent
     params: TaskParams
     steps: int
+    logit_scale: list[float] = field(default_factory=list)   # Task.logit_scale on a sample of its training rows
 
 
 @dataclass(frozen=True)
@@ -105,7 +118,8 @@ def save(path: Path, first: FirstRun) -> None:
     """Write the first run's outcome into the refit directory (first_run.json last, by rename: it marks it whole)."""
     path.mkdir(parents=True, exist_ok=True)
     first.params.save(path)
-    body = {"result": first.result.fields(), "message": first.result.message, "steps": first.steps}
+    body = {"result": first.result.fields(), "message": first.result.message, "steps": first.steps,
+            "logit_scale": first.logit_scale}
     partial = path / f"{FIRST_RUN}.partial"
     partial.write_text(json.dumps(body, indent=2) + "\n")
     os.replace(partial, path / FIRST_RUN)
@@ -118,7 +132,8 @@ def load(path: Path) -> FirstRun | None:
     except (OSError, ValueError):
         return None
     result = ResultEvent(**body["result"], message=body.get("message", ""))
-    return FirstRun(result, TaskParams.load(path), int(body.get("steps", 0)))
+    return FirstRun(result, TaskParams.load(path), int(body.get("steps", 0)),
+                    [float(x) for x in body.get("logit_scale", [])])
 
 
 def forget(path: Path) -> None:
@@ -187,6 +202,19 @@ def retrain(
             "kept)",
         )
     return Refitted(steps=steps, examples=len(rows), seconds=float(summary["train_runtime"]))
+
+
+def carry_calibration(spec: TrainingSpec, prepared: Prepared, first: FirstRun, device: DeviceChoice) -> None:
+    """Carry the first run's temperature to the refit model in prepared.model (calibrate.carried: scaled by the two
+    models' logit scales on the same sample of training rows), into first.params (what is served) and the result's
+    calibration (`refit_temperature`)."""
+    if not first.logit_scale or not first.params.temperature:
+        return
+    sample = train_sample(prepared.splits.train, spec.hyperparameters.seed)
+    logits = model_logits(prepared.model, prepared, spec.hyperparameters, spec.labels, first.params,
+                          prepared.encode(sample), device)
+    first.params = carried(first.params, first.logit_scale, prepared.task.logit_scale(logits))
+    first.result.calibration = {**first.result.calibration, "refit_temperature": list(first.params.temperature)}
 
 
 def describe(result: ResultEvent, refitted: Refitted) -> None:

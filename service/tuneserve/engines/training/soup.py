@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import gc
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +34,7 @@ from tuneserve.engines.training.diagnostics import train_sample
 from tuneserve.engines.training.events import CancelledEvent, EventWriter, PreemptedEvent, RefitEvent
 from tuneserve.engines.training.head import TransferClassifier
 from tuneserve.engines.training.spec import StopRequests, TrainingSpec
-from tuneserve.engines.training.trainer import DeviceChoice, build_trainer, row_logits
+from tuneserve.engines.training.trainer import DeviceChoice, model_logits
 
 MAX_MEMBERS = 4
 TOLERANCE = 0.02
@@ -133,11 +132,6 @@ def _fit(
     """The task's fit metric of `model` on `sample` (rows it trained on; `encoded`: them as the model's inputs),
     decoded with the first run's parameters."""
     task = prepared.task
-    with tempfile.TemporaryDirectory(prefix="soup-") as scratch:
-        trainer = build_trainer(
-            model, prepared.tokenizer, hp=spec.hyperparameters, labels=spec.labels, task=task, params=first.params,
-            train_set=encoded, validation_set=None, checkpoint_dir=Path(scratch), device=device, callbacks=[],
-        )
-        logits = row_logits(trainer, encoded, "soup")
+    logits = model_logits(model, prepared, spec.hyperparameters, spec.labels, first.params, encoded, device)
     outputs = task.outputs(logits, first.params)
     return float(task.metrics(outputs, targets(sample), list(spec.labels), first.params)[task.fit_metric])

@@ -263,6 +263,22 @@ def build_trainer(
     )
 
 
+def model_logits(
+    model: TransferClassifier, prepared: Any, hp: Hyperparameters, labels: Sequence[str], params: TaskParams,
+    encoded: Any, device: DeviceChoice,
+) -> np.ndarray:
+    """`row_logits` of a model outside its training run (a refit's, a soup's) on `encoded` rows (`prepared`: a
+    text_pipeline.PreparedText or vision_pipeline.PreparedImages, for its tokenizer and task)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="predict-") as scratch:
+        trainer = build_trainer(
+            model, prepared.tokenizer, hp=hp, labels=labels, task=prepared.task, params=params, train_set=encoded,
+            validation_set=None, checkpoint_dir=Path(scratch), device=device, callbacks=[],
+        )
+        return row_logits(trainer, encoded, "predict")
+
+
 def row_logits(trainer: Trainer, dataset: Any, prefix: str) -> np.ndarray:
     """The raw outputs on the dataset's rows as the task judges a row (a per-token task's per word)."""
     output = trainer.predict(dataset, metric_key_prefix=prefix)
