@@ -119,6 +119,8 @@ def summarise_events(
             "final_train_loss": result.get("final_train_loss"),
             "best_step": result.get("best_step"),
             "refit_members": result.get("refit_members", 0),
+            "refit_temperature": (result.get("calibration") or {}).get("refit_temperature", []),
+            "temperature": (result.get("calibration") or {}).get("temperature", []),
         }
     if export:
         out |= {

@@ -84,6 +84,9 @@ def print_summary(report: dict[str, Any], json_path: Path) -> None:
                                 if isinstance(v, float) and k in ("micro_f1", "macro_f1", "rmse", "pearson", "spearman"))
             members = stage.get("refit_members") or 0
             figures += f", refit soup of {members}" if members > 1 else ", refit" if members == 1 else ""
+            if stage.get("refit_temperature"):
+                figures += (f", temperature {stage['temperature'][0]:.3f} carried to "
+                            f"{stage['refit_temperature'][0]:.3f}")
             lines.append(f"--- {name}: {stage['status']} on {stage.get('device')}, {stage.get('precision')}, {figures}; "
                          f"parity max |diff| {stage.get('parity_max_abs_diff')}" +
                          (f": {stage.get('reason')}" if stage["status"] != "ok" else ""))

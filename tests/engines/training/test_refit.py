@@ -108,10 +108,13 @@ def test_refit_serves_a_fresh_model_trained_on_train_and_validation(tmp_path: Pa
     rows = make_splits(read_examples(Path(spec.train_path), task), None, spec.labels, task,
                        fraction=spec.hyperparameters.validation_fraction, seed=spec.hyperparameters.seed).train
     texts = [row.text for row in rows]
-    ratio = (logit_scale(onnx_logits(refitted.output_dir / ARTIFACTS["onnx"], tokenizer, texts, max_seq_length=128))
-             / logit_scale(onnx_logits(plain.output_dir / ARTIFACTS["onnx"], tokenizer, texts, max_seq_length=128)))
-    assert abs(ratio - 1.0) > 0.01, "the refit model's logits must differ in scale for this to test anything"
-    assert carried == pytest.approx([first_params.temperature[0] * ratio], rel=1e-3)
+    refit_scale, first_scale = (
+        logit_scale(onnx_logits(run.output_dir / ARTIFACTS["onnx"], tokenizer, texts, max_seq_length=128))
+        for run in (refitted, plain)
+    )
+    assert first["calibration"]["logit_scale"] == pytest.approx([first_scale], rel=1e-3)
+    assert abs(refit_scale / first_scale - 1.0) > 0.01, "the logits must differ in scale for this to test anything"
+    assert carried == pytest.approx([first_params.temperature[0] * refit_scale / first_scale], rel=1e-3)
 
 
 def signal_when(spec_path: Path, sig: signal.Signals, when: Callable[[dict[str, Any]], bool]) -> tuple[WorkerRun, float]:

@@ -21,6 +21,7 @@ from tuneserve.engines.training.model import TextClassifier
 from tuneserve.engines.training.search import STUDY_NAME, open_study, selection_margin, served_trial
 from tuneserve.engines.training.search_space import own_params, suggest
 from tuneserve.engines.training.spec import ARTIFACTS, Hyperparameters, SearchSpec, TrainingSpec
+from tuneserve.tasks import TaskParams
 
 # NOTE: the caller's values stay fixed; only the learning rates are searched (and enqueued below)
 FIXED = {"epochs": 3, "batch_size": 8, "head_dropout": 0.1, "weight_decay": 0.0, "warmup_ratio": 0.0,
@@ -188,6 +189,10 @@ def test_the_best_trial_is_refit_as_a_soup_of_row_orders_that_resumes_member_by_
     )
     metrics = json.loads((run.output_dir / ARTIFACTS["metrics"]).read_text())
     assert metrics["refit"] is True and metrics["refit_members"] == 4 and len(metrics["trials"]) == 2
+    # the best trial's temperature, carried to the soup by its logit scale (refit.carry_calibration), is served
+    calibration = result["calibration"]
+    assert calibration["logit_scale"][0] > 0 and calibration["refit_temperature"] != calibration["temperature"]
+    assert TaskParams.load(run.output_dir).temperature == calibration["refit_temperature"]
     assert (run.output_dir / ARTIFACTS["onnx"]).is_file() and not list((tmp_path / "trials").glob("*/checkpoints*"))
 
 

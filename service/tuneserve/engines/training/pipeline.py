@@ -154,10 +154,10 @@ def _first_run(
         report, task.report_labels(spec.labels)
     )
     result.label_thresholds = dict(zip(spec.labels, params.thresholds, strict=False))
-    result.calibration = calibration.to_dict() if calibration else {}
+    result.calibration = {**calibration.to_dict(), "logit_scale": scale} if calibration else {}
     result.max_seq_length = getattr(prepared, "max_seq_length", 0)
     result.variant_metric = task.guard_metric
-    return refit.FirstRun(result, params, trainer.state.global_step, scale)
+    return refit.FirstRun(result, params, trainer.state.global_step)
 
 
 def _publish(

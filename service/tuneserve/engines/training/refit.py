@@ -37,7 +37,7 @@ import json
 import math
 import os
 import shutil
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -98,7 +98,6 @@ class FirstRun:
     result: ResultEvent
     params: TaskParams
     steps: int
-    logit_scale: list[float] = field(default_factory=list)   # Task.logit_scale on a sample of its training rows
 
 
 @dataclass(frozen=True)
@@ -118,8 +117,7 @@ def save(path: Path, first: FirstRun) -> None:
     """Write the first run's outcome into the refit directory (first_run.json last, by rename: it marks it whole)."""
     path.mkdir(parents=True, exist_ok=True)
     first.params.save(path)
-    body = {"result": first.result.fields(), "message": first.result.message, "steps": first.steps,
-            "logit_scale": first.logit_scale}
+    body = {"result": first.result.fields(), "message": first.result.message, "steps": first.steps}
     partial = path / f"{FIRST_RUN}.partial"
     partial.write_text(json.dumps(body, indent=2) + "\n")
     os.replace(partial, path / FIRST_RUN)
@@ -132,8 +130,7 @@ def load(path: Path) -> FirstRun | None:
     except (OSError, ValueError):
         return None
     result = ResultEvent(**body["result"], message=body.get("message", ""))
-    return FirstRun(result, TaskParams.load(path), int(body.get("steps", 0)),
-                    [float(x) for x in body.get("logit_scale", [])])
+    return FirstRun(result, TaskParams.load(path), int(body.get("steps", 0)))
 
 
 def forget(path: Path) -> None:
@@ -207,13 +204,15 @@ def retrain(
 def carry_calibration(spec: TrainingSpec, prepared: Prepared, first: FirstRun, device: DeviceChoice) -> None:
     """Carry the first run's temperature to the refit model in prepared.model (calibrate.carried: scaled by the two
     models' logit scales on the same sample of training rows), into first.params (what is served) and the result's
-    calibration (`refit_temperature`)."""
-    if not first.logit_scale or not first.params.temperature:
+    calibration (`refit_temperature`). The first run's scale is its calibration's `logit_scale` (a search's trial keeps
+    it in its result.json)."""
+    first_scale = [float(x) for x in first.result.calibration.get("logit_scale", [])]
+    if not first_scale or not first.params.temperature:
         return
     sample = train_sample(prepared.splits.train, spec.hyperparameters.seed)
     logits = model_logits(prepared.model, prepared, spec.hyperparameters, spec.labels, first.params,
                           prepared.encode(sample), device)
-    first.params = carried(first.params, first.logit_scale, prepared.task.logit_scale(logits))
+    first.params = carried(first.params, first_scale, prepared.task.logit_scale(logits))
     first.result.calibration = {**first.result.calibration, "refit_temperature": list(first.params.temperature)}
 
 

@@ -260,7 +260,7 @@ class JobResult(_message.Message):
     def __init__(self, validation_metrics: _Optional[_Mapping[str, float]] = ..., best_metric_name: _Optional[str] = ..., best_metric: _Optional[float] = ..., best_step: _Optional[int] = ..., stopped_early: _Optional[bool] = ..., train_seconds: _Optional[float] = ..., samples_per_second: _Optional[float] = ..., train_examples: _Optional[int] = ..., validation_examples: _Optional[int] = ..., parity_max_abs_diff: _Optional[float] = ..., device: _Optional[str] = ..., precision: _Optional[str] = ..., final_train_loss: _Optional[float] = ..., learning_curve: _Optional[_Iterable[_Union[LearningCurvePoint, _Mapping]]] = ..., fit: _Optional[_Union[FitDiagnosis, _Mapping]] = ..., baselines: _Optional[_Iterable[_Union[BaselineResult, _Mapping]]] = ..., transfer_verdict: _Optional[str] = ..., variant_macro_f1: _Optional[_Mapping[str, float]] = ..., validation_confusion_matrix: _Optional[_Union[_models_pb2.ConfusionMatrix, _Mapping]] = ..., validation_per_class: _Optional[_Iterable[_Union[_models_pb2.ClassMetrics, _Mapping]]] = ..., variant_metric: _Optional[str] = ..., variant_metrics: _Optional[_Mapping[str, float]] = ..., label_thresholds: _Optional[_Mapping[str, float]] = ..., auto_hyperparameters: _Optional[_Iterable[str]] = ..., calibration: _Optional[_Union[Calibration, _Mapping]] = ..., trials: _Optional[_Iterable[_Union[Trial, _Mapping]]] = ..., refit: _Optional[bool] = ..., max_seq_length: _Optional[int] = ..., refit_steps: _Optional[int] = ..., refit_examples: _Optional[int] = ..., refit_seconds: _Optional[float] = ..., auto_actions: _Optional[_Iterable[str]] = ..., refit_members: _Optional[int] = ...) -> None: ...
 
 class Calibration(_message.Message):
-    __slots__ = ("temperature", "ece_before", "ece_after", "nll_before", "nll_after", "bias", "refit_temperature")
+    __slots__ = ("temperature", "ece_before", "ece_after", "nll_before", "nll_after", "bias", "refit_temperature", "logit_scale")
     TEMPERATURE_FIELD_NUMBER: _ClassVar[int]
     ECE_BEFORE_FIELD_NUMBER: _ClassVar[int]
     ECE_AFTER_FIELD_NUMBER: _ClassVar[int]
@@ -268,6 +268,7 @@ class Calibration(_message.Message):
     NLL_AFTER_FIELD_NUMBER: _ClassVar[int]
     BIAS_FIELD_NUMBER: _ClassVar[int]
     REFIT_TEMPERATURE_FIELD_NUMBER: _ClassVar[int]
+    LOGIT_SCALE_FIELD_NUMBER: _ClassVar[int]
     temperature: _containers.RepeatedScalarFieldContainer[float]
     ece_before: float
     ece_after: float
@@ -275,7 +276,8 @@ class Calibration(_message.Message):
     nll_after: float
     bias: _containers.RepeatedScalarFieldContainer[float]
     refit_temperature: _containers.RepeatedScalarFieldContainer[float]
-    def __init__(self, temperature: _Optional[_Iterable[float]] = ..., ece_before: _Optional[float] = ..., ece_after: _Optional[float] = ..., nll_before: _Optional[float] = ..., nll_after: _Optional[float] = ..., bias: _Optional[_Iterable[float]] = ..., refit_temperature: _Optional[_Iterable[float]] = ...) -> None: ...
+    logit_scale: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, temperature: _Optional[_Iterable[float]] = ..., ece_before: _Optional[float] = ..., ece_after: _Optional[float] = ..., nll_before: _Optional[float] = ..., nll_after: _Optional[float] = ..., bias: _Optional[_Iterable[float]] = ..., refit_temperature: _Optional[_Iterable[float]] = ..., logit_scale: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class Trial(_message.Message):
     __slots__ = ("number", "params", "metric", "state", "duration_seconds", "steps", "best", "reason")
