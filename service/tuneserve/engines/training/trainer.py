@@ -6,6 +6,7 @@ import json
 import math
 import os
 import shutil
+import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -269,8 +270,6 @@ def model_logits(
 ) -> np.ndarray:
     """`row_logits` of a model outside its training run (a refit's, a soup's) on `encoded` rows (`prepared`: a
     text_pipeline.PreparedText or vision_pipeline.PreparedImages, for its tokenizer and task)."""
-    import tempfile
-
     with tempfile.TemporaryDirectory(prefix="predict-") as scratch:
         trainer = build_trainer(
             model, prepared.tokenizer, hp=hp, labels=labels, task=prepared.task, params=params, train_set=encoded,
