@@ -145,7 +145,7 @@ def _digits(work: Path) -> dict[str, Any]:
     picked = [row for label in sorted({lb for _, lb in train}) for row in [r for r in train if r[1] == label]
               [:DIGITS_PER_CLASS]]
     # NOTE: calibration is also scored on every digit the training rows did not take (the held-out 360 + the 1,137 the
-    # 30-per-class sample left): ECE on 360 rows has a noise floor of about 0.04 (calibration.ece_noise).
+    # 30-per-class sample left): ECE on 360 rows has a noise floor of about 0.04 (EvaluationReport.ece_if_calibrated).
     taken = {id(image) for image, _ in picked}
     pool = test + [row for row in train if id(row[0]) not in taken]
     zips = {}
@@ -156,7 +156,7 @@ def _digits(work: Path) -> dict[str, Any]:
     return {"kind": "image", "source": f"scikit-learn digits, EfficientNet-Lite0 at {DIGITS_SIZE} px",
             "train_rows": len(picked), "test_rows": len(test), "train_zip": zips["train"], "test_zip": zips["test"],
             "train_file": work / "digits-train.zip", "test_file": work / "digits-test.zip",
-            "calibration_file": work / "digits-pool.zip", "calibration_rows": len(pool),
+            "calibration_file": work / "digits-pool.zip",
             "backbone": lite0_at(DIGITS_SIZE, work / "data" / "backbones")}
 
 
